@@ -1,0 +1,33 @@
+/**
+ * The `warden` command. Each subcommand lives in its own file and is registered in COMMANDS.
+ * A command returns its exit code; it writes its own errors to stderr.
+ */
+
+export type Command = (args: string[]) => Promise<number>;
+
+interface CommandEntry {
+  run: Command;
+  summary: string;
+}
+
+const COMMANDS: Record<string, CommandEntry> = {
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: warden <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n'warden <command> --help' for the options of one command.\n`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`warden: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  return command.run(rest);
+}

@@ -1,0 +1,11 @@
+// Registration functions, one per concern. Each lives in the file of its concern.
+#pragma once
+#include <napi.h>
+
+namespace warden {
+
+void InitLauncher(Napi::Env env, Napi::Object exports);  // launcher_binding.cc: spawn, kill
+void InitProbe(Napi::Env env, Napi::Object exports);     // probe.cc: what `warden doctor` reports
+void InitSeccomp(Napi::Env env, Napi::Object exports);   // seccomp_binding.cc: compileSeccomp (tests, debugging)
+
+}  // namespace warden

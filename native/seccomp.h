@@ -1,0 +1,62 @@
+// Seccomp policy → classic BPF program. The policy is data (lib/policy); this file only compiles it.
+// The launcher installs the program last, after PR_SET_NO_NEW_PRIVS (see child.cc).
+#pragma once
+
+#include <linux/filter.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace warden {
+
+// What a matching rule (or the default) does.
+enum class SeccompAction : uint8_t {
+  kAllow,
+  kErrno,      // the syscall fails with `errno_value`; the program goes on
+  kViolation,  // SECCOMP_RET_USER_NOTIF: the host kills the sandbox and reports the syscall by name
+  kKill,       // SECCOMP_RET_KILL_PROCESS: no report beyond SIGSYS (arch mismatch, x32)
+};
+
+// One comparison on a syscall argument. All checks of a rule must hold for the rule to match.
+struct SeccompArgCheck {
+  enum class Op : uint8_t {
+    kEq,          // arg == value
+    kNe,          // arg != value
+    kMaskedEq,    // (arg & mask) == value
+    kAnyBitsSet,  // (arg & mask) != 0
+  };
+  uint8_t index = 0;  // 0..5
+  Op op = Op::kEq;
+  uint64_t value = 0;
+  uint64_t mask = ~0ull;
+  bool low32 = false;  // compare only the low 32 bits (ioctl request, socket family, ...)
+};
+
+struct SeccompRule {
+  std::string syscall;  // name, for errors
+  int nr = -1;          // x86_64 number
+  SeccompAction action = SeccompAction::kViolation;
+  uint16_t errno_value = 0;
+  std::vector<SeccompArgCheck> args;
+};
+
+struct SeccompPolicy {
+  SeccompAction default_action = SeccompAction::kViolation;
+  uint16_t default_errno = 0;
+  std::vector<SeccompRule> rules;  // first match wins, in order
+};
+
+struct SeccompProgram {
+  std::vector<sock_filter> code;
+  bool needs_listener = false;  // some path returns SECCOMP_RET_USER_NOTIF
+};
+
+// Compiles `policy`. Returns "" on success, otherwise a message naming the offending field.
+std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out);
+
+// x86_64 syscall table. -1 / nullptr when unknown.
+int SyscallNumber(const char* name);
+const char* SyscallName(int nr);
+
+}  // namespace warden
