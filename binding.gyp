@@ -5,6 +5,10 @@
       "sources": [
         "native/addon.cc",
         "native/launcher_binding.cc",
+        "native/launcher.cc",
+        "native/child.cc",
+        "native/mounts.cc",
+        "native/exit_watch.cc",
         "native/probe.cc",
         "native/seccomp.cc",
         "native/seccomp_binding.cc"
