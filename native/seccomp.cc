@@ -113,6 +113,12 @@ std::string RuleField(const SeccompRule& rule, size_t i) {
   return rule.field.empty() ? "rules[" + std::to_string(i) + "]" : rule.field;
 }
 
+// For errors about the syscall itself: the rule's path, plus the position in its syscall list.
+std::string SyscallField(const SeccompRule& rule, size_t i) {
+  std::string f = RuleField(rule, i);
+  return rule.syscall_index < 0 ? f : f + ".syscalls[" + std::to_string(rule.syscall_index) + "]";
+}
+
 std::string CheckAction(SeccompAction action, uint16_t errno_value, const std::string& field) {
   switch (action) {
     case SeccompAction::kAllow:
@@ -154,7 +160,7 @@ std::string CheckLauncherSyscall(const SeccompPolicy& policy, int nr, const char
     const SeccompRule& r = policy.rules[i];
     if (r.nr != nr) continue;
     if (r.action != SeccompAction::kAllow)
-      return RuleField(r, i) + ": " + name +
+      return SyscallField(r, i) + ": " + name +
              " must stay allowed: the launcher calls sendmsg and execve after installing the filter";
     if (r.args.empty()) return "";
   }
@@ -215,7 +221,7 @@ std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out) {
     const SeccompRule& r = policy.rules[i];
     const std::string field = RuleField(r, i);
     if (r.nr < 0 || static_cast<uint32_t>(r.nr) >= kX32SyscallBit || SyscallName(r.nr) == nullptr)
-      return field + ": unknown x86_64 syscall '" + r.syscall + "' (number " + std::to_string(r.nr) + ")";
+      return SyscallField(r, i) + ": unknown x86_64 syscall '" + r.syscall + "' (number " + std::to_string(r.nr) + ")";
     if (std::string e = CheckAction(r.action, r.errno_value, field + ".action"); !e.empty()) return e;
     for (size_t j = 0; j < r.args.size(); j++)
       if (std::string e = CheckArg(r.args[j], field + ".args[" + std::to_string(j) + "]"); !e.empty()) return e;

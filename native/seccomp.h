@@ -36,6 +36,7 @@ struct SeccompArgCheck {
 struct SeccompRule {
   std::string syscall;  // name, for errors
   std::string field;    // where the rule came from ("seccomp.rules[3]"), for errors; may be empty
+  int syscall_index = -1;  // position of `syscall` in that rule's list, for errors; -1 when none
   int nr = -1;          // x86_64 number
   SeccompAction action = SeccompAction::kViolation;
   uint16_t errno_value = 0;

@@ -229,7 +229,8 @@ std::string SeccompPolicyFromJs(Napi::Value value, SeccompPolicy* out) {
         rule.syscall = sv.As<Napi::String>().Utf8Value();
         rule.nr = SyscallNumber(rule.syscall.c_str());
         if (rule.nr < 0) return sf + ": unknown x86_64 syscall '" + rule.syscall + "'";
-        rule.field = sf;
+        rule.field = rf;
+        rule.syscall_index = static_cast<int>(j);
         policy.rules.push_back(std::move(rule));
       }
     }
