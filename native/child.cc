@@ -117,8 +117,15 @@ int ChildMain(void* arg) {
           0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kSecurebits, r);
 
-  // Identity before mounts: in a user namespace that maps only the sandbox's ids, files created
-  // while still the (unmapped) host uid fail with EOVERFLOW.
+  // With the host identity still: bind sources resolve as the host process would resolve them.
+  int trees[kMaxBinds];
+  if (plan.mount_ns) {
+    ChildFailure failure{};
+    if (!ChildPrepareRoot(plan, trees, &failure)) Report(plan, status, failure);
+  }
+
+  // Identity before creating mount points: in a user namespace that maps only the sandbox's ids,
+  // files created while still the (unmapped) host uid fail with EOVERFLOW.
   if (plan.drop_supplementary_groups) {
     r = Sys(SYS_setgroups, 0, nullptr);
     if (r < 0) Report(plan, status, Stage::kSetgroups, r);
@@ -138,7 +145,7 @@ int ChildMain(void* arg) {
 
   if (plan.mount_ns) {
     ChildFailure failure{};
-    if (!ChildSetupMounts(plan, &failure)) Report(plan, status, failure);
+    if (!ChildPopulateRoot(plan, trees, &failure)) Report(plan, status, failure);
   }
 
   if (plan.uts_ns && !plan.hostname.empty()) {

@@ -115,6 +115,7 @@ struct LaunchPlan {
 
   // filesystem: the new root is a tmpfs mounted on root_base then pivoted into
   std::string root_base = "/tmp";
+  std::string root_options;
   std::vector<std::string> mount_strings;  // storage for MountOp strings (reserved up front)
   std::vector<MountOp> mounts;
 

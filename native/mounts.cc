@@ -16,9 +16,6 @@ namespace warden {
 
 namespace {
 
-// Where the host's root is reachable between the first pivot and its detachment.
-constexpr const char kOldRoot[] = "/.oldroot";
-
 // Upper bound of strings per spec (parents + source + target + options), so `mount_strings` never
 // reallocates while MountOps point into it.
 constexpr size_t kStringsPerSpec = 64;
@@ -70,10 +67,18 @@ class OpBuilder {
 std::string BuildMountOps(const std::vector<MountSpec>& specs, LaunchPlan* plan) {
   plan->mounts.clear();
   plan->mount_strings.clear();
+  // The root tmpfs belongs to the sandbox's ids: mount points are created after the identity
+  // change, and the root is read-only once populated anyway.
+  plan->root_options = "mode=0755,size=1m,uid=" + std::to_string(plan->uid) +
+                       ",gid=" + std::to_string(plan->gid);
   plan->mount_strings.reserve(specs.size() * kStringsPerSpec + 8);
   OpBuilder b(plan);
+  size_t binds = 0;
   for (size_t i = 0; i < specs.size(); i++) {
     const MountSpec& s = specs[i];
+    if ((s.kind == MountSpec::Kind::kBind || s.kind == MountSpec::Kind::kProc) && ++binds > kMaxBinds) {
+      return "mounts: at most " + std::to_string(kMaxBinds) + " bind and proc mounts";
+    }
     const int index = static_cast<int>(i);
     const std::string where = "mounts[" + std::to_string(i) + "]";
     if (!IsAbsoluteNormal(s.target) || s.target == "/") {
@@ -105,7 +110,7 @@ std::string BuildMountOps(const std::vector<MountSpec>& specs, LaunchPlan* plan)
           attrs |= MOUNT_ATTR_NODEV;
         }
         if (!s.writable) attrs |= MOUNT_ATTR_RDONLY;
-        b.Add({MountOpKind::kBind, b.Keep(kOldRoot + s.source), b.Keep(s.target), nullptr, attrs, 0,
+        b.Add({MountOpKind::kBind, b.Keep(s.source), b.Keep(s.target), nullptr, attrs, 0,
                index});
         break;
       }
@@ -141,26 +146,67 @@ bool Fail(ChildFailure* f, Stage stage, long ret, int index = -1) {
 
 }  // namespace
 
-bool ChildSetupMounts(const LaunchPlan& plan, ChildFailure* f) {
+bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   long r;
   // Nothing we mount may propagate back to the host, and pivot_root refuses shared mounts.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
   if (r < 0) return Fail(f, Stage::kMountPrivate, r);
 
-  // The new root: a small tmpfs. Mounting it over root_base hides root_base only until the pivot;
-  // afterwards the host tree, root_base included, is reachable whole under /.oldroot.
+  // Clone every bind source now, while we still resolve host paths with the host identity, and
+  // restrict each clone (read-only, nosuid, nodev, recursively) before it is attached anywhere.
+  // The clones are detached trees held by fd: the host tree can go right after.
+  int k = 0;
+  for (size_t i = 0; i < plan.mounts.size(); i++) {
+    const MountOp& op = plan.mounts[i];
+    if (op.kind == MountOpKind::kProc) {
+      // The kernel mounts a new proc only where a fully visible one exists in the mount namespace
+      // (mount_too_revealing), so it is created now, detached, while the host's /proc is visible.
+      long fs = Sys(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+      if (fs < 0) return Fail(f, Stage::kProc, fs, op.logical_index);
+      r = Sys(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+      if (r >= 0) {
+        r = Sys(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+      }
+      Sys(SYS_close, fs);
+      if (r < 0) return Fail(f, Stage::kProc, r, op.logical_index);
+      trees[k++] = static_cast<int>(r);
+      continue;
+    }
+    if (op.kind != MountOpKind::kBind) continue;
+    r = Sys(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (r < 0) return Fail(f, Stage::kBind, r, op.logical_index);
+    trees[k] = static_cast<int>(r);
+    // mount_setattr applies to every submount too (a remount would miss them), and only ever adds
+    // restrictions, so flags the kernel locked on the source stay as they are.
+    struct mount_attr attr;
+    __builtin_memset(&attr, 0, sizeof attr);
+    attr.attr_set = op.attr_set;
+    attr.propagation = MS_PRIVATE;
+    r = Sys(SYS_mount_setattr, trees[k], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+    if (r < 0) return Fail(f, Stage::kBindAttrs, r, op.logical_index);
+    k++;
+  }
+
+  // The new root: a small tmpfs, pivoted into with pivot_root(".", "."), which stacks the old root
+  // on top of the new one so that a lazy unmount of "." detaches the whole host tree.
   const char* base = plan.root_base.c_str();
-  r = Sys(SYS_mount, "tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m");
+  r = Sys(SYS_mount, "tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, plan.root_options.c_str());
   if (r < 0) return Fail(f, Stage::kMountRoot, r);
   r = Sys(SYS_chdir, base);
   if (r < 0) return Fail(f, Stage::kMountRoot, r);
-  r = Sys(SYS_mkdir, ".oldroot", 0700);
-  if (r < 0) return Fail(f, Stage::kMountRoot, r);
-  r = Sys(SYS_pivot_root, ".", ".oldroot");
+  r = Sys(SYS_pivot_root, ".", ".");
   if (r < 0) return Fail(f, Stage::kPivotRoot, r);
+  r = Sys(SYS_umount2, ".", MNT_DETACH);
+  if (r < 0) return Fail(f, Stage::kDetachOldRoot, r);
   r = Sys(SYS_chdir, "/");
   if (r < 0) return Fail(f, Stage::kPivotRoot, r);
+  return true;
+}
 
+bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f) {
+  long r;
+  int k = 0;
   for (size_t i = 0; i < plan.mounts.size(); i++) {
     const MountOp& op = plan.mounts[i];
     const int idx = op.logical_index;
@@ -174,26 +220,21 @@ bool ChildSetupMounts(const LaunchPlan& plan, ChildFailure* f) {
         if (r < 0 && r != -EEXIST) return Fail(f, Stage::kTouch, r, idx);
         if (r >= 0) Sys(SYS_close, r);
         break;
-      case MountOpKind::kBind: {
-        r = Sys(SYS_mount, op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr);
+      case MountOpKind::kBind:
+        r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
         if (r < 0) return Fail(f, Stage::kBind, r, idx);
-        // mount_setattr applies the flags to every submount too (a remount would miss them), and
-        // only ever adds restrictions, so flags the kernel locked on the source stay as they are.
-        struct mount_attr attr;
-        __builtin_memset(&attr, 0, sizeof attr);
-        attr.attr_set = op.attr_set;
-        attr.propagation = MS_PRIVATE;
-        r = Sys(SYS_mount_setattr, AT_FDCWD, op.target, AT_RECURSIVE, &attr, sizeof attr);
-        if (r < 0) return Fail(f, Stage::kBindAttrs, r, idx);
+        Sys(SYS_close, trees[k]);
+        k++;
         break;
-      }
       case MountOpKind::kTmpfs:
         r = Sys(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.data);
         if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
         break;
       case MountOpKind::kProc:
-        r = Sys(SYS_mount, "proc", op.target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+        r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
         if (r < 0) return Fail(f, Stage::kProc, r, idx);
+        Sys(SYS_close, trees[k]);
+        k++;
         break;
       case MountOpKind::kSymlink:
         r = Sys(SYS_symlink, op.source, op.target);
@@ -201,12 +242,6 @@ bool ChildSetupMounts(const LaunchPlan& plan, ChildFailure* f) {
         break;
     }
   }
-
-  // Detach the host's tree: from here on nothing outside the new root is reachable.
-  r = Sys(SYS_umount2, "/.oldroot", MNT_DETACH);
-  if (r < 0) return Fail(f, Stage::kDetachOldRoot, r);
-  r = Sys(SYS_rmdir, "/.oldroot");
-  if (r < 0) return Fail(f, Stage::kDetachOldRoot, r);
 
   // The root itself is read-only: the sandbox writes only where a writable mount says so.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,

@@ -23,8 +23,14 @@ struct MountSpec {
 // directories each target needs. Returns "" or an error naming the entry.
 std::string BuildMountOps(const std::vector<MountSpec>& specs, LaunchPlan* plan);
 
-// Child side (no allocation, raw syscalls): the whole sequence from making mounts private to the
-// read-only root. On failure fills *failure and returns false.
-bool ChildSetupMounts(const LaunchPlan& plan, ChildFailure* failure);
+constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind (and proc) in a fixed array
+
+// Child side (no allocation, raw syscalls), in two steps around the identity change.
+// Before it, with the host identity: make mounts private, clone and restrict every bind source into
+// `trees` (kMaxBinds entries), pivot into a fresh tmpfs and detach the host tree.
+bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* failure);
+// After it (so created mount points belong to a mapped uid): mount points, binds, tmpfs, /proc,
+// symlinks, then the read-only root.
+bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* failure);
 
 }  // namespace warden

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Sandbox } from '../lib/sandbox/sandbox';
 import { isRoot, sh } from './helpers/sandbox';
 
-const SECCOMP = { seccomp: 'none' as const };
+const SECCOMP = {}; // the default profile
 
 t.test('identity: unprivileged uid/gid inside, and the host sees an unprivileged uid', async (t) => {
   const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'id -u; id -g; id -G; read x'], stdio: ['pipe', 'pipe', 'inherit'], ...SECCOMP });
@@ -120,11 +120,14 @@ t.test('/dev holds only the harmless devices', async (t) => {
 });
 
 t.test('capabilities all empty, no_new_privs set, no controlling tty', async (t) => {
-  const r = await sh('grep -E "^(Cap|NoNewPrivs)" /proc/self/status; cat /proc/self/stat', SECCOMP);
+  const r = await sh('grep -E "^(Cap|NoNewPrivs|Seccomp:)" /proc/self/status; cat /proc/self/stat', SECCOMP);
+  t.match(r.stdout, /Seccomp:\s+2/, 'the default profile is installed');
   for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) {
     t.match(r.stdout, new RegExp(`${set}:\\s+0000000000000000`), `${set} is empty`);
   }
   t.match(r.stdout, /NoNewPrivs:\s+1/);
+  const strict = await sh('grep -E "^Seccomp:" /proc/self/status', { seccomp: 'strict' });
+  t.match(strict.stdout, /Seccomp:\s+2/, 'a seccomp filter is installed (mode 2)');
   // field 7 of /proc/self/stat is tty_nr; the process leads its own session.
   const stat = r.stdout.trim().split('\n').pop()!;
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
