@@ -151,10 +151,10 @@ export async function loadSigningKey(file: string): Promise<SigningKey> {
   if (doc.type !== 'warden-ed25519-secret') throw new KeyFileError(file, 'not a warden secret key file');
   const secretKey = bytesField(file, doc, 'secretKey', 64);
   const sodium = await getSodium();
-  // The public half is the tail of libsodium's secret key; recompute it to catch a corrupted file.
-  const publicKey = sodium.crypto_sign_ed25519_sk_to_pk(secretKey);
-  const seedPk = sodium.crypto_sign_seed_keypair(sodium.crypto_sign_ed25519_sk_to_seed(secretKey)).publicKey;
-  if (Buffer.compare(Buffer.from(publicKey), Buffer.from(seedPk)) !== 0) throw new KeyFileError(file, 'secret key is corrupt');
+  // libsodium's secret key is seed || public key; re-derive the pair from the seed to catch corruption.
+  const derived = sodium.crypto_sign_seed_keypair(secretKey.subarray(0, 32));
+  if (Buffer.compare(Buffer.from(derived.privateKey), Buffer.from(secretKey)) !== 0) throw new KeyFileError(file, 'secret key is corrupt');
+  const publicKey = derived.publicKey;
   const keyId = keyIdOf(publicKey);
   if (doc.keyId !== keyId) throw new KeyFileError(file, `recorded key id ${String(doc.keyId)} does not match the key (${keyId})`);
   return { name: nameField(file, doc), keyId, publicKey, secretKey };
