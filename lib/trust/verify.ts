@@ -12,6 +12,7 @@
  * Each key counts once, however many signatures it contributes.
  */
 import { createHash } from 'node:crypto';
+import { InvalidOptionError } from '../errors';
 import { getSodium } from './sodium';
 import {
   BadSignatureError,
@@ -69,7 +70,12 @@ interface ResolvedKeys {
 function resolve(a: TrustAnchor | KeySet): ResolvedKeys {
   const keys = new Map<string, Uint8Array>();
   if (Array.isArray((a as TrustAnchor).keys)) {
-    const ks = keySetOf((a as TrustAnchor).keys, a.threshold); // validates threshold against distinct keys
+    const distinct = new Set((a as TrustAnchor).keys.map((k) => k.keyId)).size;
+    // A host pinning one key twice with threshold 2 must not get "two" signatures from it.
+    if (!Number.isSafeInteger(a.threshold) || a.threshold < 1 || a.threshold > distinct) {
+      throw new InvalidOptionError('anchor.threshold', `must be between 1 and the number of distinct pinned keys (${distinct}), got ${a.threshold}`);
+    }
+    const ks = keySetOf((a as TrustAnchor).keys, a.threshold);
     for (const [id, k] of Object.entries(ks.keys)) keys.set(id, new Uint8Array(Buffer.from(k.publicKey, 'base64')));
     return { threshold: ks.threshold, keys };
   }
