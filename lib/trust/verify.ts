@@ -83,9 +83,12 @@ function resolve(a: TrustAnchor | KeySet): ResolvedKeys {
   return { threshold: a.threshold, keys };
 }
 
-export async function tallySignatures(doc: TrustListDocument, keys: Map<string, Uint8Array>): Promise<SignatureTally> {
+export async function tallySignatures(
+  doc: TrustListDocument,
+  keys: Map<string, Uint8Array>,
+  message: Uint8Array = signedBytes(doc.signed),
+): Promise<SignatureTally> {
   const sodium = await getSodium();
-  const message = signedBytes(doc.signed);
   const t: SignatureTally = { valid: [], bad: [], unknown: [], duplicates: [] };
   const seen = new Set<string>();
   for (const s of doc.signatures) {
@@ -123,8 +126,8 @@ function sameKeySet(a: ResolvedKeys, b: ResolvedKeys): boolean {
   return true;
 }
 
-export function documentDigest(doc: TrustListDocument): string {
-  return createHash('sha3-512').update(signedBytes(doc.signed)).digest('hex');
+export function documentDigest(doc: TrustListDocument, message: Uint8Array = signedBytes(doc.signed)): string {
+  return createHash('sha3-512').update(message).digest('hex');
 }
 
 /** A trust list whose signatures, version and expiry have been checked. */
@@ -139,11 +142,11 @@ export class VerifiedTrustList {
   /** True if this list changed the key set (a rotation was verified). */
   readonly rotated: boolean;
 
-  constructor(document: TrustListDocument, signers: string[], rotated: boolean) {
+  constructor(document: TrustListDocument, signers: string[], rotated: boolean, digest = documentDigest(document)) {
     this.document = document;
     this.version = document.signed.version;
     this.expires = new Date(document.signed.expires);
-    this.digest = documentDigest(document);
+    this.digest = digest;
     this.signers = signers;
     this.rotated = rotated;
   }
@@ -186,14 +189,16 @@ export async function verifyTrustList(input: string | Uint8Array, opts: VerifyOp
 
 export async function verifyTrustDocument(doc: TrustListDocument, opts: VerifyOptions): Promise<VerifiedTrustList> {
   const anchor = resolve(opts.anchor);
-  const tally = await tallySignatures(doc, anchor.keys);
+  // Canonical encoding is the largest cost of a verification; do it once.
+  const message = signedBytes(doc.signed);
+  const tally = await tallySignatures(doc, anchor.keys, message);
   requireThreshold(tally, anchor.threshold, 'pinned');
 
   const declared = resolve(doc.signed.keys);
   const rotated = !sameKeySet(anchor, declared);
-  if (rotated) requireThreshold(await tallySignatures(doc, declared.keys), declared.threshold, 'rotation');
+  if (rotated) requireThreshold(await tallySignatures(doc, declared.keys, message), declared.threshold, 'rotation');
 
-  const digest = documentDigest(doc);
+  const digest = documentDigest(doc, message);
   if (opts.accepted !== undefined) {
     const { version } = doc.signed;
     if (version < opts.accepted.version) throw new RollbackError(version, opts.accepted.version, false);
@@ -204,7 +209,7 @@ export async function verifyTrustDocument(doc: TrustListDocument, opts: VerifyOp
   if (now.getTime() >= Date.parse(doc.signed.expires)) {
     throw new ExpiredError(doc.signed.expires, now.toISOString());
   }
-  return new VerifiedTrustList(doc, tally.valid, rotated);
+  return new VerifiedTrustList(doc, tally.valid, rotated, digest);
 }
 
 export type VerificationLevel = 'trusted' | 'unpinned' | 'failed';
