@@ -9,3 +9,4 @@ export type { SeccompAction, SeccompArgCheck, SeccompRule, SeccompPolicy } from 
 export { validateSeccompPolicy } from './policy/seccomp';
 export type { SeccompProfileName, SeccompProfileOptions } from './policy/profiles';
 export { resolveSeccompProfile, SECCOMP_PROFILE_NAMES } from './policy/profiles';
+export * from './trust';

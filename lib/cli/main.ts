@@ -3,6 +3,10 @@
  * A command returns its exit code; it writes its own errors to stderr.
  */
 
+import { keygen } from './keygen';
+import { hash } from './hash';
+import { trust } from './trust';
+
 export type Command = (args: string[]) => Promise<number>;
 
 interface CommandEntry {
@@ -11,6 +15,9 @@ interface CommandEntry {
 }
 
 const COMMANDS: Record<string, CommandEntry> = {
+  keygen: { run: keygen, summary: 'create a signing key pair (or --envelope key) for trust lists' },
+  hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
+  trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists' },
 };
 
 function usage(): string {

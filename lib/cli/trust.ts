@@ -1,0 +1,297 @@
+/**
+ * `warden trust SUBCOMMAND`: create, edit, sign, verify, inspect, encrypt and decrypt trust lists.
+ * Every write goes through writeFileAtomic: a failed command leaves the previous file intact.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as semver from 'semver';
+import {
+  addEntry, createTrustList, editTrustList, formatExpires, keySetOf, parseTrustList, removeEntry, serializeTrustList,
+  signTrustList, TRUST_LEVELS, TrustLevel, TrustListDocument, isValidPluginName,
+} from '../trust/document';
+import { digestDirectory } from '../trust/digest';
+import { decryptEnvelope, encryptEnvelope, isEnvelope } from '../trust/envelope';
+import { MalformedError } from '../trust/errors';
+import { DEFAULT_MAX_BYTES, readBounded, writeFileAtomic } from '../trust/io';
+import { loadEnvelopeKey, loadPublicKey, loadSigningKey, PublicKey } from '../trust/keys';
+import { parseJsonBounded } from '../trust/canonical';
+import { readTrustState, writeTrustState } from '../trust/state';
+import { checkTrustList, TrustAnchor } from '../trust/verify';
+import { flag, list, parse, Parsed, parseWhen, positiveInt, run, str, UsageError } from './trust-common';
+
+const USAGE = `usage: warden trust <subcommand> LIST [options]
+
+  init LIST --key PUB [--key PUB]... [--threshold N] [--expires WHEN] [--force]
+        create an empty list signed by the given public keys (threshold N, default 1)
+  add LIST DIR --publisher P [--name N] [--version V] [--trust LEVEL]
+        [--permission P]... [--limit NAME=INT]... [--replace]
+        hash plugin directory DIR and list it (name/version default to DIR/plugin.json)
+  remove LIST NAME[@VERSION]      drop one version, or every version, of a plugin
+  bump LIST [--expires WHEN]      start the next version (new expiry, signatures dropped)
+  keys LIST --key PUB... [--threshold N]
+        declare a new key set (a rotation: sign with a threshold of old AND new keys)
+  sign LIST --key SECRET          add a signature
+  verify LIST --pin PUB... [--threshold N] [--state FILE] [--envelope-key KEY]
+        [--plugin DIR [--name N] [--version V]]
+        exit 0: verified and trusted; 3: valid signature from a key that is not pinned; 1: failed
+  show LIST [--envelope-key KEY] [--json]
+  encrypt LIST --key ENVKEY [--out FILE]      default FILE: LIST.enc
+  decrypt FILE --key ENVKEY --out LIST
+
+Editing a signed list starts its next version and drops its signatures: sign it again.
+WHEN is a duration (90d, 12h, 2w) or a date (2030-01-31). Default expiry: 90d.
+LEVEL is one of ${TRUST_LEVELS.join(', ')} (default restricted).
+`;
+
+async function readList(file: string): Promise<TrustListDocument> {
+  const buf = await readBounded(file, DEFAULT_MAX_BYTES);
+  const raw = parseJsonBounded(buf, { maxBytes: DEFAULT_MAX_BYTES, file });
+  if (isEnvelope(raw)) throw new MalformedError('$', 'the list is encrypted; decrypt it first (warden trust decrypt)', file);
+  return parseTrustList(buf, { file });
+}
+
+async function writeList(file: string, doc: TrustListDocument): Promise<void> {
+  await writeFileAtomic(file, serializeTrustList(doc), { mode: 0o644 });
+}
+
+async function loadKeys(files: string[], option: string): Promise<PublicKey[]> {
+  if (files.length === 0) throw new UsageError(`${option} PUB is required (a .pub file from warden keygen)`);
+  return Promise.all(files.map((f) => loadPublicKey(f)));
+}
+
+function threshold(p: Parsed, keys: number): number {
+  const t = str(p, 'threshold');
+  const n = t === undefined ? 1 : positiveInt(t, '--threshold');
+  if (n > keys) throw new UsageError(`--threshold ${n} is more than the ${keys} key(s) given`);
+  return n;
+}
+
+interface PluginMeta {
+  name?: string;
+  version?: string;
+}
+
+async function readPluginMeta(dir: string): Promise<PluginMeta> {
+  const file = path.join(dir, 'plugin.json');
+  if (!fs.existsSync(file)) return {};
+  const raw = parseJsonBounded(await readBounded(file, 1024 * 1024), { maxBytes: 1024 * 1024, file }) as Record<string, unknown>;
+  if (raw === null || typeof raw !== 'object') return {};
+  return {
+    name: typeof raw.name === 'string' ? raw.name : undefined,
+    version: typeof raw.version === 'string' ? raw.version : undefined,
+  };
+}
+
+async function nameAndVersion(p: Parsed, dir: string): Promise<{ name: string; version: string }> {
+  const meta = await readPluginMeta(dir);
+  const name = str(p, 'name') ?? meta.name;
+  const version = str(p, 'version') ?? meta.version;
+  if (name === undefined) throw new UsageError(`--name is required (no name in ${path.join(dir, 'plugin.json')})`);
+  if (version === undefined) throw new UsageError(`--version is required (no version in ${path.join(dir, 'plugin.json')})`);
+  if (!isValidPluginName(name)) throw new UsageError(`--name '${name}' must be a lowercase package-style name`);
+  if (semver.valid(version) !== version) throw new UsageError(`--version '${version}' must be an exact semver version like 1.2.3`);
+  return { name, version };
+}
+
+const sub: Record<string, (args: string[]) => Promise<number>> = {
+  async init(args) {
+    const p = parse(args, { key: { type: 'string', multiple: true }, threshold: { type: 'string' }, expires: { type: 'string' }, force: { type: 'boolean' } }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    if (!flag(p, 'force') && fs.existsSync(file)) throw new UsageError(`LIST ${file} already exists; pass --force to replace it`);
+    const keys = await loadKeys(list(p, 'key'), '--key');
+    const distinct = new Set(keys.map((k) => k.keyId)).size;
+    const doc = createTrustList({ keys, threshold: threshold(p, distinct), expires: parseWhen(str(p, 'expires') ?? '90d', '--expires') });
+    await writeList(file, doc);
+    process.stdout.write(`created ${file}: version 1, ${distinct} key(s), threshold ${doc.signed.keys.threshold}, expires ${doc.signed.expires}\n`);
+    return 0;
+  },
+
+  async add(args) {
+    const p = parse(args, {
+      name: { type: 'string' }, version: { type: 'string' }, publisher: { type: 'string' }, trust: { type: 'string' },
+      permission: { type: 'string', multiple: true }, limit: { type: 'string', multiple: true }, replace: { type: 'boolean' },
+    }, { min: 2, max: 2, names: 'LIST DIR' });
+    const [file, dir] = p.positionals;
+    const publisher = str(p, 'publisher');
+    if (publisher === undefined || publisher === '') throw new UsageError('--publisher is required');
+    const trust = str(p, 'trust') ?? 'restricted';
+    if (!(TRUST_LEVELS as readonly string[]).includes(trust)) throw new UsageError(`--trust '${trust}' must be one of ${TRUST_LEVELS.join(', ')}`);
+    const limits: Record<string, number> = {};
+    for (const l of list(p, 'limit')) {
+      const m = /^([A-Za-z][A-Za-z0-9_]{0,63})=(0|[1-9][0-9]{0,15})$/.exec(l);
+      if (m === null || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--limit '${l}' must be NAME=INTEGER, e.g. memoryBytes=268435456`);
+      limits[m[1]] = Number(m[2]);
+    }
+    const doc = await readList(file);
+    const { name, version } = await nameAndVersion(p, dir);
+    const digest = await digestDirectory(dir);
+    const next = addEntry(doc, { name, version, digest, publisher, trust: trust as TrustLevel, permissions: list(p, 'permission'), limits }, { replace: flag(p, 'replace') });
+    await writeList(file, next);
+    process.stdout.write(`added ${name}@${version} ${digest} to ${file} (version ${next.signed.version}, unsigned)\n`);
+    return 0;
+  },
+
+  async remove(args) {
+    const p = parse(args, {}, { min: 2, max: 2, names: 'LIST NAME[@VERSION]' });
+    const [file, spec] = p.positionals;
+    const at = spec.lastIndexOf('@');
+    const name = at > 0 ? spec.slice(0, at) : spec;
+    const version = at > 0 ? spec.slice(at + 1) : undefined;
+    const next = removeEntry(await readList(file), name, version);
+    await writeList(file, next);
+    process.stdout.write(`removed ${spec} from ${file} (version ${next.signed.version}, unsigned)\n`);
+    return 0;
+  },
+
+  async bump(args) {
+    const p = parse(args, { expires: { type: 'string' } }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    const doc = await readList(file);
+    const expires = str(p, 'expires');
+    const next = editTrustList({ ...doc, signatures: [] }, (s) => ({
+      ...s, version: s.version + 1, expires: expires === undefined ? s.expires : formatExpires(parseWhen(expires, '--expires')),
+    }));
+    await writeList(file, next);
+    process.stdout.write(`${file}: version ${next.signed.version}, expires ${next.signed.expires}, unsigned\n`);
+    return 0;
+  },
+
+  async keys(args) {
+    const p = parse(args, { key: { type: 'string', multiple: true }, threshold: { type: 'string' } }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    const keys = await loadKeys(list(p, 'key'), '--key');
+    const t = threshold(p, new Set(keys.map((k) => k.keyId)).size);
+    const next = editTrustList(await readList(file), (s) => ({ ...s, keys: keySetOf(keys, t) }));
+    await writeList(file, next);
+    process.stdout.write(`${file}: version ${next.signed.version} declares ${Object.keys(next.signed.keys.keys).length} key(s), threshold ${t}; sign with a threshold of the old keys and of the new ones\n`);
+    return 0;
+  },
+
+  async sign(args) {
+    const p = parse(args, { key: { type: 'string' } }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    const keyFile = str(p, 'key');
+    if (keyFile === undefined) throw new UsageError('--key SECRET is required (a .key file from warden keygen)');
+    const key = await loadSigningKey(keyFile);
+    const doc = await readList(file);
+    const next = await signTrustList(doc, key);
+    await writeList(file, next);
+    const declared = key.keyId in doc.signed.keys.keys ? '' : ' (note: this key is not declared in the list; that is right only for a rotation)';
+    process.stdout.write(`signed ${file} version ${doc.signed.version} with ${key.name} (${key.keyId}); ${next.signatures.length} signature(s)${declared}\n`);
+    return 0;
+  },
+
+  async verify(args) {
+    const p = parse(args, {
+      pin: { type: 'string', multiple: true }, threshold: { type: 'string' }, state: { type: 'string' }, 'envelope-key': { type: 'string' },
+      plugin: { type: 'string' }, name: { type: 'string' }, version: { type: 'string' },
+    }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    const pins = await loadKeys(list(p, 'pin'), '--pin');
+    const anchor: TrustAnchor = { keys: pins, threshold: threshold(p, new Set(pins.map((k) => k.keyId)).size) };
+    const statePath = str(p, 'state');
+    const state = statePath === undefined ? undefined : await readTrustState(statePath);
+    if (statePath === undefined) process.stderr.write('warden trust verify: no --state file: rollback to an older list is not detected\n');
+    let bytes: Uint8Array = await readBounded(file, DEFAULT_MAX_BYTES);
+    const envKeyFile = str(p, 'envelope-key');
+    if (isEnvelope(parseJsonBounded(bytes, { maxBytes: DEFAULT_MAX_BYTES, file }))) {
+      if (envKeyFile === undefined) throw new UsageError(`${file} is encrypted: --envelope-key KEY is required`);
+      bytes = await decryptEnvelope(bytes, await loadEnvelopeKey(envKeyFile), { file });
+    }
+    const check = await checkTrustList(bytes, { anchor: state?.keys ?? anchor, accepted: state, file });
+    if (check.level === 'unpinned') {
+      process.stdout.write(`UNPINNED: ${file} has valid signature(s) from ${check.signers.join(', ')}, none pinned. Not trusted.\n`);
+      return 3;
+    }
+    if (check.level === 'failed' || check.list === undefined) {
+      process.stdout.write(`FAILED: ${file}\n`);
+      throw check.error;
+    }
+    const listed = check.list;
+    if (statePath !== undefined && (state === undefined || state.version !== listed.version || listed.rotated)) await writeTrustState(statePath, listed);
+    const pluginDir = str(p, 'plugin');
+    let plugin = '';
+    if (pluginDir !== undefined) {
+      const { name, version } = await nameAndVersion(p, pluginDir);
+      const e = await listed.verifyPlugin(name, version, pluginDir);
+      plugin = `; plugin ${e.name}@${e.version} matches (trust ${e.trust}, publisher ${e.publisher})`;
+    }
+    process.stdout.write(`TRUSTED: ${file} version ${listed.version}, expires ${listed.document.signed.expires}, signed by ${listed.signers.join(', ')}${listed.rotated ? ' (key rotation accepted)' : ''}${plugin}\n`);
+    return 0;
+  },
+
+  async show(args) {
+    const p = parse(args, { 'envelope-key': { type: 'string' }, json: { type: 'boolean' } }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    let bytes: Uint8Array = await readBounded(file, DEFAULT_MAX_BYTES);
+    if (isEnvelope(parseJsonBounded(bytes, { maxBytes: DEFAULT_MAX_BYTES, file }))) {
+      const k = str(p, 'envelope-key');
+      if (k === undefined) throw new UsageError(`${file} is encrypted: --envelope-key KEY is required`);
+      bytes = await decryptEnvelope(bytes, await loadEnvelopeKey(k), { file });
+    }
+    const doc = parseTrustList(bytes, { file });
+    if (flag(p, 'json')) {
+      process.stdout.write(serializeTrustList(doc));
+      return 0;
+    }
+    const s = doc.signed;
+    const out = [
+      `trust list ${file}  (signatures NOT checked here; use warden trust verify)`,
+      `  version  ${s.version}`,
+      `  expires  ${s.expires}`,
+      `  keys     threshold ${s.keys.threshold} of ${Object.keys(s.keys.keys).length}`,
+      ...Object.entries(s.keys.keys).map(([id, k]) => `           ${id}  ${k.name}`),
+      `  signed by ${doc.signatures.length === 0 ? '(unsigned)' : doc.signatures.map((x) => x.keyId).join(', ')}`,
+      `  entries  ${s.entries.length}`,
+      ...s.entries.map((e) => {
+        const limits = Object.entries(e.limits).map(([k, v]) => `${k}=${v}`).join(',');
+        return `    ${e.name}@${e.version}  ${e.trust}  publisher=${e.publisher}  permissions=${e.permissions.join(',') || '-'}  limits=${limits || '-'}\n      ${e.digest}`;
+      }),
+    ];
+    process.stdout.write(out.join('\n') + '\n');
+    return 0;
+  },
+
+  async encrypt(args) {
+    const p = parse(args, { key: { type: 'string' }, out: { type: 'string' } }, { min: 1, max: 1, names: 'LIST' });
+    const file = p.positionals[0];
+    const keyFile = str(p, 'key');
+    if (keyFile === undefined) throw new UsageError('--key ENVKEY is required (warden keygen NAME --envelope)');
+    const key = await loadEnvelopeKey(keyFile);
+    const bytes = await readBounded(file, DEFAULT_MAX_BYTES);
+    parseTrustList(bytes, { file }); // refuse to wrap something that is not a trust list
+    const out = str(p, 'out') ?? `${file}.enc`;
+    await writeFileAtomic(out, await encryptEnvelope(bytes, key), { mode: 0o644 });
+    process.stdout.write(`encrypted ${file} to ${out} with envelope key ${key.keyId}\n`);
+    return 0;
+  },
+
+  async decrypt(args) {
+    const p = parse(args, { key: { type: 'string' }, out: { type: 'string' } }, { min: 1, max: 1, names: 'FILE' });
+    const file = p.positionals[0];
+    const keyFile = str(p, 'key');
+    if (keyFile === undefined) throw new UsageError('--key ENVKEY is required');
+    const out = str(p, 'out');
+    if (out === undefined) throw new UsageError('--out LIST is required');
+    const key = await loadEnvelopeKey(keyFile);
+    const plain = await decryptEnvelope(await readBounded(file, DEFAULT_MAX_BYTES), key, { file });
+    parseTrustList(plain, { file });
+    await writeFileAtomic(out, plain, { mode: 0o644 });
+    process.stdout.write(`decrypted ${file} to ${out}\n`);
+    return 0;
+  },
+};
+
+export async function trust(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === '--help' || name === '-h') {
+    process.stdout.write(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const fn = sub[name];
+  if (fn === undefined) {
+    process.stderr.write(`warden trust: unknown subcommand '${name}'\n\n${USAGE}`);
+    return 2;
+  }
+  return run(`trust ${name}`, USAGE, rest, () => fn(rest));
+}

@@ -1,0 +1,22 @@
+/** The trust layer: keys, plugin digests, signed and encrypted trust lists, compatibility. */
+export * from './errors';
+export { canonicalize, parseJsonBounded, JsonValue } from './canonical';
+export { readBounded, writeFileAtomic, DEFAULT_MAX_BYTES } from './io';
+export {
+  PublicKey, SigningKey, EnvelopeKey, keyIdOf, generateSigningKey, generateEnvelopeKey, writeSigningKeyFiles,
+  writeEnvelopeKeyFile, loadPublicKey, loadSigningKey, loadEnvelopeKey, publicKeyToJson,
+} from './keys';
+export { digestDirectory, isDigest, DigestOptions } from './digest';
+export {
+  TrustLevel, TRUST_LEVELS, TrustEntry, KeySet, DeclaredKey, SignedTrustList, TrustSignature, TrustListDocument,
+  parseTrustList, serializeTrustList, signedBytes, createTrustList, editTrustList, addEntry, removeEntry, signTrustList,
+  formatExpires, keySetOf, isValidPluginName,
+} from './document';
+export {
+  TrustAnchor, AcceptedVersion, VerifyOptions, SignatureTally, VerifiedTrustList, VerificationLevel, TrustCheck,
+  verifyTrustList, verifyTrustDocument, checkTrustList, tallySignatures, documentDigest,
+} from './verify';
+export { encryptEnvelope, decryptEnvelope, isEnvelope, Envelope } from './envelope';
+export { TrustState, readTrustState, writeTrustState } from './state';
+export { TrustStore, TrustStoreOptions } from './store';
+export { PluginManifest, HostContext, checkManifest, compatibilityProblems, assertCompatible } from './compat';
