@@ -34,6 +34,8 @@ done
 
 # node and the libraries it and the addon link, at the paths ldd reports
 cp "$node" "$root/usr/bin/node"
+# its symbol table is 10+ MB the VM never reads (strip comes with binutils; optional)
+if command -v strip >/dev/null; then strip --strip-unneeded "$root/usr/bin/node"; fi
 copy_libs() {
   ldd "$1" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}' | while read -r lib; do
     [ -e "$root$lib" ] && continue
@@ -89,6 +91,6 @@ cp "$here/init" "$root/init"
 chmod 755 "$root/init"
 
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet) |
-  zstd -q -T0 -"${WARDEN_VM_ZSTD_LEVEL:-9}" -f -o "$out"
+  zstd -q -T0 -"${WARDEN_VM_ZSTD_LEVEL:-3}" -f -o "$out"
 echo "build-initramfs: $(du -sh "$root" | cut -f1) unpacked, $(du -h "$out" | cut -f1) compressed, $(wc -l < "$w/test/vm/tests.resolved") test files" >&2
 echo "$out"

@@ -21,6 +21,7 @@ start=$SECONDS
 command -v qemu-system-x86_64 >/dev/null || { echo "test:vm: qemu-system-x86_64 not found (apt-get install qemu-system-x86)" >&2; exit 2; }
 kernel="$("$here/fetch-kernel.sh")"
 initrd="$("$here/build-initramfs.sh")"
+echo "test:vm: kernel and initramfs ready in $((SECONDS - start))s" >&2
 
 # Only the given tests (by name), comma-separated on the kernel command line.
 only=""
@@ -47,7 +48,7 @@ timeout -k 10 "$limit" qemu-system-x86_64 \
   -accel tcg -cpu max -m "${WARDEN_VM_MEMORY:-2048}" -smp "${WARDEN_VM_CPUS:-2}" \
   -nographic -no-reboot -nodefaults -serial stdio -monitor none \
   -kernel "$kernel" -initrd "$initrd" -append "$append" \
-  -pidfile "$pidfile" </dev/null 2>&1 | tr -d '\r' | tee "$log"
+  -pidfile "$pidfile" </dev/null 2>&1 | sed -u 's/\r$//' | tee "$log"
 status=("${PIPESTATUS[@]}")
 set -e
 elapsed=$((SECONDS - start))

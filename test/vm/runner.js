@@ -50,6 +50,12 @@ function cgroupsBelow(dir) {
 function procsIn(cg) {
   try { return fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean); } catch { return []; }
 }
+/** User-space processes (kernel threads have an empty cmdline), except this runner. */
+function userProcesses() {
+  return fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d) && d !== String(process.pid) && d !== '1').filter((d) => {
+    try { return fs.readFileSync(`/proc/${d}/cmdline`).length > 0; } catch { return false; }
+  });
+}
 /** Kill everything in cg and below, then remove the directories below it (and cg if removeSelf). */
 function wipe(/** @type {string} */ cg, /** @type {boolean} */ removeSelf) {
   try { fs.writeFileSync(path.join(cg, 'cgroup.kill'), '1'); } catch { /* gone or no cgroup.kill */ }
@@ -85,6 +91,7 @@ function runFile(phase, setup, file) {
     const name = `${phase}: ${file}`;
     out(`# Subtest: ${name}`);
     const before = new Set(phase === 'root' ? cgroupsBelow(CG) : []);
+    const procsBefore = new Set(userProcesses());
     // The layout above the test must be what it was: a test may not change its parents' controllers.
     const watched = phase === 'root' ? [CG] : [CG, path.dirname(setup.cgroup), setup.cgroup];
     const controlBefore = watched.map((d) => fs.readFileSync(path.join(d, 'cgroup.subtree_control'), 'utf8').trim());
@@ -156,7 +163,14 @@ function runFile(phase, setup, file) {
         const change = [...want.map((c) => `+${c}`), ...now.split(/\s+/).filter((c) => c && !want.includes(c)).map((c) => `-${c}`)];
         for (const c of change) { try { fs.writeFileSync(path.join(d, 'cgroup.subtree_control'), c); } catch { /* reported */ } }
       });
-      if (phase !== 'root') {
+      if (phase === 'root') {
+        // In the root cgroup a stray process has no cgroup of its own to betray it: look at /proc.
+        const stray = userProcesses().filter((p) => !procsBefore.has(p));
+        if (stray.length) {
+          problems.push(`left processes behind: ${stray.map((p) => `${p} (${fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()})`).join(', ')}`);
+          for (const p of stray) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
+        }
+      } else {
         const procs = procsIn(setup.cgroup);
         if (procs.length) {
           problems.push(`left processes in ${setup.cgroup.slice(CG.length)}: ${procs.join(' ')}`);
