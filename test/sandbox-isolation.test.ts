@@ -80,8 +80,8 @@ t.test('filesystem: host files invisible, root and binds read-only, /tmp private
   const lines = r.stdout.split('\n');
   t.equal(lines[0], '0', 'a fresh /tmp');
   t.match(lines[1], /No such file/, 'host /tmp content invisible');
-  t.match(r.stdout, /touch: cannot touch '\/usr\/x': Read-only file system/);
-  t.match(r.stdout, /touch: cannot touch '\/newfile': Read-only file system/);
+  t.match(r.stdout, /(cannot touch .)?\/usr\/x.?: Read-only file system/);
+  t.match(r.stdout, /(cannot touch .)?\/newfile.?: Read-only file system/);
   t.match(r.stdout, /tmp-writable/);
   t.notOk(fs.existsSync('/usr/x'));
 });

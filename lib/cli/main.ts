@@ -3,6 +3,8 @@
  * A command returns its exit code; it writes its own errors to stderr.
  */
 
+import { runCommand } from './run';
+import { doctorCommand } from './doctor';
 import { keygen } from './keygen';
 import { hash } from './hash';
 import { trust } from './trust';
@@ -15,6 +17,8 @@ interface CommandEntry {
 }
 
 const COMMANDS: Record<string, CommandEntry> = {
+  run: { run: runCommand, summary: 'run a command in a sandbox: warden run [options] -- CMD [ARGS...]' },
+  doctor: { run: doctorCommand, summary: 'what this host offers and what warden will degrade or refuse' },
   keygen: { run: keygen, summary: 'create a signing key pair (or --envelope key) for trust lists' },
   hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
   trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists' },

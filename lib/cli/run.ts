@@ -1,0 +1,202 @@
+/**
+ * `warden run [options] -- CMD [ARGS...]`: one command in a sandbox, flags in the spirit of
+ * bubblewrap and nsjail.
+ *
+ * Exit status: the command's own; 128+N when killed by signal N; EXIT_SETUP (125) when the sandbox
+ * could not be set up or an option is bad (the command never ran); EXIT_VIOLATION (159, as for a
+ * death by SIGSYS) when the command was killed for a seccomp violation. The reason of the last two
+ * is one line on stderr.
+ */
+import * as os from 'node:os';
+import { InvalidOptionError, WardenError } from '../errors';
+import { Sandbox } from '../sandbox/sandbox';
+import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from '../sandbox/types';
+
+export const EXIT_SETUP = 125;
+export const EXIT_VIOLATION = 159;
+
+const HELP = `usage: warden run [options] -- CMD [ARGS...]
+
+Runs CMD in a new sandbox: every namespace, a tmpfs root with read-only system directories, a private
+/tmp, /proc and a minimal /dev, no capabilities, no_new_privs, the 'default' seccomp profile.
+
+  --ro-bind SRC [DEST]     bind SRC read-only at DEST (default: the same path)
+  --bind SRC [DEST]        bind SRC read-write
+  --tmpfs DEST[:SIZE]      a tmpfs at DEST (SIZE like 64M)
+  --tmp-size SIZE          size of the private /tmp (default 64M)
+  --no-default-binds       do not bind /usr, /bin, /lib... (bind what the command needs yourself)
+  --share-net              keep the host network (no network namespace; inet sockets allowed)
+  --no-NS                  switch off a namespace: --no-user --no-pid --no-mount --no-net --no-ipc --no-uts --no-cgroup
+  --uid N, --gid N         ids inside the sandbox
+  --host-uid N, --host-gid N   as root: the unprivileged host ids to map to (default 65534)
+  --hostname NAME          hostname inside (default warden)
+  --chdir DIR              working directory inside (default /)
+  --env NAME=VALUE         set a variable (repeatable); nothing is inherited but what --env-pass names
+  --env-pass NAME          pass one variable of warden's own environment (repeatable)
+  --profile NAME           seccomp profile: default, strict or none
+  --rlimit NAME=N[:HARD]   e.g. --rlimit nofile=256 (repeatable; 'inf' for unlimited)
+  --json-status            print a JSON line on stderr when the command starts and when it ends
+
+exit status: the command's; 128+N for signal N; ${EXIT_SETUP} setup error or bad option; ${EXIT_VIOLATION} seccomp violation
+`;
+
+class UsageError extends Error {}
+
+function parseRlimit(spec: string): [RlimitName, { soft: number; hard: number }] {
+  const m = /^([a-z]+)=([^:]+)(?::(.+))?$/.exec(spec);
+  if (m === null) throw new UsageError(`--rlimit '${spec}': expected NAME=SOFT[:HARD], e.g. nofile=256`);
+  const num = (s: string) => {
+    if (s === 'inf' || s === 'infinity' || s === 'unlimited') return Infinity;
+    if (!/^\d+$/.test(s)) throw new UsageError(`--rlimit '${spec}': '${s}' is not a whole number or 'inf'`);
+    return Number(s);
+  };
+  const soft = num(m[2]);
+  return [m[1] as RlimitName, { soft, hard: m[3] === undefined ? soft : num(m[3]) }];
+}
+
+function parseId(flag: string, v: string): number {
+  if (!/^\d+$/.test(v)) throw new UsageError(`${flag} '${v}': expected a numeric id`);
+  return Number(v);
+}
+
+/** Parses argv into spawn options; exported for tests. */
+export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatus: boolean } {
+  const binds: NonNullable<SpawnOptions['binds']>[number][] = [];
+  const tmpfs: NonNullable<SpawnOptions['tmpfs']>[number][] = [];
+  const env: Record<string, string> = {};
+  let envGiven = false;
+  const namespaces: Partial<Record<NamespaceName, boolean>> = {};
+  const rlimits: Partial<Record<RlimitName, { soft: number; hard: number }>> = {};
+  const o: Partial<SpawnOptions> = {};
+  let jsonStatus = false;
+  let i = 0;
+  const value = (flag: string): string => {
+    const v = args[++i];
+    if (v === undefined) throw new UsageError(`${flag} needs a value`);
+    return v;
+  };
+  // An optional DEST follows SRC unless the next word is a flag or the command separator.
+  const optionalDest = (): string | undefined => {
+    const next = args[i + 1];
+    if (next === undefined || next.startsWith('-')) return undefined;
+    i++;
+    return next;
+  };
+  for (; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (!a.startsWith('-')) break; // the command starts here
+    const noNs = /^--no-([a-z]+)$/.exec(a);
+    if (noNs !== null && (NAMESPACES as readonly string[]).includes(noNs[1])) {
+      namespaces[noNs[1] as NamespaceName] = false;
+      continue;
+    }
+    switch (a) {
+      case '--ro-bind':
+      case '--bind': {
+        const source = value(a);
+        binds.push({ source, target: optionalDest() ?? source, writable: a === '--bind' });
+        break;
+      }
+      case '--tmpfs': {
+        const [target, size] = value(a).split(':');
+        tmpfs.push(size === undefined ? { target } : { target, size });
+        break;
+      }
+      case '--tmp-size': o.tmpSize = value(a); break;
+      case '--no-default-binds': o.defaultBinds = false; break;
+      case '--share-net': o.shareNet = true; break;
+      case '--uid': o.uid = parseId(a, value(a)); break;
+      case '--gid': o.gid = parseId(a, value(a)); break;
+      case '--host-uid': o.hostUid = parseId(a, value(a)); break;
+      case '--host-gid': o.hostGid = parseId(a, value(a)); break;
+      case '--hostname': o.hostname = value(a); break;
+      case '--chdir': o.cwd = value(a); break;
+      case '--env': {
+        const kv = value(a);
+        const eq = kv.indexOf('=');
+        if (eq <= 0) throw new UsageError(`--env '${kv}': expected NAME=VALUE`);
+        env[kv.slice(0, eq)] = kv.slice(eq + 1);
+        envGiven = true;
+        break;
+      }
+      case '--env-pass': {
+        const name = value(a);
+        const v = process.env[name];
+        if (v === undefined) throw new UsageError(`--env-pass ${name}: warden's environment has no ${name}`);
+        env[name] = v;
+        envGiven = true;
+        break;
+      }
+      case '--profile': o.seccomp = value(a); break;
+      case '--rlimit': {
+        const [name, lim] = parseRlimit(value(a));
+        rlimits[name] = lim;
+        break;
+      }
+      case '--json-status': jsonStatus = true; break;
+      default:
+        throw new UsageError(`unknown option '${a}' (warden run --help lists them)`);
+    }
+  }
+  const command = args.slice(i);
+  if (command.length === 0) throw new UsageError('missing command: warden run [options] -- CMD [ARGS...]');
+  if (envGiven && env.PATH === undefined) env.PATH = '/usr/local/bin:/usr/bin:/bin';
+  const options: SpawnOptions = {
+    ...o,
+    command,
+    stdio: ['inherit', 'inherit', 'inherit'],
+    ...(binds.length ? { binds } : {}),
+    ...(tmpfs.length ? { tmpfs } : {}),
+    ...(envGiven ? { env } : {}),
+    ...(Object.keys(namespaces).length ? { namespaces } : {}),
+    ...(Object.keys(rlimits).length ? { rlimits } : {}),
+  };
+  return { options, jsonStatus };
+}
+
+export async function runCommand(args: string[]): Promise<number> {
+  if (args[0] === '--help' || args[0] === '-h') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const status = (o: object) => process.stderr.write(`${JSON.stringify(o)}\n`);
+  let parsed: ReturnType<typeof parseRunArgs>;
+  try {
+    parsed = parseRunArgs(args);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`warden run: ${err.message}\n`);
+      return EXIT_SETUP;
+    }
+    throw err;
+  }
+  let sb: Sandbox;
+  try {
+    sb = Sandbox.spawn(parsed.options);
+  } catch (err) {
+    if (err instanceof WardenError) {
+      process.stderr.write(`warden run: ${err.message}\n`);
+      if (parsed.jsonStatus) {
+        const e = err as WardenError & { stage?: string; errnoName?: string; field?: string };
+        status({ status: 'setup-error', code: e.code, stage: e.stage, errno: e.errnoName, field: err instanceof InvalidOptionError ? err.field : undefined, message: err.message });
+      }
+      return EXIT_SETUP;
+    }
+    throw err;
+  }
+  if (parsed.jsonStatus) status({ status: 'running', pid: sb.pid });
+  // Signals to warden go on to the sandbox (pid 1 there ignores those it has no handler for).
+  const forward = (sig: NodeJS.Signals) => sb.kill(sig);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, forward);
+  const r = await sb.exited;
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, forward);
+  const code = r.violation?.kind === 'seccomp' ? EXIT_VIOLATION : r.code ?? 128 + (os.constants.signals[r.signal!] ?? 0);
+  if (r.violation !== null) process.stderr.write(`warden run: ${r.violation.kind} violation${r.violation.syscall ? `: syscall ${r.violation.syscall}` : ''}; the sandbox was killed\n`);
+  if (parsed.jsonStatus) status({ status: 'exited', code: r.code, signal: r.signal, violation: r.violation, exitStatus: code });
+  return code;
+}
+
