@@ -10,7 +10,7 @@ const HINTS: Record<string, string> = {
   'cgroup-place': 'the sandbox could not be placed in its cgroup: check that the cgroup exists and is delegated to this user',
   timeout: 'the sandbox setup did not finish in time (a bind source on a hung filesystem?); raise setupTimeout if the host is just slow',
   'mount-root': 'the tmpfs for the new root could not be mounted',
-  'pivot-root': 'pivot_root failed: is the host root a shared mount on an unusual filesystem?',
+  'pivot-root': 'pivot_root failed: EINVAL here usually means the host runs from an initramfs (rootfs), which cannot be pivoted; boot with a real root or switch_root into a tmpfs first',
   mkdir: 'a mount point could not be created: a target may lie under a read-only bind or a symlink',
   touch: 'a mount point could not be created: a target may lie under a read-only bind or a symlink',
   bind: 'a bind mount failed: check that the source exists and that this user can read it',
