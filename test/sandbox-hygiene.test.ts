@@ -105,6 +105,10 @@ t.test('PATH search inside the sandbox', async (t) => {
 
 t.test('an unprivileged caller gets the same isolation through a user namespace', { skip: !isRoot && 'already unprivileged: the whole suite is the unprivileged run' }, async (t) => {
   const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
+  if (setpriv !== undefined && fs.realpathSync(setpriv).endsWith('busybox')) {
+    t.plan(0, 'skip: setpriv here is busybox\'s, which cannot drop the inheritable capabilities');
+    return;
+  }
   if (setpriv === undefined) {
     t.plan(0, 'skip: setpriv (util-linux) is not installed');
     return;
