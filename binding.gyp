@@ -6,6 +6,10 @@
         "native/addon.cc",
         "native/cgroup_events.cc",
         "native/launcher_binding.cc",
+        "native/launcher.cc",
+        "native/child.cc",
+        "native/mounts.cc",
+        "native/exit_watch.cc",
         "native/probe.cc",
         "native/seccomp.cc",
         "native/seccomp_binding.cc"
