@@ -1,5 +1,5 @@
 /** Resource limits through cgroups (unified, hybrid and legacy hosts). */
-export { SandboxCgroup, CGROUP_PREFIX } from './sandbox-cgroup';
+export { SandboxCgroup, CGROUP_PREFIX, listSandboxCgroups } from './sandbox-cgroup';
 export type { Violation, ViolationKind, LimitStats, CreateOptions } from './sandbox-cgroup';
 export { resolveLimits, needsCgroup } from './options';
 export type { LimitsOptions, ResolvedLimits, IoLimitOptions, IoLimit } from './options';

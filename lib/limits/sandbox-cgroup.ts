@@ -110,6 +110,8 @@ export class SandboxCgroup extends EventEmitter {
   private cpuWatch: CpuTimeWatch | undefined;
   private killing: Promise<void> | undefined;
   private destroyed: Promise<void> | undefined;
+  /** The counters as they were at teardown: stats() after the end still answers. */
+  private finalStats: LimitStats | undefined;
 
   /**
    * Creates the cgroup and arms the kernel event watches. Throws LimitError (ERR_LIMIT_UNAVAILABLE)
@@ -181,7 +183,9 @@ export class SandboxCgroup extends EventEmitter {
       const s = this.backend?.stats();
       this.violate({ kind: 'memory', limit: this.limits.memory ?? 0, observed: s?.memoryPeak ?? s?.memoryCurrent ?? this.limits.memory ?? 0, at });
     } else if (this.limits.pids !== undefined) {
-      this.violate({ kind: 'pids', limit: this.limits.pids, observed: this.backend?.stats().pidsCurrent ?? this.limits.pids, at });
+      // A fork is refused when the count is at the limit; by the time we read pids.current the
+      // refused program may have exited, so the count at refusal is the honest `observed`.
+      this.violate({ kind: 'pids', limit: this.limits.pids, observed: this.limits.pids, at });
     }
   }
 
@@ -202,6 +206,7 @@ export class SandboxCgroup extends EventEmitter {
   }
 
   stats(): LimitStats {
+    if (this.finalStats !== undefined) return { ...this.finalStats, at: Date.now() };
     const s = this.backend?.stats() ?? {};
     return {
       memory: { current: s.memoryCurrent, peak: s.memoryPeak, limit: this.limits.memory, oomKills: s.oomKills },
@@ -240,6 +245,7 @@ export class SandboxCgroup extends EventEmitter {
     this.cpuWatch?.stop();
     const b = this.backend;
     if (b === undefined) return;
+    this.finalStats = this.stats();
     // Close watches and fds before any rmdir: a v1 eventfd fires on removal, an open fd pins nothing
     // but would be read from a dead cgroup.
     b.close();
@@ -263,4 +269,31 @@ export class SandboxCgroup extends EventEmitter {
 
 function isResolved(x: unknown): x is ResolvedLimits {
   return typeof x === 'object' && x !== null && Array.isArray((x as ResolvedLimits).io) && typeof (x as ResolvedLimits).swap === 'number';
+}
+
+/**
+ * Sandbox cgroups of a host process (default: this one) that still exist, in every hierarchy.
+ * Tests use it to prove nothing is left; `warden doctor` to show leftovers of crashed hosts.
+ */
+export function listSandboxCgroups(hostPid: number | undefined = process.pid): string[] {
+  let placement: { layout: CgroupLayout; own: OwnCgroups };
+  try {
+    placement = hostPlacement();
+  } catch {
+    return [];
+  }
+  const prefix = hostPid === undefined ? CGROUP_PREFIX : `${CGROUP_PREFIX}${hostPid}.`;
+  const parents = new Set<string>([...placement.own.v1.values()]);
+  if (placement.own.v2 !== undefined) parents.add(placement.own.v2);
+  const found: string[] = [];
+  for (const parent of parents) {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith(prefix)) found.push(`${parent}/${n}`);
+  }
+  return found.sort();
 }
