@@ -185,7 +185,8 @@ t.test('spawn/exit cycles leave no cgroup and no fd behind', { skip }, async (t)
   }
   t.comment(`${n} cycles in ${Date.now() - t0} ms`);
   await sleep(50); // child_process closes its pipes on the next turns of the loop
-  t.equal(fdCount(), fds, 'fd count unchanged');
+  const after = fdCount();
+  t.ok(after <= fds, `no fd leaked (${fds} before, ${after} after)`);
   t.same(listSandboxCgroups(), [], 'no sandbox cgroup left');
 });
 
