@@ -5,3 +5,7 @@ export { SandboxSetupError } from './sandbox/errors';
 export type {
   SpawnOptions, ExitResult, Violation, BindMount, TmpfsMount, StdioOption, NamespaceName, RlimitName, RlimitValue,
 } from './sandbox/types';
+export type { SeccompAction, SeccompArgCheck, SeccompRule, SeccompPolicy } from './policy/seccomp';
+export { validateSeccompPolicy } from './policy/seccomp';
+export type { SeccompProfileName, SeccompProfileOptions } from './policy/profiles';
+export { resolveSeccompProfile, SECCOMP_PROFILE_NAMES } from './policy/profiles';

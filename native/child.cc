@@ -9,6 +9,7 @@
 #include <linux/prctl.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -126,6 +127,14 @@ int ChildMain(void* arg) {
   if (r < 0) Report(plan, status, Stage::kSetgid, r);
   r = Sys(SYS_setresuid, plan.uid, plan.uid, plan.uid);
   if (r < 0) Report(plan, status, Stage::kSetuid, r);
+
+  // A credential change clears the parent-death signal: set it again, then make sure the parent did
+  // not die in between (its end of the status socket would be closed).
+  r = Sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (r < 0) Report(plan, status, Stage::kWaitParent, r);
+  struct pollfd parent_alive = {status, POLLRDHUP, 0};
+  r = Sys(SYS_poll, &parent_alive, 1, 0);
+  if (r != 0) Exit(127);
 
   if (plan.mount_ns) {
     ChildFailure failure{};

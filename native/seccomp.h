@@ -35,6 +35,8 @@ struct SeccompArgCheck {
 
 struct SeccompRule {
   std::string syscall;  // name, for errors
+  std::string field;    // where the rule came from ("seccomp.rules[3]"), for errors; may be empty
+  int syscall_index = -1;  // position of `syscall` in that rule's list, for errors; -1 when none
   int nr = -1;          // x86_64 number
   SeccompAction action = SeccompAction::kViolation;
   uint16_t errno_value = 0;
@@ -53,10 +55,28 @@ struct SeccompProgram {
 };
 
 // Compiles `policy`. Returns "" on success, otherwise a message naming the offending field.
+//
+// The program checks, in this order: arch == AUDIT_ARCH_X86_64 (else KILL_PROCESS), the x32 bit
+// (0x40000000) in the syscall number (KILL_PROCESS), then the rules of the syscall (first match
+// wins), then the default action.
+//
+// Refused: a policy under which `execve` or `sendmsg` could be anything but allowed. The launcher
+// installs the filter, then calls sendmsg (to hand the USER_NOTIF listener to the host) and execve;
+// a policy that denies either would make every spawn fail. Also refused: errno outside 1..4095, an
+// argument index above 5, a check that can never match (value bits outside the mask, empty mask,
+// low32 with a value above 32 bits), a program longer than BPF_MAXINSNS.
 std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out);
 
 // x86_64 syscall table. -1 / nullptr when unknown.
 int SyscallNumber(const char* name);
 const char* SyscallName(int nr);
+
+// Errno table (Linux names, "EPERM" ↔ 1). -1 / nullptr when unknown.
+int ErrnoNumber(const char* name);
+const char* ErrnoName(int value);
+
+// A KILL_PROCESS from the arch or x32 checks leaves only SIGSYS to the parent: the syscall number is
+// not reported. This is the reason the launcher should print when a sandbox dies of SIGSYS.
+extern const char kSeccompKillReason[];
 
 }  // namespace warden

@@ -1,12 +1,22 @@
 /**
- * The seccomp program of a spawn. Profiles are data (lib/policy); the addon compiles them, once per
- * (profile, network) pair, so spawning does not pay for compilation.
+ * The seccomp program of a spawn. Profiles are data (lib/policy); the addon compiles them. Named
+ * profiles are compiled once per (profile, network) pair, so spawning does not pay for compilation.
  */
 import { InvalidOptionError } from '../errors';
+import { addon } from '../native';
+import { resolveSeccompProfile } from '../policy/profiles';
 
-export function compiledSeccomp(choice: SpawnSeccomp, network: boolean): Buffer | null {
-  if (choice === 'none') return null;
-  throw new InvalidOptionError('seccomp', `profile ${JSON.stringify(choice ?? 'default')} is not available yet; use 'none'`);
+const cache = new Map<string, Buffer | null>();
+
+export function compiledSeccomp(choice: string | object | undefined, network: boolean): Buffer | null {
+  const profile = choice ?? 'default';
+  const key = typeof profile === 'string' ? `${profile}/${network}` : null;
+  if (key !== null && cache.has(key)) return cache.get(key)!;
+  if (typeof profile !== 'string' && (profile === null || typeof profile !== 'object')) {
+    throw new InvalidOptionError('seccomp', "must be a profile name ('default', 'strict', 'none') or a policy object");
+  }
+  const policy = resolveSeccompProfile(profile as Parameters<typeof resolveSeccompProfile>[0], { network });
+  const program = policy === null ? null : (addon().compileSeccomp as (p: unknown) => Buffer)(policy);
+  if (key !== null) cache.set(key, program);
+  return program;
 }
-
-type SpawnSeccomp = string | object | undefined;
