@@ -92,3 +92,13 @@ t.test('this host: layout agrees with statfs, own cgroups exist', async (t) => {
   if (own.v2 !== undefined) t.ok(fs.existsSync(`${own.v2}/cgroup.procs`), `own cgroup2 ${own.v2}`);
   for (const [c, d] of own.v1) t.ok(fs.existsSync(`${d}/cgroup.procs`), `own ${c} ${d}`);
 });
+
+t.test('warden run limit flags', async (t) => {
+  const { takeLimitFlags } = await import('../lib/limits/cli');
+  const r = takeLimitFlags(['--memory', '256M', '--pids=64', '--cpu', '0.5', '--cpu-time', '10s', '--timeout', '30s', '--', 'sh', '--memory', '1']);
+  t.same(r.limits, { memory: '256M', pids: '64', cpu: '0.5', cpuTime: '10s', timeout: '30s' });
+  t.same(r.rest, ['--', 'sh', '--memory', '1']);
+  t.same(takeLimitFlags(['--net', 'x']), { limits: undefined, rest: ['--net', 'x'] });
+  t.throws(() => takeLimitFlags(['--memory']), { code: 'ERR_INVALID_OPTION', field: '--memory' });
+  t.throws(() => takeLimitFlags(['--timeout', '10']), { code: 'ERR_INVALID_OPTION', field: 'limits.timeout' });
+});

@@ -2,9 +2,7 @@
  * What `warden doctor` says about cgroups: the layout, where sandboxes would go, which limits are
  * enforceable and how teardown kills. It creates (and removes) one probe cgroup to be sure.
  */
-import * as path from 'node:path';
 import { LimitError } from '../errors';
-import { readText } from './cgroupfs';
 import { discoverOwnCgroups } from './discover';
 import { hostLayout } from './layout';
 import { SandboxCgroup } from './sandbox-cgroup';
@@ -54,15 +52,14 @@ export async function cgroupReport(): Promise<CgroupReport> {
 }
 
 export function formatCgroupReport(r: CgroupReport): string {
-  const lines = [`cgroups: ${r.mode}${r.v2Mount ? ` (cgroup2 at ${r.v2Mount})` : ''}`];
-  if (r.v1Controllers.length > 0) lines.push(`  v1 controllers: ${r.v1Controllers.join(' ')}`);
-  if (r.ownV2 !== undefined) {
-    const ctl = (readText(path.join(r.ownV2, 'cgroup.controllers')) ?? '').trim();
-    lines.push(`  own cgroup2: ${r.ownV2} (controllers: ${ctl || 'none'})`);
-  }
-  for (const [c, d] of Object.entries(r.ownV1)) lines.push(`  own ${c}: ${d}`);
-  for (const [l, s] of Object.entries(r.limits)) lines.push(`  ${l.padEnd(8)} ${s}`);
-  lines.push(`  teardown: ${r.killMethod ?? 'unavailable'}`);
-  for (const w of r.weaker) lines.push(`  weaker: ${w}`);
+  const ok = Object.entries(r.limits).filter(([, v]) => v === 'ok').map(([k]) => k);
+  const lines = [`cgroup limits     ${ok.length > 0 ? ok.join(' ') : 'none'} enforceable; teardown by ${r.killMethod ?? 'nothing (no cgroup)'}`];
+  const parents = [
+    ...(r.ownV2 !== undefined ? [`cgroup2 ${r.ownV2}`] : []),
+    ...['memory', 'pids', 'cpu', 'cpuacct'].filter((c) => r.ownV1[c] !== undefined).map((c) => `${c} ${r.ownV1[c]}`),
+  ];
+  if (parents.length > 0) lines.push(`  sandboxes under  ${parents.join(', ')}`);
+  for (const [l, s] of Object.entries(r.limits)) if (s !== 'ok') lines.push(`  ${l}: ${s}`);
+  for (const w of r.weaker) lines.push(`  weaker ${w}`);
   return lines.join('\n') + '\n';
 }
