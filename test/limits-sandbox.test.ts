@@ -60,7 +60,8 @@ t.test('timeout and cpu-time through the handle', { skip }, async (t) => {
 
 t.test('a setsid daemon outside any pid namespace dies with the sandbox', { skip }, async (t) => {
   const sb = Sandbox.spawn({
-    command: ['/bin/sh', '-c', '(setsid sh -c \'echo $$; exec sleep 1000\' &); exit 0'],
+    // The first process lingers so the daemon can report its pid; the exit then triggers teardown.
+    command: ['/bin/sh', '-c', '(setsid sh -c \'echo $$; exec sleep 1000\' &); sleep 0.5; exit 0'],
     seccomp: 'none', namespaces: { pid: false }, stdio: ['ignore', 'pipe', 'ignore'], limits: { pids: 16 },
   });
   const pid = Number(await withTimeout(firstLine(sb.stdout!), 5000, 'the daemon pid'));

@@ -6,9 +6,10 @@
  * so fast: at most `rate` cpu-seconds per wall second, where rate is the sandbox's cpu bandwidth limit
  * or the number of cpus it may run on. So after reading usage U against budget B, the budget cannot
  * be exhausted before (B − U) / rate from now. We arm one timer for that moment, read again, and
- * re-arm. A busy sandbox is checked about log(B)/log(1/(1-efficiency)) times, an idle one
- * rarely (a sandbox at 10% cpu is read again after 90% of its remaining budget would take at full
- * speed); a sandbox near its budget is read at most every MIN_REARM_MS, which bounds the overshoot to
+ * re-arm. A sandbox running flat out is read about once, when its budget runs out; one using a
+ * fraction f of `rate` is read about log(budget) / log(1/(1-f)) times (each read waits for the remaining
+ * budget at full speed); an idle one hardly ever. Near the end reads are at least MIN_REARM_MS apart,
+ * which bounds the overshoot to
  * rate × MIN_REARM_MS of cpu. The launcher may also set RLIMIT_CPU per process as a backstop.
  */
 import * as os from 'node:os';
