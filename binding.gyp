@@ -4,6 +4,7 @@
       "target_name": "warden",
       "sources": [
         "native/addon.cc",
+        "native/cgroup_events.cc",
         "native/launcher_binding.cc",
         "native/launcher.cc",
         "native/child.cc",

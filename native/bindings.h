@@ -8,4 +8,6 @@ void InitLauncher(Napi::Env env, Napi::Object exports);  // launcher_binding.cc:
 void InitProbe(Napi::Env env, Napi::Object exports);     // probe.cc: what `warden doctor` reports
 void InitSeccomp(Napi::Env env, Napi::Object exports);   // seccomp_binding.cc: compileSeccomp (tests, debugging)
 
+void InitCgroupEvents(Napi::Env env, Napi::Object exports);  // cgroup_events.cc: v1 eventfd notifications
+
 }  // namespace warden

@@ -4,6 +4,7 @@
  */
 import { hostReport } from '../sandbox/host';
 import { NAMESPACES } from '../sandbox/types';
+import { cgroupReport, formatCgroupReport } from '../limits';
 
 export async function doctorCommand(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
@@ -16,8 +17,13 @@ export async function doctorCommand(args: string[]): Promise<number> {
     return 2;
   }
   const r = hostReport();
+  // Which limits this host enforces, found by creating (and removing) one probe cgroup per limit.
+  const limits = await cgroupReport();
+  for (const [limit, state] of Object.entries(limits.limits)) {
+    if (state !== 'ok') r.findings.push({ level: 'degraded', text: `limits.${limit} fails closed (allowDegraded substitutes rlimits): ${state}` });
+  }
   if (args.includes('--json')) {
-    process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...r, limits }, null, 2)}\n`);
   } else {
     const yes = (b: boolean) => (b ? 'yes' : 'no');
     const lines = [
@@ -27,6 +33,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
       `unprivileged userns ${r.unprivilegedUserNamespaces.allowed ? 'allowed' : `no: ${r.unprivilegedUserNamespaces.reason}`}`,
       `seccomp           ${yes(r.seccomp.available)}; actions: ${r.seccomp.actions.join(' ') || 'unknown'}; user notification: ${yes(r.seccomp.userNotification)}`,
       `cgroups           ${r.cgroups.layout}${r.cgroups.v2Path ? ` (v2 at ${r.cgroups.v2Path}: ${r.cgroups.v2Controllers.join(' ') || 'no controllers'})` : ''}${r.cgroups.v1Controllers.length ? `; v1: ${r.cgroups.v1Controllers.join(' ')}` : ''}`,
+      ...formatCgroupReport(limits).trimEnd().split('\n'),
       `landlock          ${r.landlock.abi === null ? `no (${r.landlock.reason})` : `ABI ${r.landlock.abi}`}`,
       `mount_setattr     ${yes(r.launcher.mountSetattr)}`,
       `close_range       ${yes(r.launcher.closeRange)}`,

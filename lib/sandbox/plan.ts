@@ -78,6 +78,7 @@ export interface BuiltPlan {
 const KNOWN_OPTIONS = new Set([
   'command', 'env', 'cwd', 'namespaces', 'shareNet', 'uid', 'gid', 'hostUid', 'hostGid', 'hostname',
   'defaultBinds', 'binds', 'tmpfs', 'tmpSize', 'stdio', 'fds', 'rlimits', 'seccomp', 'setupTimeout',
+  'limits',
 ]);
 
 export function buildPlan(options: SpawnOptions): BuiltPlan {

@@ -11,6 +11,8 @@ import { SandboxSetupError } from './errors';
 import { buildPlan } from './plan';
 import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
+import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
+import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -42,6 +44,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   private readonly native: NativeSandboxProcess;
   private violation: Violation | null = null;
   private result: ExitResult | null = null;
+  /** The sandbox's cgroup, when `limits` was given. */
+  private readonly cgroup: SandboxCgroup | undefined;
 
   /**
    * Starts `options.command` in a new sandbox. Synchronous like child_process.spawn: it returns
@@ -54,7 +58,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
 
   private constructor(options: SpawnOptions) {
     super();
-    const built = buildPlan(options);
+    let built = buildPlan(options);
+    const limits = validateLimits(options.limits);
     const seccomp = compiledSeccomp(options.seccomp, built.network);
 
     const stdio = options.stdio ?? ['ignore', 'pipe', 'pipe'];
@@ -99,9 +104,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         fds.push({ source: f.fd, target: f.target });
       });
 
+      // Created last among the fallible steps before the clone; removed again if the clone fails.
+      this.cgroup = limits === undefined ? undefined : SandboxCgroup.create(limits);
+      if (this.cgroup !== undefined && this.cgroup.rlimits.length > 0) {
+        built = buildPlan({ ...options, rlimits: mergeRlimits(options.rlimits, this.cgroup) });
+      }
       try {
         this.native = new (addon().SandboxProcess)(
-          { ...built.plan, fds, seccomp, cgroupProcs: [] },
+          { ...built.plan, fds, seccomp, cgroupProcs: this.cgroup?.procsFiles ?? [] },
           (code, signal) => this.onExit(code, signal),
           (v) => this.onViolation(v),
         );
@@ -123,6 +133,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     } catch (err) {
       for (const fd of ours) if (fd !== null) fs.closeSync(fd);
       cleanup();
+      this.cgroup?.destroy().catch(() => {});
       throw err;
     }
     cleanup();
@@ -131,6 +142,24 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     this.stdout = ours[1] === null ? null : new net.Socket({ fd: ours[1], readable: true, writable: false });
     this.stderr = ours[2] === null ? null : new net.Socket({ fd: ours[2], readable: true, writable: false });
     this.exited = new Promise((resolve) => this.once('exit', resolve));
+    if (this.cgroup !== undefined) {
+      this.endLimits = superviseSandbox(this.cgroup, this.pid, (v) => {
+        this.violation ??= v;
+        this.emit('violation', v);
+      });
+    }
+  }
+
+  private endLimits: (() => Promise<Violation | undefined>) | undefined;
+
+  /** Memory, cpu and pids counters of the sandbox's cgroup; null without `limits`. Cheap (a few preads). */
+  stats(): LimitStats | null {
+    return this.cgroup?.stats() ?? null;
+  }
+
+  /** Limits that hold less strictly than requested (degraded mode, missing kernel knobs), with why. */
+  get weakerLimits(): readonly WeakerLimit[] {
+    return this.cgroup?.weaker ?? [];
   }
 
   /**
@@ -166,6 +195,21 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   private onExit(code: number | null, signal: number | null): void {
+    if (this.endLimits !== undefined) {
+      // Kill what is left in the cgroup (daemons that left the process tree) and remove it before
+      // reporting the exit: when `exited` resolves, nothing of the sandbox remains.
+      const end = this.endLimits;
+      this.endLimits = undefined;
+      void end().then((v) => {
+        if (v !== undefined) this.violation ??= v;
+        this.finishExit(code, signal);
+      });
+      return;
+    }
+    this.finishExit(code, signal);
+  }
+
+  private finishExit(code: number | null, signal: number | null): void {
     this.result = {
       code,
       signal: signal === null ? null : SIGNAL_NAMES.get(signal) ?? (`SIG${signal}` as NodeJS.Signals),

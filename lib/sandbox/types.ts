@@ -1,4 +1,5 @@
 /** Public types of a sandbox: options, exit results, violations. */
+import type { LimitsOptions } from '../limits/options';
 
 export type NamespaceName = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
 export const NAMESPACES: readonly NamespaceName[] = ['user', 'pid', 'mount', 'net', 'ipc', 'uts', 'cgroup'];
@@ -62,6 +63,11 @@ export interface SpawnOptions {
   seccomp?: string | object;
   /** Milliseconds the setup may take before the child is killed and spawn fails. Default 10000. */
   setupTimeout?: number;
+  /**
+   * cgroup limits (memory, pids, cpu, cpuTime, timeout, io). The sandbox gets a cgroup of its own
+   * under the host's, entered before it runs; everything in it is killed at exit. See LimitsOptions.
+   */
+  limits?: LimitsOptions;
 }
 
 export interface Violation {

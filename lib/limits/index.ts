@@ -1,0 +1,14 @@
+/** Resource limits through cgroups (unified, hybrid and legacy hosts). */
+export { SandboxCgroup, CGROUP_PREFIX, listSandboxCgroups } from './sandbox-cgroup';
+export type { Violation, ViolationKind, LimitStats, CreateOptions } from './sandbox-cgroup';
+export { resolveLimits, needsCgroup } from './options';
+export type { LimitsOptions, ResolvedLimits, IoLimitOptions, IoLimit } from './options';
+export type { WeakerLimit } from './backend';
+export type { RlimitSpec } from './rlimits';
+export { detectLayout, hostLayout } from './layout';
+export type { CgroupLayout, CgroupMode, Hierarchy } from './layout';
+export { discoverOwnCgroups } from './discover';
+export type { OwnCgroups } from './discover';
+export { parseSize, parseDuration, parseCpu, parseCount, formatSize } from './units';
+export { cgroupReport, formatCgroupReport } from './doctor';
+export type { CgroupReport } from './doctor';

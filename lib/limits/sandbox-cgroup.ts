@@ -1,0 +1,299 @@
+/**
+ * One sandbox's cgroup from creation to removal: places it under the host's own cgroup, writes the
+ * limits, turns kernel events into violations, enforces cpu time and wall-clock budgets, reports
+ * stats, kills what is left at the end and removes the directories.
+ *
+ * Lifecycle (the launcher drives it):
+ *   const cg = SandboxCgroup.create(limits)   // directories + limits + event watches, nothing runs yet
+ *   launcher(cgroupProcs: cg.procsFiles)      // the child enters before it runs code of its own
+ *   cg.start(pid)                             // timeout and cpu-time clocks start
+ *   ... 'violation' events, cg.stats() ...
+ *   await cg.destroy()                        // after the child exited: kill the rest, rmdir
+ */
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import { LimitError } from '../errors';
+import type { Backend, KernelEvent, WeakerLimit } from './backend';
+import { removeCgroupDir } from './cgroupfs';
+import { CpuTimeWatch } from './cputime';
+import { discoverOwnCgroups, type OwnCgroups } from './discover';
+import { killCgroup, killMethod, waitEmpty, type KillMethod } from './kill';
+import { hostLayout, type CgroupLayout, type CgroupMode } from './layout';
+import { needsCgroup, resolveLimits, type LimitsOptions, type ResolvedLimits } from './options';
+import { degradedLimits, type RlimitSpec } from './rlimits';
+import { V1Backend } from './v1';
+import { V2Backend, enableControllers } from './v2';
+
+export type ViolationKind = 'memory' | 'pids' | 'cpu-time' | 'timeout';
+
+/** A limit the sandbox ran into. Units: memory in bytes, pids in tasks, cpu-time and timeout in ms. */
+export interface Violation {
+  kind: ViolationKind;
+  limit: number;
+  /** memory: peak usage; pids: tasks at the refusal; cpu-time: cpu used; timeout: wall time elapsed. */
+  observed: number;
+  /** Date.now() when the host learned of it. */
+  at: number;
+}
+
+export interface LimitStats {
+  memory: { current?: number; peak?: number; limit?: number; oomKills?: number };
+  cpu: { usageNs?: number; throttledNs?: number; limitCores?: number; timeBudgetMs?: number };
+  pids: { current?: number; limit?: number; maxEvents?: number };
+  /** Date.now() of the read. */
+  at: number;
+}
+
+/** Sandbox cgroups are named `warden.<host pid>.<n>`: a leftover can be traced to its host. */
+export const CGROUP_PREFIX = 'warden.';
+
+export interface CreateOptions {
+  /** Override the directory name (tests). */
+  name?: string;
+  layout?: CgroupLayout;
+  own?: OwnCgroups;
+}
+
+// The host's own cgroups, discovered once: on v2 the host may move itself into a leaf of its own
+// cgroup (see v2.ts), after which /proc/self/cgroup no longer names the directory sandboxes go under.
+let ownCache: { layout: CgroupLayout; own: OwnCgroups } | undefined;
+function hostPlacement(layout?: CgroupLayout, own?: OwnCgroups): { layout: CgroupLayout; own: OwnCgroups } {
+  if (layout !== undefined || own !== undefined) {
+    const l = layout ?? hostLayout();
+    return { layout: l, own: own ?? discoverOwnCgroups(l) };
+  }
+  if (ownCache === undefined) {
+    const l = hostLayout();
+    ownCache = { layout: l, own: discoverOwnCgroups(l) };
+  }
+  return ownCache;
+}
+
+let seq = 0;
+
+function createBackend(l: ResolvedLimits, name: string, layout: CgroupLayout, own: OwnCgroups): Backend {
+  if (layout.mode === 'none') {
+    throw new LimitError('cgroup', 'no cgroup hierarchy is mounted on this host; mount cgroup2 on /sys/fs/cgroup');
+  }
+  if (layout.mode === 'unified') {
+    if (own.v2 === undefined) throw new LimitError('cgroup', 'this process has no cgroup2 membership in /proc/self/cgroup');
+    const required = new Set<string>();
+    if (l.memory !== undefined) required.add('memory');
+    if (l.pids !== undefined) required.add('pids');
+    if (l.cpu !== undefined) required.add('cpu');
+    if (l.io.length > 0) required.add('io');
+    // memory and pids for stats even when not limited; cpu usage is in cpu.stat without the controller.
+    enableControllers(own.v2, required, new Set(['memory', 'pids']), own.v2 === layout.v2!.mountPoint);
+    return new V2Backend(own.v2, name, l);
+  }
+  return new V1Backend(layout, own, name, l);
+}
+
+export class SandboxCgroup extends EventEmitter {
+  readonly limits: ResolvedLimits;
+  readonly mode: CgroupMode;
+  /** Undefined in degraded mode. */
+  readonly backend: Backend | undefined;
+  /** cgroup.procs files for the launcher (empty in degraded mode). */
+  readonly procsFiles: string[];
+  /** Limits that hold less strictly than requested, with the reason. Empty when all hold. */
+  readonly weaker: WeakerLimit[];
+  /** rlimits the launcher must set in the child (degraded mode only). */
+  readonly rlimits: RlimitSpec[];
+  readonly killMethod: KillMethod | 'process';
+  /** The first violation, if any. Later ones are still emitted. */
+  violation: Violation | undefined;
+
+  private pid: number | undefined;
+  private startedAt = 0;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private cpuWatch: CpuTimeWatch | undefined;
+  private killing: Promise<void> | undefined;
+  private destroyed: Promise<void> | undefined;
+  /** The counters as they were at teardown: stats() after the end still answers. */
+  private finalStats: LimitStats | undefined;
+
+  /**
+   * Creates the cgroup and arms the kernel event watches. Throws LimitError (ERR_LIMIT_UNAVAILABLE)
+   * when a requested limit cannot be enforced, unless limits.allowDegraded.
+   */
+  static create(limits: LimitsOptions | ResolvedLimits | undefined, opts: CreateOptions = {}): SandboxCgroup {
+    const l = isResolved(limits) ? limits : resolveLimits(limits);
+    const name = opts.name ?? `${CGROUP_PREFIX}${process.pid}.${++seq}`;
+    let backend: Backend | undefined;
+    let mode: CgroupMode = 'none';
+    let degraded: ReturnType<typeof degradedLimits> | undefined;
+    try {
+      const { layout, own } = hostPlacement(opts.layout, opts.own);
+      mode = layout.mode;
+      backend = createBackend(l, name, layout, own);
+    } catch (e) {
+      if (!(e instanceof LimitError)) throw e;
+      // Without any cgroup limit requested, a missing cgroup costs only the teardown guarantee.
+      if (needsCgroup(l) && !l.allowDegraded) throw e;
+      degraded = degradedLimits(l, e.message);
+    }
+    return new SandboxCgroup(l, mode, backend, degraded);
+  }
+
+  private constructor(l: ResolvedLimits, mode: CgroupMode, backend: Backend | undefined, degraded: ReturnType<typeof degradedLimits> | undefined) {
+    super();
+    this.limits = l;
+    this.mode = mode;
+    this.backend = backend;
+    this.procsFiles = backend?.procsFiles.slice() ?? [];
+    this.weaker = [...(backend?.weaker ?? []), ...(degraded?.weaker ?? [])];
+    this.rlimits = degraded?.rlimits ?? [];
+    this.killMethod = backend ? killMethod(backend) : 'process';
+    backend?.watch((e) => this.onKernelEvent(e));
+  }
+
+  /** Moves a running process in (tests, and launchers that cannot place the child themselves). */
+  attach(pid: number): void {
+    for (const f of this.procsFiles) {
+      try {
+        fs.writeFileSync(f, String(pid));
+      } catch (e) {
+        const errno = (e as NodeJS.ErrnoException).code;
+        throw new LimitError('cgroup', `cannot move pid ${pid} into ${f}: ${errno}`, { path: f, errno });
+      }
+    }
+  }
+
+  /** The sandbox's first process runs: the timeout and cpu-time clocks start now. */
+  start(pid?: number): void {
+    this.pid = pid;
+    this.startedAt = Date.now();
+    const { timeout, cpuTime } = this.limits;
+    if (timeout !== undefined) {
+      this.timeoutTimer = setTimeout(() => this.violate({ kind: 'timeout', limit: timeout, observed: Date.now() - this.startedAt, at: Date.now() }), timeout);
+      this.timeoutTimer.unref();
+    }
+    if (cpuTime !== undefined && this.backend !== undefined) {
+      const b = this.backend;
+      this.cpuWatch = new CpuTimeWatch(cpuTime * 1e6, () => b.cpuUsageNs(), this.limits.cpu, (used) =>
+        this.violate({ kind: 'cpu-time', limit: cpuTime, observed: Math.round(used / 1e6), at: Date.now() }));
+      this.cpuWatch.start();
+    }
+  }
+
+  private onKernelEvent(e: KernelEvent): void {
+    const at = Date.now();
+    if (e.kind === 'oom') {
+      const s = this.backend?.stats();
+      this.violate({ kind: 'memory', limit: this.limits.memory ?? 0, observed: s?.memoryPeak ?? s?.memoryCurrent ?? this.limits.memory ?? 0, at });
+    } else if (this.limits.pids !== undefined) {
+      // A fork is refused when the count is at the limit; by the time we read pids.current the
+      // refused program may have exited, so the count at refusal is the honest `observed`.
+      this.violate({ kind: 'pids', limit: this.limits.pids, observed: this.limits.pids, at });
+    }
+  }
+
+  /**
+   * Records and emits a violation. memory, cpu-time and timeout end the sandbox; pids does not (the
+   * fork was refused, the program may cope, and pids.max already contains a fork bomb).
+   */
+  private violate(v: Violation): void {
+    if (this.destroyed !== undefined) return;
+    this.violation ??= v;
+    if (v.kind !== 'pids') void this.kill();
+    this.emit('violation', v);
+  }
+
+  /** Catches violations whose notification has not been delivered yet (call when the sandbox exited). */
+  recheck(): void {
+    this.backend?.recheck();
+  }
+
+  stats(): LimitStats {
+    if (this.finalStats !== undefined) return { ...this.finalStats, at: Date.now() };
+    const s = this.backend?.stats() ?? {};
+    return {
+      memory: { current: s.memoryCurrent, peak: s.memoryPeak, limit: this.limits.memory, oomKills: s.oomKills },
+      cpu: { usageNs: s.cpuUsageNs, throttledNs: s.cpuThrottledNs, limitCores: this.limits.cpu, timeBudgetMs: this.limits.cpuTime },
+      pids: { current: s.pidsCurrent, limit: this.limits.pids, maxEvents: s.pidsMaxEvents },
+      at: Date.now(),
+    };
+  }
+
+  /** Kills every process in the sandbox (all of its cgroup; in degraded mode only the first process). */
+  kill(): Promise<void> {
+    this.killing ??= (async () => {
+      if (this.backend !== undefined) {
+        await killCgroup(this.backend);
+      } else if (this.pid !== undefined) {
+        try { process.kill(this.pid, 'SIGKILL'); } catch { /* already gone */ }
+      }
+    })().finally(() => { this.killing = undefined; });
+    return this.killing;
+  }
+
+  /**
+   * Ends the sandbox: stops clocks and watches, kills whatever is left (double-forked daemons
+   * included), waits for the cgroup to empty and removes its directories. Idempotent.
+   */
+  destroy(): Promise<void> {
+    if (this.destroyed === undefined) {
+      this.recheck(); // last chance for a violation whose notification is still in flight
+      this.destroyed = this.teardown();
+    }
+    return this.destroyed;
+  }
+
+  private async teardown(): Promise<void> {
+    if (this.timeoutTimer !== undefined) clearTimeout(this.timeoutTimer);
+    this.cpuWatch?.stop();
+    const b = this.backend;
+    if (b === undefined) return;
+    this.finalStats = this.stats();
+    // Close watches and fds before any rmdir: a v1 eventfd fires on removal, an open fd pins nothing
+    // but would be read from a dead cgroup.
+    b.close();
+    if (this.killing !== undefined) await this.killing;
+    await killCgroup(b);
+    if (!(await waitEmpty(b))) {
+      await killCgroup(b, 'signal');
+      await waitEmpty(b, 2000);
+    }
+    const errors: unknown[] = [];
+    for (const d of b.dirs.slice().reverse()) {
+      try {
+        await removeCgroupDir(d);
+      } catch (e) {
+        errors.push(e);
+      }
+    }
+    if (errors.length > 0) throw errors[0];
+  }
+}
+
+function isResolved(x: unknown): x is ResolvedLimits {
+  return typeof x === 'object' && x !== null && Array.isArray((x as ResolvedLimits).io) && typeof (x as ResolvedLimits).swap === 'number';
+}
+
+/**
+ * Sandbox cgroups of a host process (default: this one) that still exist, in every hierarchy.
+ * Tests use it to prove nothing is left; `warden doctor` to show leftovers of crashed hosts.
+ */
+export function listSandboxCgroups(hostPid: number | undefined = process.pid): string[] {
+  let placement: { layout: CgroupLayout; own: OwnCgroups };
+  try {
+    placement = hostPlacement();
+  } catch {
+    return [];
+  }
+  const prefix = hostPid === undefined ? CGROUP_PREFIX : `${CGROUP_PREFIX}${hostPid}.`;
+  const parents = new Set<string>([...placement.own.v1.values()]);
+  if (placement.own.v2 !== undefined) parents.add(placement.own.v2);
+  const found: string[] = [];
+  for (const parent of parents) {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.startsWith(prefix)) found.push(`${parent}/${n}`);
+  }
+  return found.sort();
+}

@@ -1,0 +1,120 @@
+// Limits through Sandbox.spawn: the launcher places the child in its cgroups before it runs, the
+// handle reports violations and stats, and teardown leaves nothing. Plus fail-closed and degraded mode.
+import t from 'tap';
+import * as fs from 'node:fs';
+import { Sandbox } from '../lib';
+import { LimitError } from '../lib/errors';
+import { SandboxCgroup, hostLayout, listSandboxCgroups, type CgroupLayout } from '../lib/limits';
+import { alive, firstLine, withTimeout } from './limits-helpers';
+
+function launcherUnavailable(): string | undefined {
+  try {
+    const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'exit 0'], seccomp: 'none', limits: { pids: 8 } });
+    void sb.exited;
+    return undefined;
+  } catch (e) {
+    return `Sandbox.spawn with limits fails here: ${(e as Error).message}`;
+  }
+}
+const skip = launcherUnavailable();
+if (skip !== undefined) t.comment(`SKIP: ${skip}`);
+
+t.test('the child is in its cgroup from its first instruction', { skip }, async (t) => {
+  const sb = Sandbox.spawn({
+    command: ['/bin/sh', '-c', 'cat /proc/self/cgroup'], seccomp: 'none', namespaces: { cgroup: false },
+    stdio: ['ignore', 'pipe', 'ignore'], limits: { memory: '64M', pids: 16 },
+  });
+  const text = await withTimeout(new Promise<string>((resolve) => {
+    let out = '';
+    sb.stdout!.on('data', (d: Buffer) => { out += d; });
+    sb.stdout!.on('end', () => resolve(out));
+  }), 5000, 'output');
+  const r = await sb.exited;
+  t.equal(r.code, 0);
+  t.match(text, new RegExp(`warden\\.${process.pid}\\.\\d+`), 'its /proc/self/cgroup names the sandbox cgroup');
+  t.equal(r.violation, null);
+});
+
+t.test('memory balloon: violation event, exited result, stats', { skip }, async (t) => {
+  const sb = Sandbox.spawn({
+    command: ['/bin/sh', '-c', 'x=0123456789abcdef; while :; do x="$x$x"; done'], seccomp: 'none', limits: { memory: '32M' },
+  });
+  const events: unknown[] = [];
+  sb.on('violation', (v) => events.push(v));
+  const r = await withTimeout(sb.exited, 10_000, 'exit');
+  t.equal(r.signal, 'SIGKILL');
+  t.equal(r.violation?.kind, 'memory');
+  t.equal(r.violation?.limit, 32 * 1024 * 1024);
+  t.same(events[0], r.violation, 'the same violation was emitted');
+  t.ok((sb.stats()?.memory.peak ?? 32 * 1024 * 1024) > 16 * 1024 * 1024, 'stats after exit keep the last counters');
+});
+
+t.test('timeout and cpu-time through the handle', { skip }, async (t) => {
+  const a = Sandbox.spawn({ command: ['/bin/sh', '-c', 'sleep 30'], seccomp: 'none', limits: { timeout: '250ms' } });
+  const b = Sandbox.spawn({ command: ['/bin/sh', '-c', 'while :; do :; done'], seccomp: 'none', limits: { cpuTime: '300ms' } });
+  const [ra, rb] = await withTimeout(Promise.all([a.exited, b.exited]), 10_000, 'both to end');
+  t.equal(ra.violation?.kind, 'timeout');
+  t.equal(rb.violation?.kind, 'cpu-time');
+  t.ok(Number(rb.violation?.observed) >= 300);
+});
+
+t.test('a setsid daemon outside any pid namespace dies with the sandbox', { skip }, async (t) => {
+  const sb = Sandbox.spawn({
+    // The first process lingers so the daemon can report its pid; the exit then triggers teardown.
+    command: ['/bin/sh', '-c', '(setsid sh -c \'echo $$; exec sleep 1000\' &); sleep 0.5; exit 0'],
+    seccomp: 'none', namespaces: { pid: false }, stdio: ['ignore', 'pipe', 'ignore'], limits: { pids: 16 },
+  });
+  const pid = Number(await withTimeout(firstLine(sb.stdout!), 5000, 'the daemon pid'));
+  t.ok(pid > 0 && alive(pid), `daemon ${pid} runs`);
+  const r = await withTimeout(sb.exited, 5000, 'exit');
+  t.equal(r.code, 0);
+  t.notOk(alive(pid), 'when exited resolves the daemon is dead');
+  sb.stdout!.destroy();
+});
+
+t.test('many sandboxes with limits leave no cgroup behind', { skip }, async (t) => {
+  const t0 = Date.now();
+  for (let i = 0; i < 50; i++) {
+    const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'exit 0'], seccomp: 'none', limits: { memory: '64M', pids: 16, timeout: '5s' } });
+    await sb.exited;
+  }
+  t.comment(`50 sandboxes in ${Date.now() - t0} ms`);
+  t.same(listSandboxCgroups(), []);
+});
+
+// A host without the controllers: the layout is given explicitly, so this runs everywhere.
+const bare: CgroupLayout = { mode: 'legacy', v1: new Map() };
+
+t.test('fail closed: a limit the host cannot enforce is an error naming it', async (t) => {
+  t.throws(() => SandboxCgroup.create({ memory: '64M' }, { layout: bare, own: { v1: new Map() } }), LimitError);
+  try {
+    SandboxCgroup.create({ pids: 8 }, { layout: bare, own: { v1: new Map() } });
+  } catch (e) {
+    t.equal((e as LimitError).code, 'ERR_LIMIT_UNAVAILABLE');
+    t.equal((e as LimitError).limit, 'pids');
+    t.match((e as Error).message, /Delegate=yes/, 'says how to delegate');
+    t.match((e as Error).message, /allowDegraded/, 'names the way out');
+  }
+});
+
+t.test('degraded: rlimits stand in and the handle says which limits are weaker', async (t) => {
+  const cg = SandboxCgroup.create({ memory: '64M', pids: 8, cpu: 0.5, cpuTime: '2s', allowDegraded: true }, { layout: bare, own: { v1: new Map() } });
+  t.same(cg.procsFiles, []);
+  t.same(cg.rlimits.map((r) => r.resource).sort(), ['RLIMIT_AS', 'RLIMIT_CPU', 'RLIMIT_NPROC']);
+  t.same(cg.weaker.map((w) => w.limit).sort(), ['cpu', 'cpuTime', 'memory', 'pids', 'teardown']);
+  await cg.destroy();
+});
+
+t.test('allowDegraded on a capable host changes nothing', { skip }, async (t) => {
+  // On this host the cgroup exists, so nothing is weaker.
+  const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'exit 3'], seccomp: 'none', limits: { memory: '64M', allowDegraded: true } });
+  const r = await sb.exited;
+  t.equal(r.code, 3);
+  t.same(sb.weakerLimits.filter((w) => w.limit !== 'swap'), []);
+});
+
+t.test('no leftover cgroups', async (t) => {
+  t.same(listSandboxCgroups(), []);
+  t.comment(`layout ${hostLayout().mode}`);
+  t.ok(fs.existsSync('/proc/self/cgroup'));
+});
