@@ -10,6 +10,7 @@
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -102,6 +103,12 @@ int ChildMain(void* arg) {
   char go = 0;
   r = Sys(SYS_read, status, &go, 1);
   if (r != 1 || go != 'G') Exit(127);
+
+  // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.
+  if (plan.cgroup_ns) {
+    r = Sys(SYS_unshare, CLONE_NEWCGROUP);
+    if (r < 0) Report(plan, status, Stage::kCgroupNamespace, r);
+  }
 
   // No controlling terminal: TIOCSTI injection into the host's terminal becomes impossible.
   r = Sys(SYS_setsid);

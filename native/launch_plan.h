@@ -24,6 +24,7 @@ enum class Stage : uint32_t {
   kGidMap,
   kCgroupPlace,
   kWaitParent,
+  kCgroupNamespace,
   kTimeout,
   kSetsid,
   kMountPrivate,
@@ -93,6 +94,7 @@ struct LaunchPlan {
   bool user_ns = false;
   bool mount_ns = false;
   bool uts_ns = false;
+  bool cgroup_ns = false;  // unshared in the child after cgroup placement
 
   // exec: candidates are tried in order (PATH search done by the parent); first non-ENOENT error wins
   std::vector<std::string> exec_candidates_storage;

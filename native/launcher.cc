@@ -244,6 +244,7 @@ const char* StageName(Stage stage) {
     case Stage::kGidMap: return "gid-map";
     case Stage::kCgroupPlace: return "cgroup-place";
     case Stage::kWaitParent: return "wait-parent";
+    case Stage::kCgroupNamespace: return "cgroup-namespace";
     case Stage::kTimeout: return "timeout";
     case Stage::kSetsid: return "setsid";
     case Stage::kMountPrivate: return "mount-private";

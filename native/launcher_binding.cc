@@ -96,7 +96,9 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
   if (GetBool(ns, "net")) flags |= CLONE_NEWNET;
   if (GetBool(ns, "ipc")) flags |= CLONE_NEWIPC;
   if (GetBool(ns, "uts")) flags |= CLONE_NEWUTS;
-  if (GetBool(ns, "cgroup")) flags |= CLONE_NEWCGROUP;
+  // The cgroup namespace is unshared by the child once the parent has placed it in its cgroup, so
+  // that the namespace's root is the sandbox's own cgroup, not the host's.
+  plan->cgroup_ns = GetBool(ns, "cgroup");
   plan->clone_flags = flags;
   plan->user_ns = flags & CLONE_NEWUSER;
   plan->mount_ns = flags & CLONE_NEWNS;

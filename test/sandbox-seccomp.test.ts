@@ -24,8 +24,9 @@ async function attemptInside(profile: string, args: string[], extra: { shareNet?
     ...extra,
   });
   let out = '';
-  sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const r = await sb.exited;
+  const drained = new Promise((resolve) => sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d)).on('end', resolve));
+  // exited may come before the pipe is drained.
+  const [r] = await Promise.all([sb.exited, drained]);
   return { line: out.trim(), code: r.code, signal: r.signal, violation: r.violation };
 }
 
@@ -114,9 +115,11 @@ t.test('strict: a syscall outside the allow-list is a violation; Node runs under
   });
   let out = '';
   let err = '';
-  sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  sb.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const r = await sb.exited;
+  const drained = [
+    new Promise((resolve) => sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d)).on('end', resolve)),
+    new Promise((resolve) => sb.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d)).on('end', resolve)),
+  ];
+  const [r] = await Promise.all([sb.exited, ...drained]);
   t.equal(r.violation, null, `no violation (${err})`);
   t.equal(r.code, 0);
   t.equal(out.trim(), '2d711642');

@@ -4,16 +4,19 @@
  *
  * Exit status: the command's own; 128+N when killed by signal N; EXIT_SETUP (125) when the sandbox
  * could not be set up or an option is bad (the command never ran); EXIT_VIOLATION (159, as for a
- * death by SIGSYS) when the command was killed for a seccomp violation. The reason of the last two
- * is one line on stderr.
+ * death by SIGSYS) when the command was killed for a seccomp violation; EXIT_LIMIT (158) when it was
+ * killed for breaking a memory, cpu-time or timeout limit. The reason is one line on stderr.
  */
 import * as os from 'node:os';
 import { InvalidOptionError, WardenError } from '../errors';
 import { Sandbox } from '../sandbox/sandbox';
+import { LIMIT_FLAGS, LIMIT_FLAGS_HELP, takeLimitFlags } from '../limits/cli';
 import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from '../sandbox/types';
 
 export const EXIT_SETUP = 125;
 export const EXIT_VIOLATION = 159;
+/** Killed for breaking a limit (memory, cpu-time, timeout). */
+export const EXIT_LIMIT = 158;
 
 const HELP = `usage: warden run [options] -- CMD [ARGS...]
 
@@ -36,8 +39,10 @@ Runs CMD in a new sandbox: every namespace, a tmpfs root with read-only system d
   --profile NAME           seccomp profile: default, strict or none
   --rlimit NAME=N[:HARD]   e.g. --rlimit nofile=256 (repeatable; 'inf' for unlimited)
   --json-status            print a JSON line on stderr when the command starts and when it ends
+${LIMIT_FLAGS_HELP}
 
-exit status: the command's; 128+N for signal N; ${EXIT_SETUP} setup error or bad option; ${EXIT_VIOLATION} seccomp violation
+exit status: the command's; 128+N for signal N; ${EXIT_SETUP} setup error or bad option; ${EXIT_VIOLATION} seccomp
+violation; ${EXIT_LIMIT} killed for a memory, cpu-time or timeout violation
 `;
 
 class UsageError extends Error {}
@@ -69,6 +74,7 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
   const rlimits: Partial<Record<RlimitName, { soft: number; hard: number }>> = {};
   const o: Partial<SpawnOptions> = {};
   let jsonStatus = false;
+  const limitArgs: string[] = []; // validated by the limits module, which owns their meaning
   let i = 0;
   const value = (flag: string): string => {
     const v = args[++i];
@@ -138,15 +144,22 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
         break;
       }
       case '--json-status': jsonStatus = true; break;
+      case '--allow-degraded': limitArgs.push(a); break;
       default:
+        if (LIMIT_FLAGS[a.split('=')[0]] !== undefined) {
+          limitArgs.push(a.includes('=') ? a : `${a}=${value(a)}`);
+          break;
+        }
         throw new UsageError(`unknown option '${a}' (warden run --help lists them)`);
     }
   }
   const command = args.slice(i);
   if (command.length === 0) throw new UsageError('missing command: warden run [options] -- CMD [ARGS...]');
   if (envGiven && env.PATH === undefined) env.PATH = '/usr/local/bin:/usr/bin:/bin';
+  const { limits } = takeLimitFlags(limitArgs);
   const options: SpawnOptions = {
     ...o,
+    ...(limits !== undefined ? { limits } : {}),
     command,
     stdio: ['inherit', 'inherit', 'inherit'],
     ...(binds.length ? { binds } : {}),
@@ -168,7 +181,7 @@ export async function runCommand(args: string[]): Promise<number> {
   try {
     parsed = parseRunArgs(args);
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof InvalidOptionError) {
       process.stderr.write(`warden run: ${err.message}\n`);
       return EXIT_SETUP;
     }
@@ -194,8 +207,14 @@ export async function runCommand(args: string[]): Promise<number> {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, forward);
   const r = await sb.exited;
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, forward);
-  const code = r.violation?.kind === 'seccomp' ? EXIT_VIOLATION : r.code ?? 128 + (os.constants.signals[r.signal!] ?? 0);
-  if (r.violation !== null) process.stderr.write(`warden run: ${r.violation.kind} violation${r.violation.syscall ? `: syscall ${r.violation.syscall}` : ''}; the sandbox was killed\n`);
+  const code = r.violation?.kind === 'seccomp' ? EXIT_VIOLATION
+    : r.violation !== null && r.violation.kind !== 'pids' ? EXIT_LIMIT
+    : r.code ?? 128 + (os.constants.signals[r.signal!] ?? 0);
+  if (r.violation !== null) {
+    const v = r.violation;
+    const what = v.syscall ? `: syscall ${v.syscall}` : v.limit !== undefined ? `: limit ${v.limit}${v.observed !== undefined ? `, observed ${v.observed}` : ''}` : '';
+    process.stderr.write(`warden run: ${v.kind} violation${what}${code === EXIT_VIOLATION || code === EXIT_LIMIT ? '; the sandbox was killed' : ''}\n`);
+  }
   if (parsed.jsonStatus) status({ status: 'exited', code: r.code, signal: r.signal, violation: r.violation, exitStatus: code });
   return code;
 }

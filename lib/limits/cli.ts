@@ -6,7 +6,7 @@
 import { InvalidOptionError } from '../errors';
 import { resolveLimits, type LimitsOptions } from './options';
 
-const FLAGS: Record<string, keyof LimitsOptions> = {
+export const LIMIT_FLAGS: Record<string, keyof LimitsOptions> = {
   '--memory': 'memory', '--swap': 'swap', '--pids': 'pids', '--cpu': 'cpu', '--cpu-time': 'cpuTime', '--timeout': 'timeout',
 };
 
@@ -41,7 +41,7 @@ export function takeLimitFlags(args: readonly string[]): { limits: LimitsOptions
     }
     const eq = a.indexOf('=');
     const flag = eq > 0 ? a.slice(0, eq) : a;
-    const key = FLAGS[flag];
+    const key = LIMIT_FLAGS[flag];
     if (key === undefined) {
       rest.push(a);
       continue;
