@@ -178,3 +178,11 @@ t.test('when pid 1 exits, everything in the sandbox dies', async (t) => {
   });
   t.same(survivors, [], 'the backgrounded sleep is gone');
 });
+
+t.test('cgroup namespace: the sandbox sees its own cgroup as the root', async (t) => {
+  const host = fs.readFileSync('/proc/self/cgroup', 'utf8');
+  const r = await sh('cat /proc/self/cgroup', SECCOMP);
+  const paths = r.stdout.trim().split('\n').map((l) => l.split(':').slice(2).join(':'));
+  t.ok(paths.length > 0);
+  t.ok(paths.every((p) => p === '/'), `every hierarchy shows / inside (host: ${host.trim().split('\n').length} lines)`);
+});
