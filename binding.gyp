@@ -4,6 +4,9 @@
       "target_name": "warden",
       "sources": [
         "native/addon.cc",
+        "native/channel.cc",
+        "native/channel_binding.cc",
+        "native/channel_frame.cc",
         "native/launcher_binding.cc",
         "native/probe.cc",
         "native/seccomp.cc",

@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   warden::InitLauncher(env, exports);
   warden::InitProbe(env, exports);
   warden::InitSeccomp(env, exports);
+  warden::InitChannel(env, exports);
   return exports;
 }
 
