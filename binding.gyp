@@ -8,6 +8,10 @@
         "native/channel_binding.cc",
         "native/channel_frame.cc",
         "native/launcher_binding.cc",
+        "native/launcher.cc",
+        "native/child.cc",
+        "native/mounts.cc",
+        "native/exit_watch.cc",
         "native/probe.cc",
         "native/seccomp.cc",
         "native/seccomp_binding.cc"

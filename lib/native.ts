@@ -1,0 +1,90 @@
+/**
+ * Loads the addon once. A load failure says how to fix it instead of a bare dlopen message.
+ */
+import * as path from 'node:path';
+
+/** The plan object native/launcher_binding.cc reads (built by lib/sandbox/plan.ts). */
+export interface NativePlan {
+  candidates: string[];
+  argv: string[];
+  envp: string[];
+  cwd: string;
+  hostname: string;
+  namespaces: Record<'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup', boolean>;
+  mapUidInside: number;
+  mapUidOutside: number;
+  mapGidInside: number;
+  mapGidOutside: number;
+  denySetgroups: boolean;
+  dropGroups: boolean;
+  uid: number;
+  gid: number;
+  lastCap: number;
+  setupTimeoutMs: number;
+  mounts: NativeMount[];
+  rlimits: Array<{ resource: number; soft: number; hard: number }>;
+  fds: Array<{ source: number; target: number }>;
+  seccomp: Buffer | null;
+  cgroupProcs: string[];
+}
+
+export interface NativeMount {
+  kind: 'bind' | 'tmpfs' | 'proc' | 'symlink' | 'dir';
+  source?: string;
+  target: string;
+  writable?: boolean;
+  device?: boolean;
+  options?: string;
+  mode?: number;
+}
+
+export interface NativeViolation {
+  syscall: string;
+  nr: number;
+  pid: number;
+  args: bigint[];
+}
+
+export interface NativeSandboxProcess {
+  readonly pid: number;
+  kill(signal: number): boolean;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeSetupError extends Error {
+  code: 'ERR_SANDBOX_SETUP';
+  stage: string;
+  errno: number;
+  index: number;
+  detail: string;
+}
+
+export interface Addon {
+  SandboxProcess: new (
+    plan: NativePlan,
+    onExit: (code: number | null, signal: number | null) => void,
+    onViolation: (v: NativeViolation) => void,
+  ) => NativeSandboxProcess;
+  pipe(): [number, number];
+  [name: string]: unknown;
+}
+
+let loaded: Addon | undefined;
+
+export function addon(): Addon {
+  if (loaded !== undefined) return loaded;
+  const file = path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    loaded = require(file) as Addon;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new Error(
+      `warden: cannot load the native addon (${reason}).\n` +
+        `warden runs on Linux x86_64 only. Build it with 'npm rebuild warden' (or 'npx node-gyp rebuild' in the package), ` +
+        `which needs python3, make and g++.`,
+    );
+  }
+  return loaded;
+}

@@ -1,0 +1,65 @@
+import { WardenError } from '../errors';
+import * as os from 'node:os';
+
+/** What to try when a stage fails. Keyed by the stage names of native/launcher.cc. */
+const HINTS: Record<string, string> = {
+  clone: 'the kernel refused a namespace: run `warden doctor` to see which ones this host offers, or switch that namespace off',
+  'setgroups-file': 'the user namespace could not be set up: run `warden doctor`',
+  'uid-map': 'writing the uid map failed: unprivileged user namespaces may be restricted here (`warden doctor`), or the uid is not yours to map',
+  'gid-map': 'writing the gid map failed: unprivileged user namespaces may be restricted here (`warden doctor`), or the gid is not yours to map',
+  'cgroup-place': 'the sandbox could not be placed in its cgroup: check that the cgroup exists and is delegated to this user',
+  timeout: 'the sandbox setup did not finish in time (a bind source on a hung filesystem?); raise setupTimeout if the host is just slow',
+  'mount-root': 'the tmpfs for the new root could not be mounted',
+  'pivot-root': 'pivot_root failed: is the host root a shared mount on an unusual filesystem?',
+  mkdir: 'a mount point could not be created: a target may lie under a read-only bind or a symlink',
+  touch: 'a mount point could not be created: a target may lie under a read-only bind or a symlink',
+  bind: 'a bind mount failed: check that the source exists and that this user can read it',
+  'bind-attrs': 'making a bind mount read-only/nosuid/nodev failed (mount_setattr needs Linux 5.12)',
+  tmpfs: 'a tmpfs could not be mounted: check its size option',
+  proc: 'mounting /proc failed: it needs the pid namespace (and, unprivileged, the user namespace)',
+  symlink: 'a symlink could not be created in the new root',
+  'detach-old-root': 'the host root could not be detached; the sandbox was not started',
+  hostname: 'sethostname failed: it needs the uts namespace',
+  setgroups: 'dropping supplementary groups failed',
+  setgid: 'switching to the sandbox gid failed: is the gid mapped?',
+  setuid: 'switching to the sandbox uid failed: is the uid mapped?',
+  fds: 'passing the file descriptors failed: check that each fd is open and the target numbers are sane',
+  rlimit: 'an rlimit could not be set: a soft limit may exceed the hard limit, or raising a hard limit needs privilege',
+  chdir: 'cwd does not exist inside the sandbox: bind it or create it with a tmpfs',
+  seccomp: 'the seccomp filter was refused by the kernel',
+  'seccomp-listener': 'the seccomp listener could not be handed to the host (does the policy deny sendmsg?)',
+  exec: 'the command could not be executed inside the sandbox: is it (and its interpreter and libraries) bound in? Check PATH and binds',
+  'died-in-setup': 'the child died during setup; this is a bug in warden, please report it',
+};
+
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) {
+    if (value === errno) return name;
+  }
+  return `errno ${errno}`;
+}
+
+/** A setup step failed: the command never ran. `stage` names the step, `errno` the kernel's answer. */
+export class SandboxSetupError extends WardenError {
+  readonly stage: string;
+  readonly errno: number;
+  readonly errnoName: string;
+  /** The offending entry (for instance 'mounts[3]', 'rlimits.nofile', 'fds[0]'), if any. */
+  readonly entry: string | undefined;
+  readonly detail: string;
+
+  constructor(stage: string, errno: number, entry: string | undefined, detail: string) {
+    const name = errno > 0 ? errnoName(errno) : '';
+    const what = [entry, detail].filter((s) => s !== undefined && s !== '').join(': ');
+    super(
+      'ERR_SANDBOX_SETUP',
+      `sandbox setup failed at stage '${stage}'${name ? ` (${name})` : ''}${what ? ` for ${what}` : ''}; ` +
+        (HINTS[stage] ?? 'run `warden doctor` to see what this host offers'),
+    );
+    this.stage = stage;
+    this.errno = errno;
+    this.errnoName = name;
+    this.entry = entry;
+    this.detail = detail;
+  }
+}

@@ -1,0 +1,311 @@
+/**
+ * Options → the native launch plan. All user-facing validation happens here: a bad option throws an
+ * InvalidOptionError naming the field before anything is started.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { InvalidOptionError } from '../errors';
+import type { NativeMount, NativePlan } from '../native';
+import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from './types';
+
+export const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+export const NOBODY = 65534;
+
+/** System directories bound read-only by default, when they exist on the host. */
+const DEFAULT_SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
+/** Files of /etc that the dynamic loader and ordinary programs read; nothing that names users. */
+const DEFAULT_ETC = ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/alternatives', '/etc/localtime'];
+const DEVICES = ['null', 'zero', 'full', 'random', 'urandom'];
+
+const RLIMITS: Record<RlimitName, number> = {
+  cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7, memlock: 8, as: 9,
+  locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
+};
+
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** '64M' → bytes. Throws naming `field`. */
+export function parseSize(field: string, value: number | string): number {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidOptionError(field, `must be a positive whole number of bytes, got ${value}`);
+    return value;
+  }
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(String(value).trim());
+  if (m === null) throw new InvalidOptionError(field, `'${value}' is not a size; use bytes or a number with K, M or G (e.g. 64M)`);
+  const bytes = Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()];
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidOptionError(field, `'${value}' is out of range`);
+  return bytes;
+}
+
+function checkId(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
+    throw new InvalidOptionError(field, `must be an integer id from 0 to 4294967294, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkSandboxPath(field: string, p: unknown): string {
+  if (typeof p !== 'string' || !path.isAbsolute(p)) throw new InvalidOptionError(field, `must be an absolute path, got ${JSON.stringify(p)}`);
+  if (p.includes('\0')) throw new InvalidOptionError(field, 'must not contain a NUL byte');
+  const normal = path.posix.normalize(p);
+  if (normal !== p.replace(/\/+$/, '') && normal !== p) throw new InvalidOptionError(field, `'${p}' is not normalized; write '${normal}'`);
+  return normal.length > 1 ? normal.replace(/\/+$/, '') : normal;
+}
+
+function lastCap(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
+  } catch {
+    return 63; // drop every possible bit; unknown ones answer EINVAL, which the child ignores
+  }
+}
+let cachedLastCap: number | undefined;
+
+/** One entry of the logical mount list, kept to name the culprit of a failed mount. */
+export interface MountDescription {
+  entry: string;
+  text: string;
+}
+
+export interface BuiltPlan {
+  plan: Omit<NativePlan, 'fds' | 'seccomp' | 'cgroupProcs'>;
+  mountDescriptions: MountDescription[];
+  rlimitNames: string[];
+  namespaces: Record<NamespaceName, boolean>;
+  network: boolean;
+}
+
+const KNOWN_OPTIONS = new Set([
+  'command', 'env', 'cwd', 'namespaces', 'shareNet', 'uid', 'gid', 'hostUid', 'hostGid', 'hostname',
+  'defaultBinds', 'binds', 'tmpfs', 'tmpSize', 'stdio', 'fds', 'rlimits', 'seccomp', 'setupTimeout',
+]);
+
+export function buildPlan(options: SpawnOptions): BuiltPlan {
+  if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) throw new InvalidOptionError(key, 'is not a sandbox option (typo?)');
+  }
+  const { command } = options;
+  if (!Array.isArray(command) || command.length === 0) {
+    throw new InvalidOptionError('command', 'is missing: give the program and its arguments, e.g. ["/bin/true"]');
+  }
+  command.forEach((a, i) => {
+    if (typeof a !== 'string') throw new InvalidOptionError(`command[${i}]`, 'must be a string');
+    if (a.includes('\0')) throw new InvalidOptionError(`command[${i}]`, 'must not contain a NUL byte');
+  });
+  if (command[0] === '') throw new InvalidOptionError('command[0]', 'is empty: name the program to run');
+
+  // Namespaces: every one on unless switched off.
+  const namespaces = {} as Record<NamespaceName, boolean>;
+  for (const name of NAMESPACES) namespaces[name] = true;
+  if (options.namespaces !== undefined) {
+    if (options.namespaces === null || typeof options.namespaces !== 'object') throw new InvalidOptionError('namespaces', 'must be an object of booleans');
+    for (const [name, on] of Object.entries(options.namespaces)) {
+      if (!(NAMESPACES as readonly string[]).includes(name)) throw new InvalidOptionError(`namespaces.${name}`, `is not a namespace; use one of ${NAMESPACES.join(', ')}`);
+      if (typeof on !== 'boolean') throw new InvalidOptionError(`namespaces.${name}`, 'must be true or false');
+      namespaces[name as NamespaceName] = on;
+    }
+  }
+  if (options.shareNet !== undefined && typeof options.shareNet !== 'boolean') throw new InvalidOptionError('shareNet', 'must be true or false');
+  if (options.shareNet === true) {
+    if (options.namespaces?.net === true) throw new InvalidOptionError('shareNet', 'conflicts with namespaces.net = true: sharing the network means no network namespace');
+    namespaces.net = false;
+  }
+
+  const root = process.getuid?.() === 0;
+  const anyNs = NAMESPACES.some((n) => namespaces[n]);
+  if (!root && anyNs && !namespaces.user) {
+    throw new InvalidOptionError('namespaces.user', 'an unprivileged process needs the user namespace to create the others; switch it on or run as root');
+  }
+  if (!namespaces.mount && (options.binds?.length || options.tmpfs?.length)) {
+    throw new InvalidOptionError('namespaces.mount', 'binds and tmpfs need the mount namespace; switch it on or drop them');
+  }
+
+  // Identity.
+  const callerUid = process.getuid?.() ?? NOBODY;
+  const callerGid = process.getgid?.() ?? NOBODY;
+  let uid: number, gid: number;
+  let mapUidInside = 0, mapUidOutside = 0, mapGidInside = 0, mapGidOutside = 0;
+  let denySetgroups = false, dropGroups = true;
+  if (!root && (options.hostUid !== undefined || options.hostGid !== undefined)) {
+    throw new InvalidOptionError(options.hostUid !== undefined ? 'hostUid' : 'hostGid', 'only root can choose the host ids; an unprivileged sandbox always maps to the caller');
+  }
+  const hostUid = options.hostUid === undefined ? NOBODY : checkId('hostUid', options.hostUid);
+  const hostGid = options.hostGid === undefined ? NOBODY : checkId('hostGid', options.hostGid);
+  if (root && hostUid === 0) throw new InvalidOptionError('hostUid', 'must not be 0: a sandbox never runs as host root');
+  if (root && hostGid === 0) throw new InvalidOptionError('hostGid', 'must not be 0: a sandbox never runs in the host root group');
+  if (namespaces.user) {
+    uid = options.uid === undefined ? (root ? NOBODY : callerUid) : checkId('uid', options.uid);
+    gid = options.gid === undefined ? (root ? NOBODY : callerGid) : checkId('gid', options.gid);
+    mapUidInside = uid;
+    mapGidInside = gid;
+    mapUidOutside = root ? hostUid : callerUid;
+    mapGidOutside = root ? hostGid : callerGid;
+    // Without privilege a gid map needs setgroups denied, and then groups cannot be dropped.
+    denySetgroups = !root;
+    dropGroups = root;
+  } else if (root) {
+    uid = hostUid;
+    gid = hostGid;
+    if (options.uid !== undefined && checkId('uid', options.uid) !== hostUid) throw new InvalidOptionError('uid', 'without a user namespace the sandbox uid is the host uid; set hostUid instead');
+    if (options.gid !== undefined && checkId('gid', options.gid) !== hostGid) throw new InvalidOptionError('gid', 'without a user namespace the sandbox gid is the host gid; set hostGid instead');
+  } else {
+    uid = callerUid;
+    gid = callerGid;
+    dropGroups = false;
+  }
+
+  // Environment: explicit only.
+  const env = options.env ?? { PATH: DEFAULT_PATH };
+  if (env === null || typeof env !== 'object') throw new InvalidOptionError('env', 'must be an object of strings');
+  const envp: string[] = [];
+  for (const [k, v] of Object.entries(env)) {
+    if (k === '' || k.includes('=') || k.includes('\0')) throw new InvalidOptionError(`env.${k}`, 'is not a valid variable name');
+    if (typeof v !== 'string') throw new InvalidOptionError(`env.${k}`, 'must be a string');
+    if (v.includes('\0')) throw new InvalidOptionError(`env.${k}`, 'must not contain a NUL byte');
+    envp.push(`${k}=${v}`);
+  }
+
+  const cwd = options.cwd === undefined ? '/' : checkSandboxPath('cwd', options.cwd);
+
+  // PATH search happens in the sandbox's terms, by the child trying each candidate in turn.
+  const file = command[0];
+  let candidates: string[];
+  if (file.includes('/')) {
+    candidates = [path.posix.resolve(cwd, file)];
+  } else {
+    const searchPath = typeof env.PATH === 'string' ? env.PATH : DEFAULT_PATH;
+    candidates = searchPath.split(':').filter((d) => d.startsWith('/')).map((d) => path.posix.join(d, file));
+    if (candidates.length === 0) throw new InvalidOptionError('env.PATH', `has no absolute directory to find '${file}' in; give an absolute command path`);
+  }
+
+  let hostname = '';
+  if (options.hostname !== undefined) {
+    if (!namespaces.uts) throw new InvalidOptionError('hostname', 'needs the uts namespace; switch it on or drop hostname');
+    if (typeof options.hostname !== 'string' || !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(options.hostname)) {
+      throw new InvalidOptionError('hostname', 'must be 1 to 63 letters, digits, dots or dashes, starting with a letter or digit');
+    }
+    hostname = options.hostname;
+  } else if (namespaces.uts) {
+    hostname = 'warden';
+  }
+
+  // Mounts, in order: system dirs, /proc, /dev, /tmp, the caller's binds and tmpfs.
+  const mounts: NativeMount[] = [];
+  const mountDescriptions: MountDescription[] = [];
+  const add = (m: NativeMount, entry: string) => {
+    mounts.push(m);
+    mountDescriptions.push({ entry, text: m.kind === 'bind' ? `${m.source} → ${m.target}` : `${m.kind} ${m.target}` });
+  };
+  if (namespaces.mount) {
+    if (options.defaultBinds !== undefined && typeof options.defaultBinds !== 'boolean') throw new InvalidOptionError('defaultBinds', 'must be true or false');
+    if (options.defaultBinds !== false) {
+      for (const dir of [...DEFAULT_SYSTEM_DIRS, ...DEFAULT_ETC]) {
+        let st: fs.Stats;
+        try {
+          st = fs.lstatSync(dir);
+        } catch {
+          continue;
+        }
+        // A merged-/usr host has /bin → usr/bin: recreate the link rather than bind its target twice.
+        if (st.isSymbolicLink()) add({ kind: 'symlink', source: fs.readlinkSync(dir), target: dir }, `default ${dir}`);
+        else add({ kind: 'bind', source: dir, target: dir }, `default ${dir}`);
+      }
+    }
+    if (namespaces.pid) add({ kind: 'proc', target: '/proc' }, 'default /proc');
+    add({ kind: 'tmpfs', target: '/dev', options: 'mode=0755,size=64k' }, 'default /dev');
+    for (const d of DEVICES) add({ kind: 'bind', source: `/dev/${d}`, target: `/dev/${d}`, writable: true, device: true }, `default /dev/${d}`);
+    add({ kind: 'symlink', source: '/proc/self/fd', target: '/dev/fd' }, 'default /dev/fd');
+    ['stdin', 'stdout', 'stderr'].forEach((s, i) => add({ kind: 'symlink', source: `/proc/self/fd/${i}`, target: `/dev/${s}` }, `default /dev/${s}`));
+    const tmpSize = options.tmpSize === undefined ? 64 * 1024 * 1024 : parseSize('tmpSize', options.tmpSize);
+    add({ kind: 'tmpfs', target: '/tmp', options: `mode=1777,size=${tmpSize}` }, 'default /tmp');
+
+    if (options.binds !== undefined && !Array.isArray(options.binds)) throw new InvalidOptionError('binds', 'must be an array of { source, target?, writable? }');
+    (options.binds ?? []).forEach((b, i) => {
+      const field = `binds[${i}]`;
+      if (b === null || typeof b !== 'object') throw new InvalidOptionError(field, 'must be an object { source, target?, writable? }');
+      const source = checkSandboxPath(`${field}.source`, b.source);
+      try {
+        fs.accessSync(source, fs.constants.R_OK);
+      } catch (err) {
+        throw new InvalidOptionError(`${field}.source`, `'${source}' cannot be read (${(err as NodeJS.ErrnoException).code}); bind only paths that exist and that this process can read`);
+      }
+      const target = b.target === undefined ? source : checkSandboxPath(`${field}.target`, b.target);
+      if (target === '/') throw new InvalidOptionError(`${field}.target`, 'cannot be /: the root is the sandbox\'s own tmpfs');
+      if (b.writable !== undefined && typeof b.writable !== 'boolean') throw new InvalidOptionError(`${field}.writable`, 'must be true or false');
+      add({ kind: 'bind', source, target, writable: b.writable === true }, field);
+    });
+    if (options.tmpfs !== undefined && !Array.isArray(options.tmpfs)) throw new InvalidOptionError('tmpfs', 'must be an array of { target, size? }');
+    (options.tmpfs ?? []).forEach((t, i) => {
+      const field = `tmpfs[${i}]`;
+      if (t === null || typeof t !== 'object') throw new InvalidOptionError(field, 'must be an object { target, size? }');
+      const target = checkSandboxPath(`${field}.target`, t.target);
+      if (target === '/') throw new InvalidOptionError(`${field}.target`, 'cannot be /');
+      const size = t.size === undefined ? 64 * 1024 * 1024 : parseSize(`${field}.size`, t.size);
+      add({ kind: 'tmpfs', target, options: `mode=0755,size=${size}` }, field);
+    });
+    const targets = new Map<string, string>();
+    mounts.forEach((m, i) => {
+      const prev = targets.get(m.target);
+      if (prev !== undefined && !mountDescriptions[i].entry.startsWith('default')) {
+        throw new InvalidOptionError(mountDescriptions[i].entry, `mounts onto ${m.target}, which ${prev} already uses; pick another target`);
+      }
+      targets.set(m.target, mountDescriptions[i].entry);
+    });
+  }
+
+  // rlimits: core dumps off unless asked for.
+  const rlimitValues: Partial<Record<RlimitName, { soft: number; hard: number }>> = { core: { soft: 0, hard: 0 } };
+  if (options.rlimits !== undefined) {
+    if (options.rlimits === null || typeof options.rlimits !== 'object') throw new InvalidOptionError('rlimits', 'must be an object like { nofile: 256 }');
+    for (const [name, value] of Object.entries(options.rlimits)) {
+      const field = `rlimits.${name}`;
+      if (!(name in RLIMITS)) throw new InvalidOptionError(field, `is not a resource; use one of ${Object.keys(RLIMITS).join(', ')}`);
+      const pair = typeof value === 'number' ? { soft: value, hard: value } : value;
+      if (pair === null || typeof pair !== 'object') throw new InvalidOptionError(field, 'must be a number or { soft, hard }');
+      for (const k of ['soft', 'hard'] as const) {
+        const v = pair[k];
+        if (typeof v !== 'number' || Number.isNaN(v) || v < 0 || (!Number.isSafeInteger(v) && v !== Infinity)) {
+          throw new InvalidOptionError(`${field}.${k}`, `must be a whole number ≥ 0 or Infinity, got ${String(v)}`);
+        }
+      }
+      if (pair.soft > pair.hard) throw new InvalidOptionError(field, `soft limit ${pair.soft} exceeds hard limit ${pair.hard}`);
+      rlimitValues[name as RlimitName] = { soft: pair.soft, hard: pair.hard };
+    }
+  }
+  const rlimitNames = Object.keys(rlimitValues);
+  const rlimits = Object.entries(rlimitValues).map(([name, v]) => ({ resource: RLIMITS[name as RlimitName], soft: v!.soft, hard: v!.hard }));
+
+  let setupTimeoutMs = 10000;
+  if (options.setupTimeout !== undefined) {
+    if (typeof options.setupTimeout !== 'number' || !Number.isInteger(options.setupTimeout) || options.setupTimeout < 1 || options.setupTimeout > 600000) {
+      throw new InvalidOptionError('setupTimeout', 'must be a whole number of milliseconds from 1 to 600000');
+    }
+    setupTimeoutMs = options.setupTimeout;
+  }
+
+  cachedLastCap ??= lastCap();
+  return {
+    plan: {
+      candidates,
+      argv: [...command],
+      envp,
+      cwd,
+      hostname,
+      namespaces,
+      mapUidInside, mapUidOutside, mapGidInside, mapGidOutside,
+      denySetgroups,
+      dropGroups,
+      uid,
+      gid,
+      lastCap: cachedLastCap,
+      setupTimeoutMs,
+      mounts,
+      rlimits,
+    },
+    mountDescriptions,
+    rlimitNames,
+    namespaces,
+    network: !namespaces.net,
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * A sandboxed process: Sandbox.spawn() starts it, the handle observes and stops it.
+ */
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { InvalidOptionError } from '../errors';
+import { addon, type NativeSandboxProcess, type NativeSetupError, type NativeViolation } from '../native';
+import { SandboxSetupError } from './errors';
+import { buildPlan } from './plan';
+import { compiledSeccomp } from './seccomp';
+import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
+
+function signalNumber(signal: NodeJS.Signals | number): number {
+  if (typeof signal === 'number') {
+    if (!Number.isInteger(signal) || signal < 0 || signal > 64) throw new InvalidOptionError('signal', `${signal} is not a signal number`);
+    return signal;
+  }
+  const n = (os.constants.signals as Record<string, number>)[signal];
+  if (n === undefined) throw new InvalidOptionError('signal', `'${signal}' is not a signal name (e.g. 'SIGTERM')`);
+  return n;
+}
+
+export interface SandboxEvents {
+  violation: [Violation];
+  exit: [ExitResult];
+}
+
+export class Sandbox extends EventEmitter<SandboxEvents> {
+  /** Host pid of the sandbox's first process (pid 1 inside its PID namespace). */
+  readonly pid: number;
+  readonly stdin: net.Socket | null;
+  readonly stdout: net.Socket | null;
+  readonly stderr: net.Socket | null;
+  /** Resolves when the first process exits; everything else in the sandbox dies with it. */
+  readonly exited: Promise<ExitResult>;
+  private readonly native: NativeSandboxProcess;
+  private violation: Violation | null = null;
+  private result: ExitResult | null = null;
+
+  /**
+   * Starts `options.command` in a new sandbox. Synchronous like child_process.spawn: it returns
+   * once the command has been exec'd inside the finished sandbox, or throws SandboxSetupError
+   * naming the failed stage (the command never ran) or InvalidOptionError naming the bad field.
+   */
+  static spawn(options: SpawnOptions): Sandbox {
+    return new Sandbox(options);
+  }
+
+  private constructor(options: SpawnOptions) {
+    super();
+    const built = buildPlan(options);
+    const seccomp = compiledSeccomp(options.seccomp, built.network);
+
+    const stdio = options.stdio ?? ['ignore', 'pipe', 'pipe'];
+    if (!Array.isArray(stdio) || stdio.length !== 3) throw new InvalidOptionError('stdio', "must be three entries of 'pipe', 'inherit', 'ignore' or an fd number");
+    const fds: Array<{ source: number; target: number }> = [];
+    const toClose: number[] = []; // our copies of the sandbox's ends, closed once it has them
+    const ours: Array<number | null> = [null, null, null];
+    const cleanup = () => {
+      for (const fd of toClose) fs.closeSync(fd);
+    };
+    try {
+      stdio.forEach((s: StdioOption, i: number) => {
+        if (s === 'inherit') fds.push({ source: i, target: i });
+        else if (s === 'ignore') {
+          const fd = fs.openSync('/dev/null', i === 0 ? 'r' : 'w');
+          toClose.push(fd);
+          fds.push({ source: fd, target: i });
+        } else if (s === 'pipe') {
+          const [r, w] = addon().pipe();
+          const [mine, theirs] = i === 0 ? [w, r] : [r, w];
+          ours[i] = mine;
+          toClose.push(theirs);
+          fds.push({ source: theirs, target: i });
+        } else if (typeof s === 'number' && Number.isInteger(s) && s >= 0) {
+          fds.push({ source: s, target: i });
+        } else {
+          throw new InvalidOptionError(`stdio[${i}]`, `must be 'pipe', 'inherit', 'ignore' or an fd number, got ${JSON.stringify(s)}`);
+        }
+      });
+      if (options.fds !== undefined && !Array.isArray(options.fds)) throw new InvalidOptionError('fds', 'must be an array of { fd, target }');
+      const targets = new Set<number>();
+      (options.fds ?? []).forEach((f, i) => {
+        if (f === null || typeof f !== 'object' || !Number.isInteger(f.fd) || f.fd < 0) throw new InvalidOptionError(`fds[${i}].fd`, 'must be an open host fd number');
+        if (!Number.isInteger(f.target) || f.target < 3 || f.target > 1023) throw new InvalidOptionError(`fds[${i}].target`, 'must be a number from 3 to 1023 (0-2 are stdio)');
+        if (targets.has(f.target)) throw new InvalidOptionError(`fds[${i}].target`, `fd ${f.target} is already passed`);
+        try {
+          fs.fstatSync(f.fd);
+        } catch {
+          throw new InvalidOptionError(`fds[${i}].fd`, `${f.fd} is not an open fd`);
+        }
+        targets.add(f.target);
+        fds.push({ source: f.fd, target: f.target });
+      });
+
+      try {
+        this.native = new (addon().SandboxProcess)(
+          { ...built.plan, fds, seccomp, cgroupProcs: [] },
+          (code, signal) => this.onExit(code, signal),
+          (v) => this.onViolation(v),
+        );
+      } catch (err) {
+        const e = err as NativeSetupError;
+        if (e.code !== 'ERR_SANDBOX_SETUP') throw err;
+        let entry: string | undefined;
+        let detail = e.detail;
+        if (e.index >= 0) {
+          if (['mkdir', 'touch', 'bind', 'bind-attrs', 'tmpfs', 'proc', 'symlink'].includes(e.stage)) {
+            const m = built.mountDescriptions[e.index];
+            entry = m?.entry;
+            detail = m?.text ?? detail;
+          } else if (e.stage === 'rlimit') entry = `rlimits.${built.rlimitNames[e.index]}`;
+          else if (e.stage === 'fds') entry = e.index < 3 ? `stdio[${e.index}]` : `fds[${e.index - 3}]`;
+        }
+        throw new SandboxSetupError(e.stage, e.errno, entry, detail);
+      }
+    } catch (err) {
+      for (const fd of ours) if (fd !== null) fs.closeSync(fd);
+      cleanup();
+      throw err;
+    }
+    cleanup();
+    this.pid = this.native.pid;
+    this.stdin = ours[0] === null ? null : new net.Socket({ fd: ours[0], readable: false, writable: true });
+    this.stdout = ours[1] === null ? null : new net.Socket({ fd: ours[1], readable: true, writable: false });
+    this.stderr = ours[2] === null ? null : new net.Socket({ fd: ours[2], readable: true, writable: false });
+    this.exited = new Promise((resolve) => this.once('exit', resolve));
+  }
+
+  /**
+   * Sends a signal (default SIGKILL) to the sandbox's first process through its pidfd. Note that a
+   * PID-namespace init ignores signals it has no handler for, SIGKILL excepted. Returns false when
+   * the process has already exited.
+   */
+  kill(signal: NodeJS.Signals | number = 'SIGKILL'): boolean {
+    if (this.result !== null) return false;
+    return this.native.kill(signalNumber(signal));
+  }
+
+  /** Lets the host exit while the sandbox runs (the sandbox then dies with the host). */
+  unref(): this {
+    this.native.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.native.ref();
+    return this;
+  }
+
+  /** The exit result, once exited. */
+  get exitResult(): ExitResult | null {
+    return this.result;
+  }
+
+  private onViolation(v: NativeViolation): void {
+    const violation: Violation = { kind: 'seccomp', at: Date.now(), syscall: v.syscall };
+    this.violation ??= violation;
+    this.emit('violation', violation);
+  }
+
+  private onExit(code: number | null, signal: number | null): void {
+    this.result = {
+      code,
+      signal: signal === null ? null : SIGNAL_NAMES.get(signal) ?? (`SIG${signal}` as NodeJS.Signals),
+      violation: this.violation,
+    };
+    this.emit('exit', this.result);
+  }
+}

@@ -1,0 +1,83 @@
+/** Public types of a sandbox: options, exit results, violations. */
+
+export type NamespaceName = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
+export const NAMESPACES: readonly NamespaceName[] = ['user', 'pid', 'mount', 'net', 'ipc', 'uts', 'cgroup'];
+
+/** How one of the sandbox's standard streams is connected. A number is a host fd to pass. */
+export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
+
+export interface BindMount {
+  /** Host path. */
+  source: string;
+  /** Path inside the sandbox; defaults to `source`. */
+  target?: string;
+  /** Read-write; binds are read-only unless this is true. */
+  writable?: boolean;
+}
+
+export interface TmpfsMount {
+  target: string;
+  /** Bytes, or a size like '64M'. Default 64 MiB. */
+  size?: number | string;
+}
+
+export type RlimitName =
+  | 'as' | 'core' | 'cpu' | 'data' | 'fsize' | 'locks' | 'memlock' | 'msgqueue' | 'nice' | 'nofile'
+  | 'nproc' | 'rss' | 'rtprio' | 'rttime' | 'sigpending' | 'stack';
+
+/** A limit: one number for soft = hard, or both. Infinity means unlimited. */
+export type RlimitValue = number | { soft: number; hard: number };
+
+export interface SpawnOptions {
+  /** The command and its arguments. A name without '/' is looked up in the sandbox's PATH. */
+  command: readonly string[];
+  /** The whole environment of the command: nothing is inherited. Default: PATH only. */
+  env?: Record<string, string>;
+  /** Working directory inside the sandbox. Default '/'. */
+  cwd?: string;
+  /** Each namespace is on unless switched off here. */
+  namespaces?: Partial<Record<NamespaceName, boolean>>;
+  /** Share the host's network: no network namespace, and the seccomp profile allows inet sockets. */
+  shareNet?: boolean;
+  /** uid/gid inside the sandbox. Default: 65534 as root, the caller's ids otherwise. */
+  uid?: number;
+  gid?: number;
+  /** As root: the unprivileged host uid/gid the sandbox maps to. Default 65534. Never 0. */
+  hostUid?: number;
+  hostGid?: number;
+  /** Hostname in the UTS namespace. Default 'warden'. */
+  hostname?: string;
+  /** Bind the default system directories read-only (/usr, /bin, /lib, ...). Default true. */
+  defaultBinds?: boolean;
+  binds?: readonly BindMount[];
+  tmpfs?: readonly TmpfsMount[];
+  /** Size of the private /tmp. Default 64 MiB. */
+  tmpSize?: number | string;
+  stdio?: readonly [StdioOption, StdioOption, StdioOption];
+  /** Extra host fds passed into the sandbox, at `target` (3 or more). Nothing else is inherited. */
+  fds?: ReadonlyArray<{ fd: number; target: number }>;
+  /** Resource limits (setrlimit). core is 0 unless set here. */
+  rlimits?: Partial<Record<RlimitName, RlimitValue>>;
+  /** A named seccomp profile, a policy object, or 'none'. Default 'default'. */
+  seccomp?: string | object;
+  /** Milliseconds the setup may take before the child is killed and spawn fails. Default 10000. */
+  setupTimeout?: number;
+}
+
+export interface Violation {
+  kind: 'seccomp' | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'protocol';
+  /** Milliseconds since the epoch. */
+  at: number;
+  /** seccomp: the syscall's name. */
+  syscall?: string;
+  limit?: number | string;
+  observed?: number | string;
+}
+
+export interface ExitResult {
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The first violation, when one caused the end. */
+  violation: Violation | null;
+}

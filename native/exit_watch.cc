@@ -1,0 +1,224 @@
+#include "exit_watch.h"
+
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "launch_options.h"
+#include "launcher.h"
+#include "seccomp.h"
+
+namespace warden {
+
+namespace {
+constexpr idtype_t kIdPidfd = static_cast<idtype_t>(3);
+}
+
+// A uv_poll handle outlives the JS object while libuv closes it, so it is allocated on its own.
+struct SandboxProcess::Poll {
+  uv_poll_t handle;
+  SandboxProcess* owner;
+
+  static Poll* Start(uv_loop_t* loop, int fd, SandboxProcess* owner, uv_poll_cb cb) {
+    Poll* p = new Poll();
+    p->owner = owner;
+    p->handle.data = p;
+    if (uv_poll_init(loop, &p->handle, fd) != 0) {
+      delete p;
+      return nullptr;
+    }
+    uv_poll_start(&p->handle, UV_READABLE | UV_DISCONNECT, cb);
+    return p;
+  }
+
+  static void Close(Poll* p) {
+    if (p == nullptr) return;
+    p->owner = nullptr;
+    uv_poll_stop(&p->handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&p->handle),
+             [](uv_handle_t* h) { delete static_cast<Poll*>(h->data); });
+  }
+};
+
+Napi::Function SandboxProcess::Define(Napi::Env env) {
+  return DefineClass(env, "SandboxProcess",
+                     {InstanceMethod("kill", &SandboxProcess::Kill),
+                      InstanceMethod("unref", &SandboxProcess::Unref),
+                      InstanceMethod("ref", &SandboxProcess::Ref),
+                      InstanceAccessor("pid", &SandboxProcess::GetPid, nullptr)});
+}
+
+// new SandboxProcess(plan, onExit(code, signal), onViolation({ syscall, nr, pid }))
+// Launches at construction; a setup failure throws an Error carrying stage, errno, index, detail.
+SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<SandboxProcess>(info), env_(info.Env()) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "SandboxProcess(plan, onExit, onViolation)").ThrowAsJavaScriptException();
+    return;
+  }
+  LaunchPlan plan;
+  std::string problem = LaunchPlanFromJs(info[0].As<Napi::Object>(), &plan);
+  if (!problem.empty()) {
+    Napi::Error e = Napi::TypeError::New(env, problem);
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_OPTION"));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
+  LaunchResult result;
+  LaunchError error;
+  if (!Launch(&plan, &result, &error)) {
+    Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") +
+                                              StageName(error.stage));
+    e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
+    e.Set("stage", Napi::String::New(env, StageName(error.stage)));
+    e.Set("errno", Napi::Number::New(env, error.error));
+    e.Set("index", Napi::Number::New(env, error.index));
+    e.Set("detail", Napi::String::New(env, error.detail));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
+  pid_ = result.pid;
+  pidfd_ = result.pidfd;
+  listener_ = result.listener;
+  on_exit_ = Napi::Persistent(info[1].As<Napi::Function>());
+  on_violation_ = Napi::Persistent(info[2].As<Napi::Function>());
+
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  exit_poll_ = Poll::Start(loop, pidfd_, this, [](uv_poll_t* h, int, int) {
+    Poll* p = static_cast<Poll*>(h->data);
+    if (p->owner != nullptr) p->owner->OnExitReadable();
+  });
+  if (listener_ >= 0) {
+    listener_poll_ = Poll::Start(loop, listener_, this, [](uv_poll_t* h, int status, int events) {
+      Poll* p = static_cast<Poll*>(h->data);
+      if (p->owner != nullptr) p->owner->OnListenerReadable(status < 0 ? status : events);
+    });
+  }
+  // Keep the JS object alive while the process runs: the callbacks refer to it.
+  Napi::ObjectWrap<SandboxProcess>::Ref();
+}
+
+SandboxProcess::~SandboxProcess() {
+  Poll::Close(exit_poll_);
+  Poll::Close(listener_poll_);
+  if (pidfd_ >= 0) close(pidfd_);
+  if (listener_ >= 0) close(listener_);
+}
+
+Napi::Value SandboxProcess::GetPid(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), pid_);
+}
+
+Napi::Value SandboxProcess::Kill(const Napi::CallbackInfo& info) {
+  int sig = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : SIGKILL;
+  if (exited_ || pidfd_ < 0) return Napi::Boolean::New(info.Env(), false);
+  // Through the pidfd: never a recycled pid.
+  if (syscall(SYS_pidfd_send_signal, pidfd_, sig, nullptr, 0) != 0) {
+    if (errno == ESRCH) return Napi::Boolean::New(info.Env(), false);
+    Napi::Error e = Napi::Error::New(info.Env(), std::string("kill: ") + strerror(errno));
+    e.Set("errno", Napi::Number::New(info.Env(), errno));
+    e.ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+Napi::Value SandboxProcess::Unref(const Napi::CallbackInfo& info) {
+  if (exit_poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&exit_poll_->handle));
+  if (listener_poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&listener_poll_->handle));
+  return info.Env().Undefined();
+}
+
+Napi::Value SandboxProcess::Ref(const Napi::CallbackInfo& info) {
+  if (exit_poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&exit_poll_->handle));
+  if (listener_poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&listener_poll_->handle));
+  return info.Env().Undefined();
+}
+
+void SandboxProcess::Deliver(Napi::FunctionReference& callback, std::initializer_list<napi_value> args) {
+  Napi::Env env = env_;
+  callback.MakeCallback(Value(), args);
+  // A throwing callback must surface as an uncaught exception, not vanish.
+  if (env.IsExceptionPending()) {
+    Napi::Error e = env.GetAndClearPendingException();
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+void SandboxProcess::OnExitReadable() {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  if (waitid(kIdPidfd, pidfd_, &si, WEXITED | WNOHANG | __WALL) != 0 || si.si_pid == 0) return;
+  exited_ = true;
+  Poll::Close(exit_poll_);
+  exit_poll_ = nullptr;
+  // Late notifications can only come from processes that are dying with the PID namespace.
+  StopListener();
+
+  Napi::HandleScope scope(env_);
+  Napi::Value code = env_.Null();
+  Napi::Value signal = env_.Null();
+  if (si.si_code == CLD_EXITED) {
+    code = Napi::Number::New(env_, si.si_status);
+  } else {
+    signal = Napi::Number::New(env_, si.si_status);
+  }
+  Deliver(on_exit_, {code, signal});
+  on_exit_.Reset();
+  on_violation_.Reset();
+  Napi::ObjectWrap<SandboxProcess>::Unref();
+}
+
+void SandboxProcess::OnListenerReadable(int events) {
+  if (events < 0 || (events & UV_DISCONNECT)) {
+    StopListener();
+    return;
+  }
+  struct seccomp_notif req;
+  memset(&req, 0, sizeof req);  // the kernel insists on a zeroed buffer
+  if (ioctl(listener_, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) {
+    // ENOENT: the caller died before we read it. Anything else: nothing more will come.
+    if (errno != ENOENT && errno != EINTR) StopListener();
+    return;
+  }
+  // The syscall must never run: kill the sandbox first, then fail the (now dead) call.
+  syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+  struct seccomp_notif_resp resp;
+  memset(&resp, 0, sizeof resp);
+  resp.id = req.id;
+  resp.error = -EPERM;
+  ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+
+  Napi::HandleScope scope(env_);
+  Napi::Object v = Napi::Object::New(env_);
+  const char* name = SyscallName(req.data.nr);
+  v.Set("syscall", name != nullptr ? Napi::String::New(env_, name)
+                                   : Napi::String::New(env_, "syscall_" + std::to_string(req.data.nr)));
+  v.Set("nr", Napi::Number::New(env_, req.data.nr));
+  v.Set("pid", Napi::Number::New(env_, req.pid));
+  Napi::Array args = Napi::Array::New(env_, 6);
+  for (uint32_t i = 0; i < 6; i++) {
+    args.Set(i, Napi::BigInt::New(env_, static_cast<uint64_t>(req.data.args[i])));
+  }
+  v.Set("args", args);
+  Deliver(on_violation_, {v});
+}
+
+void SandboxProcess::StopListener() {
+  Poll::Close(listener_poll_);
+  listener_poll_ = nullptr;
+  if (listener_ >= 0) {
+    close(listener_);
+    listener_ = -1;
+  }
+}
+
+}  // namespace warden

@@ -1,0 +1,40 @@
+// Exit and seccomp-violation watching under libuv: a pidfd and a seccomp listener, each polled by a
+// uv_poll handle, so the event loop never blocks and SIGCHLD is never involved.
+#pragma once
+
+#include <napi.h>
+#include <uv.h>
+
+namespace warden {
+
+class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit SandboxProcess(const Napi::CallbackInfo& info);
+  ~SandboxProcess() override;
+
+ private:
+  struct Poll;
+
+  Napi::Value Kill(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value GetPid(const Napi::CallbackInfo& info);
+
+  void OnExitReadable();
+  void OnListenerReadable(int status);
+  void StopListener();
+  void Deliver(Napi::FunctionReference& callback, std::initializer_list<napi_value> args);
+
+  Napi::Env env_;
+  pid_t pid_ = -1;
+  int pidfd_ = -1;
+  int listener_ = -1;
+  bool exited_ = false;
+  Poll* exit_poll_ = nullptr;
+  Poll* listener_poll_ = nullptr;
+  Napi::FunctionReference on_exit_;
+  Napi::FunctionReference on_violation_;
+};
+
+}  // namespace warden

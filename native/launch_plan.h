@@ -1,0 +1,144 @@
+// The launch plan: everything the child needs between clone and execve, prepared by the parent.
+//
+// The child shares the parent's memory (CLONE_VM) and may not allocate, so every string, array and
+// BPF program lives here, built before clone. Storage (std::string / std::vector) belongs to the
+// parent; the child only reads the raw pointers below.
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace warden {
+
+// Setup stages, reported by the child (or the parent) when a step fails. Names in StageName().
+enum class Stage : uint32_t {
+  kNone = 0,
+  kClone,
+  kSetgroupsFile,
+  kUidMap,
+  kGidMap,
+  kCgroupPlace,
+  kWaitParent,
+  kTimeout,
+  kSetsid,
+  kMountPrivate,
+  kMountRoot,
+  kPivotRoot,
+  kMkdir,
+  kTouch,
+  kBind,
+  kBindAttrs,
+  kTmpfs,
+  kProc,
+  kSymlink,
+  kDetachOldRoot,
+  kRemountRoot,
+  kHostname,
+  kSecurebits,
+  kCapBound,
+  kSetgroups,
+  kSetgid,
+  kSetuid,
+  kCapabilities,
+  kFds,
+  kRlimit,
+  kChdir,
+  kNoNewPrivs,
+  kSignals,
+  kSeccomp,
+  kSeccompListener,
+  kExec,
+  kDiedInSetup,
+};
+const char* StageName(Stage stage);
+
+enum class MountOpKind : uint8_t { kMkdir, kTouch, kBind, kTmpfs, kProc, kSymlink };
+
+struct MountOp {
+  MountOpKind kind;
+  const char* source;   // kBind: host path under the old root; kSymlink: the link's content
+  const char* target;   // path in the new root
+  const char* data;     // kTmpfs: mount options
+  uint64_t attr_set;    // kBind: MOUNT_ATTR_* to set recursively after the bind
+  uint32_t mode;        // kMkdir
+  int logical_index;    // which entry of the caller's `mounts` this op serves, for error messages
+};
+
+struct FdMapping {
+  int source;  // fd in the parent
+  int target;  // fd number in the sandbox
+};
+
+struct RlimitSetting {
+  int resource;
+  uint64_t soft;
+  uint64_t hard;
+};
+
+// The message the child sends on the status socket when a step fails.
+struct ChildFailure {
+  uint32_t stage;
+  int32_t error;   // errno
+  int32_t index;   // mount op / rlimit / fd index, or -1
+};
+
+struct LaunchPlan {
+  // clone
+  int clone_flags = 0;
+  bool user_ns = false;
+  bool mount_ns = false;
+  bool uts_ns = false;
+
+  // exec: candidates are tried in order (PATH search done by the parent); first non-ENOENT error wins
+  std::vector<std::string> exec_candidates_storage;
+  std::vector<const char*> exec_candidates;
+  std::vector<std::string> argv_storage, envp_storage;
+  std::vector<char*> argv, envp;  // null-terminated
+  std::string cwd = "/";
+
+  // user namespace maps, written by the parent (a process cannot map arbitrary ids for itself)
+  uid_t map_uid_inside = 0, map_uid_outside = 0;
+  gid_t map_gid_inside = 0, map_gid_outside = 0;
+  bool deny_setgroups = false;
+
+  // identity the child switches to before exec
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool drop_supplementary_groups = true;
+
+  std::string hostname;
+
+  // filesystem: the new root is a tmpfs mounted on root_base then pivoted into
+  std::string root_base = "/tmp";
+  std::vector<std::string> mount_strings;  // storage for MountOp strings (reserved up front)
+  std::vector<MountOp> mounts;
+
+  std::vector<RlimitSetting> rlimits;
+  std::vector<FdMapping> fds;
+  int fd_ceiling = 0;  // above every source, target and internal fd
+
+  std::vector<sock_filter> seccomp;
+  bool seccomp_listener = false;
+
+  std::vector<std::string> cgroup_procs;  // files the parent writes the child's pid into
+
+  int last_cap = 40;
+  int timeout_ms = 10000;  // setup must finish within this, or the child is killed
+
+  // Filled in by the parent right before clone.
+  int child_status_fd = -1;   // child's end of the status socket
+  int parent_status_fd = -1;  // parent's end, closed first thing in the child
+
+  // Written by the child right before execve: EOF without it means the child died in setup.
+  volatile int reached_exec = 0;
+};
+
+// Runs in the child. Never returns.
+int ChildMain(void* plan);
+
+}  // namespace warden

@@ -1,0 +1,281 @@
+#include "launcher.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <algorithm>
+#include <cstring>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+
+namespace warden {
+
+namespace {
+
+// waitid's idtype for a pidfd (P_PIDFD, Linux 5.4); older glibc headers lack the name.
+constexpr idtype_t kIdPidfd = static_cast<idtype_t>(3);
+
+constexpr size_t kStackSize = 256 * 1024;
+
+// Owns an fd; closes it unless released.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { Reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  int release() { int fd = fd_; fd_ = -1; return fd; }
+  void Reset(int fd = -1) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
+ private:
+  int fd_;
+};
+
+// The child's stack, with a guard page below it.
+class ChildStack {
+ public:
+  ChildStack() {
+    base_ = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                 -1, 0);
+    if (base_ == MAP_FAILED) {
+      base_ = nullptr;
+      return;
+    }
+    mprotect(base_, 4096, PROT_NONE);
+  }
+  ~ChildStack() {
+    if (base_ != nullptr) munmap(base_, kStackSize);
+  }
+  void* top() const { return static_cast<char*>(base_) + kStackSize; }
+  bool ok() const { return base_ != nullptr; }
+ private:
+  void* base_ = nullptr;
+};
+
+bool WriteFile(const std::string& path, const std::string& content, int* err) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return false;
+  }
+  ssize_t n = write(fd, content.data(), content.size());
+  *err = n < 0 ? errno : 0;
+  close(fd);
+  if (n < 0) return false;
+  if (static_cast<size_t>(n) != content.size()) {
+    *err = EIO;
+    return false;
+  }
+  return true;
+}
+
+void KillAndReap(int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info;
+  while (waitid(kIdPidfd, pidfd, &info, WEXITED | __WALL) < 0 &&
+         errno == EINTR) {
+  }
+}
+
+bool ParentFail(LaunchError* error, Stage stage, int err, std::string detail = "") {
+  error->stage = stage;
+  error->error = err;
+  error->detail = std::move(detail);
+  return false;
+}
+
+// Reads the child's messages until EOF (execve closed its end, or it exited). Returns false on
+// timeout or a socket error.
+bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* failed, int* listener,
+                       LaunchError* error) {
+  for (;;) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int ready = poll(&pfd, 1, timeout_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return ParentFail(error, Stage::kWaitParent, errno, "poll on the status socket");
+    if (ready == 0) return ParentFail(error, Stage::kTimeout, ETIMEDOUT);
+
+    ChildFailure msg{};
+    struct iovec iov = {&msg, sizeof msg};
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } control;
+    struct msghdr hdr;
+    memset(&hdr, 0, sizeof hdr);
+    hdr.msg_iov = &iov;
+    hdr.msg_iovlen = 1;
+    hdr.msg_control = control.buf;
+    hdr.msg_controllen = sizeof control.buf;
+    ssize_t n = recvmsg(fd, &hdr, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ParentFail(error, Stage::kWaitParent, errno, "recvmsg on the status socket");
+    if (n == 0) return true;  // EOF
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&hdr);
+    if (cmsg != nullptr && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS) {
+      int received;
+      memcpy(&received, CMSG_DATA(cmsg), sizeof received);
+      if (*listener >= 0) close(*listener);
+      *listener = received;
+      continue;
+    }
+    if (static_cast<size_t>(n) == sizeof msg && !*failed) {
+      *failure = msg;
+      *failed = true;
+    }
+  }
+}
+
+}  // namespace
+
+bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    return ParentFail(error, Stage::kClone, errno, "socketpair");
+  }
+  Fd parent_end(sv[0]);
+  Fd child_end(sv[1]);
+  plan->parent_status_fd = parent_end.get();
+  plan->child_status_fd = child_end.get();
+  int ceiling = std::max(parent_end.get(), child_end.get());
+  for (const FdMapping& m : plan->fds) ceiling = std::max({ceiling, m.source, m.target});
+  plan->fd_ceiling = ceiling + 1;
+  plan->reached_exec = 0;
+
+  ChildStack stack;
+  if (!stack.ok()) return ParentFail(error, Stage::kClone, errno, "mmap of the child's stack");
+
+  // Signals stay blocked in the child until it has reset every handler: a Node handler running on
+  // the child's stack, in the parent's memory, would be a disaster.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int pidfd = -1;
+  // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
+  // through the pidfd (with __WALL).
+  pid_t pid = clone(ChildMain, stack.top(), CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
+  Fd pidfd_owner(pidfd);
+  child_end.Reset();
+
+  auto abort_child = [&](Stage stage, int err, std::string detail) {
+    KillAndReap(pidfd);
+    return ParentFail(error, stage, err, std::move(detail));
+  };
+
+  if (plan->user_ns) {
+    const std::string proc = "/proc/" + std::to_string(pid);
+    char line[64];
+    int err = 0;
+    if (plan->deny_setgroups && !WriteFile(proc + "/setgroups", "deny", &err)) {
+      return abort_child(Stage::kSetgroupsFile, err, proc + "/setgroups");
+    }
+    snprintf(line, sizeof line, "%u %u 1\n", plan->map_uid_inside, plan->map_uid_outside);
+    if (!WriteFile(proc + "/uid_map", line, &err)) return abort_child(Stage::kUidMap, err, line);
+    snprintf(line, sizeof line, "%u %u 1\n", plan->map_gid_inside, plan->map_gid_outside);
+    if (!WriteFile(proc + "/gid_map", line, &err)) return abort_child(Stage::kGidMap, err, line);
+  }
+
+  // The child is placed before it runs any code of its own (it is still waiting for 'G').
+  const std::string pid_text = std::to_string(pid);
+  for (const std::string& procs : plan->cgroup_procs) {
+    int err = 0;
+    if (!WriteFile(procs, pid_text, &err)) return abort_child(Stage::kCgroupPlace, err, procs);
+  }
+
+  char go = 'G';
+  if (write(parent_end.get(), &go, 1) != 1) {
+    return abort_child(Stage::kWaitParent, errno, "releasing the child");
+  }
+
+  ChildFailure failure{};
+  bool failed = false;
+  int listener = -1;
+  bool ok = ReadChildMessages(parent_end.get(), plan->timeout_ms, &failure, &failed, &listener, error);
+  Fd listener_owner(listener);
+  if (!ok) {
+    KillAndReap(pidfd);
+    return false;
+  }
+  if (failed || !plan->reached_exec) {
+    // Reap before the stack goes away: the child may still be on its way to exit_group.
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    while (waitid(kIdPidfd, pidfd, &info, WEXITED | __WALL) < 0 &&
+           errno == EINTR) {
+    }
+    if (failed) {
+      error->stage = static_cast<Stage>(failure.stage);
+      error->error = failure.error;
+      error->index = failure.index;
+      return false;
+    }
+    return ParentFail(error, Stage::kDiedInSetup, 0,
+                      "the child died before execve (status " + std::to_string(info.si_status) + ")");
+  }
+  out->pid = pid;
+  out->pidfd = pidfd_owner.release();
+  out->listener = listener_owner.release();
+  return true;
+}
+
+const char* StageName(Stage stage) {
+  switch (stage) {
+    case Stage::kNone: return "none";
+    case Stage::kClone: return "clone";
+    case Stage::kSetgroupsFile: return "setgroups-file";
+    case Stage::kUidMap: return "uid-map";
+    case Stage::kGidMap: return "gid-map";
+    case Stage::kCgroupPlace: return "cgroup-place";
+    case Stage::kWaitParent: return "wait-parent";
+    case Stage::kTimeout: return "timeout";
+    case Stage::kSetsid: return "setsid";
+    case Stage::kMountPrivate: return "mount-private";
+    case Stage::kMountRoot: return "mount-root";
+    case Stage::kPivotRoot: return "pivot-root";
+    case Stage::kMkdir: return "mkdir";
+    case Stage::kTouch: return "touch";
+    case Stage::kBind: return "bind";
+    case Stage::kBindAttrs: return "bind-attrs";
+    case Stage::kTmpfs: return "tmpfs";
+    case Stage::kProc: return "proc";
+    case Stage::kSymlink: return "symlink";
+    case Stage::kDetachOldRoot: return "detach-old-root";
+    case Stage::kRemountRoot: return "remount-root";
+    case Stage::kHostname: return "hostname";
+    case Stage::kSecurebits: return "securebits";
+    case Stage::kCapBound: return "capability-bounding-set";
+    case Stage::kSetgroups: return "setgroups";
+    case Stage::kSetgid: return "setgid";
+    case Stage::kSetuid: return "setuid";
+    case Stage::kCapabilities: return "capabilities";
+    case Stage::kFds: return "fds";
+    case Stage::kRlimit: return "rlimit";
+    case Stage::kChdir: return "chdir";
+    case Stage::kNoNewPrivs: return "no-new-privs";
+    case Stage::kSignals: return "signals";
+    case Stage::kSeccomp: return "seccomp";
+    case Stage::kSeccompListener: return "seccomp-listener";
+    case Stage::kExec: return "exec";
+    case Stage::kDiedInSetup: return "died-in-setup";
+  }
+  return "unknown";
+}
+
+}  // namespace warden

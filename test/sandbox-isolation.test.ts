@@ -1,0 +1,177 @@
+/**
+ * Each isolation property, asserted from inside a sandbox.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Sandbox } from '../lib/sandbox/sandbox';
+import { isRoot, sh } from './helpers/sandbox';
+
+const SECCOMP = { seccomp: 'none' as const };
+
+t.test('identity: unprivileged uid/gid inside, and the host sees an unprivileged uid', async (t) => {
+  const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'id -u; id -g; id -G; read x'], stdio: ['pipe', 'pipe', 'inherit'], ...SECCOMP });
+  let out = '';
+  sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  while (out.split('\n').length < 4) await new Promise((r) => setTimeout(r, 5));
+  const status = fs.readFileSync(`/proc/${sb.pid}/status`, 'utf8');
+  const hostUid = Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
+  const hostGid = Number(/^Gid:\s+(\d+)/m.exec(status)![1]);
+  sb.stdin!.end('\n');
+  await sb.exited;
+  const [uid, gid, groups] = out.trim().split('\n');
+  if (isRoot) {
+    t.equal(uid, '65534', 'uid inside');
+    t.equal(gid, '65534', 'gid inside');
+    t.equal(groups, '65534', 'no supplementary groups (host root group dropped)');
+    t.equal(hostUid, 65534, 'host uid of the sandboxed process is not root');
+    t.equal(hostGid, 65534, 'host gid of the sandboxed process is not root');
+  } else {
+    t.equal(Number(uid), process.getuid!(), 'uid inside is the caller');
+    t.equal(hostUid, process.getuid!(), 'host uid is the caller');
+  }
+  t.not(hostUid, 0);
+});
+
+t.test('chosen inside uid maps to the unprivileged host uid', { skip: !isRoot && 'needs root to map an arbitrary uid' }, async (t) => {
+  const r = await sh('id -u; cat /proc/self/uid_map', { uid: 0, gid: 0, ...SECCOMP });
+  const [uid, map] = r.stdout.trim().split('\n');
+  t.equal(uid, '0');
+  t.match(map.trim(), /^0\s+65534\s+1$/, 'inside 0 is host 65534');
+});
+
+t.test('hostname is the sandbox\'s own', async (t) => {
+  t.equal((await sh('hostname', SECCOMP)).stdout.trim(), 'warden');
+  t.equal((await sh('hostname', { hostname: 'plug-1', ...SECCOMP })).stdout.trim(), 'plug-1');
+  t.not(os.hostname(), 'plug-1');
+});
+
+t.test('PID namespace: the sandbox sees only its own processes, as pid 1', async (t) => {
+  const r = await sh('echo $$; ls /proc | grep -E "^[0-9]+$" | sort -n | tr "\\n" " "', SECCOMP);
+  const [self, pids] = r.stdout.trim().split('\n');
+  t.equal(self, '1', 'the command is pid 1');
+  const list = pids.trim().split(' ').map(Number);
+  t.ok(list.length <= 6, `only the sandbox's processes are visible: ${pids}`);
+  t.ok(list.every((p) => p < 10), 'no host pids');
+});
+
+t.test('network namespace: only lo, and down', async (t) => {
+  const r = await sh('cat /proc/net/dev', SECCOMP);
+  const ifaces = r.stdout.split('\n').slice(2).map((l) => l.split(':')[0].trim()).filter(Boolean);
+  t.same(ifaces, ['lo']);
+});
+
+t.test('shareNet keeps the host network', async (t) => {
+  const r = await sh('cat /proc/net/dev | wc -l', { shareNet: true, ...SECCOMP });
+  const hostLines = fs.readFileSync('/proc/net/dev', 'utf8').trim().split('\n').length;
+  t.equal(Number(r.stdout.trim()), hostLines);
+});
+
+t.test('filesystem: host files invisible, root and binds read-only, /tmp private', async (t) => {
+  const secret = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-secret-'));
+  fs.writeFileSync(path.join(secret, 'key'), 'hunter2');
+  t.teardown(() => fs.rmSync(secret, { recursive: true, force: true }));
+  const r = await sh(
+    `ls -A /tmp | wc -l; cat ${secret}/key 2>&1; ls /home /root /etc/passwd /etc/shadow 2>&1 | wc -l; ` +
+      'touch /usr/x 2>&1; touch /newfile 2>&1; touch /tmp/ok && echo tmp-writable',
+    SECCOMP,
+  );
+  const lines = r.stdout.split('\n');
+  t.equal(lines[0], '0', 'a fresh /tmp');
+  t.match(lines[1], /No such file/, 'host /tmp content invisible');
+  t.match(r.stdout, /touch: cannot touch '\/usr\/x': Read-only file system/);
+  t.match(r.stdout, /touch: cannot touch '\/newfile': Read-only file system/);
+  t.match(r.stdout, /tmp-writable/);
+  t.notOk(fs.existsSync('/usr/x'));
+});
+
+t.test('binds: read-only by default, writable when asked, the host sees writes', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-bind-'));
+  fs.chmodSync(dir, 0o777);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ro = await sh('echo x > /data/f 2>&1 || echo refused', { binds: [{ source: dir, target: '/data' }], ...SECCOMP });
+  t.match(ro.stdout + ro.stderr, /Read-only file system/);
+  t.notOk(fs.existsSync(path.join(dir, 'f')));
+  const rw = await sh('echo written > /data/f', { binds: [{ source: dir, target: '/data', writable: true }], ...SECCOMP });
+  t.equal(rw.code, 0, rw.stderr);
+  t.equal(fs.readFileSync(path.join(dir, 'f'), 'utf8'), 'written\n');
+});
+
+t.test('mounts are nosuid and nodev (device nodes excepted), /tmp size-limited', async (t) => {
+  const r = await sh('cat /proc/self/mounts', SECCOMP);
+  const mounts = r.stdout.trim().split('\n').map((l) => l.split(' '));
+  t.ok(mounts.length >= 5);
+  for (const [, target, , opts] of mounts) {
+    const o = opts.split(',');
+    t.ok(o.includes('nosuid'), `${target} is nosuid`);
+    if (!/^\/dev\/(null|zero|full|random|urandom)$/.test(target)) t.ok(o.includes('nodev'), `${target} is nodev`);
+  }
+  const full = await sh('dd if=/dev/zero of=/tmp/big bs=1024 count=4096 2>&1; echo rc=$?', { tmpSize: '2M', ...SECCOMP });
+  t.match(full.stdout, /No space left on device/);
+  t.match(full.stdout, /rc=1/);
+});
+
+t.test('/dev holds only the harmless devices', async (t) => {
+  const r = await sh('ls -A /dev | sort | tr "\\n" " "; echo; echo x > /dev/null && head -c 8 /dev/urandom | wc -c', SECCOMP);
+  const [listing, random] = r.stdout.split('\n');
+  t.equal(listing.trim(), 'fd full null random stderr stdin stdout urandom zero');
+  t.equal(random.trim(), '8', 'urandom readable, null writable');
+});
+
+t.test('capabilities all empty, no_new_privs set, no controlling tty', async (t) => {
+  const r = await sh('grep -E "^(Cap|NoNewPrivs)" /proc/self/status; cat /proc/self/stat', SECCOMP);
+  for (const set of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) {
+    t.match(r.stdout, new RegExp(`${set}:\\s+0000000000000000`), `${set} is empty`);
+  }
+  t.match(r.stdout, /NoNewPrivs:\s+1/);
+  // field 7 of /proc/self/stat is tty_nr; the process leads its own session.
+  const stat = r.stdout.trim().split('\n').pop()!;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  t.equal(fields[4], '0', 'no controlling tty');
+  t.equal(fields[3], fields[1], 'session leader... of its own session (sid == pgid)');
+});
+
+t.test('environment is exactly what was given', async (t) => {
+  const r = await sh('env | sort', { env: { PATH: '/usr/bin:/bin', FOO: 'bar' }, ...SECCOMP });
+  t.same(r.stdout.trim().split('\n').filter((l) => l !== 'PWD=/' && !l.startsWith('SHLVL')), ['FOO=bar', 'PATH=/usr/bin:/bin']);
+});
+
+t.test('rlimits: core 0 by default, others as set', async (t) => {
+  const r = await sh('ulimit -c; ulimit -n; ulimit -Hn', { rlimits: { nofile: { soft: 64, hard: 128 } }, ...SECCOMP });
+  t.same(r.stdout.trim().split('\n'), ['0', '64', '128']);
+});
+
+t.test('stdin and stdout pipes carry data', async (t) => {
+  const { run } = await import('./helpers/sandbox');
+  const r = await run({ command: ['/bin/cat'], ...SECCOMP }, 'through the sandbox');
+  t.equal(r.stdout, 'through the sandbox');
+  t.equal(r.code, 0);
+});
+
+t.test('exit codes and signals come back', async (t) => {
+  t.equal((await sh('exit 42', SECCOMP)).code, 42);
+  const killed = await sh('kill -SEGV $$; sleep 5', SECCOMP);
+  // pid 1 ignores signals it does not handle, even its own SEGV sent by kill: it goes on to exit 0.
+  t.equal(killed.code, 0);
+  const sb = Sandbox.spawn({ command: ['/bin/sleep', '100'], ...SECCOMP });
+  t.equal(sb.kill(), true);
+  const r = await sb.exited;
+  t.equal(r.signal, 'SIGKILL');
+  t.equal(sb.kill(), false, 'kill after exit says so');
+});
+
+t.test('when pid 1 exits, everything in the sandbox dies', async (t) => {
+  const marker = `${Math.floor(Math.random() * 1e6) + 1000}.25`;
+  const r = await sh(`sleep ${marker} & echo started`, SECCOMP);
+  t.equal(r.stdout.trim(), 'started');
+  await new Promise((res) => setTimeout(res, 100));
+  const survivors = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(marker);
+    } catch {
+      return false;
+    }
+  });
+  t.same(survivors, [], 'the backgrounded sleep is gone');
+});
