@@ -1,7 +1,12 @@
 /** The public API of warden. Everything a host uses is exported from here. */
-export { WardenError, InvalidOptionError } from './errors';
+export { WardenError, InvalidOptionError, ChannelError, CallTimeoutError, RemoteError } from './errors';
 export { Sandbox } from './sandbox/sandbox';
 export { SandboxSetupError } from './sandbox/errors';
 export type {
   SpawnOptions, ExitResult, Violation, BindMount, TmpfsMount, StdioOption, NamespaceName, RlimitName, RlimitValue,
 } from './sandbox/types';
+export type { SpawnNodeOptions } from './sandbox/node';
+export { PluginProcess } from './runner/host';
+export type { RunnerOptions, RunnerExit } from './runner/host';
+export type { HostApi } from './runner/main';
+export type { CallContext, CallOptions } from './channel/rpc';
