@@ -225,7 +225,7 @@ export function decode(msg: Buffer): Decoded {
     if (typeof n !== 'string') throw new CodecError('call without a method name');
     name = n;
   }
-  const value = kind === Kind.Cancel ? undefined : r.value(0);
+  const value = r.value(0);
   if (r.pos !== r.end) throw new CodecError('trailing bytes in envelope');
   if (r.attachPos !== msg.length) throw new CodecError('attachments do not add up to the message');
   return { kind, id, name, value };

@@ -108,7 +108,7 @@ export class PluginProcess extends EventEmitter {
     return this.rpc.callSync(method, args);
   }
 
-  /** Sends a notification the plugin's host API does not listen to yet (reserved for hooks). */
+  /** Sends an event to the plugin (its `host.on(event, ...)` listeners). */
   notify(event: string, ...args: unknown[]): void {
     this.rpc.notify(event, args);
   }

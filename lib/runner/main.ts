@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
+import { EventEmitter } from 'node:events';
 
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
@@ -23,6 +24,8 @@ export interface HostApi {
   emit(event: string, ...args: unknown[]): void;
   /** Logs through the host (util.format semantics). */
   log(...args: unknown[]): void;
+  /** Listens to notifications the host sends (PluginProcess.notify). */
+  on(event: string, listener: (...args: unknown[]) => void): void;
   /** The plugin's configuration as the host gave it (a frozen copy). */
   readonly config: unknown;
 }
@@ -75,7 +78,14 @@ function main(): void {
   const rpc = new RpcPeer(ep, { spinUs: 50, keepAlive: true });
   rpc.on('close', () => process.exit(0));
 
+  const fromHost = new EventEmitter();
+  rpc.on('notification', (name: string, args: unknown[]) => {
+    if (!name.startsWith('$')) fromHost.emit(name, ...args);
+  });
   const host: HostApi = {
+    on: (event, listener) => {
+      fromHost.on(event, listener);
+    },
     call: (method, ...args) => rpc.call(method, args),
     emit: (event, ...args) => {
       if (typeof event !== 'string' || event.startsWith('$')) throw new TypeError('event names are strings not starting with $');
