@@ -321,6 +321,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     const int64_t start = NowNs();
     const int64_t deadline = start + static_cast<int64_t>(timeout_ms * 1e6);
     const int64_t spin_until = start + static_cast<int64_t>(spin_us * 1e3);
+    // We are polling the ring ourselves: the peer need not write our eventfd while we do.
+    ep_->MarkAwake();
     Napi::Value result = env.Undefined();
     for (;;) {
       bool done;
