@@ -5,6 +5,9 @@
       "sources": [
         "native/addon.cc",
         "native/cgroup_events.cc",
+        "native/channel.cc",
+        "native/channel_binding.cc",
+        "native/channel_frame.cc",
         "native/launcher_binding.cc",
         "native/launcher.cc",
         "native/child.cc",

@@ -38,3 +38,47 @@ export class LimitError extends WardenError {
     this.errno = opts.errno;
   }
 }
+
+/**
+ * The channel to a sandbox failed. Codes:
+ * - ERR_CHANNEL_CLOSED: the channel was closed or the peer exited; `reason` says which.
+ * - ERR_CHANNEL_PROTOCOL: the peer wrote something malformed into the channel; it was closed and
+ *   the sandbox should be treated as hostile (a `protocol` violation is reported too).
+ * - ERR_CHANNEL_MESSAGE_TOO_LARGE: a message exceeds `maxMessage`; raise it or send less.
+ * - ERR_CHANNEL_SETUP: the shared memory or its fds could not be set up (`errno` in the message).
+ */
+export class ChannelError extends WardenError {
+  readonly reason?: string;
+  constructor(code: string, message: string, reason?: string) {
+    super(code, message);
+    if (reason !== undefined) this.reason = reason;
+  }
+}
+
+/** A call got no answer within its timeout (ERR_CALL_TIMEOUT). The peer was told to cancel it. */
+export class CallTimeoutError extends WardenError {
+  readonly method: string;
+  readonly timeout: number;
+  constructor(method: string, timeout: number) {
+    super('ERR_CALL_TIMEOUT', `call '${method}' got no answer within ${timeout} ms; raise the timeout or check the plugin`);
+    this.method = method;
+    this.timeout = timeout;
+  }
+}
+
+/**
+ * An error thrown by the other side of a call, rethrown here. `name`, `message`, `stack` and
+ * `code` are the remote error's (as the remote side chose to report them: untrusted text);
+ * `instanceof RemoteError` tells them apart from errors raised locally.
+ */
+export class RemoteError extends Error {
+  code?: string;
+  readonly method: string;
+  constructor(method: string, name: string, message: string, stack: string | undefined, code: string | undefined) {
+    super(message);
+    Object.defineProperty(this, 'name', { value: name, writable: true, configurable: true, enumerable: false });
+    this.method = method;
+    if (code !== undefined) this.code = code;
+    if (stack !== undefined) this.stack = stack;
+  }
+}

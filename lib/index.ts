@@ -1,5 +1,5 @@
 /** The public API of warden. Everything a host uses is exported from here. */
-export { WardenError, InvalidOptionError } from './errors';
+export { WardenError, InvalidOptionError, ChannelError, CallTimeoutError, RemoteError } from './errors';
 export { Sandbox } from './sandbox/sandbox';
 export { SandboxSetupError } from './sandbox/errors';
 export type {
@@ -10,3 +10,8 @@ export { validateSeccompPolicy } from './policy/seccomp';
 export type { SeccompProfileName, SeccompProfileOptions } from './policy/profiles';
 export { resolveSeccompProfile, SECCOMP_PROFILE_NAMES } from './policy/profiles';
 export * from './trust';
+export type { SpawnNodeOptions } from './sandbox/node';
+export { PluginProcess } from './runner/host';
+export type { RunnerOptions, RunnerExit } from './runner/host';
+export type { HostApi } from './runner/main';
+export type { CallContext, CallOptions } from './channel/rpc';

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   warden::InitProbe(env, exports);
   warden::InitSeccomp(env, exports);
   warden::InitCgroupEvents(env, exports);
+  warden::InitChannel(env, exports);
   return exports;
 }
 

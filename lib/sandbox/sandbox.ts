@@ -13,6 +13,8 @@ import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
 import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
+import type { PluginProcess } from '../runner/host';
+import { spawnNode, type SpawnNodeOptions } from './node';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -54,6 +56,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
    */
   static spawn(options: SpawnOptions): Sandbox {
     return new Sandbox(options);
+  }
+
+  /**
+   * Starts the Node plugin runner in a sandbox and loads `entry` (see lib/sandbox/node.ts); the
+   * handle offers call(method, ...args) and the plugin's events.
+   */
+  static spawnNode(entry: string, options?: SpawnNodeOptions): Promise<PluginProcess> {
+    return spawnNode(entry, options);
   }
 
   private constructor(options: SpawnOptions) {

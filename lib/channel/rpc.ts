@@ -1,0 +1,402 @@
+/**
+ * RPC over a channel endpoint: calls with ids, results and errors, notifications both ways,
+ * cancellation, per-call timeouts. The same class serves the host and the runner in the sandbox.
+ *
+ * Everything received is untrusted: a message that does not decode closes the channel with a
+ * `protocol` violation; results for ids we do not wait for (late answers after a timeout or a
+ * cancel) are dropped.
+ */
+import { EventEmitter } from 'node:events';
+
+import { CallTimeoutError, ChannelError, RemoteError } from '../errors';
+import type { NativeEndpoint } from './addon';
+import { CodecError, Encoder, Kind, decode, type Decoded } from './codec';
+
+export interface CallContext {
+  /** Aborted when the caller cancels the call or its timeout passes. */
+  readonly signal: AbortSignal;
+  readonly method: string;
+}
+
+export type Handler = (this: CallContext, ...args: unknown[]) => unknown;
+
+export interface CallOptions {
+  /** Milliseconds; 0 means none. Defaults to the peer's `timeout`. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface RpcOptions {
+  /** Default per-call timeout in ms (0: none). */
+  timeout?: number;
+  /**
+   * After each burst of messages, spin this many microseconds for the next one before sleeping.
+   * Used by the runner (its CPU, its cgroup); the host leaves it 0 so the event loop never spins.
+   */
+  spinUs?: number;
+  /** Messages handled per event-loop turn, so a flooding peer cannot starve timers and I/O. */
+  budget?: number;
+  /** Keep the process alive while the channel is open (the runner). Otherwise only while calls are pending. */
+  keepAlive?: boolean;
+}
+
+export interface Violation {
+  kind: 'protocol';
+  message: string;
+}
+
+interface Pending {
+  method: string;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+  timer?: NodeJS.Timeout;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+const MAX_ERROR_TEXT = 16 * 1024;
+
+function clip(v: unknown): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  return v.length > MAX_ERROR_TEXT ? v.slice(0, MAX_ERROR_TEXT) + '…' : v;
+}
+
+function errorToWire(e: unknown): Record<string, unknown> {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return { name: e.name, message: e.message, stack: e.stack, code: typeof code === 'string' ? code : undefined };
+  }
+  return { name: 'Error', message: `non-error thrown: ${String(e)}` };
+}
+
+function abortError(method: string): Error {
+  const e = new Error(`call '${method}' was cancelled`);
+  e.name = 'AbortError';
+  (e as { code?: string }).code = 'ABORT_ERR';
+  return e;
+}
+
+/**
+ * Events: 'notification' (event, args), 'violation' (Violation), 'close' (ChannelError | undefined).
+ */
+export class RpcPeer extends EventEmitter {
+  private readonly enc = new Encoder();
+  private readonly pending = new Map<number, Pending>();
+  private readonly running = new Map<number, AbortController>();
+  private readonly handlers = new Map<string, Handler>();
+  private readonly backlog: Buffer[] = [];
+  private nextId = 1;
+  private inflight = 0;
+  private closedWith: ChannelError | null = null;
+  private readonly timeout: number;
+  private readonly spinMax: number;
+  private spin: number;
+  private readonly budget: number;
+  private readonly keepAlive: boolean;
+
+  constructor(
+    private readonly ep: NativeEndpoint,
+    options: RpcOptions = {},
+  ) {
+    super();
+    this.timeout = options.timeout ?? 0;
+    this.spinMax = options.spinUs ?? 0;
+    this.spin = this.spinMax;
+    this.budget = options.budget ?? 256;
+    this.keepAlive = options.keepAlive ?? false;
+    ep.start(() => this.onWake());
+    if (this.keepAlive) ep.ref();
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== null;
+  }
+
+  /** Registers a method the peer may call. `this` inside is a CallContext. */
+  handle(method: string, fn: Handler): this {
+    this.handlers.set(method, fn);
+    return this;
+  }
+
+  call(method: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortError(method));
+    const id = this.takeId();
+    return new Promise((resolve, reject) => {
+      const p: Pending = { method, resolve, reject };
+      const timeout = options.timeout ?? this.timeout;
+      if (timeout > 0) p.timer = setTimeout(() => this.giveUp(id, new CallTimeoutError(method, timeout)), timeout);
+      if (signal) {
+        p.signal = signal;
+        p.onAbort = () => this.giveUp(id, abortError(method));
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.pending.set(id, p);
+      if (this.pending.size === 1) this.ep.ref();
+      try {
+        this.write(Kind.Call, id, method, args);
+      } catch (e) {
+        this.settle(id);
+        reject(e);
+      }
+    });
+  }
+
+  /**
+   * BLOCKING: sends the call and waits for its answer on a futex, without returning to the event
+   * loop. The lowest latency there is; use it only where blocking the thread is acceptable.
+   * Calls and notifications that arrive meanwhile are handled after it returns.
+   */
+  callSync(method: string, args: unknown[] = [], options: { timeout?: number; spinUs?: number } = {}): unknown {
+    if (this.closedWith) throw this.closedWith;
+    const timeout = options.timeout ?? (this.timeout || 30000);
+    const spinUs = options.spinUs ?? 100;
+    const id = this.takeId();
+    const deadline = performance.now() + timeout;
+    let parts = this.enc.encode(Kind.Call, id, method, args);
+    try {
+      this.ep.sendBlocking(parts, timeout);
+    } catch (e) {
+      this.enc.retire();
+      throw this.nativeError(e);
+    }
+    parts = [];
+    for (;;) {
+      const left = deadline - performance.now();
+      let m: Buffer | undefined | null;
+      try {
+        m = left > 0 ? this.ep.recvWait(left, spinUs) : undefined;
+      } catch (e) {
+        throw this.nativeError(e);
+      }
+      if (m === undefined) {
+        this.sendQuiet(Kind.Cancel, id, undefined, undefined);
+        throw new CallTimeoutError(method, timeout);
+      }
+      if (m === null) throw this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
+      let d: Decoded;
+      try {
+        d = decode(m);
+      } catch (e) {
+        throw this.violation((e as Error).message);
+      }
+      if (d.id === id && (d.kind === Kind.Result || d.kind === Kind.Error)) {
+        if (this.backlog.length > 0) setImmediate(() => this.onWake());
+        if (d.kind === Kind.Result) return d.value;
+        throw this.remoteError(method, d.value);
+      }
+      this.backlog.push(m);
+    }
+  }
+
+  /** One-way message to the peer. */
+  notify(event: string, args: unknown[] = []): void {
+    if (this.closedWith) throw this.closedWith;
+    this.write(Kind.Notify, 0, event, args);
+  }
+
+  /** Closes the channel: every pending call is rejected with `reason` (ERR_CHANNEL_CLOSED by default). */
+  close(reason?: ChannelError): void {
+    this.fail(reason ?? new ChannelError('ERR_CHANNEL_CLOSED', 'the channel was closed', 'closed'));
+  }
+
+  private takeId(): number {
+    const id = this.nextId;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  private write(kind: Kind, id: number, name: string | undefined, value: unknown): void {
+    const parts = this.enc.encode(kind, id, name, value);
+    let sent: boolean;
+    try {
+      sent = this.ep.send(parts);
+    } catch (e) {
+      throw this.nativeError(e);
+    }
+    // The native queue now holds the envelope: the encoder must not reuse its scratch buffer.
+    if (!sent) this.enc.retire();
+  }
+
+  private sendQuiet(kind: Kind, id: number, name: string | undefined, value: unknown): void {
+    if (this.closedWith) return;
+    try {
+      this.write(kind, id, name, value);
+    } catch {
+      // The channel is failing; the close path reports it.
+    }
+  }
+
+  private nativeError(e: unknown): Error {
+    const code = (e as { code?: unknown }).code;
+    const message = (e as Error).message;
+    if (code === 'ERR_CHANNEL_PROTOCOL') return this.violation(message);
+    if (code === 'ERR_CHANNEL_CLOSED') {
+      return this.fail(new ChannelError('ERR_CHANNEL_CLOSED', message, message.includes('exited') ? 'peer exited' : 'closed'));
+    }
+    if (code === 'ERR_CALL_TIMEOUT') return new ChannelError('ERR_CALL_TIMEOUT', message);
+    if (typeof code === 'string' && code.startsWith('ERR_CHANNEL')) return new ChannelError(code, message);
+    return e as Error;
+  }
+
+  private violation(message: string): ChannelError {
+    const err = new ChannelError('ERR_CHANNEL_PROTOCOL', `closed the channel: ${message}`, 'protocol');
+    if (!this.closedWith) this.emit('violation', { kind: 'protocol', message } satisfies Violation);
+    return this.fail(err);
+  }
+
+  private fail(err: ChannelError): ChannelError {
+    if (this.closedWith) return this.closedWith;
+    this.closedWith = err;
+    for (const id of [...this.pending.keys()]) this.giveUp(id, err, false);
+    for (const c of this.running.values()) c.abort(err);
+    this.running.clear();
+    this.ep.close();
+    this.emit('close', err.reason === 'closed' ? undefined : err);
+    return err;
+  }
+
+  private settle(id: number): Pending | undefined {
+    const p = this.pending.get(id);
+    if (!p) return undefined;
+    this.pending.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
+    if (this.pending.size === 0 && !this.closedWith && !this.keepAlive) this.ep.unref();
+    return p;
+  }
+
+  private giveUp(id: number, err: unknown, tellPeer = true): void {
+    const p = this.settle(id);
+    if (!p) return;
+    if (tellPeer) this.sendQuiet(Kind.Cancel, id, undefined, undefined);
+    p.reject(err);
+  }
+
+  private remoteError(method: string, v: unknown): RemoteError {
+    const o = (v !== null && typeof v === 'object' ? v : {}) as Record<string, unknown>;
+    return new RemoteError(method, clip(o.name) ?? 'Error', clip(o.message) ?? '', clip(o.stack), clip(o.code));
+  }
+
+  private onWake(): void {
+    if (this.closedWith) return;
+    let handled = 0;
+    while (this.backlog.length > 0 && !this.closedWith) {
+      this.dispatch(this.backlog.shift()!);
+      handled++;
+    }
+    const woke = performance.now();
+    for (;;) {
+      if (this.closedWith) return;
+      if (handled >= this.budget) return; // the endpoint re-arms and wakes us on the next turn
+      let m: Buffer | undefined | null;
+      try {
+        m = this.ep.recv();
+        if (m === undefined && this.spin > 0 && this.inflight === 0) {
+          // Runner only: the next call of a busy host usually arrives within microseconds.
+          m = this.ep.recvWait(this.spin / 1000, this.spin);
+          this.spin = m === undefined ? Math.floor(this.spin / 2) : this.spinMax;
+        }
+      } catch (e) {
+        this.nativeError(e);
+        return;
+      }
+      if (m === null) {
+        this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
+        return;
+      }
+      if (m === undefined) break;
+      this.dispatch(m);
+      handled++;
+    }
+    if (handled > 0 || performance.now() - woke < 1) this.spin = this.spinMax;
+    if (!this.ep.peerAlive()) {
+      // Whatever it wrote before dying has been drained above.
+      if (this.ep.recv() === undefined) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
+    }
+  }
+
+  private dispatch(m: Buffer): void {
+    let d: Decoded;
+    try {
+      d = decode(m);
+    } catch (e) {
+      this.violation(e instanceof CodecError ? e.message : String(e));
+      return;
+    }
+    switch (d.kind) {
+      case Kind.Result:
+      case Kind.Error: {
+        const p = this.settle(d.id);
+        if (!p) return; // late answer to a call we gave up on
+        if (d.kind === Kind.Result) p.resolve(d.value);
+        else p.reject(this.remoteError(p.method, d.value));
+        return;
+      }
+      case Kind.Call:
+        if (!Array.isArray(d.value)) {
+          this.violation('call arguments are not an array');
+          return;
+        }
+        this.serve(d.id, d.name, d.value);
+        return;
+      case Kind.Notify:
+        if (!Array.isArray(d.value)) {
+          this.violation('notification arguments are not an array');
+          return;
+        }
+        this.emit('notification', d.name, d.value);
+        return;
+      case Kind.Cancel:
+        this.running.get(d.id)?.abort(abortError('call'));
+        return;
+    }
+  }
+
+  private serve(id: number, method: string, args: unknown[]): void {
+    const fn = this.handlers.get(method);
+    if (!fn) {
+      const e = new Error(`no method '${method}'`);
+      (e as { code?: string }).code = 'ERR_METHOD_NOT_FOUND';
+      this.reply(id, Kind.Error, errorToWire(e));
+      return;
+    }
+    const ac = new AbortController();
+    const ctx: CallContext = { signal: ac.signal, method };
+    let r: unknown;
+    try {
+      r = fn.apply(ctx, args);
+    } catch (e) {
+      this.reply(id, Kind.Error, errorToWire(e));
+      return;
+    }
+    if (r === null || typeof r !== 'object' || typeof (r as { then?: unknown }).then !== 'function') {
+      this.reply(id, Kind.Result, r);
+      return;
+    }
+    this.running.set(id, ac);
+    this.inflight++;
+    (r as PromiseLike<unknown>).then(
+      (v) => {
+        this.inflight--;
+        if (this.running.delete(id)) this.reply(id, Kind.Result, v);
+      },
+      (e) => {
+        this.inflight--;
+        if (this.running.delete(id)) this.reply(id, Kind.Error, errorToWire(e));
+      },
+    );
+  }
+
+  private reply(id: number, kind: Kind, value: unknown): void {
+    if (this.closedWith) return;
+    try {
+      this.write(kind, id, undefined, value);
+    } catch (e) {
+      if (this.closedWith) return;
+      // The value did not encode (a function, too large...): the caller gets that as the error.
+      this.sendQuiet(Kind.Error, id, undefined, errorToWire(e));
+    }
+  }
+}

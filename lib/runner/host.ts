@@ -1,0 +1,191 @@
+/**
+ * Host side of a runner: creates the channel, starts the runner through a spawner (the sandbox
+ * launcher, or a plain child process in tests), loads the plugin and returns a handle.
+ */
+import { spawn as spawnChild } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+
+import { ChannelError } from '../errors';
+import { loadAddon } from '../channel/addon';
+import { RpcPeer, type CallOptions, type Handler, type Violation } from '../channel/rpc';
+import { ENV_CHANNEL, M_LOAD, N_LOG, RUNNER_FDS } from './protocol';
+
+/** The runner's entry file (dist/lib/runner/main.js). */
+export const RUNNER_ENTRY = path.join(__dirname, 'main.js');
+
+export interface RunnerExit {
+  code: number | null;
+  signal: string | null;
+  violation?: unknown;
+}
+
+/** What a spawner must start: `command` with exactly these fds at these numbers, and `env`. */
+export interface RunnerSpawnRequest {
+  command: string[];
+  env: Record<string, string>;
+  fds: { fd: number; target: number }[];
+}
+
+export interface RunnerProcess {
+  pid: number;
+  exited: Promise<RunnerExit>;
+  kill(signal?: NodeJS.Signals | number): void;
+  stdout?: Readable | null;
+  stderr?: Readable | null;
+  on?(event: 'violation', listener: (v: unknown) => void): unknown;
+}
+
+export type RunnerSpawner = (request: RunnerSpawnRequest) => RunnerProcess | Promise<RunnerProcess>;
+
+export interface RunnerOptions {
+  /** Absolute path of the plugin's entry module (CommonJS or ES module). */
+  plugin: string;
+  /** Given to the plugin as `host.config` (must clone: plain data). */
+  config?: unknown;
+  /** Methods the plugin may call with `host.call`. */
+  handlers?: Record<string, Handler>;
+  /** Default per-call timeout in ms (default 30000; 0: none). */
+  timeout?: number;
+  /** Time to load the plugin (default 10000 ms). */
+  loadTimeout?: number;
+  /** Bytes per ring direction, a power of two (default 1 MiB). */
+  ringSize?: number;
+  /** Largest message either way (default 64 MiB); larger ones are streamed through the ring in chunks. */
+  maxMessage?: number;
+  /** Extra environment for the runner. */
+  env?: Record<string, string>;
+}
+
+/**
+ * A plugin running in its own process. Events: 'event' (name, ...args) from `host.emit`,
+ * 'log' (level, message), 'violation' (Violation or the launcher's), 'exit' (RunnerExit).
+ */
+export class PluginProcess extends EventEmitter {
+  /** Methods the plugin exports. */
+  methods: string[] = [];
+  readonly exited: Promise<RunnerExit>;
+
+  constructor(
+    private readonly rpc: RpcPeer,
+    readonly process: RunnerProcess,
+  ) {
+    super();
+    rpc.on('notification', (name: string, args: unknown[]) => {
+      if (name === N_LOG) this.emit('log', String(args[0]), String(args[1]));
+      else if (!name.startsWith('$')) this.emit('event', name, ...args);
+    });
+    rpc.on('violation', (v: Violation) => {
+      // A peer that breaks the protocol is hostile: stop it now, not when it feels like exiting.
+      this.process.kill('SIGKILL');
+      this.emit('violation', v);
+    });
+    process.on?.('violation', (v) => this.emit('violation', v));
+    this.exited = process.exited.then((r) => {
+      const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
+      rpc.close(new ChannelError('ERR_CHANNEL_CLOSED', `the plugin process exited (${how}) before answering`, 'peer exited'));
+      this.emit('exit', r);
+      return r;
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  call(method: string, ...args: unknown[]): Promise<unknown> {
+    return this.rpc.call(method, args);
+  }
+
+  /** call() with a timeout or an AbortSignal of its own. */
+  callWith(options: CallOptions, method: string, ...args: unknown[]): Promise<unknown> {
+    return this.rpc.call(method, args, options);
+  }
+
+  /** BLOCKING: waits for the answer without returning to the event loop (see RpcPeer.callSync). */
+  callSync(method: string, ...args: unknown[]): unknown {
+    return this.rpc.callSync(method, args);
+  }
+
+  /** Sends an event to the plugin (its `host.on(event, ...)` listeners). */
+  notify(event: string, ...args: unknown[]): void {
+    this.rpc.notify(event, args);
+  }
+
+  /** Closes the channel (the runner exits), then kills the process if it lingers. */
+  async close(graceMs = 2000): Promise<RunnerExit> {
+    this.rpc.close();
+    const t = setTimeout(() => this.process.kill('SIGKILL'), graceMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(t);
+    }
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGKILL'): void {
+    this.process.kill(signal);
+  }
+}
+
+/** Creates the channel, spawns the runner with `spawner`, loads the plugin. */
+export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions): Promise<PluginProcess> {
+  if (!path.isAbsolute(options.plugin)) throw new TypeError('plugin must be an absolute path');
+  const { ChannelEndpoint } = loadAddon();
+  const ep = new ChannelEndpoint({ ringSize: options.ringSize, maxMessage: options.maxMessage });
+  const f = ep.childFds();
+  let proc: RunnerProcess;
+  try {
+    proc = await spawner({
+      command: [process.execPath, RUNNER_ENTRY],
+      env: { ...options.env, [ENV_CHANNEL]: JSON.stringify({ ringSize: f.ringSize, maxMessage: f.maxMessage }) },
+      fds: [
+        { fd: f.memfd, target: RUNNER_FDS.memfd },
+        { fd: f.sandboxEfd, target: RUNNER_FDS.ownEfd },
+        { fd: f.hostEfd, target: RUNNER_FDS.peerEfd },
+        { fd: f.aliveWrite, target: RUNNER_FDS.alive },
+      ],
+    });
+  } catch (e) {
+    ep.close();
+    throw e;
+  } finally {
+    // Only the sandbox may hold the alive pipe's write end, or its death would go unnoticed.
+    ep.releaseChildFds();
+  }
+  const rpc = new RpcPeer(ep, { timeout: options.timeout ?? 30000 });
+  for (const [name, fn] of Object.entries(options.handlers ?? {})) rpc.handle(name, fn);
+  const handle = new PluginProcess(rpc, proc);
+  try {
+    handle.methods = (await rpc.call(M_LOAD, [options.plugin, options.config], { timeout: options.loadTimeout ?? 10000 })) as string[];
+  } catch (e) {
+    proc.kill('SIGKILL');
+    await handle.exited.catch(() => undefined);
+    throw e;
+  }
+  return handle;
+}
+
+/**
+ * Spawner for an ordinary, UNSANDBOXED child process. For tests and benchmarks of the channel
+ * only: a plugin started this way has every right its host has.
+ */
+export const unsandboxedSpawner: RunnerSpawner = (req) => {
+  const max = Math.max(2, ...req.fds.map((f) => f.target));
+  const stdio: (number | 'pipe' | 'ignore' | 'inherit')[] = ['ignore', 'inherit', 'inherit'];
+  for (let i = 3; i <= max; i++) stdio.push('ignore');
+  for (const f of req.fds) stdio[f.target] = f.fd;
+  const child = spawnChild(req.command[0], req.command.slice(1), { env: { ...process.env, ...req.env }, stdio });
+  const exited = new Promise<RunnerExit>((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+    child.on('error', () => resolve({ code: null, signal: null }));
+  });
+  return {
+    pid: child.pid ?? -1,
+    exited,
+    kill: (s) => {
+      child.kill(s);
+    },
+  };
+};

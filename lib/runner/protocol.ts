@@ -1,0 +1,11 @@
+/** What the host and the runner agree on: fd numbers inside the sandbox, env names, reserved methods. */
+
+/** Where the channel's fds land inside the sandbox. */
+export const RUNNER_FDS = { memfd: 3, ownEfd: 4, peerEfd: 5, alive: 6 } as const;
+
+/** JSON: { ringSize, maxMessage } (the fd numbers are RUNNER_FDS). */
+export const ENV_CHANNEL = 'WARDEN_CHANNEL';
+
+/** Methods and events whose names start with '$' belong to the runner, not the plugin. */
+export const M_LOAD = '$load'; // (entry: string, config: unknown) → string[] (the plugin's methods)
+export const N_LOG = '$log'; // (level: string, message: string)

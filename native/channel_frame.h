@@ -1,0 +1,142 @@
+// Framing of the shared-memory rings. Pure code: no syscalls, no N-API, so the libFuzzer target
+// (fuzz/channel_decoder_fuzz.cc) can drive the decoder with arbitrary ring contents.
+//
+// A ring is `capacity` bytes (a power of two) plus two 64-bit positions that only grow: `head`
+// (bytes the producer has published) and `tail` (bytes the consumer has released). A frame is a
+// 16-byte header and a payload padded to 8 bytes; it may wrap around the end of the ring. The
+// producer publishes whole frames only, so a consumer that sees 0 < head - tail < one frame knows
+// the producer is lying.
+//
+// Messages up to `max_chunk` bytes travel in one kWhole frame; larger ones (up to the configured
+// maximum) as kFirst (carrying the total) followed by kCont frames, so a message may be many times
+// the ring size.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace warden {
+namespace channel {
+
+constexpr uint32_t kFrameHeaderSize = 16;
+constexpr uint64_t kMinRingSize = 4096;
+constexpr uint64_t kMaxRingSize = 1ull << 30;
+
+enum FrameKind : uint8_t {
+  kFrameWhole = 1,  // a complete message; total == length
+  kFrameFirst = 2,  // first chunk of a message of `total` bytes; total > length
+  kFrameCont = 3,   // next chunk of the message being assembled; total == 0
+  kFrameClose = 4,  // the producer will send nothing more; length == total == 0
+};
+
+struct FrameHeader {
+  uint32_t length;  // payload bytes in this frame
+  uint8_t kind;
+  uint8_t reserved0;   // must be 0
+  uint16_t reserved1;  // must be 0
+  uint64_t total;      // see FrameKind
+};
+static_assert(sizeof(FrameHeader) == kFrameHeaderSize, "frame header is 16 bytes on the wire");
+
+// Bytes a frame with `length` payload bytes occupies in the ring.
+inline uint64_t FrameSpan(uint64_t length) { return kFrameHeaderSize + ((length + 7) & ~uint64_t{7}); }
+
+// Largest payload of one frame: half the ring, so the consumer can drain one chunk while the
+// producer writes the next.
+inline uint64_t MaxChunk(uint64_t capacity) { return capacity / 2 - kFrameHeaderSize; }
+
+// Copies between the ring and private memory, handling the wrap. `pos` is a ring position (any
+// 64-bit value); only its low bits select the byte. The caller bounds `n` to `capacity`.
+void RingCopyOut(const uint8_t* ring, uint64_t capacity, uint64_t pos, void* dst, size_t n);
+void RingCopyIn(uint8_t* ring, uint64_t capacity, uint64_t pos, const void* src, size_t n);
+
+// Where the decoder puts a message. Begin() returns memory for `total` bytes that stays valid until
+// the message is complete or Abort() is called, or nullptr when it cannot be had (the decoder
+// reports that as an error, never crashes).
+class MessageSink {
+ public:
+  virtual ~MessageSink() = default;
+  virtual uint8_t* Begin(uint64_t total) = 0;
+  virtual void Abort() = 0;
+};
+
+// Consumer side. All state that matters (tail, assembly progress) is private: nothing is read back
+// from the mapping except the producer's `head` and the frame bytes, which are copied out before
+// they are looked at.
+class FrameDecoder {
+ public:
+  enum Status {
+    kEmpty,     // no complete message yet (tail may have moved: publish it)
+    kMessage,   // a message is complete in the sink's memory
+    kClosed,    // the producer sent kFrameClose; nothing after it is read
+    kProtocol,  // the producer broke the protocol; error() says how. Sticky.
+  };
+
+  FrameDecoder(uint64_t capacity, uint64_t max_message) : capacity_(capacity), max_message_(max_message) {}
+
+  // Decodes from the private tail up to `head` (read from the mapping, untrusted) until a message
+  // is complete or the frames run out. Work per call is bounded by the ring size.
+  Status Next(const uint8_t* ring, uint64_t head, MessageSink* sink);
+
+  uint64_t tail() const { return tail_; }
+  bool assembling() const { return assembling_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  Status Fail(MessageSink* sink, std::string why);
+
+  const uint64_t capacity_;
+  const uint64_t max_message_;
+  uint64_t tail_ = 0;
+  bool assembling_ = false;
+  uint8_t* dst_ = nullptr;
+  uint64_t total_ = 0;
+  uint64_t received_ = 0;
+  bool closed_ = false;
+  bool failed_ = false;
+  std::string error_;
+};
+
+// A message to send, as a list of byte ranges sent back to back (an envelope and attachments).
+struct Span {
+  const uint8_t* data;
+  size_t size;
+};
+
+// Producer side. Writes as much of one message as fits; call again when space frees up.
+class FrameEncoder {
+ public:
+  enum Status {
+    kDone,      // the whole message is in the ring (publish head)
+    kPartial,   // the ring is full; some or none of it was written (publish head, wait for space)
+    kProtocol,  // the consumer's tail is impossible; error() says how
+  };
+
+  explicit FrameEncoder(uint64_t capacity) : capacity_(capacity) {}
+
+  // `tail` is the consumer's position read from the mapping (untrusted). `total` is the sum of the
+  // span sizes; the caller has checked it against the maximum message size.
+  Status Write(uint8_t* ring, uint64_t tail, const Span* spans, size_t nspans, uint64_t total);
+  // Writes a kFrameClose if it fits. Returns false when the ring is full or the tail lies.
+  bool WriteClose(uint8_t* ring, uint64_t tail);
+
+  uint64_t head() const { return head_; }
+  uint64_t last_tail() const { return last_tail_; }
+  bool in_message() const { return sent_ > 0; }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool CheckTail(uint64_t tail);
+  void WriteFrame(uint8_t* ring, uint8_t kind, uint64_t total, const Span* spans, size_t nspans,
+                  uint64_t offset, uint64_t length);
+
+  const uint64_t capacity_;
+  uint64_t head_ = 0;
+  uint64_t last_tail_ = 0;
+  uint64_t sent_ = 0;  // payload bytes of the current (chunked) message already in the ring
+  std::string error_;
+};
+
+}  // namespace channel
+}  // namespace warden

@@ -1,0 +1,86 @@
+// A hostile sandbox side: a C program that writes garbage into the mapping, lies about lengths and
+// positions, never answers or exits, and a plugin that floods. The host must get errors and a
+// `protocol` violation, never crash or hang.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { startRunner, unsandboxedSpawner, type PluginProcess } from '../lib/runner/host';
+import type { Violation } from '../lib/channel/rpc';
+
+const helpers = path.join(__dirname, '..', '..', 'test', 'helpers');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-hostile-'));
+const peer = path.join(dir, 'hostile-peer');
+const cc = spawnSync('cc', ['-O1', '-o', peer, path.join(helpers, 'channel-hostile-peer.c')], { encoding: 'utf8' });
+t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** Starts the hostile program in place of the runner; resolves with what the host saw. */
+async function attack(mode: string, timeoutMs = 3000) {
+  const violations: Violation[] = [];
+  let handle: PluginProcess | undefined;
+  const spawner: typeof unsandboxedSpawner = (req) => {
+    const proc = unsandboxedSpawner({ ...req, command: [peer, mode] });
+    return proc;
+  };
+  const started = Date.now();
+  const err = await startRunner(spawner, { plugin: '/nonexistent/plugin.js', loadTimeout: timeoutMs })
+    .then((h) => {
+      handle = h;
+      return undefined;
+    })
+    .catch((e: unknown) => e as Error & { code?: string });
+  return { err, violations, handle, elapsed: Date.now() - started };
+}
+
+t.test('hostile peers', { skip: cc.status !== 0 ? `cc failed: ${cc.stderr}` : false }, async (t) => {
+  for (const mode of ['garbage', 'lying-length', 'lying-head', 'lying-total', 'bad-envelope', 'shrink']) {
+    const r = await attack(mode);
+    t.equal(r.err?.code, 'ERR_CHANNEL_PROTOCOL', `${mode}: the pending call fails with a protocol error`);
+    t.ok(r.elapsed < 2500, `${mode}: at once, not at the timeout`);
+  }
+  const tail = await attack('lying-tail', 1500);
+  t.ok(['ERR_CHANNEL_PROTOCOL', 'ERR_CALL_TIMEOUT'].includes(tail.err?.code ?? ''), 'lying tail: an error, not a hang');
+  const silent = await attack('silent', 300);
+  t.equal(silent.err?.code, 'ERR_CALL_TIMEOUT', 'silent peer: the call times out');
+  const exited = await attack('exit', 5000);
+  t.equal(exited.err?.code, 'ERR_CHANNEL_CLOSED', 'exiting peer: the call fails');
+  t.ok(exited.elapsed < 2500, 'exiting peer: noticed at once');
+});
+
+t.test('a message the codec rejects is a protocol violation', async (t) => {
+  const { RpcPeer } = await import('../lib/channel/rpc');
+  const { loadAddon } = await import('../lib/channel/addon');
+  const ep = new (loadAddon().ChannelEndpoint)({ ringSize: 4096 });
+  const rpc = new RpcPeer(ep);
+  const seen: Violation[] = [];
+  rpc.on('violation', (v: Violation) => seen.push(v));
+  // Feed the RPC layer a message that is not one (as if decoded from the ring).
+  (rpc as unknown as { dispatch(b: Buffer): void }).dispatch(Buffer.from([9, 0, 0, 0, 0, 0, 0, 0, 0]));
+  t.equal(seen.length, 1);
+  t.equal(seen[0].kind, 'protocol');
+  t.ok(rpc.closed);
+});
+
+t.test('a flooding plugin does not starve the host', async (t) => {
+  const p = await startRunner(unsandboxedSpawner, { plugin: path.join(helpers, 'channel-plugin.js') });
+  let events = 0;
+  p.on('event', () => events++);
+  t.equal(await p.call('flood', 20000), 20000);
+  await p.call('floodForever');
+  // Timers still fire while the plugin floods, and the host can stop it.
+  const ticks = await new Promise<number>((resolve) => {
+    let n = 0;
+    const iv = setInterval(() => {
+      if (++n === 10) {
+        clearInterval(iv);
+        resolve(n);
+      }
+    }, 5);
+  });
+  t.equal(ticks, 10);
+  t.ok(events > 20000, `host kept receiving (${events})`);
+  p.kill();
+  t.match(await p.exited, { signal: 'SIGKILL' });
+});

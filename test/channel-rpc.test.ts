@@ -1,0 +1,115 @@
+import t from 'tap';
+import * as path from 'node:path';
+
+import { CallTimeoutError, ChannelError, RemoteError } from '../lib/errors';
+import { startRunner, unsandboxedSpawner, type PluginProcess, type RunnerOptions } from '../lib/runner/host';
+
+const helpers = path.join(__dirname, '..', '..', 'test', 'helpers');
+const plugin = path.join(helpers, 'channel-plugin.js');
+
+function start(t: { teardown(fn: () => unknown): void }, options: Partial<RunnerOptions> = {}): Promise<PluginProcess> {
+  return startRunner(unsandboxedSpawner, { plugin, handlers: { double: (x: unknown) => (x as number) * 2 }, ...options }).then((p) => {
+    t.teardown(() => p.close(500));
+    return p;
+  });
+}
+
+t.test('round trips, async and sync, both directions', async (t) => {
+  const p = await start(t, { config: { answer: 42, nested: { a: [1, 2] } } });
+  t.ok(p.methods.includes('add'));
+  t.equal(await p.call('add', 2, 3), 5);
+  t.equal(p.callSync('add', 4, 5), 9);
+  t.same(await p.call('config'), { answer: 42, nested: { a: [1, 2] } });
+  t.equal(await p.call('askHost', 21), 42, 'the plugin calls the host');
+  const v = { s: 'héllo ✓', n: -0.5, big: 12345678901234567890n, d: new Date(5), u: undefined, nul: null, arr: [true, false], m: new Map([[1, 'x']]) };
+  t.same(await p.call('echo', v), v, 'values clone faithfully');
+  const results = await Promise.all(Array.from({ length: 200 }, (_, i) => p.call('add', i, 1)));
+  t.same(results, Array.from({ length: 200 }, (_, i) => i + 1), 'concurrent calls keep their ids');
+});
+
+t.test('notifications both ways and logs', async (t) => {
+  const p = await start(t);
+  const pong = new Promise((resolve) => p.once('event', (name: string, n: number) => resolve([name, n])));
+  p.notify('ping', 1);
+  t.same(await pong, ['pong', 2]);
+  const logs: string[] = [];
+  p.on('log', (_level: string, m: string) => logs.push(m));
+  await p.call('log', 'x');
+  await new Promise((r) => setTimeout(r, 50));
+  t.same(logs, ['from plugin x', 'via host.log x']);
+});
+
+t.test('errors cross with name, message, stack and code', async (t) => {
+  const p = await start(t);
+  const e = await p.call('boom').catch((x: unknown) => x);
+  t.ok(e instanceof RemoteError);
+  t.match(e, { name: 'TypeError', message: 'kaboom', code: 'E_BOOM', method: 'boom' });
+  t.match((e as Error).stack, /channel-plugin\.js/);
+  t.throws(() => p.callSync('boom'), { name: 'TypeError', code: 'E_BOOM' });
+  await t.rejects(p.call('rejects'), { name: 'RangeError', message: 'async kaboom' });
+  await t.rejects(p.call('nope'), { code: 'ERR_METHOD_NOT_FOUND' });
+  t.equal(await p.call('add', 1, 1), 2, 'the channel survives errors');
+});
+
+t.test('large payloads stream through a small ring', async (t) => {
+  const p = await start(t, { ringSize: 64 * 1024 });
+  const big = Buffer.alloc(64 * 1024 * 1024);
+  for (let i = 0; i < big.length; i += 4096) big[i] = i & 0xff;
+  t.equal(await p.call('size', big), big.length, '64 MiB to the plugin');
+  const back = (await p.call('make', 64 * 1024 * 1024)) as Buffer;
+  t.equal(back.length, 64 * 1024 * 1024, '64 MiB back');
+  t.equal(back[12345678], 7);
+  const echoed = (await p.call('echo', big.subarray(0, 3 * 1024 * 1024 + 5))) as Buffer;
+  t.ok(echoed.equals(big.subarray(0, 3 * 1024 * 1024 + 5)), 'bytes intact');
+  t.equal(p.callSync('size', big.subarray(0, 5 * 1024 * 1024)), 5 * 1024 * 1024, 'sync with a chunked request');
+  await t.rejects(p.call('size', Buffer.alloc(65 * 1024 * 1024)), { code: 'ERR_CHANNEL_MESSAGE_TOO_LARGE' });
+  t.equal(await p.call('add', 1, 1), 2);
+});
+
+t.test('timeouts and cancellation', async (t) => {
+  const p = await start(t, { timeout: 1000 });
+  const e = await p.callWith({ timeout: 100 }, 'hang').catch((x: unknown) => x);
+  t.ok(e instanceof CallTimeoutError);
+  t.match(e, { code: 'ERR_CALL_TIMEOUT', method: 'hang', timeout: 100 });
+  t.throws(() => p.callSync('hang'), { code: 'ERR_CALL_TIMEOUT' }, 'sync calls time out too');
+
+  const ac = new AbortController();
+  const aborted = new Promise((resolve) => p.once('event', (name: string) => resolve(name)));
+  const call = p.callWith({ signal: ac.signal }, 'waitAbort');
+  setTimeout(() => ac.abort(), 30);
+  await t.rejects(call, { name: 'AbortError', code: 'ABORT_ERR' });
+  t.equal(await aborted, 'aborted', 'the plugin saw its signal abort');
+  t.equal(await p.call('add', 2, 2), 4, 'late answers are dropped');
+});
+
+t.test('peer death rejects every pending call', async (t) => {
+  const p = await start(t);
+  const pending = [p.call('hang'), p.call('hang'), p.call('dieLater', 3)];
+  const rs = await Promise.allSettled(pending);
+  for (const r of rs) {
+    t.equal(r.status, 'rejected');
+    t.ok((r as PromiseRejectedResult).reason instanceof ChannelError);
+    t.equal((r as PromiseRejectedResult).reason.code, 'ERR_CHANNEL_CLOSED');
+  }
+  t.match(await p.exited, { code: 3 });
+  await t.rejects(p.call('add', 1, 2), { code: 'ERR_CHANNEL_CLOSED' });
+  t.throws(() => p.callSync('add', 1, 2), { code: 'ERR_CHANNEL_CLOSED' });
+});
+
+t.test('a blocked callSync notices the peer exiting', async (t) => {
+  const p = await start(t);
+  const t0 = Date.now();
+  t.throws(() => p.callSync('exit', 4), { code: 'ERR_CHANNEL_CLOSED' });
+  t.ok(Date.now() - t0 < 5000, 'not left waiting for the timeout');
+});
+
+t.test('ES module plugins', async (t) => {
+  const p = await start(t, { plugin: path.join(helpers, 'channel-plugin.mjs') });
+  t.same(p.methods.sort(), ['hello', 'shout']);
+  t.equal(await p.call('hello', 'x'), 'hello x from esm');
+  t.equal(await p.call('shout', 'x'), 'X');
+});
+
+t.test('a plugin that fails to load is an error, not a hang', async (t) => {
+  await t.rejects(startRunner(unsandboxedSpawner, { plugin: path.join(helpers, 'does-not-exist.js') }), { code: 'MODULE_NOT_FOUND' });
+});

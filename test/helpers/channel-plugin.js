@@ -1,0 +1,53 @@
+// Test plugin for the channel tests.
+let host;
+let aborted = 0;
+exports.activate = (h) => {
+  host = h;
+  h.on('ping', (n) => h.emit('pong', n + 1));
+};
+exports.add = (a, b) => a + b;
+exports.echo = (x) => x;
+exports.size = (b) => b.length;
+exports.make = (n) => Buffer.alloc(n, 7);
+exports.config = () => host.config;
+exports.boom = () => {
+  const e = new TypeError('kaboom');
+  e.code = 'E_BOOM';
+  throw e;
+};
+exports.rejects = async () => {
+  throw new RangeError('async kaboom');
+};
+exports.hang = () => new Promise(() => {});
+exports.waitAbort = function () {
+  return new Promise((resolve) => {
+    this.signal.addEventListener('abort', () => {
+      aborted++;
+      host.emit('aborted', aborted);
+      resolve('late');
+    });
+  });
+};
+exports.askHost = async (x) => host.call('double', x);
+exports.log = (m) => {
+  console.log('from plugin', m);
+  host.log('via host.log', m);
+  return true;
+};
+exports.exit = (code) => process.exit(code);
+exports.dieLater = (code) => {
+  setTimeout(() => process.exit(code), 50);
+  return new Promise(() => {});
+};
+exports.flood = (n) => {
+  for (let i = 0; i < n; i++) host.emit('flood', i);
+  return n;
+};
+exports.floodForever = () => {
+  const tick = () => {
+    for (let i = 0; i < 1000; i++) host.emit('flood', i);
+    setImmediate(tick);
+  };
+  tick();
+  return true;
+};
