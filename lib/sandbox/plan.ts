@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidOptionError } from '../errors';
+import { parseSize } from '../limits/units';
 import type { NativeMount, NativePlan } from '../native';
 import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from './types';
 
@@ -21,21 +22,6 @@ const RLIMITS: Record<RlimitName, number> = {
   cpu: 0, fsize: 1, data: 2, stack: 3, core: 4, rss: 5, nproc: 6, nofile: 7, memlock: 8, as: 9,
   locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
 };
-
-const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
-
-/** '64M' → bytes. Throws naming `field`. */
-export function parseSize(field: string, value: number | string): number {
-  if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidOptionError(field, `must be a positive whole number of bytes, got ${value}`);
-    return value;
-  }
-  const m = /^(\d+)([KMG]?)i?B?$/i.exec(String(value).trim());
-  if (m === null) throw new InvalidOptionError(field, `'${value}' is not a size; use bytes or a number with K, M or G (e.g. 64M)`);
-  const bytes = Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()];
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InvalidOptionError(field, `'${value}' is out of range`);
-  return bytes;
-}
 
 function checkId(field: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
