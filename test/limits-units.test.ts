@@ -60,7 +60,10 @@ t.test('mountinfo: co-mounted controllers share a hierarchy, named ones are skip
   const dir = t.testdir();
   const tmp = `${dir}/mountinfo`;
   fs.writeFileSync(tmp, HYBRID);
-  const l = detectLayout({ base: dir, mountinfo: tmp }); // testdir is no cgroupfs: mode from mounts
+  // A base that does not exist: no statfs answer, so the mode comes from the mounts alone (the test
+  // directory itself may well be a tmpfs, which would read as a v1 layout).
+  const base = `${dir}/absent`;
+  const l = detectLayout({ base, mountinfo: tmp });
   t.equal(l.v1.get('cpu'), l.v1.get('cpuacct'));
   t.equal(l.v1.get('cpu')?.mountPoint, '/sys/fs/cgroup/cpu,cpuacct');
   t.notOk(l.v1.has('name=systemd'));
@@ -68,9 +71,9 @@ t.test('mountinfo: co-mounted controllers share a hierarchy, named ones are skip
   t.equal(l.mode, 'hybrid');
   const unifiedOnly = `41 23 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n`;
   fs.writeFileSync(tmp, unifiedOnly);
-  t.equal(detectLayout({ base: dir, mountinfo: tmp }).mode, 'unified');
+  t.equal(detectLayout({ base, mountinfo: tmp }).mode, 'unified');
   fs.writeFileSync(tmp, HYBRID.split('\n').filter((l) => !l.includes('cgroup2')).join('\n'));
-  t.equal(detectLayout({ base: dir, mountinfo: tmp }).mode, 'legacy');
+  t.equal(detectLayout({ base, mountinfo: tmp }).mode, 'legacy');
   t.equal(parseMountinfo('1 2 0:1 / /a\\040b rw - cgroup2 cgroup2 rw\n')[0]!.mountPoint, '/a b');
 });
 

@@ -51,6 +51,7 @@ export function enableControllers(parent: string, required: Set<string>, optiona
     if (errno === 'EBUSY' && !isRoot && moveSelfToLeaf(parent)) {
       try {
         write(missing);
+        rememberHostMove(parent, missing);
         errno = undefined;
       } catch (e2) {
         errno = errnoOf(e2);
@@ -67,6 +68,35 @@ export function enableControllers(parent: string, required: Set<string>, optiona
     }
   }
   return new Set(want);
+}
+
+/**
+ * What we changed above the host to give sandboxes controllers: undone when the host exits, so the
+ * cgroup tree is left as we found it (controllers disabled, host back in its cgroup, leaf removed).
+ */
+const hostMoves = new Map<string, Set<string>>();
+
+function rememberHostMove(parent: string, enabled: string[]): void {
+  if (hostMoves.size === 0) process.once('exit', restoreHostCgroups);
+  const set = hostMoves.get(parent) ?? new Set<string>();
+  for (const c of enabled) set.add(c);
+  hostMoves.set(parent, set);
+}
+
+function restoreHostCgroups(): void {
+  for (const [parent, enabled] of hostMoves) {
+    // Best effort at exit: a sandbox cgroup still present keeps the controllers busy, and then the
+    // host stays in its leaf (the next host start finds and reuses it).
+    tryWrite(path.join(parent, 'cgroup.subtree_control'), [...enabled].map((c) => `-${c}`).join(' '));
+    if (tryWrite(path.join(parent, 'cgroup.procs'), String(process.pid))) {
+      try {
+        fs.rmdirSync(path.join(parent, HOST_LEAF));
+      } catch {
+        /* still in use: left for the next start */
+      }
+    }
+  }
+  hostMoves.clear();
 }
 
 /** Moves this process (all its threads) into parent/warden-host when it is alone in parent. */
