@@ -160,6 +160,10 @@ void SandboxProcess::OnExitReadable() {
   exited_ = true;
   Poll::Close(exit_poll_);
   exit_poll_ = nullptr;
+  // Reaped: the pidfd has nothing more to tell. Closing it now, not when the JS object is collected,
+  // keeps a host that spawns thousands of sandboxes from piling up fds.
+  close(pidfd_);
+  pidfd_ = -1;
   // Late notifications can only come from processes that are dying with the PID namespace.
   StopListener();
 
