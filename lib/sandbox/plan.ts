@@ -14,8 +14,11 @@ export const NOBODY = 65534;
 
 /** System directories bound read-only by default, when they exist on the host. */
 const DEFAULT_SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
-/** Files of /etc that the dynamic loader and ordinary programs read; nothing that names users. */
-const DEFAULT_ETC = ['/etc/ld.so.cache', '/etc/ld.so.conf', '/etc/ld.so.conf.d', '/etc/alternatives', '/etc/localtime'];
+/**
+ * Files of /etc that the dynamic loader and ordinary programs read at run time; nothing that names
+ * users. (ld.so.conf is only for ldconfig.) Each bind costs tens of microseconds of every spawn.
+ */
+const DEFAULT_ETC = ['/etc/ld.so.cache', '/etc/alternatives', '/etc/localtime'];
 const DEVICES = ['null', 'zero', 'full', 'random', 'urandom'];
 
 const RLIMITS: Record<RlimitName, number> = {
@@ -46,6 +49,31 @@ function lastCap(): number {
   }
 }
 let cachedLastCap: number | undefined;
+
+/**
+ * The default system mounts of this host, looked up once per process. A symlink is recreated rather
+ * than bound: a merged-/usr host has /bin → usr/bin, and /etc/localtime points into /usr, which is
+ * bound anyway (a symlink costs far less than a bind).
+ */
+let systemMounts: NativeMount[] | undefined;
+function defaultSystemMounts(): NativeMount[] {
+  if (systemMounts !== undefined) return systemMounts;
+  const mounts: NativeMount[] = [];
+  for (const p of [...DEFAULT_SYSTEM_DIRS, ...DEFAULT_ETC]) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
+    const link = st.isSymbolicLink() ? fs.readlinkSync(p) : null;
+    const into = link === null ? null : path.posix.resolve(path.posix.dirname(p), link);
+    if (link !== null && (into!.startsWith('/usr/') || DEFAULT_SYSTEM_DIRS.includes(p))) mounts.push({ kind: 'symlink', source: link, target: p });
+    else mounts.push({ kind: 'bind', source: p, target: p });
+  }
+  systemMounts = mounts;
+  return mounts;
+}
 
 /** One entry of the logical mount list, kept to name the culprit of a failed mount. */
 export interface MountDescription {
@@ -187,17 +215,7 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
   if (namespaces.mount) {
     if (options.defaultBinds !== undefined && typeof options.defaultBinds !== 'boolean') throw new InvalidOptionError('defaultBinds', 'must be true or false');
     if (options.defaultBinds !== false) {
-      for (const dir of [...DEFAULT_SYSTEM_DIRS, ...DEFAULT_ETC]) {
-        let st: fs.Stats;
-        try {
-          st = fs.lstatSync(dir);
-        } catch {
-          continue;
-        }
-        // A merged-/usr host has /bin → usr/bin: recreate the link rather than bind its target twice.
-        if (st.isSymbolicLink()) add({ kind: 'symlink', source: fs.readlinkSync(dir), target: dir }, `default ${dir}`);
-        else add({ kind: 'bind', source: dir, target: dir }, `default ${dir}`);
-      }
+      for (const m of defaultSystemMounts()) add(m, `default ${m.target}`);
     }
     if (namespaces.pid) add({ kind: 'proc', target: '/proc' }, 'default /proc');
     add({ kind: 'tmpfs', target: '/dev', options: 'mode=0755,size=64k' }, 'default /dev');
