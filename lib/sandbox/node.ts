@@ -22,6 +22,10 @@ export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   stdio?: SpawnOptions['stdio'];
   /** Further read-only or writable binds. */
   binds?: readonly BindMount[];
+  /** cgroup limits of the runner's sandbox (see SpawnOptions.limits). */
+  limits?: SpawnOptions['limits'];
+  /** Share the host's network (no network namespace; inet sockets allowed). Default false. */
+  shareNet?: boolean;
 }
 
 const PACKAGE_DIR = path.resolve(__dirname, '..', '..', '..');
@@ -50,6 +54,8 @@ export async function spawnNode(entry: string, options: SpawnNodeOptions = {}): 
         stdio: options.stdio ?? ['ignore', 'inherit', 'inherit'],
         rlimits: options.rlimits,
         tmpSize: options.tmpSize,
+        limits: options.limits,
+        shareNet: options.shareNet,
       });
       return {
         pid: sb.pid,
