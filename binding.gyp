@@ -15,7 +15,8 @@
         "native/exit_watch.cc",
         "native/probe.cc",
         "native/seccomp.cc",
-        "native/seccomp_binding.cc"
+        "native/seccomp_binding.cc",
+        "native/spawn_trace.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -19,6 +19,7 @@
 #include "launch_plan.h"
 #include "mounts.h"
 #include "raw_syscall.h"
+#include "spawn_trace.h"
 
 namespace warden {
 
@@ -79,6 +80,7 @@ int ChildMain(void* arg) {
   LaunchPlan& plan = *static_cast<LaunchPlan*>(arg);
   int status = plan.child_status_fd;
   long r;
+  SPAWN_TRACE(10, "c-start");
 
   // Our copy of the parent's end must go, or the parent would never see EOF and we would never see
   // the parent's death while waiting below.
@@ -94,6 +96,7 @@ int ChildMain(void* arg) {
     Sys(SYS_rt_sigaction, sig, &dfl, nullptr, 8);
   }
 
+  SPAWN_TRACE(11, "c-signals");
   // Die with the thread that cloned us. Set before waiting, so a parent that dies in between is seen
   // as EOF on the status socket.
   r = Sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -103,6 +106,7 @@ int ChildMain(void* arg) {
   char go = 0;
   r = Sys(SYS_read, status, &go, 1);
   if (r != 1 || go != 'G') Exit(127);
+  SPAWN_TRACE(12, "c-go");
 
   // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.
   if (plan.cgroup_ns) {
@@ -124,6 +128,7 @@ int ChildMain(void* arg) {
           0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kSecurebits, r);
 
+  SPAWN_TRACE(13, "c-securebits");
   // With the host identity still: bind sources resolve as the host process would resolve them.
   int trees[kMaxBinds];
   if (plan.mount_ns) {
@@ -131,6 +136,7 @@ int ChildMain(void* arg) {
     if (!ChildPrepareRoot(plan, trees, &failure)) Report(plan, status, failure);
   }
 
+  SPAWN_TRACE(20, "c-prepared");
   // Identity before creating mount points: in a user namespace that maps only the sandbox's ids,
   // files created while still the (unmapped) host uid fail with EOVERFLOW.
   if (plan.drop_supplementary_groups) {
@@ -150,11 +156,13 @@ int ChildMain(void* arg) {
   r = Sys(SYS_poll, &parent_alive, 1, 0);
   if (r != 0) Exit(127);
 
+  SPAWN_TRACE(21, "c-identity");
   if (plan.mount_ns) {
     ChildFailure failure{};
     if (!ChildPopulateRoot(plan, trees, &failure)) Report(plan, status, failure);
   }
 
+  SPAWN_TRACE(26, "c-populated");
   if (plan.uts_ns && !plan.hostname.empty()) {
     r = Sys(SYS_sethostname, plan.hostname.data(), plan.hostname.size());
     if (r < 0) Report(plan, status, Stage::kHostname, r);
@@ -174,6 +182,7 @@ int ChildMain(void* arg) {
   r = Sys(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kCapabilities, r);
 
+  SPAWN_TRACE(27, "c-caps");
   // fds: move the status socket and every source above all targets, mark every fd close-on-exec,
   // then place the sources at their targets (dup3 clears close-on-exec on the copy). Nothing but
   // the targets survives execve; the status socket closes at execve, which the parent sees as EOF.
@@ -213,6 +222,7 @@ int ChildMain(void* arg) {
   r = Sys(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, nullptr, 8);
   if (r < 0) Report(plan, status, Stage::kSignals, r);
 
+  SPAWN_TRACE(28, "c-fds-limits");
   // Seccomp last: from here on only what the policy allows runs, and the policy must allow
   // sendmsg (to hand over the listener) and execve.
   if (!plan.seccomp.empty()) {
@@ -229,6 +239,7 @@ int ChildMain(void* arg) {
     }
   }
 
+  SPAWN_TRACE(29, "c-seccomp");
   plan.reached_exec = 1;
   long first_error = -ENOENT;
   for (const char* path : plan.exec_candidates) {

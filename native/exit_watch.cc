@@ -13,6 +13,7 @@
 #include "launch_options.h"
 #include "launcher.h"
 #include "seccomp.h"
+#include "spawn_trace.h"
 
 namespace warden {
 
@@ -63,6 +64,7 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
     Napi::TypeError::New(env, "SandboxProcess(plan, onExit, onViolation)").ThrowAsJavaScriptException();
     return;
   }
+  SPAWN_TRACE(0, "n-start");
   LaunchPlan plan;
   std::string problem = LaunchPlanFromJs(info[0].As<Napi::Object>(), &plan);
   if (!problem.empty()) {
@@ -71,6 +73,7 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
     e.ThrowAsJavaScriptException();
     return;
   }
+  SPAWN_TRACE(1, "p-plan");
   LaunchResult result;
   LaunchError error;
   if (!Launch(&plan, &result, &error)) {
@@ -104,6 +107,7 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
   }
   // Keep the JS object alive while the process runs: the callbacks refer to it.
   Napi::ObjectWrap<SandboxProcess>::Ref();
+  SPAWN_TRACE(31, "p-polling");
 }
 
 SandboxProcess::~SandboxProcess() {
@@ -158,6 +162,8 @@ void SandboxProcess::OnExitReadable() {
   memset(&si, 0, sizeof si);
   if (waitid(kIdPidfd, pidfd_, &si, WEXITED | WNOHANG | __WALL) != 0 || si.si_pid == 0) return;
   exited_ = true;
+  SPAWN_TRACE(40, "reaped");
+  SPAWN_TRACE_DUMP();
   Poll::Close(exit_poll_);
   exit_poll_ = nullptr;
   // Reaped: the pidfd has nothing more to tell. Closing it now, not when the JS object is collected,

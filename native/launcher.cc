@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "spawn_trace.h"
+
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
@@ -156,6 +158,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   plan->fd_ceiling = ceiling + 1;
   plan->reached_exec = 0;
 
+  SPAWN_TRACE(2, "p-socket");
   ChildStack stack;
   if (!stack.ok()) return ParentFail(error, Stage::kClone, errno, "mmap of the child's stack");
 
@@ -169,6 +172,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   // through the pidfd (with __WALL).
   pid_t pid = clone(ChildMain, stack.top(), CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
   int clone_errno = errno;
+  SPAWN_TRACE(3, "p-cloned");
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
   Fd pidfd_owner(pidfd);
@@ -192,6 +196,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     if (!WriteFile(proc + "/gid_map", line, &err)) return abort_child(Stage::kGidMap, err, line);
   }
 
+  SPAWN_TRACE(4, "p-maps");
   // The child is placed before it runs any code of its own (it is still waiting for 'G').
   const std::string pid_text = std::to_string(pid);
   for (const std::string& procs : plan->cgroup_procs) {
@@ -200,6 +205,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   }
 
   char go = 'G';
+  SPAWN_TRACE(5, "p-go");
   if (write(parent_end.get(), &go, 1) != 1) {
     return abort_child(Stage::kWaitParent, errno, "releasing the child");
   }
@@ -209,6 +215,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   int listener = -1;
   bool ok = ReadChildMessages(parent_end.get(), plan->timeout_ms, &failure, &failed, &listener, error);
   Fd listener_owner(listener);
+  SPAWN_TRACE(30, "p-eof");
   if (!ok) {
     KillAndReap(pidfd);
     return false;

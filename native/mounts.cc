@@ -11,6 +11,7 @@
 #include <set>
 
 #include "raw_syscall.h"
+#include "spawn_trace.h"
 
 namespace warden {
 
@@ -151,6 +152,7 @@ bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   // Nothing we mount may propagate back to the host, and pivot_root refuses shared mounts.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
   if (r < 0) return Fail(f, Stage::kMountPrivate, r);
+  SPAWN_TRACE(14, "c-private");
 
   // Clone every bind source now, while we still resolve host paths with the host identity, and
   // restrict each clone (read-only, nosuid, nodev, recursively) before it is attached anywhere.
@@ -171,12 +173,14 @@ bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
       Sys(SYS_close, fs);
       if (r < 0) return Fail(f, Stage::kProc, r, op.logical_index);
       trees[k++] = static_cast<int>(r);
+      SPAWN_TRACE(0, "c-fsmount-proc");
       continue;
     }
     if (op.kind != MountOpKind::kBind) continue;
     r = Sys(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (r < 0) return Fail(f, Stage::kBind, r, op.logical_index);
     trees[k] = static_cast<int>(r);
+    SPAWN_TRACE(0, "c-open_tree");
     // mount_setattr applies to every submount too (a remount would miss them), and only ever adds
     // restrictions, so flags the kernel locked on the source stay as they are.
     struct mount_attr attr;
@@ -185,18 +189,22 @@ bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
     attr.propagation = MS_PRIVATE;
     r = Sys(SYS_mount_setattr, trees[k], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
     if (r < 0) return Fail(f, Stage::kBindAttrs, r, op.logical_index);
+    SPAWN_TRACE(0, "c-setattr");
     k++;
   }
 
   // The new root: a small tmpfs, pivoted into with pivot_root(".", "."), which stacks the old root
   // on top of the new one so that a lazy unmount of "." detaches the whole host tree.
+  SPAWN_TRACE(15, "c-trees");
   const char* base = plan.root_base.c_str();
   r = Sys(SYS_mount, "tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, plan.root_options.c_str());
   if (r < 0) return Fail(f, Stage::kMountRoot, r);
+  SPAWN_TRACE(16, "c-roottmpfs");
   r = Sys(SYS_chdir, base);
   if (r < 0) return Fail(f, Stage::kMountRoot, r);
   r = Sys(SYS_pivot_root, ".", ".");
   if (r < 0) return Fail(f, Stage::kPivotRoot, r);
+  SPAWN_TRACE(17, "c-pivot");
   r = Sys(SYS_umount2, ".", MNT_DETACH);
   if (r < 0) return Fail(f, Stage::kDetachOldRoot, r);
   r = Sys(SYS_chdir, "/");
@@ -241,8 +249,13 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
         if (r < 0 && r != -EEXIST) return Fail(f, Stage::kSymlink, r, idx);
         break;
     }
+#ifdef WARDEN_SPAWN_TRACE
+    static const char* const kKindNames[] = {"c-mkdir", "c-touch", "c-bind", "c-tmpfs", "c-proc", "c-symlink"};
+    SPAWN_TRACE(0, kKindNames[static_cast<int>(op.kind)]);
+#endif
   }
 
+  SPAWN_TRACE(22, "c-ops");
   // The root itself is read-only: the sandbox writes only where a writable mount says so.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
           nullptr);
