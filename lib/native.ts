@@ -21,7 +21,8 @@ export interface NativePlan {
   gid: number;
   lastCap: number;
   setupTimeoutMs: number;
-  mounts: NativeMount[];
+  /** The mount list, prepared once (see MountSet); null without a mount namespace. */
+  mountSet: NativeMountSet | null;
   rlimits: Array<{ resource: number; soft: number; hard: number }>;
   fds: Array<{ source: number; target: number }>;
   seccomp: Buffer | null;
@@ -36,6 +37,18 @@ export interface NativeMount {
   device?: boolean;
   options?: string;
   mode?: number;
+}
+
+/**
+ * A mount list turned into the launcher's ops once, for any number of spawns. When the host is root
+ * it also holds a template root (the mount points, symlinks and device binds, read-only), which each
+ * spawn clones in one step instead of building its root op by op.
+ */
+export interface NativeMountSet {
+  /** Whether spawns clone a prepared root. */
+  readonly template: boolean;
+  /** Why not, when they do not ('' when they do). */
+  readonly noTemplateReason: string;
 }
 
 export interface NativeViolation {
@@ -67,6 +80,8 @@ export interface Addon {
     onViolation: (v: NativeViolation) => void,
   ) => NativeSandboxProcess;
   pipe(): [number, number];
+  /** Throws a TypeError (code ERR_INVALID_OPTION) naming a bad entry. */
+  MountSet: new (mounts: NativeMount[]) => NativeMountSet;
   [name: string]: unknown;
 }
 

@@ -102,17 +102,8 @@ int ChildMain(void* arg) {
   r = Sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kWaitParent, r);
 
-  // Wait until the parent has written our id maps and placed us in our cgroups.
-  char go = 0;
-  r = Sys(SYS_read, status, &go, 1);
-  if (r != 1 || go != 'G') Exit(127);
-  SPAWN_TRACE(12, "c-go");
-
-  // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.
-  if (plan.cgroup_ns) {
-    r = Sys(SYS_unshare, CLONE_NEWCGROUP);
-    if (r < 0) Report(plan, status, Stage::kCgroupNamespace, r);
-  }
+  // Until the 'G' below, the parent is writing our id maps and placing us in our cgroups. What needs
+  // neither is done meanwhile.
 
   // No controlling terminal: TIOCSTI injection into the host's terminal becomes impossible.
   r = Sys(SYS_setsid);
@@ -128,12 +119,39 @@ int ChildMain(void* arg) {
           0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kSecurebits, r);
 
-  SPAWN_TRACE(13, "c-securebits");
-  // With the host identity still: bind sources resolve as the host process would resolve them.
+  // The bounding set first (dropping needs CAP_SETPCAP). It only limits what a later execve or
+  // capset may grant: the effective capabilities the setup needs stay until the capset below.
+  for (int cap = 0; cap <= plan.last_cap; cap++) {
+    r = Sys(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0);
+    if (r < 0 && r != -EINVAL) Report(plan, status, Stage::kCapBound, r, cap);
+  }
+  SPAWN_TRACE(13, "c-bounding");
+
+  // With the host identity still: bind sources resolve as the host process would resolve them. A
+  // template root needs no id maps either, so the host tree can go now too.
   int trees[kMaxBinds];
   if (plan.mount_ns) {
     ChildFailure failure{};
-    if (!ChildPrepareRoot(plan, trees, &failure)) Report(plan, status, failure);
+    if (!ChildCloneSources(plan, trees, &failure)) Report(plan, status, failure);
+    if (plan.root_template >= 0 && !ChildPivot(plan, &failure)) Report(plan, status, failure);
+  }
+
+  // Wait until the parent has written our id maps and placed us in our cgroups.
+  char go = 0;
+  r = Sys(SYS_read, status, &go, 1);
+  if (r != 1 || go != 'G') Exit(127);
+  SPAWN_TRACE(12, "c-go");
+
+  // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.
+  if (plan.cgroup_ns) {
+    r = Sys(SYS_unshare, CLONE_NEWCGROUP);
+    if (r < 0) Report(plan, status, Stage::kCgroupNamespace, r);
+  }
+
+  // A fresh tmpfs root is mounted with the sandbox's ids as owner, which needs the maps.
+  if (plan.mount_ns && plan.root_template < 0) {
+    ChildFailure failure{};
+    if (!ChildPivot(plan, &failure)) Report(plan, status, failure);
   }
 
   SPAWN_TRACE(20, "c-prepared");
@@ -168,12 +186,7 @@ int ChildMain(void* arg) {
     if (r < 0) Report(plan, status, Stage::kHostname, r);
   }
 
-  // Every capability set emptied: bounding (needs CAP_SETPCAP, so first), then the rest.
-  for (int cap = 0; cap <= plan.last_cap; cap++) {
-    r = Sys(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0);
-    if (r < 0 && r != -EINVAL) Report(plan, status, Stage::kCapBound, r, cap);
-  }
-
+  // Every other capability set emptied (the bounding set already is).
   struct __user_cap_header_struct cap_header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct cap_data[2];
   __builtin_memset(cap_data, 0, sizeof cap_data);

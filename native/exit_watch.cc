@@ -12,6 +12,7 @@
 
 #include "launch_options.h"
 #include "launcher.h"
+#include "mounts.h"
 #include "seccomp.h"
 #include "spawn_trace.h"
 
@@ -76,7 +77,18 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
   SPAWN_TRACE(1, "p-plan");
   LaunchResult result;
   LaunchError error;
-  if (!Launch(&plan, &result, &error)) {
+  bool launched = Launch(&plan, &result, &error);
+  if (!launched && error.stage == Stage::kMountRoot && plan.root_template >= 0) {
+    // A kernel that builds the template but refuses to clone it into a sandbox's namespaces: this
+    // mount set builds its root per spawn from now on (the command never ran, so start it again).
+    plan.mount_set->DropTemplate();
+    plan.mounts = plan.mount_set->ops();
+    plan.root_template = -1;
+    plan.root_options = FreshRootOptions(plan.uid, plan.gid);
+    error = LaunchError();
+    launched = Launch(&plan, &result, &error);
+  }
+  if (!launched) {
     Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") +
                                               StageName(error.stage));
     e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));

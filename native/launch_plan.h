@@ -10,10 +10,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace warden {
+
+class MountSet;
 
 // Setup stages, reported by the child (or the parent) when a step fails. Names in StageName().
 enum class Stage : uint32_t {
@@ -67,6 +70,7 @@ struct MountOp {
   const char* data;     // kTmpfs: mount options
   uint64_t attr_set;    // kBind: MOUNT_ATTR_* to set recursively after the bind
   uint32_t mode;        // kMkdir
+  bool device;          // kBind of a device node (part of the template when there is one)
   int logical_index;    // which entry of the caller's `mounts` this op serves, for error messages
 };
 
@@ -115,11 +119,13 @@ struct LaunchPlan {
 
   std::string hostname;
 
-  // filesystem: the new root is a tmpfs mounted on root_base then pivoted into
+  // filesystem: the new root is attached on root_base then pivoted into. It is a clone of the
+  // mount set's template when it has one, else a fresh tmpfs mounted with root_options.
   std::string root_base = "/tmp";
   std::string root_options;
-  std::vector<std::string> mount_strings;  // storage for MountOp strings (reserved up front)
-  std::vector<MountOp> mounts;
+  std::shared_ptr<MountSet> mount_set;  // owns the strings the ops point to
+  std::vector<MountOp> mounts;          // what the child executes
+  int root_template = -1;               // detached tree to clone as the root, or -1
 
   std::vector<RlimitSetting> rlimits;
   std::vector<FdMapping> fds;

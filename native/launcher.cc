@@ -47,29 +47,35 @@ class Fd {
   int fd_;
 };
 
-// The child's stack, with a guard page below it.
+// The child's stack, with a guard page below it. One per thread that launches, kept for the
+// thread's life: a launch returns only once its child has left the stack (execve'd or been reaped),
+// and a fresh mapping per launch would cost an mmap, page faults and a TLB-flushing munmap.
 class ChildStack {
  public:
-  ChildStack() {
-    base_ = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                 -1, 0);
-    if (base_ == MAP_FAILED) {
-      base_ = nullptr;
-      return;
-    }
-    mprotect(base_, 4096, PROT_NONE);
+  static ChildStack& ForThisThread() {
+    thread_local ChildStack stack;
+    return stack;
   }
   ~ChildStack() {
     if (base_ != nullptr) munmap(base_, kStackSize);
   }
-  void* top() const { return static_cast<char*>(base_) + kStackSize; }
-  bool ok() const { return base_ != nullptr; }
+  void* top() {
+    if (base_ == nullptr) {
+      void* p = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+                     -1, 0);
+      if (p == MAP_FAILED) return nullptr;
+      mprotect(p, 4096, PROT_NONE);
+      base_ = p;
+    }
+    return static_cast<char*>(base_) + kStackSize;
+  }
  private:
+  ChildStack() = default;
   void* base_ = nullptr;
 };
 
-bool WriteFile(const std::string& path, const std::string& content, int* err) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+bool WriteFileAt(int dir, const char* name, const std::string& content, int* err) {
+  int fd = openat(dir, name, O_WRONLY | O_CLOEXEC);
   if (fd < 0) {
     *err = errno;
     return false;
@@ -83,6 +89,24 @@ bool WriteFile(const std::string& path, const std::string& content, int* err) {
     return false;
   }
   return true;
+}
+
+bool WriteFile(const std::string& path, const std::string& content, int* err) {
+  return WriteFileAt(AT_FDCWD, path.c_str(), content, err);
+}
+
+// A failure the child already reported, if any (it may have failed before we released it).
+bool TakeChildFailure(int fd, ChildFailure* failure) {
+  for (;;) {
+    ChildFailure msg{};
+    ssize_t n = recv(fd, &msg, sizeof msg, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == static_cast<ssize_t>(sizeof msg)) {
+      *failure = msg;
+      return true;
+    }
+    return false;
+  }
 }
 
 void KillAndReap(int pidfd) {
@@ -159,8 +183,8 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   plan->reached_exec = 0;
 
   SPAWN_TRACE(2, "p-socket");
-  ChildStack stack;
-  if (!stack.ok()) return ParentFail(error, Stage::kClone, errno, "mmap of the child's stack");
+  void* stack_top = ChildStack::ForThisThread().top();
+  if (stack_top == nullptr) return ParentFail(error, Stage::kClone, errno, "mmap of the child's stack");
 
   // Signals stay blocked in the child until it has reset every handler: a Node handler running on
   // the child's stack, in the parent's memory, would be a disaster.
@@ -170,7 +194,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   int pidfd = -1;
   // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
   // through the pidfd (with __WALL).
-  pid_t pid = clone(ChildMain, stack.top(), CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
+  pid_t pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
   int clone_errno = errno;
   SPAWN_TRACE(3, "p-cloned");
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -178,22 +202,33 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   Fd pidfd_owner(pidfd);
   child_end.Reset();
 
+  // The child works on its setup while we write; if it failed meanwhile, its report is the cause.
   auto abort_child = [&](Stage stage, int err, std::string detail) {
+    ChildFailure failure{};
+    bool reported = TakeChildFailure(parent_end.get(), &failure);
     KillAndReap(pidfd);
+    if (reported) {
+      error->stage = static_cast<Stage>(failure.stage);
+      error->error = failure.error;
+      error->index = failure.index;
+      return false;
+    }
     return ParentFail(error, stage, err, std::move(detail));
   };
 
   if (plan->user_ns) {
     const std::string proc = "/proc/" + std::to_string(pid);
+    Fd dir(open(proc.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) return abort_child(Stage::kUidMap, errno, proc);
     char line[64];
     int err = 0;
-    if (plan->deny_setgroups && !WriteFile(proc + "/setgroups", "deny", &err)) {
+    if (plan->deny_setgroups && !WriteFileAt(dir.get(), "setgroups", "deny", &err)) {
       return abort_child(Stage::kSetgroupsFile, err, proc + "/setgroups");
     }
     snprintf(line, sizeof line, "%u %u 1\n", plan->map_uid_inside, plan->map_uid_outside);
-    if (!WriteFile(proc + "/uid_map", line, &err)) return abort_child(Stage::kUidMap, err, line);
+    if (!WriteFileAt(dir.get(), "uid_map", line, &err)) return abort_child(Stage::kUidMap, err, line);
     snprintf(line, sizeof line, "%u %u 1\n", plan->map_gid_inside, plan->map_gid_outside);
-    if (!WriteFile(proc + "/gid_map", line, &err)) return abort_child(Stage::kGidMap, err, line);
+    if (!WriteFileAt(dir.get(), "gid_map", line, &err)) return abort_child(Stage::kGidMap, err, line);
   }
 
   SPAWN_TRACE(4, "p-maps");
@@ -206,7 +241,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
 
   char go = 'G';
   SPAWN_TRACE(5, "p-go");
-  if (write(parent_end.get(), &go, 1) != 1) {
+  if (send(parent_end.get(), &go, 1, MSG_NOSIGNAL) != 1) {
     return abort_child(Stage::kWaitParent, errno, "releasing the child");
   }
 

@@ -71,6 +71,76 @@ void PointAt(std::vector<std::string>& storage, std::vector<char*>* out) {
   out->push_back(nullptr);
 }
 
+// new MountSet(mounts): the caller's mount list, turned into ops (and, where possible, a template
+// root) once, for any number of spawns. Throws a TypeError naming the bad entry.
+class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
+ public:
+  // Marks MountSet objects, so that a plan cannot pass any other wrapped object in their place
+  // (works across worker threads, unlike a per-environment constructor reference).
+  static constexpr napi_type_tag kTag = {0x77617264656e4d53ull, 0x6f756e7453657431ull};
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "MountSet", {
+        InstanceAccessor("template", &MountSetWrap::GetTemplate, nullptr),
+        InstanceAccessor("noTemplateReason", &MountSetWrap::GetNoTemplateReason, nullptr),
+    });
+  }
+
+  explicit MountSetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MountSetWrap>(info) {
+    Napi::Env env = info.Env();
+    std::vector<MountSpec> specs;
+    std::string err = info.Length() > 0 ? SpecsFromJs(info[0], &specs) : "MountSet(mounts)";
+    if (err.empty()) {
+      set_ = std::make_shared<MountSet>();
+      err = set_->Build(specs);
+    }
+    if (!err.empty()) {
+      Napi::Error e = Napi::TypeError::New(env, err);
+      e.Set("code", Napi::String::New(env, "ERR_INVALID_OPTION"));
+      e.ThrowAsJavaScriptException();
+      return;
+    }
+    info.This().As<Napi::Object>().TypeTag(&kTag);
+  }
+
+  const std::shared_ptr<MountSet>& set() const { return set_; }
+
+ private:
+  Napi::Value GetTemplate(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), set_ != nullptr && set_->template_fd() >= 0);
+  }
+  Napi::Value GetNoTemplateReason(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), set_ == nullptr ? "" : set_->no_template_reason());
+  }
+
+  static std::string SpecsFromJs(Napi::Value mv, std::vector<MountSpec>* specs) {
+    if (!mv.IsArray()) return "mounts must be an array";
+    Napi::Array ma = mv.As<Napi::Array>();
+    for (uint32_t i = 0; i < ma.Length(); i++) {
+      if (!ma.Get(i).IsObject()) return "mounts[" + std::to_string(i) + "] must be an object";
+      Napi::Object m = ma.Get(i).As<Napi::Object>();
+      MountSpec s;
+      std::string kind = GetString(m, "kind");
+      if (kind == "bind") s.kind = MountSpec::Kind::kBind;
+      else if (kind == "tmpfs") s.kind = MountSpec::Kind::kTmpfs;
+      else if (kind == "proc") s.kind = MountSpec::Kind::kProc;
+      else if (kind == "symlink") s.kind = MountSpec::Kind::kSymlink;
+      else if (kind == "dir") s.kind = MountSpec::Kind::kDir;
+      else return "mounts[" + std::to_string(i) + "].kind '" + kind + "' is unknown";
+      s.source = GetString(m, "source");
+      s.target = GetString(m, "target");
+      s.writable = GetBool(m, "writable");
+      s.device = GetBool(m, "device");
+      s.options = GetString(m, "options");
+      s.mode = static_cast<uint32_t>(GetInt(m, "mode", 0755));
+      specs->push_back(std::move(s));
+    }
+    return "";
+  }
+
+  std::shared_ptr<MountSet> set_;
+};
+
 }  // namespace
 
 std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
@@ -117,35 +187,17 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
   std::string base = GetString(js, "rootBase");
   if (!base.empty()) plan->root_base = base;
 
-  Napi::Value mv = js.Get("mounts");
-  if (!mv.IsArray()) return "mounts must be an array";
-  Napi::Array ma = mv.As<Napi::Array>();
-  std::vector<MountSpec> specs;
-  for (uint32_t i = 0; i < ma.Length(); i++) {
-    if (!ma.Get(i).IsObject()) return "mounts[" + std::to_string(i) + "] must be an object";
-    Napi::Object m = ma.Get(i).As<Napi::Object>();
-    MountSpec s;
-    std::string kind = GetString(m, "kind");
-    if (kind == "bind") s.kind = MountSpec::Kind::kBind;
-    else if (kind == "tmpfs") s.kind = MountSpec::Kind::kTmpfs;
-    else if (kind == "proc") s.kind = MountSpec::Kind::kProc;
-    else if (kind == "symlink") s.kind = MountSpec::Kind::kSymlink;
-    else if (kind == "dir") s.kind = MountSpec::Kind::kDir;
-    else return "mounts[" + std::to_string(i) + "].kind '" + kind + "' is unknown";
-    s.source = GetString(m, "source");
-    s.target = GetString(m, "target");
-    s.writable = GetBool(m, "writable");
-    s.device = GetBool(m, "device");
-    s.options = GetString(m, "options");
-    s.mode = static_cast<uint32_t>(GetInt(m, "mode", 0755));
-    specs.push_back(std::move(s));
+  Napi::Value mv = js.Get("mountSet");
+  if (!mv.IsUndefined() && !mv.IsNull()) {
+    if (!mv.IsObject() || !mv.As<Napi::Object>().CheckTypeTag(&MountSetWrap::kTag)) {
+      return "mountSet must be a MountSet";
+    }
+    if (!plan->mount_ns) return "mounts need the mount namespace";
+    plan->mount_set = MountSetWrap::Unwrap(mv.As<Napi::Object>())->set();
+    plan->mounts = plan->mount_set->ops();
+    plan->root_template = plan->mount_set->template_fd();
   }
-  if (plan->mount_ns) {
-    err = BuildMountOps(specs, plan);
-    if (!err.empty()) return err;
-  } else if (!specs.empty()) {
-    return "mounts need the mount namespace";
-  }
+  if (plan->mount_ns && plan->root_template < 0) plan->root_options = FreshRootOptions(plan->uid, plan->gid);
 
   Napi::Value rv = js.Get("rlimits");
   if (rv.IsArray()) {
@@ -219,6 +271,7 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
 void InitLauncher(Napi::Env env, Napi::Object exports) {
   exports.Set("SandboxProcess", SandboxProcess::Define(env));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("MountSet", MountSetWrap::Define(env));
 }
 
 }  // namespace warden

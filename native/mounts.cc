@@ -4,6 +4,9 @@
 #include <linux/mount.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/openat2.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,8 +20,8 @@ namespace warden {
 
 namespace {
 
-// Upper bound of strings per spec (parents + source + target + options), so `mount_strings` never
-// reallocates while MountOps point into it.
+// Upper bound of strings per spec (parents + source + target + options), so a MountSet's strings
+// never reallocate while its MountOps point into them.
 constexpr size_t kStringsPerSpec = 64;
 
 bool IsAbsoluteNormal(const std::string& p) {
@@ -32,11 +35,11 @@ bool IsAbsoluteNormal(const std::string& p) {
 
 class OpBuilder {
  public:
-  explicit OpBuilder(LaunchPlan* plan) : plan_(plan) {}
+  OpBuilder(std::vector<std::string>* strings, std::vector<MountOp>* ops) : strings_(strings), ops_(ops) {}
 
   const char* Keep(std::string s) {
-    plan_->mount_strings.push_back(std::move(s));
-    return plan_->mount_strings.back().c_str();
+    strings_->push_back(std::move(s));
+    return strings_->back().c_str();
   }
 
   // mkdir -p of every ancestor of `target` (not `target` itself).
@@ -48,32 +51,123 @@ class OpBuilder {
 
   void Dir(const std::string& path, uint32_t mode, int index) {
     if (!made_.insert(path).second) return;
-    plan_->mounts.push_back({MountOpKind::kMkdir, nullptr, Keep(path), nullptr, 0, mode, index});
+    ops_->push_back({MountOpKind::kMkdir, nullptr, Keep(path), nullptr, 0, mode, false, index});
   }
 
   void Touch(const std::string& path, int index) {
     if (!made_.insert(path).second) return;
-    plan_->mounts.push_back({MountOpKind::kTouch, nullptr, Keep(path), nullptr, 0, 0, index});
+    ops_->push_back({MountOpKind::kTouch, nullptr, Keep(path), nullptr, 0, 0, false, index});
   }
 
-  void Add(MountOp op) { plan_->mounts.push_back(op); }
+  void Add(MountOp op) { ops_->push_back(op); }
 
  private:
-  LaunchPlan* plan_;
+  std::vector<std::string>* strings_;
+  std::vector<MountOp>* ops_;
   std::set<std::string> made_;
 };
 
 }  // namespace
 
-std::string BuildMountOps(const std::vector<MountSpec>& specs, LaunchPlan* plan) {
-  plan->mounts.clear();
-  plan->mount_strings.clear();
-  // The root tmpfs belongs to the sandbox's ids: mount points are created after the identity
-  // change, and the root is read-only once populated anyway.
-  plan->root_options = "mode=0755,size=1m,uid=" + std::to_string(plan->uid) +
-                       ",gid=" + std::to_string(plan->gid);
-  plan->mount_strings.reserve(specs.size() * kStringsPerSpec + 8);
-  OpBuilder b(plan);
+namespace {
+
+// mkdir/touch/symlink/device bind of one op inside the template `root`, resolving the op's parent
+// directory as the sandbox will see it (symlinks stay inside the template, never reach the host).
+bool TemplateOp(int root, const MountOp& op, std::string* why) {
+  const std::string rel(op.target + 1);  // targets are absolute and normalized, never "/"
+  const size_t slash = rel.rfind('/');
+  const std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
+  int dir = root;
+  if (slash != std::string::npos) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    dir = static_cast<int>(syscall(SYS_openat2, root, rel.substr(0, slash).c_str(), &how, sizeof how));
+    if (dir < 0) {
+      *why = std::string("openat2 ") + op.target + ": " + strerror(errno);
+      return false;
+    }
+  }
+  long r = 0;
+  const char* what = "";
+  switch (op.kind) {
+    case MountOpKind::kMkdir:
+      what = "mkdir";
+      r = mkdirat(dir, base.c_str(), op.mode);
+      if (r < 0 && errno == EEXIST) r = 0;
+      break;
+    case MountOpKind::kTouch:
+      what = "touch";
+      r = openat(dir, base.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (r >= 0) r = close(static_cast<int>(r));
+      break;
+    case MountOpKind::kSymlink:
+      what = "symlink";
+      r = symlinkat(op.source, dir, base.c_str());
+      if (r < 0 && errno == EEXIST) r = 0;
+      break;
+    case MountOpKind::kBind: {
+      what = "bind";
+      int tree = static_cast<int>(
+          syscall(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+      r = tree;
+      if (tree >= 0) {
+        struct mount_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.attr_set = op.attr_set;
+        attr.propagation = MS_PRIVATE;
+        r = syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+        if (r >= 0) r = syscall(SYS_move_mount, tree, "", dir, base.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
+        int saved = errno;
+        close(tree);
+        errno = saved;
+      }
+      break;
+    }
+    case MountOpKind::kTmpfs:
+    case MountOpKind::kProc:
+      r = -1;
+      errno = EINVAL;  // never part of a template: each sandbox has its own
+      break;
+  }
+  int saved = errno;
+  if (dir != root) close(dir);
+  if (r < 0) {
+    *why = std::string(what) + " " + op.target + ": " + strerror(saved);
+    return false;
+  }
+  return true;
+}
+
+// Is `path` at or beneath the mount point `mount`?
+bool Beneath(const char* path, const char* mount) {
+  const size_t n = strlen(mount);
+  return strncmp(path, mount, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+}  // namespace
+
+MountSet::~MountSet() {
+  if (template_fd_ >= 0) close(template_fd_);
+}
+
+std::string FreshRootOptions(uid_t uid, gid_t gid) {
+  return "mode=0755,size=1m,uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid);
+}
+
+void MountSet::DropTemplate() {
+  // A set belongs to one JS environment (one thread), whose launches are synchronous.
+  if (template_fd_ >= 0) close(template_fd_);
+  template_fd_ = -1;
+  no_template_reason_ = "the kernel refused to clone the template into the sandbox";
+}
+
+std::string MountSet::Build(const std::vector<MountSpec>& specs) {
+  all_ops_.clear();
+  strings_.clear();
+  strings_.reserve(specs.size() * kStringsPerSpec + 8);
+  OpBuilder b(&strings_, &all_ops_);
   size_t binds = 0;
   for (size_t i = 0; i < specs.size(); i++) {
     const MountSpec& s = specs[i];
@@ -111,27 +205,95 @@ std::string BuildMountOps(const std::vector<MountSpec>& specs, LaunchPlan* plan)
           attrs |= MOUNT_ATTR_NODEV;
         }
         if (!s.writable) attrs |= MOUNT_ATTR_RDONLY;
-        b.Add({MountOpKind::kBind, b.Keep(s.source), b.Keep(s.target), nullptr, attrs, 0,
+        b.Add({MountOpKind::kBind, b.Keep(s.source), b.Keep(s.target), nullptr, attrs, 0, s.device,
                index});
         break;
       }
       case MountSpec::Kind::kTmpfs:
         b.Dir(s.target, 0755, index);
-        b.Add({MountOpKind::kTmpfs, nullptr, b.Keep(s.target), b.Keep(s.options), 0, 0, index});
+        b.Add({MountOpKind::kTmpfs, nullptr, b.Keep(s.target), b.Keep(s.options), 0, 0, false, index});
         break;
       case MountSpec::Kind::kProc:
         b.Dir(s.target, 0555, index);
-        b.Add({MountOpKind::kProc, nullptr, b.Keep(s.target), nullptr, 0, 0, index});
+        b.Add({MountOpKind::kProc, nullptr, b.Keep(s.target), nullptr, 0, 0, false, index});
         break;
       case MountSpec::Kind::kSymlink:
-        b.Add({MountOpKind::kSymlink, b.Keep(s.source), b.Keep(s.target), nullptr, 0, 0, index});
+        b.Add({MountOpKind::kSymlink, b.Keep(s.source), b.Keep(s.target), nullptr, 0, 0, false, index});
         break;
       case MountSpec::Kind::kDir:
         b.Dir(s.target, s.mode, index);
         break;
     }
   }
+  if (!BuildTemplate(&no_template_reason_)) {
+    if (template_fd_ >= 0) close(template_fd_);
+    template_fd_ = -1;
+    spawn_ops_.clear();
+  }
   return "";
+}
+
+bool MountSet::BuildTemplate(std::string* why) {
+  // Mounting outside our own user namespace needs root; an unprivileged host builds per spawn.
+  if (geteuid() != 0) {
+    *why = "the host is not root";
+    return false;
+  }
+  // What the template can hold: mount points and symlinks, and device binds (the same device
+  // whenever opened). Not what each sandbox must have for itself (/proc, tmpfs) nor the caller's
+  // binds, which are resolved at every spawn as the host then sees them. Whatever lies beneath one
+  // of those stays per spawn, in order.
+  std::vector<const MountOp*> in_template;
+  std::vector<const char*> own;  // targets of the per-spawn mounts so far
+  spawn_ops_.clear();
+  for (const MountOp& op : all_ops_) {
+    bool beneath_own = false;
+    for (const char* m : own) beneath_own = beneath_own || Beneath(op.target, m);
+    const bool mount = op.kind == MountOpKind::kBind || op.kind == MountOpKind::kTmpfs ||
+                       op.kind == MountOpKind::kProc;
+    bool shared = !beneath_own && !mount;
+    if (!beneath_own && op.kind == MountOpKind::kBind && op.device) {
+      // A device bind over an earlier per-spawn mount would be stacked in the wrong order.
+      shared = true;
+      for (const char* m : own) shared = shared && !Beneath(m, op.target);
+    }
+    if (shared) {
+      in_template.push_back(&op);
+    } else {
+      spawn_ops_.push_back(op);
+      if (mount) own.push_back(op.target);
+    }
+  }
+
+  int fs = static_cast<int>(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
+  if (fs < 0) {
+    *why = std::string("fsopen tmpfs: ") + strerror(errno);
+    return false;
+  }
+  long r = syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0);
+  if (r == 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", "1m", 0);
+  if (r == 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+  if (r == 0) r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  int saved = errno;
+  close(fs);
+  if (r < 0) {
+    *why = std::string("tmpfs for the template: ") + strerror(saved);
+    return false;
+  }
+  template_fd_ = static_cast<int>(r);
+  for (const MountOp* op : in_template) {
+    if (!TemplateOp(template_fd_, *op, why)) return false;  // e.g. a kernel without move_mount into detached trees
+  }
+  // Read-only before any sandbox sees it. Only the root: device binds keep their own flags.
+  struct mount_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.attr_set = MOUNT_ATTR_RDONLY;
+  if (syscall(SYS_mount_setattr, template_fd_, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    *why = std::string("read-only template: ") + strerror(errno);
+    return false;
+  }
+  why->clear();
+  return true;
 }
 
 // ---- child side: no allocation, no errno, no libc beyond inline code ----
@@ -147,7 +309,7 @@ bool Fail(ChildFailure* f, Stage stage, long ret, int index = -1) {
 
 }  // namespace
 
-bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
+bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   long r;
   // Nothing we mount may propagate back to the host, and pivot_root refuses shared mounts.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
@@ -193,13 +355,30 @@ bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
     k++;
   }
 
-  // The new root: a small tmpfs, pivoted into with pivot_root(".", "."), which stacks the old root
-  // on top of the new one so that a lazy unmount of "." detaches the whole host tree.
   SPAWN_TRACE(15, "c-trees");
+  return true;
+}
+
+bool ChildPivot(const LaunchPlan& plan, ChildFailure* f) {
+  long r;
+  // The new root is pivoted into with pivot_root(".", "."), which stacks the old root on top of the
+  // new one so that a lazy unmount of "." detaches the whole host tree.
   const char* base = plan.root_base.c_str();
-  r = Sys(SYS_mount, "tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, plan.root_options.c_str());
-  if (r < 0) return Fail(f, Stage::kMountRoot, r);
-  SPAWN_TRACE(16, "c-roottmpfs");
+  if (plan.root_template >= 0) {
+    // One clone of the prepared tree: its read-only root, mount points and device binds at once.
+    long root = Sys(SYS_open_tree, plan.root_template, "",
+                    OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+    if (root < 0) return Fail(f, Stage::kMountRoot, root);
+    r = Sys(SYS_move_mount, root, "", AT_FDCWD, base, MOVE_MOUNT_F_EMPTY_PATH);
+    Sys(SYS_close, root);
+    if (r < 0) return Fail(f, Stage::kMountRoot, r);
+  } else {
+    // A small tmpfs of the sandbox's ids (the option needs the id maps), populated and made
+    // read-only by ChildPopulateRoot.
+    r = Sys(SYS_mount, "tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, plan.root_options.c_str());
+    if (r < 0) return Fail(f, Stage::kMountRoot, r);
+  }
+  SPAWN_TRACE(16, "c-root");
   r = Sys(SYS_chdir, base);
   if (r < 0) return Fail(f, Stage::kMountRoot, r);
   r = Sys(SYS_pivot_root, ".", ".");
@@ -209,6 +388,7 @@ bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   if (r < 0) return Fail(f, Stage::kDetachOldRoot, r);
   r = Sys(SYS_chdir, "/");
   if (r < 0) return Fail(f, Stage::kPivotRoot, r);
+  SPAWN_TRACE(18, "c-detached");
   return true;
 }
 
@@ -256,6 +436,7 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
   }
 
   SPAWN_TRACE(22, "c-ops");
+  if (plan.root_template >= 0) return true;  // cloned read-only
   // The root itself is read-only: the sandbox writes only where a writable mount says so.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
           nullptr);

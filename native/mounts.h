@@ -1,6 +1,18 @@
-// The sandbox's filesystem: a tmpfs root, bind mounts, /proc, /dev, pivot_root, the old root detached.
+// The sandbox's filesystem: a read-only root, bind mounts, /proc, /dev, pivot_root, the old root
+// detached.
+//
+// Two ways to make the root, with the same result for the sandboxed program:
+//  - prepared (a host running as root): the parts warden synthesizes (the root's directories, empty
+//    files and symlinks that serve as mount points, and the device binds of /dev) are built ONCE per
+//    mount list, as a detached mount tree held by an fd (the "template"). Each spawn clones that tree
+//    with one open_tree() and adds only what must be its own: the caller's binds (resolved at every
+//    spawn, as the host sees them then), a fresh /proc, a private /tmp. The template's root is
+//    read-only before any sandbox sees it.
+//  - per spawn (an unprivileged host, which cannot mount outside its own user namespace, or a kernel
+//    that refuses the template): a fresh tmpfs root populated op by op, then remounted read-only.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,18 +31,52 @@ struct MountSpec {
   uint32_t mode = 0755;  // kDir
 };
 
-// Parent side: turns the caller's list into the flat op list the child executes, creating the
-// directories each target needs. Returns "" or an error naming the entry.
-std::string BuildMountOps(const std::vector<MountSpec>& specs, LaunchPlan* plan);
-
 constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind (and proc) in a fixed array
 
-// Child side (no allocation, raw syscalls), in two steps around the identity change.
-// Before it, with the host identity: make mounts private, clone and restrict every bind source into
-// `trees` (kMaxBinds entries), pivot into a fresh tmpfs and detach the host tree.
-bool ChildPrepareRoot(const LaunchPlan& plan, int* trees, ChildFailure* failure);
-// After it (so created mount points belong to a mapped uid): mount points, binds, tmpfs, /proc,
-// symlinks, then the read-only root.
+// A mount list turned into ops once, shared (read-only) by every spawn that uses it.
+class MountSet {
+ public:
+  MountSet() = default;
+  ~MountSet();
+  MountSet(const MountSet&) = delete;
+  MountSet& operator=(const MountSet&) = delete;
+
+  // Turns the caller's list into the flat op list, creating the directories each target needs, then
+  // tries to build the template. Returns "" or an error naming the entry.
+  std::string Build(const std::vector<MountSpec>& specs);
+
+  // The ops a spawn executes, and the template to clone as its root (-1: a fresh tmpfs per spawn).
+  const std::vector<MountOp>& ops() const { return template_fd_ >= 0 ? spawn_ops_ : all_ops_; }
+  int template_fd() const { return template_fd_; }
+  // For a kernel that refuses to clone the template into the sandbox: every later spawn of this
+  // set builds its root per spawn.
+  void DropTemplate();
+  // Why there is no template ("" when there is one): for `warden doctor` and tests.
+  const std::string& no_template_reason() const { return no_template_reason_; }
+
+ private:
+  bool BuildTemplate(std::string* why);
+
+  std::vector<std::string> strings_;  // storage for MountOp strings (reserved up front)
+  std::vector<MountOp> all_ops_;      // the per-spawn way: every op
+  std::vector<MountOp> spawn_ops_;    // with the template: the ops left for each spawn
+  int template_fd_ = -1;
+  std::string no_template_reason_;
+};
+
+// Mount options of a fresh (per-spawn) root: it belongs to the sandbox's ids, because mount points
+// are created after the identity change; it is read-only once populated anyway.
+std::string FreshRootOptions(uid_t uid, gid_t gid);
+
+// Child side (no allocation, raw syscalls).
+// With the host identity, before the identity change: make mounts private, clone and restrict every
+// bind source into `trees` (kMaxBinds entries), create the new /proc.
+bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* failure);
+// Pivot into the new root (the template's clone, or a fresh tmpfs, which needs the id maps) and
+// detach the host tree.
+bool ChildPivot(const LaunchPlan& plan, ChildFailure* failure);
+// After the identity change (so created mount points belong to a mapped uid): mount points, binds,
+// tmpfs, /proc, symlinks, then (per-spawn root only) the read-only root.
 bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* failure);
 
 }  // namespace warden

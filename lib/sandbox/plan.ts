@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidOptionError } from '../errors';
 import { parseSize } from '../limits/units';
-import type { NativeMount, NativePlan } from '../native';
+import { addon, type NativeMount, type NativeMountSet, type NativePlan } from '../native';
 import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from './types';
 
 export const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
@@ -79,6 +79,74 @@ function defaultSystemMounts(): NativeMount[] {
 export interface MountDescription {
   entry: string;
   text: string;
+}
+
+/** What decides a sandbox's mount list. */
+interface MountListSpec {
+  defaults: boolean;
+  proc: boolean;
+  tmpSize: number;
+  binds: Array<{ source: string; target: string; writable: boolean }>;
+  tmpfs: Array<{ target: string; size: number }>;
+}
+
+/** A mount list with its native form, prepared once (see NativeMountSet) and reused by every spawn. */
+interface MountList {
+  descriptions: MountDescription[];
+  set: NativeMountSet;
+}
+
+/**
+ * Prepared mount lists by content. Binds are still resolved at every spawn (the native side clones
+ * each source then); what is kept is the list's validation, its ops and, on a root host, the
+ * template root. Bounded: a host that varies its binds endlessly keeps only the recent lists.
+ */
+const mountLists = new Map<string, MountList>();
+const MAX_MOUNT_LISTS = 64;
+
+function mountListFor(spec: MountListSpec): MountList {
+  let key = `${spec.defaults ? 1 : 0}${spec.proc ? 1 : 0}${spec.tmpSize}`;
+  for (const b of spec.binds) key += `\0b${b.source}\0${b.target}\0${b.writable ? 1 : 0}`;
+  for (const t of spec.tmpfs) key += `\0t${t.target}\0${t.size}`;
+  const hit = mountLists.get(key);
+  if (hit !== undefined) {
+    mountLists.delete(key); // most recently used last
+    mountLists.set(key, hit);
+    return hit;
+  }
+
+  const mounts: NativeMount[] = [];
+  const descriptions: MountDescription[] = [];
+  const add = (m: NativeMount, entry: string) => {
+    mounts.push(m);
+    descriptions.push({ entry, text: m.kind === 'bind' ? `${m.source} → ${m.target}` : `${m.kind} ${m.target}` });
+  };
+  if (spec.defaults) {
+    for (const m of defaultSystemMounts()) add(m, `default ${m.target}`);
+  }
+  if (spec.proc) add({ kind: 'proc', target: '/proc' }, 'default /proc');
+  // /dev is a directory of the read-only root: nothing can be created there.
+  add({ kind: 'dir', target: '/dev', mode: 0o755 }, 'default /dev');
+  for (const d of DEVICES) add({ kind: 'bind', source: `/dev/${d}`, target: `/dev/${d}`, writable: true, device: true }, `default /dev/${d}`);
+  add({ kind: 'symlink', source: '/proc/self/fd', target: '/dev/fd' }, 'default /dev/fd');
+  ['stdin', 'stdout', 'stderr'].forEach((s, i) => add({ kind: 'symlink', source: `/proc/self/fd/${i}`, target: `/dev/${s}` }, `default /dev/${s}`));
+  add({ kind: 'tmpfs', target: '/tmp', options: `mode=1777,size=${spec.tmpSize}` }, 'default /tmp');
+  spec.binds.forEach((b, i) => add({ kind: 'bind', source: b.source, target: b.target, writable: b.writable }, `binds[${i}]`));
+  spec.tmpfs.forEach((t, i) => add({ kind: 'tmpfs', target: t.target, options: `mode=0755,size=${t.size}` }, `tmpfs[${i}]`));
+
+  const targets = new Map<string, string>();
+  mounts.forEach((m, i) => {
+    const prev = targets.get(m.target);
+    if (prev !== undefined && !descriptions[i].entry.startsWith('default')) {
+      throw new InvalidOptionError(descriptions[i].entry, `mounts onto ${m.target}, which ${prev} already uses; pick another target`);
+    }
+    targets.set(m.target, descriptions[i].entry);
+  });
+
+  const list: MountList = { descriptions, set: new (addon().MountSet)(mounts) };
+  mountLists.set(key, list);
+  if (mountLists.size > MAX_MOUNT_LISTS) mountLists.delete(mountLists.keys().next().value!);
+  return list;
 }
 
 export interface BuiltPlan {
@@ -206,24 +274,11 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
   }
 
   // Mounts, in order: system dirs, /proc, /dev, /tmp, the caller's binds and tmpfs.
-  const mounts: NativeMount[] = [];
-  const mountDescriptions: MountDescription[] = [];
-  const add = (m: NativeMount, entry: string) => {
-    mounts.push(m);
-    mountDescriptions.push({ entry, text: m.kind === 'bind' ? `${m.source} → ${m.target}` : `${m.kind} ${m.target}` });
-  };
+  let mountList: MountList | null = null;
   if (namespaces.mount) {
     if (options.defaultBinds !== undefined && typeof options.defaultBinds !== 'boolean') throw new InvalidOptionError('defaultBinds', 'must be true or false');
-    if (options.defaultBinds !== false) {
-      for (const m of defaultSystemMounts()) add(m, `default ${m.target}`);
-    }
-    if (namespaces.pid) add({ kind: 'proc', target: '/proc' }, 'default /proc');
-    add({ kind: 'tmpfs', target: '/dev', options: 'mode=0755,size=64k' }, 'default /dev');
-    for (const d of DEVICES) add({ kind: 'bind', source: `/dev/${d}`, target: `/dev/${d}`, writable: true, device: true }, `default /dev/${d}`);
-    add({ kind: 'symlink', source: '/proc/self/fd', target: '/dev/fd' }, 'default /dev/fd');
-    ['stdin', 'stdout', 'stderr'].forEach((s, i) => add({ kind: 'symlink', source: `/proc/self/fd/${i}`, target: `/dev/${s}` }, `default /dev/${s}`));
     const tmpSize = options.tmpSize === undefined ? 64 * 1024 * 1024 : parseSize('tmpSize', options.tmpSize);
-    add({ kind: 'tmpfs', target: '/tmp', options: `mode=1777,size=${tmpSize}` }, 'default /tmp');
+    const spec: MountListSpec = { defaults: options.defaultBinds !== false, proc: namespaces.pid, tmpSize, binds: [], tmpfs: [] };
 
     if (options.binds !== undefined && !Array.isArray(options.binds)) throw new InvalidOptionError('binds', 'must be an array of { source, target?, writable? }');
     (options.binds ?? []).forEach((b, i) => {
@@ -238,7 +293,7 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
       const target = b.target === undefined ? source : checkSandboxPath(`${field}.target`, b.target);
       if (target === '/') throw new InvalidOptionError(`${field}.target`, 'cannot be /: the root is the sandbox\'s own tmpfs');
       if (b.writable !== undefined && typeof b.writable !== 'boolean') throw new InvalidOptionError(`${field}.writable`, 'must be true or false');
-      add({ kind: 'bind', source, target, writable: b.writable === true }, field);
+      spec.binds.push({ source, target, writable: b.writable === true });
     });
     if (options.tmpfs !== undefined && !Array.isArray(options.tmpfs)) throw new InvalidOptionError('tmpfs', 'must be an array of { target, size? }');
     (options.tmpfs ?? []).forEach((t, i) => {
@@ -247,16 +302,9 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
       const target = checkSandboxPath(`${field}.target`, t.target);
       if (target === '/') throw new InvalidOptionError(`${field}.target`, 'cannot be /');
       const size = t.size === undefined ? 64 * 1024 * 1024 : parseSize(`${field}.size`, t.size);
-      add({ kind: 'tmpfs', target, options: `mode=0755,size=${size}` }, field);
+      spec.tmpfs.push({ target, size });
     });
-    const targets = new Map<string, string>();
-    mounts.forEach((m, i) => {
-      const prev = targets.get(m.target);
-      if (prev !== undefined && !mountDescriptions[i].entry.startsWith('default')) {
-        throw new InvalidOptionError(mountDescriptions[i].entry, `mounts onto ${m.target}, which ${prev} already uses; pick another target`);
-      }
-      targets.set(m.target, mountDescriptions[i].entry);
-    });
+    mountList = mountListFor(spec);
   }
 
   // rlimits: core dumps off unless asked for.
@@ -305,10 +353,10 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
       gid,
       lastCap: cachedLastCap,
       setupTimeoutMs,
-      mounts,
+      mountSet: mountList?.set ?? null,
       rlimits,
     },
-    mountDescriptions,
+    mountDescriptions: mountList?.descriptions ?? [],
     rlimitNames,
     namespaces,
     network: !namespaces.net,
