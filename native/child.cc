@@ -74,6 +74,32 @@ long SendListener(int status_fd, int listener) {
   return Sys(SYS_sendmsg, status_fd, &msg, MSG_NOSIGNAL);
 }
 
+// Waits for the parent's release: 'G', with (prepared mode) the `expected` mounts it made, which
+// land in `fds` in op order. Anything else, including a parent that died, ends the child.
+bool ReceiveRelease(int status_fd, int* fds, int expected) {
+  char go = 0;
+  if (expected == 0) return Sys(SYS_read, status_fd, &go, 1) == 1 && go == 'G';
+  struct iovec iov = {&go, 1};
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * kMaxBinds)];
+    struct cmsghdr align;
+  } control;
+  struct msghdr msg;
+  __builtin_memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * expected);
+  if (Sys(SYS_recvmsg, status_fd, &msg, MSG_CMSG_CLOEXEC) != 1 || go != 'G') return false;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || cmsg == nullptr || cmsg->cmsg_level != SOL_SOCKET ||
+      cmsg->cmsg_type != SCM_RIGHTS || cmsg->cmsg_len != CMSG_LEN(sizeof(int) * expected)) {
+    return false;
+  }
+  __builtin_memcpy(fds, CMSG_DATA(cmsg), sizeof(int) * expected);
+  return true;
+}
+
 }  // namespace
 
 int ChildMain(void* arg) {
@@ -127,8 +153,9 @@ int ChildMain(void* arg) {
   }
   SPAWN_TRACE(13, "c-bounding");
 
-  // With the host identity still: bind sources resolve as the host process would resolve them. A
-  // template root needs no id maps either, so the host tree can go now too.
+  // With the host identity still: bind sources resolve as the host process would resolve them
+  // (prepared mode: the parent resolves them). A template root needs no id maps either, so the host
+  // tree can go now too.
   int trees[kMaxBinds];
   if (plan.mount_ns) {
     ChildFailure failure{};
@@ -136,10 +163,9 @@ int ChildMain(void* arg) {
     if (plan.root_template >= 0 && !ChildPivot(plan, &failure)) Report(plan, status, failure);
   }
 
-  // Wait until the parent has written our id maps and placed us in our cgroups.
-  char go = 0;
-  r = Sys(SYS_read, status, &go, 1);
-  if (r != 1 || go != 'G') Exit(127);
+  // Wait until the parent has written our id maps and placed us in our cgroups (prepared mode: and
+  // made our binds, /proc and tmpfs).
+  if (!ReceiveRelease(status, trees, plan.root_template >= 0 ? plan.parent_mounts : 0)) Exit(127);
   SPAWN_TRACE(12, "c-go");
 
   // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.

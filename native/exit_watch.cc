@@ -175,7 +175,7 @@ void SandboxProcess::OnExitReadable() {
   if (waitid(kIdPidfd, pidfd_, &si, WEXITED | WNOHANG | __WALL) != 0 || si.si_pid == 0) return;
   exited_ = true;
   SPAWN_TRACE(40, "reaped");
-  SPAWN_TRACE_DUMP();
+  SPAWN_TRACE_DUMP();  // keeps the points (printed at exit); the callback may start the next launch
   Poll::Close(exit_poll_);
   exit_poll_ = nullptr;
   // Reaped: the pidfd has nothing more to tell. Closing it now, not when the JS object is collected,

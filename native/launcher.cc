@@ -13,8 +13,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <algorithm>
+#include <vector>
 #include <cstring>
 
+#include "mounts.h"
 #include "spawn_trace.h"
 
 #ifndef CLONE_PIDFD
@@ -149,6 +151,9 @@ bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* fail
     hdr.msg_controllen = sizeof control.buf;
     ssize_t n = recvmsg(fd, &hdr, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
+    // A child that failed before reading our release leaves it unread, which the kernel reports
+    // once as a reset; its failure report is still queued behind.
+    if (n < 0 && errno == ECONNRESET) continue;
     if (n < 0) return ParentFail(error, Stage::kWaitParent, errno, "recvmsg on the status socket");
     if (n == 0) return true;  // EOF
     struct cmsghdr* cmsg = CMSG_FIRSTHDR(&hdr);
@@ -166,6 +171,26 @@ bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* fail
   }
 }
 
+// 'G', with the mounts made for the child (SCM_RIGHTS), in one message.
+bool SendRelease(int fd, const std::vector<int>& mounts) {
+  char go = 'G';
+  if (mounts.empty()) return send(fd, &go, 1, MSG_NOSIGNAL) == 1;
+  struct iovec iov = {&go, 1};
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * mounts.size()), 0);
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * mounts.size());
+  memcpy(CMSG_DATA(cmsg), mounts.data(), sizeof(int) * mounts.size());
+  return sendmsg(fd, &msg, MSG_NOSIGNAL) == 1;
+}
+
 }  // namespace
 
 bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
@@ -181,6 +206,14 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   for (const FdMapping& m : plan->fds) ceiling = std::max({ceiling, m.source, m.target});
   plan->fd_ceiling = ceiling + 1;
   plan->reached_exec = 0;
+  plan->parent_mounts = 0;
+  if (plan->root_template >= 0) {
+    for (const MountOp& op : plan->mounts) {
+      if (op.kind == MountOpKind::kBind || op.kind == MountOpKind::kProc || op.kind == MountOpKind::kTmpfs) {
+        plan->parent_mounts++;
+      }
+    }
+  }
 
   SPAWN_TRACE(2, "p-socket");
   void* stack_top = ChildStack::ForThisThread().top();
@@ -239,11 +272,27 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     if (!WriteFile(procs, pid_text, &err)) return abort_child(Stage::kCgroupPlace, err, procs);
   }
 
-  char go = 'G';
-  SPAWN_TRACE(5, "p-go");
-  if (send(parent_end.get(), &go, 1, MSG_NOSIGNAL) != 1) {
-    return abort_child(Stage::kWaitParent, errno, "releasing the child");
+  // Prepared mode: the sandbox's own mounts, made here while the child pivots into the template.
+  std::vector<int> mounts;
+  if (plan->root_template >= 0 && plan->parent_mounts > 0) {
+    ChildFailure failure{};
+    bool made = ParentMakeMounts(*plan, pidfd, &mounts, &failure);
+    if (!made || static_cast<int>(mounts.size()) != plan->parent_mounts) {
+      for (int fd : mounts) close(fd);
+      ChildFailure reported{};
+      if (TakeChildFailure(parent_end.get(), &reported)) failure = reported;
+      KillAndReap(pidfd);
+      error->stage = made ? Stage::kWaitParent : static_cast<Stage>(failure.stage);
+      error->error = made ? EPROTO : failure.error;
+      error->index = made ? -1 : failure.index;
+      return false;
+    }
   }
+  SPAWN_TRACE(5, "p-go");
+  bool released = SendRelease(parent_end.get(), mounts);
+  int release_errno = errno;
+  for (int fd : mounts) close(fd);  // the child has its own references now
+  if (!released) return abort_child(Stage::kWaitParent, release_errno, "releasing the child");
 
   ChildFailure failure{};
   bool failed = false;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <sys/mount.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -140,6 +141,27 @@ bool TemplateOp(int root, const MountOp& op, std::string* why) {
   return true;
 }
 
+// Records a failure (ret is -errno) for the parent to report.
+bool Fail(ChildFailure* f, Stage stage, long ret, int index = -1) {
+  f->stage = static_cast<uint32_t>(stage);
+  f->error = static_cast<int32_t>(-ret);
+  f->index = index;
+  return false;
+}
+
+// Whether proc accepts pidns= (an nsfs fd of the PID namespace to show), tried once on our own.
+bool ProcPidnsSupported() {
+  static const bool supported = [] {
+    int ns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    int fs = static_cast<int>(syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC));
+    bool ok = ns >= 0 && fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "pidns", nullptr, ns) == 0;
+    if (fs >= 0) close(fs);
+    if (ns >= 0) close(ns);
+    return ok;
+  }();
+  return supported;
+}
+
 // Is `path` at or beneath the mount point `mount`?
 bool Beneath(const char* path, const char* mount) {
   const size_t n = strlen(mount);
@@ -171,8 +193,8 @@ std::string MountSet::Build(const std::vector<MountSpec>& specs) {
   size_t binds = 0;
   for (size_t i = 0; i < specs.size(); i++) {
     const MountSpec& s = specs[i];
-    if ((s.kind == MountSpec::Kind::kBind || s.kind == MountSpec::Kind::kProc) && ++binds > kMaxBinds) {
-      return "mounts: at most " + std::to_string(kMaxBinds) + " bind and proc mounts";
+    if (s.kind != MountSpec::Kind::kSymlink && s.kind != MountSpec::Kind::kDir && ++binds > kMaxBinds) {
+      return "mounts: at most " + std::to_string(kMaxBinds) + " bind, proc and tmpfs mounts";
     }
     const int index = static_cast<int>(i);
     const std::string where = "mounts[" + std::to_string(i) + "]";
@@ -239,6 +261,11 @@ bool MountSet::BuildTemplate(std::string* why) {
     *why = "the host is not root";
     return false;
   }
+  // The parent makes each sandbox's /proc, for the sandbox's PID namespace: proc's pidns= (6.17).
+  if (!ProcPidnsSupported()) {
+    *why = "the kernel's proc has no pidns= option";
+    return false;
+  }
   // What the template can hold: mount points and symlinks, and device binds (the same device
   // whenever opened). Not what each sandbox must have for itself (/proc, tmpfs) nor the caller's
   // binds, which are resolved at every spawn as the host then sees them. Whatever lies beneath one
@@ -296,18 +323,91 @@ bool MountSet::BuildTemplate(std::string* why) {
   return true;
 }
 
-// ---- child side: no allocation, no errno, no libc beyond inline code ----
-
-namespace {
-
-bool Fail(ChildFailure* f, Stage stage, long ret, int index = -1) {
-  f->stage = static_cast<uint32_t>(stage);
-  f->error = static_cast<int32_t>(-ret);
-  f->index = index;
-  return false;
+bool ParentMakeMounts(const LaunchPlan& plan, int pidfd, std::vector<int>* fds, ChildFailure* f) {
+  int pidns = -1;
+  for (const MountOp& op : plan.mounts) {
+    const int idx = op.logical_index;
+    long r = 0;
+    switch (op.kind) {
+      case MountOpKind::kBind: {
+        r = syscall(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (r < 0) {
+          Fail(f, Stage::kBind, -errno, idx);
+          break;
+        }
+        fds->push_back(static_cast<int>(r));
+        // Recursively, before it is attached anywhere; only ever adds restrictions, so flags locked
+        // on the source stay as they are.
+        struct mount_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.attr_set = op.attr_set;
+        attr.propagation = MS_PRIVATE;
+        r = syscall(SYS_mount_setattr, fds->back(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+        if (r < 0) Fail(f, Stage::kBindAttrs, -errno, idx);
+        break;
+      }
+      case MountOpKind::kProc: {
+        // PIDFD_GET_PID_NAMESPACE: the namespace the sandbox's processes live in.
+        if (pidns < 0) pidns = ioctl(pidfd, _IO(0xFF, 5), 0);
+        int fs = pidns < 0 ? -1 : static_cast<int>(syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC));
+        r = fs;
+        if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "pidns", nullptr, pidns);
+        if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+        if (r >= 0) {
+          r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+        }
+        int saved = errno;
+        if (fs >= 0) close(fs);
+        if (r < 0) {
+          Fail(f, Stage::kProc, -saved, idx);
+          break;
+        }
+        fds->push_back(static_cast<int>(r));
+        break;
+      }
+      case MountOpKind::kTmpfs: {
+        // Owned by the sandbox's ids, as if the sandbox had mounted it.
+        const unsigned owner_uid = plan.user_ns ? plan.map_uid_outside : plan.uid;
+        const unsigned owner_gid = plan.user_ns ? plan.map_gid_outside : plan.gid;
+        int fs = static_cast<int>(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
+        r = fs;
+        std::string options = op.data == nullptr ? "" : op.data;
+        options += (options.empty() ? "" : ",") + std::string("uid=") + std::to_string(owner_uid) +
+                   ",gid=" + std::to_string(owner_gid);
+        for (size_t pos = 0; r >= 0 && pos < options.size();) {
+          size_t end = options.find(',', pos);
+          if (end == std::string::npos) end = options.size();
+          const std::string item = options.substr(pos, end - pos);
+          const size_t eq = item.find('=');
+          if (!item.empty()) {
+            r = eq == std::string::npos
+                    ? syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, item.c_str(), nullptr, 0)
+                    : syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, item.substr(0, eq).c_str(),
+                              item.substr(eq + 1).c_str(), 0);
+          }
+          pos = end + 1;
+        }
+        if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+        if (r >= 0) r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        int saved = errno;
+        if (fs >= 0) close(fs);
+        if (r < 0) {
+          Fail(f, Stage::kTmpfs, -saved, idx);
+          break;
+        }
+        fds->push_back(static_cast<int>(r));
+        break;
+      }
+      default:
+        break;
+    }
+    if (f->stage != static_cast<uint32_t>(Stage::kNone)) break;
+  }
+  if (pidns >= 0) close(pidns);
+  return f->stage == static_cast<uint32_t>(Stage::kNone);
 }
 
-}  // namespace
+// ---- child side: no allocation, no errno, no libc beyond inline code ----
 
 bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   long r;
@@ -315,6 +415,7 @@ bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
   if (r < 0) return Fail(f, Stage::kMountPrivate, r);
   SPAWN_TRACE(14, "c-private");
+  if (plan.root_template >= 0) return true;  // the parent makes the per-spawn mounts
 
   // Clone every bind source now, while we still resolve host paths with the host identity, and
   // restrict each clone (read-only, nosuid, nodev, recursively) before it is attached anywhere.
@@ -415,6 +516,13 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
         k++;
         break;
       case MountOpKind::kTmpfs:
+        if (plan.root_template >= 0) {
+          r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
+          if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
+          Sys(SYS_close, trees[k]);
+          k++;
+          break;
+        }
         r = Sys(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.data);
         if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
         break;

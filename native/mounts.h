@@ -7,7 +7,8 @@
 //    mount list, as a detached mount tree held by an fd (the "template"). Each spawn clones that tree
 //    with one open_tree() and adds only what must be its own: the caller's binds (resolved at every
 //    spawn, as the host sees them then), a fresh /proc, a private /tmp. The template's root is
-//    read-only before any sandbox sees it.
+//    read-only before any sandbox sees it. Those per-spawn mounts are made by the parent while the
+//    child pivots (ParentMakeMounts) and handed over with the release; the child only attaches them.
 //  - per spawn (an unprivileged host, which cannot mount outside its own user namespace, or a kernel
 //    that refuses the template): a fresh tmpfs root populated op by op, then remounted read-only.
 #pragma once
@@ -31,7 +32,7 @@ struct MountSpec {
   uint32_t mode = 0755;  // kDir
 };
 
-constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind (and proc) in a fixed array
+constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind, proc and tmpfs in a fixed array
 
 // A mount list turned into ops once, shared (read-only) by every spawn that uses it.
 class MountSet {
@@ -68,15 +69,21 @@ class MountSet {
 // are created after the identity change; it is read-only once populated anyway.
 std::string FreshRootOptions(uid_t uid, gid_t gid);
 
+// Parent side, prepared mode, between clone and the release: one detached mount per bind, proc and
+// tmpfs op of plan->mounts, in order, appended to `fds` (the caller closes them). The sandbox's
+// tmpfs belong to its ids; its proc is that of its PID namespace (`pidfd`). False with `failure` set.
+bool ParentMakeMounts(const LaunchPlan& plan, int pidfd, std::vector<int>* fds, ChildFailure* failure);
+
 // Child side (no allocation, raw syscalls).
-// With the host identity, before the identity change: make mounts private, clone and restrict every
-// bind source into `trees` (kMaxBinds entries), create the new /proc.
+// With the host identity, before the identity change: make mounts private; per-spawn mode: clone
+// and restrict every bind source and create the new /proc into `trees` (kMaxBinds entries).
 bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* failure);
 // Pivot into the new root (the template's clone, or a fresh tmpfs, which needs the id maps) and
 // detach the host tree.
 bool ChildPivot(const LaunchPlan& plan, ChildFailure* failure);
 // After the identity change (so created mount points belong to a mapped uid): mount points, binds,
-// tmpfs, /proc, symlinks, then (per-spawn root only) the read-only root.
+// tmpfs, /proc, symlinks, then (per-spawn root only) the read-only root. `trees` holds the mounts
+// of ChildCloneSources, or in prepared mode those the parent made, in op order.
 bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* failure);
 
 }  // namespace warden

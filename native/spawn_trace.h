@@ -1,6 +1,6 @@
 // Optional spawn profiling: build with -DWARDEN_SPAWN_TRACE to timestamp each launch stage (parent
-// and child, CLOCK_MONOTONIC) and print one line per sandbox on stderr when it is reaped. Off by
-// default: the macros compile to nothing.
+// and child, CLOCK_MONOTONIC); one line per sandbox is printed on stderr when the process exits.
+// Off by default: the macros compile to nothing.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +16,8 @@ struct SpawnTracePoint {
   uint64_t ns;
   const char* name;
 };
-// Appended to by the child through CLONE_VM (raw syscall, no libc) and by the parent; printed by
-// the parent once the child has been reaped. One launch at a time is all profiling needs.
+// Appended to by the child through CLONE_VM (raw syscall, no libc) and by the parent; kept by the
+// parent once the child has been reaped. One launch at a time is all profiling needs.
 extern SpawnTracePoint g_spawn_trace[kTracePoints];
 extern int g_spawn_trace_count;
 inline void SpawnTrace(const char* name) {

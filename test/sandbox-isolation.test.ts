@@ -113,10 +113,53 @@ t.test('mounts are nosuid and nodev (device nodes excepted), /tmp size-limited',
 });
 
 t.test('/dev holds only the harmless devices', async (t) => {
-  const r = await sh('ls -A /dev | sort | tr "\\n" " "; echo; echo x > /dev/null && head -c 8 /dev/urandom | wc -c', SECCOMP);
+  const r = await sh('ls -A /dev | sort | tr "\\n" " "; echo; echo x > /dev/null && head -c 8 /dev/urandom | wc -c; touch /dev/new 2>&1', SECCOMP);
   const [listing, random] = r.stdout.split('\n');
   t.equal(listing.trim(), 'fd full null random stderr stdin stdout urandom zero');
   t.equal(random.trim(), '8', 'urandom readable, null writable');
+  t.match(r.stdout, /\/dev\/new.?: Read-only file system/, 'nothing can be added to /dev');
+});
+
+t.test('binds are resolved at every spawn: a file replaced on the host is what the next sandbox sees', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-rebind-'));
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'conf'), 'one\n');
+  const binds = [{ source: path.join(dir, 'conf'), target: '/etc/conf' }, { source: dir, target: '/data' }];
+  t.equal((await sh('cat /etc/conf; ls /data', { binds, ...SECCOMP })).stdout, 'one\nconf\n');
+  // As ldconfig replaces /etc/ld.so.cache: a new file renamed over the old one.
+  fs.writeFileSync(path.join(dir, 'conf.new'), 'two\n');
+  fs.renameSync(path.join(dir, 'conf.new'), path.join(dir, 'conf'));
+  fs.writeFileSync(path.join(dir, 'added'), '');
+  t.equal((await sh('cat /etc/conf; ls /data', { binds, ...SECCOMP })).stdout, 'two\nadded\nconf\n');
+});
+
+t.test('/tmp and tmpfs mounts belong to the sandbox\'s ids; mount points beneath them are each sandbox\'s own', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-under-'));
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'f'), 'x\n');
+  const r = await sh('id -u; stat -c %u /tmp /scratch; ls /tmp; cat /tmp/in/f; touch /scratch/ok && echo scratch-writable', {
+    binds: [{ source: dir, target: '/tmp/in' }], tmpfs: [{ target: '/scratch' }], ...SECCOMP,
+  });
+  const [uid, tmpOwner, scratchOwner, ...rest] = r.stdout.trim().split('\n');
+  t.equal(tmpOwner, uid, '/tmp belongs to the sandbox uid');
+  t.equal(scratchOwner, uid, 'a tmpfs belongs to the sandbox uid');
+  t.same(rest, ['in', 'x', 'scratch-writable'], 'a bind beneath /tmp is there, in a fresh /tmp');
+  if (isRoot) {
+    const r0 = await sh('stat -c %u:%g /tmp; id -u', { uid: 0, gid: 0, ...SECCOMP });
+    t.same(r0.stdout.trim().split('\n'), ['0:0', '0'], 'with uid 0 inside, /tmp is 0:0 inside');
+  }
+  t.notOk(fs.existsSync(path.join(dir, 'in')), 'nothing was created on the host');
+});
+
+t.test('a root host prepares the root once per mount list', { skip: !isRoot && 'an unprivileged host builds the root per spawn' }, async (t) => {
+  const { buildPlan } = await import('../lib/sandbox/plan');
+  const a = buildPlan({ command: ['/bin/true'] }).plan.mountSet!;
+  const b = buildPlan({ command: ['/bin/echo'], env: { PATH: '/bin' } }).plan.mountSet!;
+  t.equal(a.noTemplateReason, '');
+  t.equal(a.template, true, 'the template root is used');
+  t.equal(a, b, 'the same mount list is prepared once');
 });
 
 t.test('capabilities all empty, no_new_privs set, no controlling tty', async (t) => {
