@@ -47,7 +47,9 @@ export interface NativeMount {
 export interface NativeMountSet {
   /** Whether spawns clone a prepared root. */
   readonly template: boolean;
-  /** Why not, when they do not ('' when they do). */
+  /** Whether that root is also a mount namespace the sandbox is cloned from (no host tree to detach). */
+  readonly templateNamespace: boolean;
+  /** Why not, when they do not ('' when they do both). */
   readonly noTemplateReason: string;
 }
 

@@ -165,7 +165,7 @@ int ChildMain(void* arg) {
 
   // Wait until the parent has written our id maps and placed us in our cgroups (prepared mode: and
   // made our binds, /proc and tmpfs).
-  if (!ReceiveRelease(status, trees, plan.root_template >= 0 ? plan.parent_mounts : 0)) Exit(127);
+  if (!ReceiveRelease(status, trees, plan.prepared() ? plan.parent_mounts : 0)) Exit(127);
   SPAWN_TRACE(12, "c-go");
 
   // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.
@@ -175,7 +175,7 @@ int ChildMain(void* arg) {
   }
 
   // A fresh tmpfs root is mounted with the sandbox's ids as owner, which needs the maps.
-  if (plan.mount_ns && plan.root_template < 0) {
+  if (plan.mount_ns && !plan.prepared()) {
     ChildFailure failure{};
     if (!ChildPivot(plan, &failure)) Report(plan, status, failure);
   }

@@ -78,9 +78,16 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
   LaunchResult result;
   LaunchError error;
   bool launched = Launch(&plan, &result, &error);
+  // A kernel that builds the template namespace (or the template) but refuses a sandbox its clone:
+  // this mount set uses the next way down from now on. The command never ran: start it again.
+  if (!launched && error.stage == Stage::kMountRoot && plan.root_namespace >= 0) {
+    plan.mount_set->DropNamespace();
+    plan.root_namespace = -1;
+    plan.root_template = plan.mount_set->template_fd();
+    error = LaunchError();
+    launched = Launch(&plan, &result, &error);
+  }
   if (!launched && error.stage == Stage::kMountRoot && plan.root_template >= 0) {
-    // A kernel that builds the template but refuses to clone it into a sandbox's namespaces: this
-    // mount set builds its root per spawn from now on (the command never ran, so start it again).
     plan.mount_set->DropTemplate();
     plan.mounts = plan.mount_set->ops();
     plan.root_template = -1;

@@ -126,9 +126,11 @@ struct LaunchPlan {
   std::shared_ptr<MountSet> mount_set;  // owns the strings the ops point to
   std::vector<MountOp> mounts;          // what the child executes
   int root_template = -1;               // detached tree to clone as the root, or -1
-  // Prepared mode (root_template >= 0): how many mounts (bind, proc, tmpfs ops, in order) the parent
-  // makes and hands over with the release. Set by Launch.
+  int root_namespace = -1;              // template namespace to clone the child from, or -1
+  // Prepared mode (either of the two above): how many mounts (bind, proc, tmpfs ops, in order) the
+  // parent makes and hands over with the release. Set by Launch.
   int parent_mounts = 0;
+  bool prepared() const { return root_template >= 0 || root_namespace >= 0; }
 
   std::vector<RlimitSetting> rlimits;
   std::vector<FdMapping> fds;

@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "mounts.h"
+#include "raw_syscall.h"
 #include "spawn_trace.h"
 
 #ifndef CLONE_PIDFD
@@ -31,6 +32,7 @@ namespace {
 constexpr idtype_t kIdPidfd = static_cast<idtype_t>(3);
 
 constexpr size_t kStackSize = 256 * 1024;
+constexpr size_t kTrampolineStack = 16 * 1024;  // at the bottom of the same mapping, above the guard
 
 // Owns an fd; closes it unless released.
 class Fd {
@@ -61,6 +63,7 @@ class ChildStack {
   ~ChildStack() {
     if (base_ != nullptr) munmap(base_, kStackSize);
   }
+  // The child's stack top, and (below it, well apart) the template-namespace trampoline's.
   void* top() {
     if (base_ == nullptr) {
       void* p = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
@@ -71,6 +74,7 @@ class ChildStack {
     }
     return static_cast<char*>(base_) + kStackSize;
   }
+  void* trampoline_top() { return top() == nullptr ? nullptr : static_cast<char*>(base_) + 4096 + kTrampolineStack; }
  private:
   ChildStack() = default;
   void* base_ = nullptr;
@@ -95,6 +99,38 @@ bool WriteFileAt(int dir, const char* name, const std::string& content, int* err
 
 bool WriteFile(const std::string& path, const std::string& content, int* err) {
   return WriteFileAt(AT_FDCWD, path.c_str(), content, err);
+}
+
+// The trampoline of namespace mode: cloned vfork-style (the launching thread waits for it) with its
+// own fs_struct, it enters the template namespace and clones the child from there, so that the
+// child's mount namespace is a copy of the template's. CLONE_PARENT makes the child ours (we reap
+// it, its parent-death signal follows this thread) and gives it our exit signal, 0; CLONE_FILES
+// puts the pidfd in our table. It runs on our TLS with our thread suspended (CLONE_VFORK), so
+// glibc's clone wrapper, which may set errno, is safe here.
+struct Trampoline {
+  LaunchPlan* plan;
+  void* child_stack_top;
+  pid_t pid = -1;
+  int pidfd = -1;
+  Stage stage = Stage::kNone;
+  int error = 0;
+};
+
+int TrampolineMain(void* arg) {
+  Trampoline& t = *static_cast<Trampoline*>(arg);
+  long r = Sys(SYS_setns, t.plan->root_namespace, CLONE_NEWNS);
+  if (r < 0) {
+    t.stage = Stage::kMountRoot;
+    t.error = static_cast<int>(-r);
+    return 0;
+  }
+  t.pid = clone(ChildMain, t.child_stack_top, CLONE_VM | CLONE_PIDFD | CLONE_PARENT | t.plan->clone_flags,
+                t.plan, &t.pidfd);
+  if (t.pid < 0) {
+    t.stage = Stage::kClone;
+    t.error = errno;
+  }
+  return 0;
 }
 
 // A failure the child already reported, if any (it may have failed before we released it).
@@ -207,7 +243,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   plan->fd_ceiling = ceiling + 1;
   plan->reached_exec = 0;
   plan->parent_mounts = 0;
-  if (plan->root_template >= 0) {
+  if (plan->prepared()) {
     for (const MountOp& op : plan->mounts) {
       if (op.kind == MountOpKind::kBind || op.kind == MountOpKind::kProc || op.kind == MountOpKind::kTmpfs) {
         plan->parent_mounts++;
@@ -225,10 +261,33 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
-  // through the pidfd (with __WALL).
-  pid_t pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
-  int clone_errno = errno;
+  pid_t pid;
+  int clone_errno;
+  if (plan->root_namespace >= 0) {
+    Trampoline t;
+    t.plan = plan;
+    t.child_stack_top = stack_top;
+    pid_t tramp = clone(TrampolineMain, ChildStack::ForThisThread().trampoline_top(),
+                        CLONE_VM | CLONE_VFORK | CLONE_FILES, &t);
+    clone_errno = errno;
+    if (tramp >= 0) {
+      siginfo_t info;
+      while (waitid(P_PID, tramp, &info, WEXITED | __WALL) < 0 && errno == EINTR) {
+      }
+      clone_errno = t.error;
+    }
+    pid = tramp < 0 ? -1 : t.pid;
+    pidfd = t.pidfd;
+    if (tramp >= 0 && t.stage == Stage::kMountRoot) {
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return ParentFail(error, Stage::kMountRoot, clone_errno, "entering the template namespace");
+    }
+  } else {
+    // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
+    // through the pidfd (with __WALL).
+    pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
+    clone_errno = errno;
+  }
   SPAWN_TRACE(3, "p-cloned");
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
@@ -274,7 +333,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
 
   // Prepared mode: the sandbox's own mounts, made here while the child pivots into the template.
   std::vector<int> mounts;
-  if (plan->root_template >= 0 && plan->parent_mounts > 0) {
+  if (plan->prepared() && plan->parent_mounts > 0) {
     ChildFailure failure{};
     bool made = ParentMakeMounts(*plan, pidfd, &mounts, &failure);
     if (!made || static_cast<int>(mounts.size()) != plan->parent_mounts) {

@@ -82,6 +82,7 @@ class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "MountSet", {
         InstanceAccessor("template", &MountSetWrap::GetTemplate, nullptr),
+        InstanceAccessor("templateNamespace", &MountSetWrap::GetTemplateNamespace, nullptr),
         InstanceAccessor("noTemplateReason", &MountSetWrap::GetNoTemplateReason, nullptr),
     });
   }
@@ -108,6 +109,9 @@ class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
  private:
   Napi::Value GetTemplate(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), set_ != nullptr && set_->template_fd() >= 0);
+  }
+  Napi::Value GetTemplateNamespace(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), set_ != nullptr && set_->namespace_fd() >= 0);
   }
   Napi::Value GetNoTemplateReason(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), set_ == nullptr ? "" : set_->no_template_reason());
@@ -195,9 +199,10 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
     if (!plan->mount_ns) return "mounts need the mount namespace";
     plan->mount_set = MountSetWrap::Unwrap(mv.As<Napi::Object>())->set();
     plan->mounts = plan->mount_set->ops();
-    plan->root_template = plan->mount_set->template_fd();
+    plan->root_namespace = plan->mount_set->namespace_fd();
+    plan->root_template = plan->root_namespace >= 0 ? -1 : plan->mount_set->template_fd();
   }
-  if (plan->mount_ns && plan->root_template < 0) plan->root_options = FreshRootOptions(plan->uid, plan->gid);
+  if (plan->mount_ns && !plan->prepared()) plan->root_options = FreshRootOptions(plan->uid, plan->gid);
 
   Napi::Value rv = js.Get("rlimits");
   if (rv.IsArray()) {

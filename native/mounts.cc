@@ -3,7 +3,10 @@
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <sys/mount.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -172,6 +175,14 @@ bool Beneath(const char* path, const char* mount) {
 
 MountSet::~MountSet() {
   if (template_fd_ >= 0) close(template_fd_);
+  if (namespace_fd_ >= 0) close(namespace_fd_);
+}
+
+void MountSet::DropNamespace() {
+  // A set belongs to one JS environment (one thread), whose launches are synchronous.
+  if (namespace_fd_ >= 0) close(namespace_fd_);
+  namespace_fd_ = -1;
+  no_template_reason_ = "the kernel refused to clone a sandbox from the template namespace";
 }
 
 std::string FreshRootOptions(uid_t uid, gid_t gid) {
@@ -251,6 +262,9 @@ std::string MountSet::Build(const std::vector<MountSpec>& specs) {
     if (template_fd_ >= 0) close(template_fd_);
     template_fd_ = -1;
     spawn_ops_.clear();
+  } else if (!BuildNamespace(&no_template_reason_)) {
+    if (namespace_fd_ >= 0) close(namespace_fd_);
+    namespace_fd_ = -1;
   }
   return "";
 }
@@ -407,15 +421,87 @@ bool ParentMakeMounts(const LaunchPlan& plan, int pidfd, std::vector<int>* fds, 
   return f->stage == static_cast<uint32_t>(Stage::kNone);
 }
 
+namespace {
+
+// The helper that makes the template namespace: cloned vfork-style (CLONE_VM | CLONE_VFORK, so the
+// calling thread waits, and CLONE_FILES, so the fd it opens is ours) with its own fs_struct, which
+// lets it unshare a mount namespace that no thread of the host ever enters. Raw syscalls only: it
+// runs on the calling thread's TLS.
+struct NamespaceBuild {
+  int template_fd;
+  int ns_fd = -1;
+  long error = 0;  // -errno
+  const char* step = "";
+};
+
+int NamespaceBuildMain(void* arg) {
+  NamespaceBuild& b = *static_cast<NamespaceBuild*>(arg);
+  long r;
+#define WARDEN_STEP(call, name)  \
+  if ((r = (call)) < 0) {        \
+    b.error = r;                 \
+    b.step = name;               \
+    return 0;                    \
+  }
+  // A copy of the host's mount table, private so that nothing here propagates back.
+  WARDEN_STEP(Sys(SYS_unshare, CLONE_NEWNS), "unshare");
+  WARDEN_STEP(Sys(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), "mount private");
+  WARDEN_STEP(Sys(SYS_open, "/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC), "open ns");
+  b.ns_fd = static_cast<int>(r);
+  // The template's clone stacked on "/", entered through its fd, made the root; the host tree
+  // below is detached: the namespace holds the template and nothing else.
+  WARDEN_STEP(Sys(SYS_open_tree, b.template_fd, "",
+                  OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH), "open_tree");
+  const int tree = static_cast<int>(r);
+  WARDEN_STEP(Sys(SYS_move_mount, tree, "", AT_FDCWD, "/", MOVE_MOUNT_F_EMPTY_PATH), "move_mount");
+  WARDEN_STEP(Sys(SYS_fchdir, tree), "fchdir");
+  Sys(SYS_close, tree);
+  WARDEN_STEP(Sys(SYS_pivot_root, ".", "."), "pivot_root");
+  WARDEN_STEP(Sys(SYS_umount2, ".", MNT_DETACH), "umount");
+#undef WARDEN_STEP
+  return 0;
+}
+
+}  // namespace
+
+bool MountSet::BuildNamespace(std::string* why) {
+  NamespaceBuild build;
+  build.template_fd = template_fd_;
+  std::vector<char> stack(64 * 1024);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of the host may run on the helper
+  pid_t pid = clone(NamespaceBuildMain, stack.data() + stack.size(), CLONE_VM | CLONE_VFORK | CLONE_FILES,
+                    &build);
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) {
+    *why = std::string("template namespace: clone: ") + strerror(clone_errno);
+    return false;
+  }
+  siginfo_t info;
+  while (waitid(P_PID, pid, &info, WEXITED | __WALL) < 0 && errno == EINTR) {
+  }
+  namespace_fd_ = build.ns_fd;
+  if (build.error < 0) {
+    *why = std::string("template namespace: ") + build.step + ": " + strerror(static_cast<int>(-build.error));
+    return false;
+  }
+  why->clear();
+  return true;
+}
+
 // ---- child side: no allocation, no errno, no libc beyond inline code ----
 
 bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   long r;
+  // Cloned from the template namespace: already private, and the parent makes the mounts.
+  if (plan.root_namespace >= 0) return true;
   // Nothing we mount may propagate back to the host, and pivot_root refuses shared mounts.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
   if (r < 0) return Fail(f, Stage::kMountPrivate, r);
   SPAWN_TRACE(14, "c-private");
-  if (plan.root_template >= 0) return true;  // the parent makes the per-spawn mounts
+  if (plan.prepared()) return true;  // the parent makes the per-spawn mounts
 
   // Clone every bind source now, while we still resolve host paths with the host identity, and
   // restrict each clone (read-only, nosuid, nodev, recursively) before it is attached anywhere.
@@ -516,7 +602,7 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
         k++;
         break;
       case MountOpKind::kTmpfs:
-        if (plan.root_template >= 0) {
+        if (plan.prepared()) {
           r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
           if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
           Sys(SYS_close, trees[k]);
@@ -544,7 +630,7 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
   }
 
   SPAWN_TRACE(22, "c-ops");
-  if (plan.root_template >= 0) return true;  // cloned read-only
+  if (plan.prepared()) return true;  // cloned read-only
   // The root itself is read-only: the sandbox writes only where a writable mount says so.
   r = Sys(SYS_mount, nullptr, "/", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
           nullptr);

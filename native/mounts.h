@@ -8,7 +8,14 @@
 //    with one open_tree() and adds only what must be its own: the caller's binds (resolved at every
 //    spawn, as the host sees them then), a fresh /proc, a private /tmp. The template's root is
 //    read-only before any sandbox sees it. Those per-spawn mounts are made by the parent while the
-//    child pivots (ParentMakeMounts) and handed over with the release; the child only attaches them.
+//    child sets itself up (ParentMakeMounts) and handed over with the release; the child only
+//    attaches them.
+//    Better still, the template is also made the root of a mount namespace of its own (the
+//    "template namespace"), held by an nsfs fd. The child is then cloned from inside it
+//    (launcher.cc), so its mount namespace is a copy of the template and nothing else: there is no
+//    host tree to pivot away from and detach, which costs an RCU grace period per spawn. The copy
+//    is made into the sandbox's user namespace, so the kernel locks every mount of it (and its
+//    read-only, nosuid, nodev, noexec flags) against the sandbox.
 //  - per spawn (an unprivileged host, which cannot mount outside its own user namespace, or a kernel
 //    that refuses the template): a fresh tmpfs root populated op by op, then remounted read-only.
 #pragma once
@@ -49,19 +56,25 @@ class MountSet {
   // The ops a spawn executes, and the template to clone as its root (-1: a fresh tmpfs per spawn).
   const std::vector<MountOp>& ops() const { return template_fd_ >= 0 ? spawn_ops_ : all_ops_; }
   int template_fd() const { return template_fd_; }
-  // For a kernel that refuses to clone the template into the sandbox: every later spawn of this
-  // set builds its root per spawn.
+  // The template namespace to clone the child from (-1: none; the child pivots into a template
+  // clone, or a fresh tmpfs).
+  int namespace_fd() const { return namespace_fd_; }
+  // For a kernel that refuses a sandbox the template namespace, or the template: later spawns of
+  // this set use the next way down.
+  void DropNamespace();
   void DropTemplate();
-  // Why there is no template ("" when there is one): for `warden doctor` and tests.
+  // Why there is no template, or no template namespace ("" when there are both): for tests.
   const std::string& no_template_reason() const { return no_template_reason_; }
 
  private:
   bool BuildTemplate(std::string* why);
+  bool BuildNamespace(std::string* why);
 
   std::vector<std::string> strings_;  // storage for MountOp strings (reserved up front)
   std::vector<MountOp> all_ops_;      // the per-spawn way: every op
   std::vector<MountOp> spawn_ops_;    // with the template: the ops left for each spawn
   int template_fd_ = -1;
+  int namespace_fd_ = -1;
   std::string no_template_reason_;
 };
 

@@ -159,6 +159,10 @@ t.test('a root host prepares the root once per mount list', { skip: !isRoot && '
   const b = buildPlan({ command: ['/bin/echo'], env: { PATH: '/bin' } }).plan.mountSet!;
   t.equal(a.noTemplateReason, '');
   t.equal(a.template, true, 'the template root is used');
+  t.equal(a.templateNamespace, true, 'sandboxes are cloned from the template namespace');
+  const r = await sh('cat /proc/self/mountinfo', SECCOMP);
+  const targets = r.stdout.trim().split('\n').map((l) => l.split(' ')[4]);
+  t.same(targets.filter((p) => !/^\/(usr|etc|dev|proc|tmp)(\/|$)/.test(p) && p !== '/'), [], 'no mount of the host besides the binds');
   t.equal(a, b, 'the same mount list is prepared once');
 });
 
