@@ -199,18 +199,19 @@ Label EmitArgCheck(Builder& b, const SeccompArgCheck& a, Label pass, Label fail)
   return fail;  // unreachable: validated
 }
 
-// Binary search over the sorted syscall numbers; A holds the number.
-Label EmitDispatch(Builder& b, const std::vector<std::pair<int, Label>>& entries, size_t lo, size_t hi,
-                   Label dflt) {
-  if (hi - lo <= 4) {
-    Label next = dflt;
-    for (size_t i = hi; i-- > lo;) next = b.Jump(BPF_JEQ, static_cast<uint32_t>(entries[i].first), entries[i].second, next);
-    return next;
-  }
+// Binary search over intervals of syscall numbers; A holds the number. `starts[i]` begins interval
+// i, which ends where the next begins (the last one: at 2^32), and every number in it goes to
+// `labels[i]`. Policies list neighbouring syscalls together (the mount family, the module calls,
+// the admin calls), so intervals are far fewer than syscalls: one comparison per interval boundary
+// instead of one per syscall plus the search, which makes the program shorter, and so cheaper for
+// the kernel to check, translate and JIT at every spawn.
+Label EmitRanges(Builder& b, const std::vector<uint32_t>& starts, const std::vector<Label>& labels, size_t lo,
+                 size_t hi) {
+  if (hi - lo == 1) return labels[lo];
   const size_t mid = lo + (hi - lo) / 2;
-  Label upper = EmitDispatch(b, entries, mid, hi, dflt);
-  Label lower = EmitDispatch(b, entries, lo, mid, dflt);
-  return b.Jump(BPF_JGE, static_cast<uint32_t>(entries[mid].first), upper, lower);
+  Label upper = EmitRanges(b, starts, labels, mid, hi);
+  Label lower = EmitRanges(b, starts, labels, lo, mid);
+  return b.Jump(BPF_JGE, starts[mid], upper, lower);
 }
 
 }  // namespace
@@ -254,7 +255,24 @@ std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out) {
   // The x32 ABI shares AUDIT_ARCH_X86_64 with x86_64 and differs only by bit 30 of the number:
   // without this check, `0x40000000 | __NR_mount` would skip the rule for mount. KILL rather than
   // violation: these numbers have no name to report, and nothing we run is an x32 program.
-  Label rules = EmitDispatch(b, entries, 0, entries.size(), dflt);
+  // Intervals over all numbers below the x32 bit: runs of consecutive syscalls that go to the same
+  // place merge, and so do the gaps between them, which go to the default.
+  std::vector<uint32_t> starts;
+  std::vector<Label> labels;
+  auto extend = [&](uint32_t start, Label label) {
+    if (labels.empty() || labels.back() != label) {
+      starts.push_back(start);
+      labels.push_back(label);
+    }
+  };
+  uint32_t next_nr = 0;
+  for (const auto& [nr, label] : entries) {
+    if (static_cast<uint32_t>(nr) > next_nr) extend(next_nr, dflt);
+    extend(static_cast<uint32_t>(nr), label);
+    next_nr = static_cast<uint32_t>(nr) + 1;
+  }
+  extend(next_nr, dflt);
+  Label rules = EmitRanges(b, starts, labels, 0, starts.size());
   Label x32 = b.Jump(BPF_JSET, kX32SyscallBit, kill, rules);
   Label nr = b.Load(kOffsetNr, x32);
   // Syscall numbers mean different things on other ABIs (i386 via int 0x80): check the arch first.
