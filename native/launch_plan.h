@@ -150,6 +150,9 @@ struct LaunchPlan {
 
   // Written by the child right before execve: EOF without it means the child died in setup.
   volatile int reached_exec = 0;
+  // Written by the parent once the release is on the status socket, so that a child that is ready
+  // first can wait for it without sleeping (a sleeping child is woken up late on an idle CPU).
+  volatile int released = 0;
 };
 
 // Runs in the child. Never returns.

@@ -1,6 +1,7 @@
 #include "launcher.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -80,59 +81,6 @@ class ChildStack {
   void* base_ = nullptr;
 };
 
-bool WriteFileAt(int dir, const char* name, const std::string& content, int* err) {
-  int fd = openat(dir, name, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *err = errno;
-    return false;
-  }
-  ssize_t n = write(fd, content.data(), content.size());
-  *err = n < 0 ? errno : 0;
-  close(fd);
-  if (n < 0) return false;
-  if (static_cast<size_t>(n) != content.size()) {
-    *err = EIO;
-    return false;
-  }
-  return true;
-}
-
-bool WriteFile(const std::string& path, const std::string& content, int* err) {
-  return WriteFileAt(AT_FDCWD, path.c_str(), content, err);
-}
-
-// The trampoline of namespace mode: cloned vfork-style (the launching thread waits for it) with its
-// own fs_struct, it enters the template namespace and clones the child from there, so that the
-// child's mount namespace is a copy of the template's. CLONE_PARENT makes the child ours (we reap
-// it, its parent-death signal follows this thread) and gives it our exit signal, 0; CLONE_FILES
-// puts the pidfd in our table. It runs on our TLS with our thread suspended (CLONE_VFORK), so
-// glibc's clone wrapper, which may set errno, is safe here.
-struct Trampoline {
-  LaunchPlan* plan;
-  void* child_stack_top;
-  pid_t pid = -1;
-  int pidfd = -1;
-  Stage stage = Stage::kNone;
-  int error = 0;
-};
-
-int TrampolineMain(void* arg) {
-  Trampoline& t = *static_cast<Trampoline*>(arg);
-  long r = Sys(SYS_setns, t.plan->root_namespace, CLONE_NEWNS);
-  if (r < 0) {
-    t.stage = Stage::kMountRoot;
-    t.error = static_cast<int>(-r);
-    return 0;
-  }
-  t.pid = clone(ChildMain, t.child_stack_top, CLONE_VM | CLONE_PIDFD | CLONE_PARENT | t.plan->clone_flags,
-                t.plan, &t.pidfd);
-  if (t.pid < 0) {
-    t.stage = Stage::kClone;
-    t.error = errno;
-  }
-  return 0;
-}
-
 // A failure the child already reported, if any (it may have failed before we released it).
 bool TakeChildFailure(int fd, ChildFailure* failure) {
   for (;;) {
@@ -207,24 +155,164 @@ bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* fail
   }
 }
 
-// 'G', with the mounts made for the child (SCM_RIGHTS), in one message.
-bool SendRelease(int fd, const std::vector<int>& mounts) {
+// The release of the child: its id maps, its cgroups, in prepared mode its /proc and every mount
+// the parent made for it, then 'G' (with the mounts, as SCM_RIGHTS) on the status socket.
+// Everything is prepared before the clone, so that running it takes raw syscalls only: in namespace
+// mode the trampoline runs it, on our TLS, while this thread makes the host mounts.
+struct Release {
+  LaunchPlan* plan = nullptr;
+  int proc_dir = -1;                   // the host's /proc
+  char uid_line[48] = {}, gid_line[48] = {};
+  int uid_len = 0, gid_len = 0;
+  std::vector<int> cgroup_fds;         // cgroup.procs files, open for writing
+  int mounts[kMaxBinds];               // per bind, proc and tmpfs op, in order; -1 until made
+  int nmounts = 0;
+  int proc_slot = -1;                  // the proc op's slot, made by the release
+  int proc_index = -1;                 // ... and its entry in the caller's list
+  int host_mounts = 0;                 // futex: 0 being made, 1 made, -1 failed (see host_failure)
+  ChildFailure host_failure{};
+  ChildFailure failure{};              // the release's own; stage kNone once 'G' is sent
+};
+
+// Decimal digits of `v` into `out` (no terminator); returns their count.
+int FormatUnsigned(unsigned long v, char* out) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (int i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+bool ReleaseFail(Release& r, Stage stage, long ret, int index = -1) {
+  r.failure.stage = static_cast<uint32_t>(stage);
+  r.failure.error = static_cast<int32_t>(-ret);
+  r.failure.index = index;
+  return false;
+}
+
+// Writes `data` into /proc/<pid>/<name>.
+long WriteProcFile(int proc_dir, const char* pid_text, int pid_len, const char* name, const char* data, int len) {
+  char path[64];
+  int n = 0;
+  for (int i = 0; i < pid_len; i++) path[n++] = pid_text[i];
+  path[n++] = '/';
+  for (const char* c = name; *c != '\0' && n < static_cast<int>(sizeof path) - 1; c++) path[n++] = *c;
+  path[n] = '\0';
+  long fd = Sys(SYS_openat, proc_dir, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fd;
+  long w = Sys(SYS_write, fd, data, len);
+  Sys(SYS_close, fd);
+  if (w < 0) return w;
+  return w == len ? 0 : -EIO;
+}
+
+bool RunRelease(Release& r, pid_t pid, int pidfd) {
+  LaunchPlan& plan = *r.plan;
+  char pid_text[24];
+  const int pid_len = FormatUnsigned(static_cast<unsigned long>(pid), pid_text);
+  long e;
+  if (plan.user_ns) {
+    if (plan.deny_setgroups && (e = WriteProcFile(r.proc_dir, pid_text, pid_len, "setgroups", "deny", 4)) < 0) {
+      return ReleaseFail(r, Stage::kSetgroupsFile, e);
+    }
+    if ((e = WriteProcFile(r.proc_dir, pid_text, pid_len, "uid_map", r.uid_line, r.uid_len)) < 0) {
+      return ReleaseFail(r, Stage::kUidMap, e);
+    }
+    if ((e = WriteProcFile(r.proc_dir, pid_text, pid_len, "gid_map", r.gid_line, r.gid_len)) < 0) {
+      return ReleaseFail(r, Stage::kGidMap, e);
+    }
+  }
+  SPAWN_TRACE(4, "p-maps");
+  // Placed before it runs any code of its own (it is still waiting for 'G').
+  for (int fd : r.cgroup_fds) {
+    e = Sys(SYS_write, fd, pid_text, pid_len);
+    if (e < 0) return ReleaseFail(r, Stage::kCgroupPlace, e);
+  }
+  if (r.proc_slot >= 0) {
+    e = MakeProcMount(pidfd);
+    if (e < 0) return ReleaseFail(r, Stage::kProc, e, r.proc_index);
+    r.mounts[r.proc_slot] = static_cast<int>(e);
+  }
+  // The binds and tmpfs, which the launching thread makes meanwhile.
+  while (__atomic_load_n(&r.host_mounts, __ATOMIC_ACQUIRE) == 0) {
+    Sys(SYS_futex, &r.host_mounts, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
+  }
+  if (r.host_mounts < 0) {
+    r.failure = r.host_failure;
+    return false;
+  }
+  SPAWN_TRACE(5, "p-go");
   char go = 'G';
-  if (mounts.empty()) return send(fd, &go, 1, MSG_NOSIGNAL) == 1;
   struct iovec iov = {&go, 1};
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * mounts.size()), 0);
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * kMaxBinds)];
+    struct cmsghdr align;
+  } control;
   struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
+  __builtin_memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int) * mounts.size());
-  memcpy(CMSG_DATA(cmsg), mounts.data(), sizeof(int) * mounts.size());
-  return sendmsg(fd, &msg, MSG_NOSIGNAL) == 1;
+  if (r.nmounts > 0) {
+    __builtin_memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * r.nmounts);
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * r.nmounts);
+    __builtin_memcpy(CMSG_DATA(cmsg), r.mounts, sizeof(int) * r.nmounts);
+  }
+  e = Sys(SYS_sendmsg, plan.parent_status_fd, &msg, MSG_NOSIGNAL);
+  if (e != 1) return ReleaseFail(r, Stage::kWaitParent, e < 0 ? e : -EIO);
+  plan.released = 1;
+  return true;
+}
+
+// The trampoline of namespace mode: cloned with CLONE_VM | CLONE_FILES and its own fs_struct, it
+// enters the template namespace and clones the child from there, so that the child's mount
+// namespace is a copy of the template's; then it releases the child. CLONE_PARENT makes the child
+// ours (we reap it, its parent-death signal follows this thread) and gives it our exit signal, 0;
+// CLONE_FILES puts the pidfd and the proc mount in our table. It runs on our TLS while this thread
+// goes on: raw syscalls only.
+struct Trampoline {
+  Release* release;
+  void* child_stack_top;
+  int pid = -1;
+  int pidfd = -1;
+  Stage stage = Stage::kNone;  // of a failure before the child exists
+  int error = 0;
+};
+
+int TrampolineMain(void* arg) {
+  Trampoline& t = *static_cast<Trampoline*>(arg);
+  LaunchPlan* plan = t.release->plan;
+  long r = Sys(SYS_setns, plan->root_namespace, CLONE_NEWNS);
+  if (r < 0) {
+    t.stage = Stage::kMountRoot;
+    t.error = static_cast<int>(-r);
+    return 0;
+  }
+  r = RawClone(CLONE_VM | CLONE_PIDFD | CLONE_PARENT | plan->clone_flags, t.child_stack_top, &t.pidfd,
+               nullptr, ChildMain, plan);
+  if (r < 0) {
+    t.stage = Stage::kClone;
+    t.error = static_cast<int>(-r);
+    return 0;
+  }
+  __atomic_store_n(&t.pid, static_cast<int>(r), __ATOMIC_RELEASE);
+  SPAWN_TRACE(3, "p-cloned");
+  RunRelease(*t.release, static_cast<pid_t>(r), t.pidfd);
+  return 0;
+}
+
+// The host's /proc, opened once: the release writes the id maps through it from inside the
+// template namespace too.
+int HostProcDir() {
+  static const int fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  return fd;
 }
 
 }  // namespace
@@ -242,18 +330,51 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   for (const FdMapping& m : plan->fds) ceiling = std::max({ceiling, m.source, m.target});
   plan->fd_ceiling = ceiling + 1;
   plan->reached_exec = 0;
-  plan->parent_mounts = 0;
-  if (plan->prepared()) {
-    for (const MountOp& op : plan->mounts) {
-      if (op.kind == MountOpKind::kBind || op.kind == MountOpKind::kProc || op.kind == MountOpKind::kTmpfs) {
-        plan->parent_mounts++;
-      }
-    }
-  }
+  plan->released = 0;
 
   SPAWN_TRACE(2, "p-socket");
   void* stack_top = ChildStack::ForThisThread().top();
   if (stack_top == nullptr) return ParentFail(error, Stage::kClone, errno, "mmap of the child's stack");
+
+  // Everything the release needs, prepared now (no allocation once the child exists).
+  Release release;
+  release.plan = plan;
+  release.proc_dir = HostProcDir();
+  if (plan->user_ns && release.proc_dir < 0) return ParentFail(error, Stage::kUidMap, errno, "/proc");
+  release.uid_len = snprintf(release.uid_line, sizeof release.uid_line, "%u %u 1\n", plan->map_uid_inside,
+                             plan->map_uid_outside);
+  release.gid_len = snprintf(release.gid_line, sizeof release.gid_line, "%u %u 1\n", plan->map_gid_inside,
+                             plan->map_gid_outside);
+  struct CloseAll {
+    std::vector<int>* fds;
+    ~CloseAll() {
+      for (int fd : *fds) close(fd);
+    }
+  } close_cgroups{&release.cgroup_fds};
+  for (const std::string& procs : plan->cgroup_procs) {
+    int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return ParentFail(error, Stage::kCgroupPlace, errno, procs);
+    release.cgroup_fds.push_back(fd);
+  }
+  if (plan->prepared()) {
+    for (const MountOp& op : plan->mounts) {
+      if (op.kind != MountOpKind::kBind && op.kind != MountOpKind::kProc && op.kind != MountOpKind::kTmpfs) continue;
+      if (op.kind == MountOpKind::kProc) {
+        release.proc_slot = release.nmounts;
+        release.proc_index = op.logical_index;
+      }
+      release.mounts[release.nmounts++] = -1;
+    }
+  }
+  plan->parent_mounts = release.nmounts;
+  struct CloseMounts {
+    Release* r;
+    ~CloseMounts() {
+      for (int i = 0; i < r->nmounts; i++) {
+        if (r->mounts[i] >= 0) close(r->mounts[i]);  // the child holds its own references
+      }
+    }
+  } close_mounts{&release};
 
   // Signals stay blocked in the child until it has reset every handler: a Node handler running on
   // the child's stack, in the parent's memory, would be a disaster.
@@ -261,97 +382,62 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int pidfd = -1;
-  pid_t pid;
-  int clone_errno;
+  pid_t pid = -1;
+  int clone_errno = 0;
+  pid_t trampoline = -1;
+  Trampoline t{&release, stack_top};
   if (plan->root_namespace >= 0) {
-    Trampoline t;
-    t.plan = plan;
-    t.child_stack_top = stack_top;
-    pid_t tramp = clone(TrampolineMain, ChildStack::ForThisThread().trampoline_top(),
-                        CLONE_VM | CLONE_VFORK | CLONE_FILES, &t);
+    trampoline = clone(TrampolineMain, ChildStack::ForThisThread().trampoline_top(), CLONE_VM | CLONE_FILES, &t);
     clone_errno = errno;
-    if (tramp >= 0) {
-      siginfo_t info;
-      while (waitid(P_PID, tramp, &info, WEXITED | __WALL) < 0 && errno == EINTR) {
-      }
-      clone_errno = t.error;
-    }
-    pid = tramp < 0 ? -1 : t.pid;
-    pidfd = t.pidfd;
-    if (tramp >= 0 && t.stage == Stage::kMountRoot) {
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      return ParentFail(error, Stage::kMountRoot, clone_errno, "entering the template namespace");
-    }
   } else {
     // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
     // through the pidfd (with __WALL).
     pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
     clone_errno = errno;
+    SPAWN_TRACE(3, "p-cloned");
   }
-  SPAWN_TRACE(3, "p-cloned");
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
+  if (plan->root_namespace >= 0 && trampoline < 0) return ParentFail(error, Stage::kClone, clone_errno);
+  if (plan->root_namespace < 0 && pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
+
+  // Prepared mode: the binds and tmpfs, while the child (and in namespace mode the trampoline)
+  // does its part.
+  if (plan->prepared()) {
+    bool made = ParentMakeHostMounts(*plan, release.mounts, &release.host_failure);
+    __atomic_store_n(&release.host_mounts, made ? 1 : -1, __ATOMIC_RELEASE);
+    if (trampoline >= 0) syscall(SYS_futex, &release.host_mounts, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  } else {
+    release.host_mounts = 1;
+  }
+
+  bool released;
+  if (trampoline >= 0) {
+    siginfo_t info;
+    while (waitid(P_PID, trampoline, &info, WEXITED | __WALL) < 0 && errno == EINTR) {
+    }
+    if (t.stage != Stage::kNone) {
+      return ParentFail(error, t.stage, t.error,
+                        t.stage == Stage::kMountRoot ? "entering the template namespace" : "");
+    }
+    pid = t.pid;
+    pidfd = t.pidfd;
+    released = release.failure.stage == static_cast<uint32_t>(Stage::kNone);
+  } else {
+    released = RunRelease(release, pid, pidfd);
+  }
   Fd pidfd_owner(pidfd);
   child_end.Reset();
-
-  // The child works on its setup while we write; if it failed meanwhile, its report is the cause.
-  auto abort_child = [&](Stage stage, int err, std::string detail) {
-    ChildFailure failure{};
-    bool reported = TakeChildFailure(parent_end.get(), &failure);
+  if (!released) {
+    // The child may have failed first (it works on its setup meanwhile): then its report is the
+    // cause.
+    ChildFailure reported{};
+    const ChildFailure& cause = TakeChildFailure(parent_end.get(), &reported) ? reported : release.failure;
     KillAndReap(pidfd);
-    if (reported) {
-      error->stage = static_cast<Stage>(failure.stage);
-      error->error = failure.error;
-      error->index = failure.index;
-      return false;
-    }
-    return ParentFail(error, stage, err, std::move(detail));
-  };
-
-  if (plan->user_ns) {
-    const std::string proc = "/proc/" + std::to_string(pid);
-    Fd dir(open(proc.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-    if (dir.get() < 0) return abort_child(Stage::kUidMap, errno, proc);
-    char line[64];
-    int err = 0;
-    if (plan->deny_setgroups && !WriteFileAt(dir.get(), "setgroups", "deny", &err)) {
-      return abort_child(Stage::kSetgroupsFile, err, proc + "/setgroups");
-    }
-    snprintf(line, sizeof line, "%u %u 1\n", plan->map_uid_inside, plan->map_uid_outside);
-    if (!WriteFileAt(dir.get(), "uid_map", line, &err)) return abort_child(Stage::kUidMap, err, line);
-    snprintf(line, sizeof line, "%u %u 1\n", plan->map_gid_inside, plan->map_gid_outside);
-    if (!WriteFileAt(dir.get(), "gid_map", line, &err)) return abort_child(Stage::kGidMap, err, line);
+    error->stage = static_cast<Stage>(cause.stage);
+    error->error = cause.error;
+    error->index = cause.index;
+    return false;
   }
-
-  SPAWN_TRACE(4, "p-maps");
-  // The child is placed before it runs any code of its own (it is still waiting for 'G').
-  const std::string pid_text = std::to_string(pid);
-  for (const std::string& procs : plan->cgroup_procs) {
-    int err = 0;
-    if (!WriteFile(procs, pid_text, &err)) return abort_child(Stage::kCgroupPlace, err, procs);
-  }
-
-  // Prepared mode: the sandbox's own mounts, made here while the child pivots into the template.
-  std::vector<int> mounts;
-  if (plan->prepared() && plan->parent_mounts > 0) {
-    ChildFailure failure{};
-    bool made = ParentMakeMounts(*plan, pidfd, &mounts, &failure);
-    if (!made || static_cast<int>(mounts.size()) != plan->parent_mounts) {
-      for (int fd : mounts) close(fd);
-      ChildFailure reported{};
-      if (TakeChildFailure(parent_end.get(), &reported)) failure = reported;
-      KillAndReap(pidfd);
-      error->stage = made ? Stage::kWaitParent : static_cast<Stage>(failure.stage);
-      error->error = made ? EPROTO : failure.error;
-      error->index = made ? -1 : failure.index;
-      return false;
-    }
-  }
-  SPAWN_TRACE(5, "p-go");
-  bool released = SendRelease(parent_end.get(), mounts);
-  int release_errno = errno;
-  for (int fd : mounts) close(fd);  // the child has its own references now
-  if (!released) return abort_child(Stage::kWaitParent, release_errno, "releasing the child");
 
   ChildFailure failure{};
   bool failed = false;

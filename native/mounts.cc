@@ -337,88 +337,70 @@ bool MountSet::BuildTemplate(std::string* why) {
   return true;
 }
 
-bool ParentMakeMounts(const LaunchPlan& plan, int pidfd, std::vector<int>* fds, ChildFailure* f) {
-  int pidns = -1;
+bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* f) {
+  int k = 0;
   for (const MountOp& op : plan.mounts) {
+    if (op.kind != MountOpKind::kBind && op.kind != MountOpKind::kProc && op.kind != MountOpKind::kTmpfs) continue;
     const int idx = op.logical_index;
+    const int slot = k++;  // proc slots are not ours: the release fills them, maybe meanwhile
     long r = 0;
-    switch (op.kind) {
-      case MountOpKind::kBind: {
-        r = syscall(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-        if (r < 0) {
-          Fail(f, Stage::kBind, -errno, idx);
-          break;
+    if (op.kind == MountOpKind::kBind) {
+      r = syscall(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+      if (r < 0) return Fail(f, Stage::kBind, -errno, idx);
+      fds[slot] = static_cast<int>(r);
+      // Recursively, before it is attached anywhere; only ever adds restrictions, so flags locked
+      // on the source stay as they are.
+      struct mount_attr attr;
+      memset(&attr, 0, sizeof attr);
+      attr.attr_set = op.attr_set;
+      attr.propagation = MS_PRIVATE;
+      r = syscall(SYS_mount_setattr, fds[slot], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+      if (r < 0) return Fail(f, Stage::kBindAttrs, -errno, idx);
+    } else if (op.kind == MountOpKind::kTmpfs) {
+      // Owned by the sandbox's ids, as if the sandbox had mounted it.
+      const unsigned owner_uid = plan.user_ns ? plan.map_uid_outside : plan.uid;
+      const unsigned owner_gid = plan.user_ns ? plan.map_gid_outside : plan.gid;
+      int fs = static_cast<int>(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
+      r = fs;
+      std::string options = op.data == nullptr ? "" : op.data;
+      options += (options.empty() ? "" : ",") + std::string("uid=") + std::to_string(owner_uid) +
+                 ",gid=" + std::to_string(owner_gid);
+      for (size_t pos = 0; r >= 0 && pos < options.size();) {
+        size_t end = options.find(',', pos);
+        if (end == std::string::npos) end = options.size();
+        const std::string item = options.substr(pos, end - pos);
+        const size_t eq = item.find('=');
+        if (!item.empty()) {
+          r = eq == std::string::npos
+                  ? syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, item.c_str(), nullptr, 0)
+                  : syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, item.substr(0, eq).c_str(),
+                            item.substr(eq + 1).c_str(), 0);
         }
-        fds->push_back(static_cast<int>(r));
-        // Recursively, before it is attached anywhere; only ever adds restrictions, so flags locked
-        // on the source stay as they are.
-        struct mount_attr attr;
-        memset(&attr, 0, sizeof attr);
-        attr.attr_set = op.attr_set;
-        attr.propagation = MS_PRIVATE;
-        r = syscall(SYS_mount_setattr, fds->back(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
-        if (r < 0) Fail(f, Stage::kBindAttrs, -errno, idx);
-        break;
+        pos = end + 1;
       }
-      case MountOpKind::kProc: {
-        // PIDFD_GET_PID_NAMESPACE: the namespace the sandbox's processes live in.
-        if (pidns < 0) pidns = ioctl(pidfd, _IO(0xFF, 5), 0);
-        int fs = pidns < 0 ? -1 : static_cast<int>(syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC));
-        r = fs;
-        if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "pidns", nullptr, pidns);
-        if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
-        if (r >= 0) {
-          r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-        }
-        int saved = errno;
-        if (fs >= 0) close(fs);
-        if (r < 0) {
-          Fail(f, Stage::kProc, -saved, idx);
-          break;
-        }
-        fds->push_back(static_cast<int>(r));
-        break;
-      }
-      case MountOpKind::kTmpfs: {
-        // Owned by the sandbox's ids, as if the sandbox had mounted it.
-        const unsigned owner_uid = plan.user_ns ? plan.map_uid_outside : plan.uid;
-        const unsigned owner_gid = plan.user_ns ? plan.map_gid_outside : plan.gid;
-        int fs = static_cast<int>(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
-        r = fs;
-        std::string options = op.data == nullptr ? "" : op.data;
-        options += (options.empty() ? "" : ",") + std::string("uid=") + std::to_string(owner_uid) +
-                   ",gid=" + std::to_string(owner_gid);
-        for (size_t pos = 0; r >= 0 && pos < options.size();) {
-          size_t end = options.find(',', pos);
-          if (end == std::string::npos) end = options.size();
-          const std::string item = options.substr(pos, end - pos);
-          const size_t eq = item.find('=');
-          if (!item.empty()) {
-            r = eq == std::string::npos
-                    ? syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, item.c_str(), nullptr, 0)
-                    : syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, item.substr(0, eq).c_str(),
-                              item.substr(eq + 1).c_str(), 0);
-          }
-          pos = end + 1;
-        }
-        if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
-        if (r >= 0) r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-        int saved = errno;
-        if (fs >= 0) close(fs);
-        if (r < 0) {
-          Fail(f, Stage::kTmpfs, -saved, idx);
-          break;
-        }
-        fds->push_back(static_cast<int>(r));
-        break;
-      }
-      default:
-        break;
+      if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+      if (r >= 0) r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+      int saved = errno;
+      if (fs >= 0) close(fs);
+      if (r < 0) return Fail(f, Stage::kTmpfs, -saved, idx);
+      fds[slot] = static_cast<int>(r);
     }
-    if (f->stage != static_cast<uint32_t>(Stage::kNone)) break;
   }
-  if (pidns >= 0) close(pidns);
-  return f->stage == static_cast<uint32_t>(Stage::kNone);
+  return true;
+}
+
+long MakeProcMount(int pidfd) {
+  // PIDFD_GET_PID_NAMESPACE: the namespace the sandbox's processes live in.
+  long ns = Sys(SYS_ioctl, pidfd, _IO(0xFF, 5), 0);
+  if (ns < 0) return ns;
+  long fs = Sys(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+  long r = fs;
+  if (r >= 0) r = Sys(SYS_fsconfig, fs, FSCONFIG_SET_FD, "pidns", nullptr, ns);
+  if (r >= 0) r = Sys(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+  if (r >= 0) r = Sys(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+  if (fs >= 0) Sys(SYS_close, fs);
+  Sys(SYS_close, ns);
+  return r;
 }
 
 namespace {

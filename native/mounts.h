@@ -8,8 +8,8 @@
 //    with one open_tree() and adds only what must be its own: the caller's binds (resolved at every
 //    spawn, as the host sees them then), a fresh /proc, a private /tmp. The template's root is
 //    read-only before any sandbox sees it. Those per-spawn mounts are made by the parent while the
-//    child sets itself up (ParentMakeMounts) and handed over with the release; the child only
-//    attaches them.
+//    child sets itself up (ParentMakeHostMounts, MakeProcMount) and handed over with the release;
+//    the child only attaches them.
 //    Better still, the template is also made the root of a mount namespace of its own (the
 //    "template namespace"), held by an nsfs fd. The child is then cloned from inside it
 //    (launcher.cc), so its mount namespace is a copy of the template and nothing else: there is no
@@ -82,10 +82,14 @@ class MountSet {
 // are created after the identity change; it is read-only once populated anyway.
 std::string FreshRootOptions(uid_t uid, gid_t gid);
 
-// Parent side, prepared mode, between clone and the release: one detached mount per bind, proc and
-// tmpfs op of plan->mounts, in order, appended to `fds` (the caller closes them). The sandbox's
-// tmpfs belong to its ids; its proc is that of its PID namespace (`pidfd`). False with `failure` set.
-bool ParentMakeMounts(const LaunchPlan& plan, int pidfd, std::vector<int>* fds, ChildFailure* failure);
+// Parent side, prepared mode: the mounts a sandbox gets of its own, one per bind, proc and tmpfs op
+// of plan.mounts, in order (`fds` has a slot for each; the caller closes them).
+// The binds and tmpfs, which need nothing of the child (tmpfs belong to the sandbox's ids), into
+// their slots; the proc slots are left untouched. False with `failure` set.
+bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* failure);
+// The proc of the sandbox's PID namespace (found through its `pidfd`): a detached mount fd or
+// -errno. Raw syscalls only: it also runs on the trampoline (launcher.cc).
+long MakeProcMount(int pidfd);
 
 // Child side (no allocation, raw syscalls).
 // With the host identity, before the identity change: make mounts private; per-spawn mode: clone

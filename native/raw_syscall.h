@@ -31,4 +31,35 @@ inline long Sys(long nr, Args... args) {
   return RawSyscall(nr, (long)args...);
 }
 
+// clone(2) without libc: the new task runs fn(arg) on `stack_top` (16-byte aligned) and ends with
+// SYS_exit when fn returns. With CLONE_PIDFD its pidfd goes to *ptid; with CLONE_CHILD_CLEARTID,
+// *ctid. Returns the new task's id or -errno. For code that runs on a TLS another thread is using
+// (glibc's clone would set errno on failure).
+inline long RawClone(unsigned long flags, void* stack_top, int* ptid, int* ctid, int (*fn)(void*), void* arg) {
+  void** sp = static_cast<void**>(stack_top);
+  *--sp = arg;
+  *--sp = reinterpret_cast<void*>(fn);
+  long ret;
+  register long r10 asm("r10") = reinterpret_cast<long>(ctid);
+  register long r8 asm("r8") = 0;
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      // The new task, on its stack: pop fn and arg, call, exit with the result.
+      "xor %%ebp, %%ebp\n\t"
+      "pop %%rax\n\t"
+      "pop %%rdi\n\t"
+      "call *%%rax\n\t"
+      "mov %%eax, %%edi\n\t"
+      "mov %[exit_nr], %%eax\n\t"
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(SYS_clone), "D"(flags), "S"(sp), "d"(ptid), "r"(r10), "r"(r8), [exit_nr] "i"(SYS_exit)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+
 }  // namespace warden
