@@ -271,15 +271,20 @@ bool RunRelease(Release& r, pid_t pid, int pidfd) {
   return true;
 }
 
-// The trampoline of namespace mode: cloned with CLONE_VM | CLONE_FILES and its own fs_struct, it
-// enters the template namespace and clones the child from there, so that the child's mount
-// namespace is a copy of the template's; then it releases the child. CLONE_PARENT makes the child
-// ours (we reap it, its parent-death signal follows this thread) and gives it our exit signal, 0;
-// CLONE_FILES puts the pidfd and the proc mount in our table. It runs on our TLS while this thread
-// goes on: raw syscalls only.
+// The trampoline of namespace mode: cloned vfork-style (CLONE_VM | CLONE_VFORK | CLONE_FILES) with
+// its own fs_struct, it enters the template namespace and clones the child from there, so that the
+// child's mount namespace is a copy of the template's; then it releases the child. CLONE_PARENT
+// makes the child ours (we reap it, its parent-death signal follows this thread) and gives it our
+// exit signal, 0; CLONE_FILES puts the pidfd and the proc mount in our table. It runs on our TLS:
+// raw syscalls only.
+//
+// It starts on this thread's CPU, which this thread leaves to it (vfork), rather than on another,
+// possibly idle one, which on a virtual machine can take tens of microseconds to wake; it gives
+// the child our usual affinity back, so the child starts wherever the scheduler finds room.
 struct Trampoline {
   Release* release;
   void* child_stack_top;
+  const cpu_set_t* affinity = nullptr;  // the launching thread's usual one, for the child
   int pid = -1;
   int pidfd = -1;
   Stage stage = Stage::kNone;  // of a failure before the child exists
@@ -289,6 +294,7 @@ struct Trampoline {
 int TrampolineMain(void* arg) {
   Trampoline& t = *static_cast<Trampoline*>(arg);
   LaunchPlan* plan = t.release->plan;
+  if (t.affinity != nullptr) Sys(SYS_sched_setaffinity, 0, sizeof(cpu_set_t), t.affinity);
   long r = Sys(SYS_setns, plan->root_namespace, CLONE_NEWNS);
   if (r < 0) {
     t.stage = Stage::kMountRoot;
@@ -376,6 +382,18 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     }
   } close_mounts{&release};
 
+  // Namespace mode: the binds and tmpfs first, for the trampoline to hand over (it cannot reach
+  // host paths from inside the template namespace).
+  if (plan->root_namespace >= 0) {
+    if (!ParentMakeHostMounts(*plan, release.mounts, &release.host_failure)) {
+      const ChildFailure& f = release.host_failure;
+      error->index = f.index;
+      return ParentFail(error, static_cast<Stage>(f.stage), f.error);
+    }
+    release.host_mounts = 1;
+    SPAWN_TRACE(0, "p-host-mounts");
+  }
+
   // Signals stay blocked in the child until it has reset every handler: a Node handler running on
   // the child's stack, in the parent's memory, would be a disaster.
   sigset_t all, old;
@@ -387,8 +405,19 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   pid_t trampoline = -1;
   Trampoline t{&release, stack_top};
   if (plan->root_namespace >= 0) {
-    trampoline = clone(TrampolineMain, ChildStack::ForThisThread().trampoline_top(), CLONE_VM | CLONE_FILES, &t);
+    cpu_set_t usual, here;
+    bool pinned = false;
+    const int cpu = sched_getcpu();
+    if (cpu >= 0 && sched_getaffinity(0, sizeof usual, &usual) == 0) {
+      CPU_ZERO(&here);
+      CPU_SET(cpu, &here);
+      pinned = sched_setaffinity(0, sizeof here, &here) == 0;
+    }
+    t.affinity = pinned ? &usual : nullptr;
+    trampoline = clone(TrampolineMain, ChildStack::ForThisThread().trampoline_top(),
+                       CLONE_VM | CLONE_VFORK | CLONE_FILES, &t);
     clone_errno = errno;
+    if (pinned) sched_setaffinity(0, sizeof usual, &usual);
   } else {
     // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
     // through the pidfd (with __WALL).
@@ -400,13 +429,11 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   if (plan->root_namespace >= 0 && trampoline < 0) return ParentFail(error, Stage::kClone, clone_errno);
   if (plan->root_namespace < 0 && pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
 
-  // Prepared mode: the binds and tmpfs, while the child (and in namespace mode the trampoline)
-  // does its part.
-  if (plan->prepared()) {
+  // Template mode: the binds and tmpfs, while the child pivots.
+  if (plan->prepared() && trampoline < 0) {
     bool made = ParentMakeHostMounts(*plan, release.mounts, &release.host_failure);
-    __atomic_store_n(&release.host_mounts, made ? 1 : -1, __ATOMIC_RELEASE);
-    if (trampoline >= 0) syscall(SYS_futex, &release.host_mounts, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-  } else {
+    release.host_mounts = made ? 1 : -1;
+  } else if (!plan->prepared()) {
     release.host_mounts = 1;
   }
 
