@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -315,74 +314,6 @@ int TrampolineMain(void* arg) {
   return 0;
 }
 
-// A thread of our own per launching thread, which makes the binds and tmpfs of a namespace-mode
-// launch while the launching thread waits for the trampoline's clone (half a millisecond, most of
-// it the kernel setting up the network namespace): the mounts then cost nothing on the way to the
-// child's release, which waits for them on Release::host_mounts.
-class MountWorker {
- public:
-  static MountWorker& ForThisThread() {
-    thread_local MountWorker worker;
-    return worker;
-  }
-  // Starts making `release`'s mounts; false if the thread could not be started (make them here).
-  bool Post(Release* release) {
-    if (!started_) {
-      if (failed_) return false;
-      failed_ = pthread_create(&thread_, nullptr, &MountWorker::Main, this) != 0;
-      if (failed_) return false;
-      started_ = true;
-    }
-    job_ = release;
-    __atomic_store_n(&state_, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &state_, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-    return true;
-  }
-  // Returns once the worker no longer touches the release it was given.
-  void Wait() {
-    while (__atomic_load_n(&state_, __ATOMIC_ACQUIRE) == 1) {
-      syscall(SYS_futex, &state_, FUTEX_WAIT_PRIVATE, 1, nullptr, nullptr, 0);
-    }
-  }
-
- private:
-  MountWorker() = default;
-  ~MountWorker() {
-    if (!started_) return;
-    Wait();
-    __atomic_store_n(&state_, 2, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &state_, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-    pthread_join(thread_, nullptr);
-  }
-
-  static void* Main(void* arg) {
-    MountWorker& w = *static_cast<MountWorker*>(arg);
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, nullptr);  // the host's signal handlers run elsewhere
-    for (;;) {
-      int state;
-      while ((state = __atomic_load_n(&w.state_, __ATOMIC_ACQUIRE)) == 0) {
-        syscall(SYS_futex, &w.state_, FUTEX_WAIT_PRIVATE, 0, nullptr, nullptr, 0);
-      }
-      if (state == 2) return nullptr;
-      Release& r = *w.job_;
-      const bool made = ParentMakeHostMounts(*r.plan, r.mounts, &r.host_failure);
-      __atomic_store_n(&r.host_mounts, made ? 1 : -1, __ATOMIC_RELEASE);
-      syscall(SYS_futex, &r.host_mounts, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-      SPAWN_TRACE(0, "w-host-mounts");
-      __atomic_store_n(&w.state_, 0, __ATOMIC_RELEASE);
-      syscall(SYS_futex, &w.state_, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
-    }
-  }
-
-  pthread_t thread_{};
-  bool started_ = false;
-  bool failed_ = false;
-  int state_ = 0;  // futex: 0 idle, 1 a job, 2 stop
-  Release* job_ = nullptr;
-};
-
 // The host's /proc, opened once: the release writes the id maps through it from inside the
 // template namespace too.
 int HostProcDir() {
@@ -451,22 +382,16 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     }
   } close_mounts{&release};
 
-  // Namespace mode: the binds and tmpfs are made by our worker thread meanwhile (the trampoline
-  // cannot reach host paths from inside the template namespace, and this thread will be waiting).
-  // Declared after close_mounts: the worker is done with `release` before the mounts are closed.
-  struct WaitForWorker {
-    bool posted = false;
-    ~WaitForWorker() {
-      if (posted) MountWorker::ForThisThread().Wait();
-    }
-  } worker;
+  // Namespace mode: the binds and tmpfs first, for the trampoline to hand over (it cannot reach
+  // host paths from inside the template namespace).
   if (plan->root_namespace >= 0) {
-    if (release.nmounts == 0) {
-      release.host_mounts = 1;
-    } else if (!(worker.posted = MountWorker::ForThisThread().Post(&release))) {
-      const bool made = ParentMakeHostMounts(*plan, release.mounts, &release.host_failure);
-      release.host_mounts = made ? 1 : -1;
+    if (!ParentMakeHostMounts(*plan, release.mounts, &release.host_failure)) {
+      const ChildFailure& f = release.host_failure;
+      error->index = f.index;
+      return ParentFail(error, static_cast<Stage>(f.stage), f.error);
     }
+    release.host_mounts = 1;
+    SPAWN_TRACE(0, "p-host-mounts");
   }
 
   // Signals stay blocked in the child until it has reset every handler: a Node handler running on
