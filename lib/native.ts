@@ -23,7 +23,7 @@ export interface NativePlan {
   setupTimeoutMs: number;
   /** The mount list, prepared once (see MountSet); null without a mount namespace. */
   mountSet: NativeMountSet | null;
-  rlimits: Array<{ resource: number; soft: number; hard: number }>;
+  rlimits: ReadonlyArray<{ resource: number; soft: number; hard: number }>;
   fds: Array<{ source: number; target: number }>;
   seccomp: Buffer | null;
   cgroupProcs: string[];

@@ -189,8 +189,6 @@ void SandboxProcess::OnExitReadable() {
   // keeps a host that spawns thousands of sandboxes from piling up fds.
   close(pidfd_);
   pidfd_ = -1;
-  // Late notifications can only come from processes that are dying with the PID namespace.
-  StopListener();
 
   Napi::HandleScope scope(env_);
   Napi::Value code = env_.Null();
@@ -201,6 +199,9 @@ void SandboxProcess::OnExitReadable() {
     signal = Napi::Number::New(env_, si.si_status);
   }
   Deliver(on_exit_, {code, signal});
+  // Late notifications can only come from processes that are dying with the PID namespace. After
+  // the callback: the exit is reported a little sooner.
+  StopListener();
   on_exit_.Reset();
   on_violation_.Reset();
   Napi::ObjectWrap<SandboxProcess>::Unref();

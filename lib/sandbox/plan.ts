@@ -26,6 +26,10 @@ const RLIMITS: Record<RlimitName, number> = {
   locks: 10, sigpending: 11, msgqueue: 12, nice: 13, rtprio: 14, rttime: 15,
 };
 
+/** The rlimits of a sandbox that asks for none: no core dumps. */
+const DEFAULT_RLIMIT_NAMES: readonly string[] = Object.freeze(['core']);
+const DEFAULT_RLIMITS: ReadonlyArray<{ resource: number; soft: number; hard: number }> = Object.freeze([Object.freeze({ resource: RLIMITS.core, soft: 0, hard: 0 })]);
+
 function checkId(field: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xfffffffe) {
     throw new InvalidOptionError(field, `must be an integer id from 0 to 4294967294, got ${String(v)}`);
@@ -152,7 +156,7 @@ function mountListFor(spec: MountListSpec): MountList {
 export interface BuiltPlan {
   plan: Omit<NativePlan, 'fds' | 'seccomp' | 'cgroupProcs'>;
   mountDescriptions: MountDescription[];
-  rlimitNames: string[];
+  rlimitNames: readonly string[];
   namespaces: Record<NamespaceName, boolean>;
   network: boolean;
 }
@@ -165,8 +169,8 @@ const KNOWN_OPTIONS = new Set([
 
 export function buildPlan(options: SpawnOptions): BuiltPlan {
   if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) throw new InvalidOptionError(key, 'is not a sandbox option (typo?)');
+  for (const key in options) {
+    if (!KNOWN_OPTIONS.has(key) && Object.hasOwn(options, key)) throw new InvalidOptionError(key, 'is not a sandbox option (typo?)');
   }
   const { command } = options;
   if (!Array.isArray(command) || command.length === 0) {
@@ -195,7 +199,10 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
     namespaces.net = false;
   }
 
-  const root = process.getuid?.() === 0;
+  // Once per call: each is a system call.
+  const callerUid = process.getuid?.() ?? NOBODY;
+  const callerGid = process.getgid?.() ?? NOBODY;
+  const root = callerUid === 0;
   const anyNs = NAMESPACES.some((n) => namespaces[n]);
   if (!root && anyNs && !namespaces.user) {
     throw new InvalidOptionError('namespaces.user', 'an unprivileged process needs the user namespace to create the others; switch it on or run as root');
@@ -205,8 +212,6 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
   }
 
   // Identity.
-  const callerUid = process.getuid?.() ?? NOBODY;
-  const callerGid = process.getgid?.() ?? NOBODY;
   let uid: number, gid: number;
   let mapUidInside = 0, mapUidOutside = 0, mapGidInside = 0, mapGidOutside = 0;
   let denySetgroups = false, dropGroups = true;
@@ -308,8 +313,10 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
   }
 
   // rlimits: core dumps off unless asked for.
-  const rlimitValues: Partial<Record<RlimitName, { soft: number; hard: number }>> = { core: { soft: 0, hard: 0 } };
+  let rlimitNames = DEFAULT_RLIMIT_NAMES;
+  let rlimits = DEFAULT_RLIMITS;
   if (options.rlimits !== undefined) {
+    const rlimitValues: Partial<Record<RlimitName, { soft: number; hard: number }>> = { core: { soft: 0, hard: 0 } };
     if (options.rlimits === null || typeof options.rlimits !== 'object') throw new InvalidOptionError('rlimits', 'must be an object like { nofile: 256 }');
     for (const [name, value] of Object.entries(options.rlimits)) {
       const field = `rlimits.${name}`;
@@ -325,9 +332,9 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
       if (pair.soft > pair.hard) throw new InvalidOptionError(field, `soft limit ${pair.soft} exceeds hard limit ${pair.hard}`);
       rlimitValues[name as RlimitName] = { soft: pair.soft, hard: pair.hard };
     }
+    rlimitNames = Object.keys(rlimitValues);
+    rlimits = Object.entries(rlimitValues).map(([name, v]) => ({ resource: RLIMITS[name as RlimitName], soft: v!.soft, hard: v!.hard }));
   }
-  const rlimitNames = Object.keys(rlimitValues);
-  const rlimits = Object.entries(rlimitValues).map(([name, v]) => ({ resource: RLIMITS[name as RlimitName], soft: v!.soft, hard: v!.hard }));
 
   let setupTimeoutMs = 10000;
   if (options.setupTimeout !== undefined) {

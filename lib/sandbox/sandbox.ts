@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { InvalidOptionError } from '../errors';
-import { addon, type NativeSandboxProcess, type NativeSetupError, type NativeViolation } from '../native';
+import { addon, type NativePlan, type NativeSandboxProcess, type NativeSetupError, type NativeViolation } from '../native';
 import { SandboxSetupError } from './errors';
 import { buildPlan } from './plan';
 import { compiledSeccomp } from './seccomp';
@@ -125,8 +125,13 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         built = buildPlan({ ...options, rlimits: mergeRlimits(options.rlimits, this.cgroup) });
       }
       try {
+        // The plan object is this call's own: completed in place rather than copied.
+        const plan = built.plan as NativePlan;
+        plan.fds = fds;
+        plan.seccomp = seccomp;
+        plan.cgroupProcs = this.cgroup?.procsFiles ?? [];
         this.native = new (addon().SandboxProcess)(
-          { ...built.plan, fds, seccomp, cgroupProcs: this.cgroup?.procsFiles ?? [] },
+          plan,
           (code, signal) => this.onExit(code, signal),
           (v) => this.onViolation(v),
         );
@@ -156,7 +161,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     this.stdin = ours[0] === null ? null : new net.Socket({ fd: ours[0], readable: false, writable: true });
     this.stdout = ours[1] === null ? null : new net.Socket({ fd: ours[1], readable: true, writable: false });
     this.stderr = ours[2] === null ? null : new net.Socket({ fd: ours[2], readable: true, writable: false });
-    this.exited = new Promise((resolve) => this.once('exit', resolve));
+    this.exited = new Promise((resolve) => (this.resolveExited = resolve));
     if (this.cgroup !== undefined) {
       this.endLimits = superviseSandbox(this.cgroup, this.pid, (v) => {
         this.violation ??= v;
@@ -166,6 +171,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   private endLimits: (() => Promise<Violation | undefined>) | undefined;
+  private resolveExited!: (result: ExitResult) => void;
 
   /** Memory, cpu and pids counters of the sandbox's cgroup; null without `limits`. Cheap (a few preads). */
   stats(): LimitStats | null {
@@ -230,6 +236,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       signal: signal === null ? null : SIGNAL_NAMES.get(signal) ?? (`SIG${signal}` as NodeJS.Signals),
       violation: this.violation,
     };
+    this.resolveExited(this.result);
     this.emit('exit', this.result);
   }
 }
