@@ -42,6 +42,8 @@ export interface NativeEndpoint {
 
 interface Addon {
   ChannelEndpoint: new (options: EndpointOptions) => NativeEndpoint;
+  /** Stacks a seccomp program (compileSeccomp(policy, { stacked: true })) on every thread of this process. */
+  restrictSelf(program: Buffer): void;
 }
 
 let addon: Addon | undefined;

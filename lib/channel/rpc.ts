@@ -88,7 +88,7 @@ export class RpcPeer extends EventEmitter {
   private nextId = 1;
   private inflight = 0;
   private closedWith: ChannelError | null = null;
-  private readonly timeout: number;
+  private timeout: number;
   private readonly spinMax: number;
   private spin: number;
   private readonly budget: number;
@@ -106,6 +106,12 @@ export class RpcPeer extends EventEmitter {
     this.keepAlive = options.keepAlive ?? false;
     ep.start(() => this.onWake());
     if (this.keepAlive) ep.ref();
+  }
+
+  /** Changes the default per-call timeout (ms, 0: none) for calls made from now on. */
+  setDefaultTimeout(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError('timeout must be a number of ms ≥ 0');
+    this.timeout = ms;
   }
 
   get closed(): boolean {

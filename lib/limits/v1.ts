@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { LimitError } from '../errors';
 import { DELEGATION_HELP, StatFile, errnoOf, exists, tryWrite, writeCg } from './cgroupfs';
 import { pollCounter, watchV1Event, type Stop } from './events';
-import type { Backend, KernelEvent, RawStats, WeakerLimit } from './backend';
+import type { Backend, NarrowLimits, KernelEvent, RawStats, WeakerLimit } from './backend';
 import type { CgroupLayout } from './layout';
 import type { OwnCgroups } from './discover';
 import type { ResolvedLimits } from './options';
@@ -138,6 +138,21 @@ export class V1Backend implements Backend {
       w('blkio.throttle.read_iops_device', io.readIops);
       w('blkio.throttle.write_iops_device', io.writeIops);
     }
+  }
+
+  narrow(l: NarrowLimits): void {
+    const p = (c: string, n: string) => {
+      const d = this.dirOf.get(c);
+      if (d === undefined) throw new LimitError(LIMIT_OF_CONTROLLER[c] ?? c, `this sandbox has no ${c} cgroup to narrow`);
+      return path.join(d, n);
+    };
+    if (l.memory !== undefined) {
+      // Lowering: the memory limit first, then memsw (the kernel keeps memsw ≥ the memory limit).
+      writeCg('memory', p('memory', 'memory.limit_in_bytes'), String(l.memory));
+      if (exists(p('memory', 'memory.memsw.limit_in_bytes'))) writeCg('memory', p('memory', 'memory.memsw.limit_in_bytes'), String(l.memory + l.swap));
+    }
+    if (l.pids !== undefined) writeCg('pids', p('pids', 'pids.max'), String(l.pids));
+    if (l.cpu !== undefined) writeCg('cpu', p('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpu * CPU_PERIOD_US))));
   }
 
   private onEvent: ((e: KernelEvent) => void) | undefined;

@@ -8,6 +8,7 @@
  * object's functions are methods too. `host` is the plugin's whole view of the outside:
  * `call(method, ...args)`, `emit(event, ...args)`, `log(...args)` and `config`.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
@@ -15,7 +16,7 @@ import { EventEmitter } from 'node:events';
 
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, N_LOG, RUNNER_FDS } from './protocol';
+import { ENV_CHANNEL, M_LOAD, N_LOG, N_READY, RUNNER_FDS, type LoadSetup, type WireEntry } from './protocol';
 
 export interface HostApi {
   /** Calls a method the host offers. */
@@ -50,6 +51,39 @@ async function loadPlugin(entry: string): Promise<Record<string, unknown>> {
   return importModule(pathToFileURL(entry).href);
 }
 
+const SETUP_FIELDS = new Set(['env', 'filters', 'tree']);
+
+/** Everything `$load` asks for before the plugin's code runs; throws (and nothing is loaded) on any doubt. */
+function prepare(setup: unknown, restrictSelf: (program: Buffer) => void): void {
+  if (setup === undefined || setup === null) return;
+  if (typeof setup !== 'object') throw new TypeError('$load setup must be an object');
+  for (const k of Object.keys(setup)) if (!SETUP_FIELDS.has(k)) throw new TypeError(`$load setup: unknown field '${k}' (host and runner differ in version?)`);
+  const s = setup as LoadSetup;
+  if (s.env !== undefined) {
+    for (const [k, v] of Object.entries(s.env)) process.env[k] = String(v);
+  }
+  // Filters before anything of the plugin exists in the sandbox.
+  for (const f of s.filters ?? []) restrictSelf(Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+  if (s.tree !== undefined) writeTree(s.tree.root, s.tree.entries);
+}
+
+function writeTree(root: string, entries: WireEntry[]): void {
+  if (!path.isAbsolute(root) || path.normalize(root) !== root) throw new TypeError(`$load tree root '${root}' is not a normalized absolute path`);
+  fs.mkdirSync(root, { recursive: true });
+  if (fs.readdirSync(root).length > 0) throw new Error(`${root} is not empty: a runner loads one plugin`);
+  for (const e of entries) {
+    const rel = e[1];
+    if (typeof rel !== 'string' || rel === '' || rel.includes('\0') || rel.split('/').some((c) => c === '' || c === '.' || c === '..')) {
+      throw new TypeError(`$load tree: bad path ${JSON.stringify(rel)}`);
+    }
+    const abs = path.join(root, rel);
+    if (e[0] === 'd') fs.mkdirSync(abs, { mode: 0o755 });
+    else if (e[0] === 'f') fs.writeFileSync(abs, e[3], { mode: e[2] === 0o755 ? 0o755 : 0o644, flag: 'wx' });
+    else if (e[0] === 'l') fs.symlinkSync(e[2], abs);
+    else throw new TypeError(`$load tree: unknown entry kind ${JSON.stringify(e[0])}`);
+  }
+}
+
 function methodsOf(o: unknown, into: Map<string, Handler>): void {
   if (o === null || (typeof o !== 'object' && typeof o !== 'function')) return;
   for (const [k, v] of Object.entries(o as Record<string, unknown>)) {
@@ -66,7 +100,7 @@ function main(): void {
     process.exit(64);
   }
   delete process.env[ENV_CHANNEL];
-  const { ChannelEndpoint } = loadAddon();
+  const { ChannelEndpoint, restrictSelf } = loadAddon();
   const ep = new ChannelEndpoint({
     side: 'sandbox',
     ringSize: opts.ringSize,
@@ -99,10 +133,12 @@ function main(): void {
   };
 
   let loaded = false;
-  rpc.handle(M_LOAD, async function (entry: unknown, config: unknown) {
+  rpc.handle(M_LOAD, async function (entry: unknown, config: unknown, setup: unknown) {
     if (loaded) throw new Error('a plugin is already loaded');
     if (typeof entry !== 'string' || !path.isAbsolute(entry)) throw new TypeError('$load needs an absolute path');
+    // Never a second try: a runner that failed half-way through setup is not reused either.
     loaded = true;
+    prepare(setup, restrictSelf);
     Object.defineProperty(host, 'config', { value: deepFreeze(config), enumerable: true });
     const mod = await loadPlugin(entry);
     const methods = new Map<string, Handler>();
@@ -125,6 +161,8 @@ function main(): void {
     process.stderr.write(`warden runner: plugin crashed: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exit(70);
   });
+  // The host may send `$load` before this (a cold start does); a pool waits for it.
+  rpc.notify(N_READY, []);
 }
 
 main();

@@ -7,6 +7,7 @@ export {
   writeEnvelopeKeyFile, loadPublicKey, loadSigningKey, loadEnvelopeKey, publicKeyToJson,
 } from './keys';
 export { digestDirectory, isDigest, DigestOptions } from './digest';
+export { readPluginTree, PluginTree, TreeEntry, TreeLimits, DEFAULT_TREE_LIMITS } from './tree';
 export {
   TrustLevel, TRUST_LEVELS, TrustEntry, KeySet, DeclaredKey, SignedTrustList, TrustSignature, TrustListDocument,
   parseTrustList, serializeTrustList, signedBytes, createTrustList, editTrustList, addEntry, removeEntry, signTrustList,
