@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type CallOptions, type Handler, type Violation } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from './protocol';
+import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from './protocol';
 
 /** The runner's entry file (dist/lib/runner/main.js). */
 export const RUNNER_ENTRY = path.join(__dirname, 'main.js');
@@ -124,6 +124,11 @@ export class PluginProcess extends EventEmitter {
   /** The default per-call timeout in ms (0: none). */
   setTimeout(ms: number): void {
     this.rpc.setDefaultTimeout(ms);
+  }
+
+  /** A pooled runner, before it is handed out: runs the channel's and the load's code paths once. */
+  async warmUp(timeout = 10000): Promise<void> {
+    await this.rpc.call(M_WARM, [], { timeout });
   }
 
   /**

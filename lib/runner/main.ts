@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, N_LOG, N_READY, RUNNER_FDS, type LoadSetup, type WireEntry } from './protocol';
+import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup, type WireEntry } from './protocol';
 
 export interface HostApi {
   /** Calls a method the host offers. */
@@ -150,6 +150,19 @@ function main(): void {
     for (const [name, fn] of methods) rpc.handle(name, fn);
     return [...methods.keys()];
   } as Handler);
+
+  // A pooled runner waits with its load path already run once (V8 compiles functions on first use):
+  // the channel's receive path by this very call, the tree writing on a scratch directory.
+  rpc.handle(M_WARM, () => {
+    if (loaded) return false;
+    const scratch = path.join('/tmp', `.warden-warm-${process.pid}`);
+    try {
+      prepare({ env: {}, tree: { root: scratch, entries: [['d', 'd'], ['f', 'd/f.js', 0o644, Buffer.alloc(1)], ['l', 'l', 'd']] } }, () => undefined);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+    return true;
+  });
 
   // The plugin's console goes to the host too, so a sandbox needs no stdout to be debuggable.
   for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {

@@ -9,6 +9,7 @@ export const ENV_CHANNEL = 'WARDEN_CHANNEL';
 /** Methods and events whose names start with '$' belong to the runner, not the plugin. */
 export const M_LOAD = '$load'; // (entry: string, config: unknown, setup?: LoadSetup) → string[] (the plugin's methods)
 export const N_LOG = '$log'; // (level: string, message: string)
+export const M_WARM = '$warm'; // () → true: a pooled runner runs its load path once on scratch data, before any plugin
 export const N_READY = '$ready'; // runner → host, once, when it waits for `$load` (a pooled runner is ready)
 
 /** Where a plugin sent over the channel is written inside the sandbox (a tmpfs of its own). */
