@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type CallOptions, type Handler, type Violation } from '../channel/rpc';
+import { runnerBundle } from './bundle';
 import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from './protocol';
 
 /** The runner's entry file (dist/lib/runner/main.js). */
@@ -24,6 +25,8 @@ export interface RunnerExit {
 /** What a spawner must start: `command` with exactly these fds at these numbers, and `env`. */
 export interface RunnerSpawnRequest {
   command: string[];
+  /** Files outside the package the command reads (the runner bundle): a sandbox binds them read-only. */
+  binds?: string[];
   env: Record<string, string>;
   fds: { fd: number; target: number }[];
 }
@@ -203,8 +206,10 @@ export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerO
   const f = ep.childFds();
   let proc: RunnerProcess;
   try {
+    const bundle = runnerBundle(RUNNER_ENTRY);
     proc = await spawner({
-      command: [process.execPath, RUNNER_ENTRY],
+      command: [process.execPath, bundle ?? RUNNER_ENTRY],
+      binds: bundle === null ? [] : [bundle],
       env: { ...options.env, [ENV_CHANNEL]: JSON.stringify({ ringSize: f.ringSize, maxMessage: f.maxMessage }) },
       fds: [
         { fd: f.memfd, target: RUNNER_FDS.memfd },

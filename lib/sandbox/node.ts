@@ -89,7 +89,7 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
       const sb = Sandbox.spawn({
         command: [node, ...req.command.slice(1)],
         env: req.env,
-        binds,
+        binds: [...binds, ...(req.binds ?? []).map((source) => ({ source }))],
         tmpfs: options.pluginTmpfs === undefined ? undefined : [{ target: PLUGIN_ROOT, size: options.pluginTmpfs }],
         fds: req.fds,
         seccomp: options.seccomp ?? 'strict',
