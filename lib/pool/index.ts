@@ -57,7 +57,7 @@ export interface RunnerPoolOptions {
 export interface RunnerPoolStats {
   /** Runners ready and waiting. */
   idle: number;
-  /** Runners being started. */
+  /** Runners being started (or about to be, in the next turn of the event loop). */
   starting: number;
   /** Plugins started warm / cold so far. */
   warm: number;
@@ -127,7 +127,7 @@ export class RunnerPool {
   }
 
   stats(): RunnerPoolStats {
-    return { idle: this.idle.length, starting: this.starting.size, warm: this.counts.warm, cold: this.counts.cold };
+    return { idle: this.idle.length, starting: this.starting.size + (this.fillScheduled ? Math.max(0, this.size - this.idle.length - this.starting.size) : 0), warm: this.counts.warm, cold: this.counts.cold };
   }
 
   /** Resolves once at least `count` runners (default: the pool's size) are idle, or the pool is closed. */
@@ -316,11 +316,13 @@ export class RunnerPool {
       this.backoff = undefined;
       this.scheduleFill();
     }, delay);
-    // A pool with nothing else to do must not keep the host alive just to retry.
-    this.backoff.unref();
   }
 
-  /** Kills the idle runners (and those starting) and waits until nothing of them is left: no process, cgroup or fd. */
+  /**
+   * Kills the idle runners (and those starting) and waits until nothing of them is left: no process,
+   * cgroup or fd. Until then the pool keeps the host's event loop alive, as its sandboxes do.
+   * Plugins already started are theirs to close.
+   */
   async close(): Promise<void> {
     this.closed = true;
     if (this.backoff !== undefined) clearTimeout(this.backoff);
@@ -334,5 +336,8 @@ export class RunnerPool {
     for (const r of left) r.handle?.kill();
     await Promise.all(left.map((r) => r.handle?.exited));
     this.starting.clear();
+    // The handles' fds (eventfds, pidfds) are closed by libuv in its close-callback phase, which
+    // follows the check phase: two immediates later they are gone.
+    await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
   }
 }
