@@ -1,5 +1,6 @@
-// JS bindings of the seccomp compiler: compileSeccomp(policy) -> Buffer of sock_filter (for tests
-// and debugging; the launcher compiles in C++ through SeccompPolicyFromJs + CompileSeccomp) and
+// JS bindings of the seccomp compiler: compileSeccomp(policy, { stacked? }) -> Buffer of sock_filter (for tests,
+// debugging and the runner's stacked filters; the launcher compiles in C++ through SeccompPolicyFromJs +
+// CompileSeccomp), restrictSelf(program) (a process narrowing itself, used by the runner) and
 // syscallName(nr). Errors are thrown as JS errors with code ERR_INVALID_OPTION and a `field`.
 #include <cerrno>
 #include <cstring>

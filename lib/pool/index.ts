@@ -197,19 +197,28 @@ export class RunnerPool {
   async start(entry: string, options: SpawnNodeOptions = {}): Promise<PooledPlugin> {
     if (this.closed) throw new Error('the runner pool is closed');
     if (options.allowExec !== undefined && typeof options.allowExec !== 'boolean') throw new InvalidOptionError('allowExec', 'must be true or false');
-    const p = await preparePlugin(entry, options, 'copy');
-    const refusal = this.warmRefusal({ ...options, tree: p.tree, pluginFiles: p.tree === undefined ? 'bind' : 'copy' });
-    const runner = refusal === undefined ? this.take() : undefined;
-    if (runner !== undefined) {
-      try {
-        return await this.startWarm(runner.handle!, entry, options, p);
-      } finally {
-        this.scheduleFill();
+    const files = options.pluginFiles ?? 'copy';
+    if (this.warmRefusal({ ...options, pluginFiles: files }) === undefined && this.idle.length > 0) {
+      // Read (and check) the tree before taking a runner: a refused tree uses none.
+      const p = await preparePlugin(entry, options, 'copy');
+      const runner = this.warmRefusal({ ...options, tree: p.tree }) === undefined ? this.take() : undefined;
+      if (runner !== undefined) {
+        try {
+          return await this.startWarm(runner.handle!, entry, options, p);
+        } finally {
+          this.scheduleFill();
+        }
       }
+      return this.startCold(entry, { ...options, pluginFiles: 'copy', tree: p.tree });
     }
-    this.counts.cold++;
-    const handle = (await spawnNode(entry, { ...options, pluginFiles: p.tree === undefined ? 'bind' : 'copy', tree: p.tree })) as PooledPlugin;
+    // Cold: spawnNode reads the tree while node starts.
+    return this.startCold(entry, { ...options, pluginFiles: files });
+  }
+
+  private async startCold(entry: string, options: SpawnNodeOptions): Promise<PooledPlugin> {
+    const handle = (await spawnNode(entry, options)) as PooledPlugin;
     handle.warm = false;
+    this.counts.cold++;
     return handle;
   }
 
@@ -221,10 +230,7 @@ export class RunnerPool {
         // This runner cannot be fitted (its memory use, a missing controller): start cold instead.
         handle.kill();
         if (!(e instanceof LimitError)) throw e;
-        this.counts.cold++;
-        const cold = (await spawnNode(entry, { ...options, pluginFiles: 'copy', tree: p.tree })) as PooledPlugin;
-        cold.warm = false;
-        return cold;
+        return this.startCold(entry, { ...options, pluginFiles: 'copy', tree: p.tree });
       }
     }
     handle.warm = true;

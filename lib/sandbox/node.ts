@@ -14,7 +14,7 @@ import { NO_EXEC_POLICY } from '../policy/profiles';
 import { launchRunner, type PluginProcess, type RunnerOptions } from '../runner/host';
 import { PLUGIN_ROOT, type LoadSetup, type WireEntry } from '../runner/protocol';
 import { DigestMismatchError } from '../trust/errors';
-import { readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
+import { DEFAULT_TREE_LIMITS, readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
 import { Sandbox } from './sandbox';
 import { compiledStacked } from './seccomp';
 import type { BindMount, SpawnOptions } from './types';
@@ -141,10 +141,15 @@ export interface PreparedPlugin {
 }
 
 /** Validates entry and pluginDir, and reads (and checks) the tree for 'copy'. Nothing is started. */
-export async function preparePlugin(entry: string, options: SpawnNodeOptions, defaultFiles: 'bind' | 'copy'): Promise<PreparedPlugin> {
+function checkEntry(entry: string, options: SpawnNodeOptions): string {
   if (typeof entry !== 'string' || !path.isAbsolute(entry)) throw new InvalidOptionError('entry', 'must be an absolute path to the plugin module');
   const pluginDir = path.resolve(options.pluginDir ?? path.dirname(entry));
   if (path.relative(pluginDir, entry).startsWith('..')) throw new InvalidOptionError('pluginDir', 'must contain the entry');
+  return pluginDir;
+}
+
+export async function preparePlugin(entry: string, options: SpawnNodeOptions, defaultFiles: 'bind' | 'copy'): Promise<PreparedPlugin> {
+  const pluginDir = checkEntry(entry, options);
   const files = options.pluginFiles ?? (options.tree !== undefined ? 'copy' : defaultFiles);
   if (files !== 'bind' && files !== 'copy') throw new InvalidOptionError('pluginFiles', "must be 'bind' or 'copy'");
   if (files === 'bind') {
@@ -167,12 +172,29 @@ export function loadSetupFor(options: Pick<SpawnNodeOptions, 'allowExec' | 'env'
 
 export async function spawnNode(entry: string, options: SpawnNodeOptions = {}): Promise<PluginProcess> {
   if (options.allowExec !== undefined && typeof options.allowExec !== 'boolean') throw new InvalidOptionError('allowExec', 'must be true or false');
-  const p = await preparePlugin(entry, options, 'bind');
-  const handle = await launchNodeRunner({
-    ...options,
-    pluginDir: p.tree === undefined ? p.pluginDir : undefined,
-    pluginTmpfs: p.tree === undefined ? undefined : tmpfsBytesFor(p.tree.bytes, p.tree.files.length),
-  });
+  let handle: PluginProcess;
+  let p: PreparedPlugin;
+  if (options.pluginFiles === 'copy' && options.tree === undefined) {
+    // Node takes tens of milliseconds to start: read the tree meanwhile. The runner holds no plugin
+    // code until the load below, which happens only once the tree passed every check.
+    checkEntry(entry, options);
+    const limits = { ...DEFAULT_TREE_LIMITS, ...(options.treeLimits ?? {}) };
+    handle = await launchNodeRunner({ ...options, pluginDir: undefined, pluginTmpfs: tmpfsBytesFor(limits.maxBytes, limits.maxFiles) });
+    try {
+      p = await preparePlugin(entry, options, 'copy');
+    } catch (e) {
+      handle.kill();
+      await handle.exited;
+      throw e;
+    }
+  } else {
+    p = await preparePlugin(entry, options, 'bind');
+    handle = await launchNodeRunner({
+      ...options,
+      pluginDir: p.tree === undefined ? p.pluginDir : undefined,
+      pluginTmpfs: p.tree === undefined ? undefined : tmpfsBytesFor(p.tree.bytes, p.tree.files.length),
+    });
+  }
   handle.sigsysMeans = options.allowExec === true ? undefined : 'execve';
   handle.digest = p.tree?.digest;
   await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, false), options.loadTimeout ?? 10000);
