@@ -59,7 +59,7 @@ export interface RunnerPoolStats {
   idle: number;
   /** Runners being started (or about to be, in the next turn of the event loop). */
   starting: number;
-  /** Plugins started warm / cold so far. */
+  /** Plugins handed a pooled runner (whether or not their load then succeeded) / started cold, so far. */
   warm: number;
   cold: number;
 }
@@ -148,7 +148,15 @@ export class RunnerPool {
     if (seccomp !== this.seccomp) return `seccomp: the pool's runners run '${this.seccomp}', the plugin asks for '${seccomp}' (a profile is set at start; a stacked filter could narrow but not name violations)`;
     if ((o.shareNet === true) !== this.shareNet) return `shareNet: the pool's runners ${this.shareNet ? 'share' : 'do not share'} the host's network; a network namespace is chosen at start`;
     if (o.rlimits !== undefined && Object.keys(o.rlimits).length > 0) return 'rlimits: set at start; a pooled runner has the defaults';
-    if (o.tmpSize !== undefined && parseSize('tmpSize', o.tmpSize) !== 64 * 1024 * 1024) return 'tmpSize: /tmp is mounted at start with the default 64 MiB';
+    if (o.tmpSize !== undefined) {
+      let bytes: number | undefined;
+      try {
+        bytes = parseSize('tmpSize', o.tmpSize);
+      } catch (e) {
+        return (e as Error).message; // the cold start reports it as the error it is
+      }
+      if (bytes !== 64 * 1024 * 1024) return 'tmpSize: /tmp is mounted at start with the default 64 MiB';
+    }
     if (o.stdio !== undefined && JSON.stringify(o.stdio) !== JSON.stringify(this.stdio)) return `stdio: the pool's runners have ${JSON.stringify(this.stdio)}`;
     if (o.ringSize !== undefined) return 'ringSize: the channel is made at start with the default size';
     if (o.maxMessage !== undefined) return 'maxMessage: the channel is made at start with the default';
