@@ -15,3 +15,5 @@ export { PluginProcess } from './runner/host';
 export type { RunnerOptions, RunnerExit } from './runner/host';
 export type { HostApi } from './runner/main';
 export type { CallContext, CallOptions } from './channel/rpc';
+export { UnknownHookError, HookTimeoutError, HookAbortError } from './errors';
+export * from './hooks';
