@@ -17,3 +17,5 @@ export type { HostApi } from './runner/main';
 export type { CallContext, CallOptions } from './channel/rpc';
 export { UnknownHookError, HookTimeoutError, HookAbortError } from './errors';
 export * from './hooks';
+export { AuditLogError } from './errors';
+export * from './audit';
