@@ -19,3 +19,4 @@ export { UnknownHookError, HookTimeoutError, HookAbortError } from './errors';
 export * from './hooks';
 export { AuditLogError } from './errors';
 export * from './audit';
+export * from './plugins';
