@@ -270,6 +270,16 @@ t.test('input is validated and names the field', async (t) => {
   t.type((() => { try { log.append({} as never); } catch (e) { return e; } })(), InvalidOptionError);
 });
 
+t.test('options: sync flushes each event, maxEvents is validated', async (t) => {
+  const file = path.join(t.testdir(), 'audit.log');
+  const log = new AuditLog({ path: file, sync: true });
+  log.append({ severity: 'info', event: 'load' });
+  log.close();
+  t.equal(lines(file).length, 1);
+  t.throws(() => new AuditLog({ maxEvents: -1 }), { code: 'ERR_INVALID_OPTION', field: 'audit.maxEvents' });
+  t.same(new AuditLog({ maxEvents: 0 }).append({ severity: 'info', event: 'x' }).seq, 1);
+});
+
 t.test('in-memory logs chain too, and keep at most maxEvents', async (t) => {
   const log = new AuditLog({ maxEvents: 3 });
   const all: AuditEvent[] = [];
