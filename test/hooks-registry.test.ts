@@ -193,6 +193,7 @@ t.test('timeouts: per-hook default, per-call override, signal aborted, late resu
   t.ok(ctxSeen!.signal.aborted);
 
   res = await r.invoke('h', [], { timeout: 200 });
+  t.equal(timers(), before, 'timeout timers cleared as soon as the handlers settle');
   t.same(res.values, ['late'], 'per-call timeout overrides the hook');
   t.equal(res.errors[0].error!.message, 'late reject');
   await sleep(150); // let the late results of the first call arrive: ignored, no unhandled rejection
