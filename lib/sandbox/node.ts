@@ -28,6 +28,7 @@ export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   shareNet?: boolean;
 }
 
+const NODE_ADDRESS_SPACE_OVERHEAD = 1024 * 1024 * 1024;
 const PACKAGE_DIR = path.resolve(__dirname, '..', '..', '..');
 
 export async function spawnNode(entry: string, options: SpawnNodeOptions = {}): Promise<PluginProcess> {
@@ -54,7 +55,9 @@ export async function spawnNode(entry: string, options: SpawnNodeOptions = {}): 
         stdio: options.stdio ?? ['ignore', 'inherit', 'inherit'],
         rlimits: options.rlimits,
         tmpSize: options.tmpSize,
-        limits: options.limits,
+        // Node reserves ~0.7 GB of address space it never touches: an RLIMIT_AS standing in for a
+        // memory limit (degraded mode) must leave room for it, or the runner cannot even start.
+        limits: options.limits?.allowDegraded && options.limits.addressSpaceOverhead === undefined ? { ...options.limits, addressSpaceOverhead: NODE_ADDRESS_SPACE_OVERHEAD } : options.limits,
         shareNet: options.shareNet,
       });
       return {
