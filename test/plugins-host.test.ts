@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { readAuditLog } from '../lib/audit';
+import { listSandboxCgroups } from '../lib/limits';
 import { spawnNode } from '../lib/sandbox/node';
 import type { PluginLauncher, PluginStatusEvent } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
@@ -435,15 +436,18 @@ t.test('host shutdown unloads everything and leaves no process or fd behind', as
   fs.watch(w.root).close();
   const fds = fdCount();
   const kids = children().length;
-  const host = w.host({ hooks: HOOKS, watch: true });
+  const cgroups = listSandboxCgroups().length;
+  const host = w.host({ hooks: HOOKS, watch: true, allowDegradedLimits: process.getuid?.() !== 0 });
   await host.start();
   t.equal((await host.invoke('greet', [])).values.length, 3);
   t.ok(children().length >= kids + 3, 'three sandboxes running');
+  if (process.getuid?.() === 0) t.ok(listSandboxCgroups().length >= cgroups + 3, 'each in its own cgroup (one per controller hierarchy)');
   await host.close();
   for (const n of ['a', 'b', 'c']) t.equal(host.status(n), 'unloaded');
   await until(() => children().length === kids, 5000, 'children to be reaped');
   t.equal(children().length, kids, 'no sandbox left');
   t.equal(fdCount(), fds, 'no fd left');
+  t.equal(listSandboxCgroups().length, cgroups, 'no cgroup left');
   await t.rejects(host.invoke('greet', []), { code: 'ERR_PLUGIN_STATE' });
 });
 
