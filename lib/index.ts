@@ -17,3 +17,8 @@ export type { HostApi } from './runner/main';
 export type { CallContext, CallOptions } from './channel/rpc';
 export { RunnerPool } from './pool';
 export type { RunnerPoolOptions, RunnerPoolStats, PooledPlugin } from './pool';
+export { UnknownHookError, HookTimeoutError, HookAbortError } from './errors';
+export * from './hooks';
+export { AuditLogError } from './errors';
+export * from './audit';
+export * from './plugins';

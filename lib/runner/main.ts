@@ -16,7 +16,10 @@ import { EventEmitter } from 'node:events';
 
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup, type WireEntry } from './protocol';
+import {
+  ENV_CHANNEL, HOOK_METHOD_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, RUNNER_FDS,
+  type HookRegistration, type LoadSetup, type WireEntry,
+} from './protocol';
 
 export interface HostApi {
   /** Calls a method the host offers. */
@@ -29,6 +32,14 @@ export interface HostApi {
   on(event: string, listener: (...args: unknown[]) => void): void;
   /** The plugin's configuration as the host gave it (a frozen copy). */
   readonly config: unknown;
+  /**
+   * Registers the handler of one of the host's hooks. Only during load (the module's top level or
+   * activate()): the host reads the registrations once, when the plugin is ready. Higher priority
+   * runs first. The handler gets the hook's arguments; `this.signal` aborts if the host gives up.
+   */
+  hook(name: string, handler: Handler, options?: { priority?: number }): void;
+  /** Called when the plugin is unloaded, before its sandbox stops (time-limited by the host). */
+  onShutdown(fn: () => unknown): void;
 }
 
 // Under `module: commonjs`, TypeScript would turn import() into require(), which cannot load ES modules.
@@ -130,7 +141,31 @@ function main(): void {
     },
     log: (...args) => rpc.notify(N_LOG, ['info', format(...args)]),
     config: undefined,
+    hook: (name, handler, options) => {
+      if (hooksRead) throw new Error('host.hook() is only allowed while the plugin loads');
+      if (typeof name !== 'string' || name.length === 0 || name.length > 128) throw new TypeError('host.hook: the hook name must be a non-empty string');
+      if (typeof handler !== 'function') throw new TypeError(`host.hook('${name}'): the handler must be a function`);
+      const priority = options?.priority ?? 0;
+      if (!Number.isSafeInteger(priority)) throw new TypeError(`host.hook('${name}'): priority must be an integer`);
+      if (hooks.some((h) => h.hook === name)) throw new Error(`host.hook('${name}'): already registered`);
+      hooks.push({ hook: name, priority });
+      rpc.handle(HOOK_METHOD_PREFIX + name, handler);
+    },
+    onShutdown: (fn) => {
+      if (typeof fn !== 'function') throw new TypeError('host.onShutdown needs a function');
+      shutdownFns.push(fn);
+    },
   };
+  const hooks: HookRegistration[] = [];
+  const shutdownFns: Array<() => unknown> = [];
+  let hooksRead = false;
+  rpc.handle(M_HOOKS, () => {
+    hooksRead = true;
+    return hooks;
+  });
+  rpc.handle(M_SHUTDOWN, async () => {
+    for (const fn of shutdownFns) await fn();
+  });
 
   let loaded = false;
   rpc.handle(M_LOAD, async function (entry: unknown, config: unknown, setup: unknown) {
@@ -147,6 +182,9 @@ function main(): void {
     if (ns !== mod) methodsOf(mod, methods);
     const activate = (mod.activate ?? (ns as Record<string, unknown>).activate) as ((h: HostApi) => unknown) | undefined;
     if (typeof activate === 'function') methodsOf(await activate(host), methods);
+    const shutdown = (mod.shutdown ?? (ns as Record<string, unknown>).shutdown) as (() => unknown) | undefined;
+    if (typeof shutdown === 'function') shutdownFns.push(shutdown);
+    methods.delete('shutdown');
     for (const [name, fn] of methods) rpc.handle(name, fn);
     return [...methods.keys()];
   } as Handler);

@@ -9,6 +9,16 @@ export const ENV_CHANNEL = 'WARDEN_CHANNEL';
 /** Methods and events whose names start with '$' belong to the runner, not the plugin. */
 export const M_LOAD = '$load'; // (entry: string, config: unknown, setup?: LoadSetup) → string[] (the plugin's methods)
 export const N_LOG = '$log'; // (level: string, message: string)
+export const M_HOOKS = '$hooks'; // () → HookRegistration[] (what the plugin registered with host.hook during load)
+export const M_SHUTDOWN = '$shutdown'; // () → undefined, after the plugin's shutdown() (if any) returned
+/** Prefix of the method that runs a plugin's handler for a hook: '$hook:' + hook name. */
+export const HOOK_METHOD_PREFIX = '$hook:';
+
+export interface HookRegistration {
+  hook: string;
+  priority: number;
+}
+
 export const M_WARM = '$warm'; // () → true: a pooled runner runs its load path once on scratch data, before any plugin
 export const N_READY = '$ready'; // runner → host, once, when it waits for `$load` (a pooled runner is ready)
 

@@ -57,6 +57,7 @@ export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   treeLimits?: TreeLimits;
 }
 
+const NODE_ADDRESS_SPACE_OVERHEAD = 1024 * 1024 * 1024;
 const PACKAGE_DIR = path.resolve(__dirname, '..', '..', '..');
 
 /** What the runner's sandbox is made of, apart from the plugin. */
@@ -96,7 +97,9 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
         stdio: options.stdio ?? ['ignore', 'inherit', 'inherit'],
         rlimits: options.rlimits,
         tmpSize: options.tmpSize,
-        limits: options.limits,
+        // Node reserves ~0.7 GB of address space it never touches: an RLIMIT_AS standing in for a
+        // memory limit (degraded mode) must leave room for it, or the runner cannot even start.
+        limits: options.limits?.allowDegraded && options.limits.addressSpaceOverhead === undefined ? { ...options.limits, addressSpaceOverhead: NODE_ADDRESS_SPACE_OVERHEAD } : options.limits,
         shareNet: options.shareNet,
       });
       return {

@@ -20,4 +20,4 @@ export {
 export { encryptEnvelope, decryptEnvelope, isEnvelope, Envelope } from './envelope';
 export { TrustState, readTrustState, writeTrustState } from './state';
 export { TrustStore, TrustStoreOptions } from './store';
-export { PluginManifest, HostContext, checkManifest, compatibilityProblems, assertCompatible } from './compat';
+export { CompatManifest, HostContext, checkManifest, compatibilityProblems, assertCompatible } from './compat';
