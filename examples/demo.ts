@@ -117,6 +117,7 @@ async function main(): Promise<void> {
     config: { greeter: { motdFile: path.join(data, 'motd.txt') } },
     audit: auditFile,
     watch: { debounceMs: 150 },
+    warmPool: 2, // pre-started runners: reloads and later loads take one instead of starting node
     allowDegradedLimits: !asRoot,
   });
   const transitions: string[] = [];
@@ -128,6 +129,7 @@ async function main(): Promise<void> {
   await host.start();
   section(`Loaded (verified against the signed trust list, each in its own sandbox) in ${Date.now() - t0} ms`);
   for (const p of host.plugins()) out(`  ${p.name.padEnd(8)} ${String(p.version).padEnd(6)} ${p.status.padEnd(7)} pid ${p.pid}  hooks: ${p.hooks.join(', ')}`);
+  out('  (each plugin runs from a copy of exactly the files that were digested, at /plugin in its sandbox)');
 
   section('Hooks called: request (waterfall through every plugin, by priority)');
   for (const user of ['ann', 'bob', 'cy']) {
@@ -184,7 +186,7 @@ async function main(): Promise<void> {
   await sleep(200);
   stop = true;
   await loop;
-  out(`  ${reloaded ? 'reloaded' : 'NOT reloaded'}: pid ${oldPid} → ${host.info('counter').pid}; ${calls} requests during the update, ${failed} failed; versions seen: ${[...versions].join(', ')}`);
+  out(`  ${reloaded ? 'reloaded' : 'NOT reloaded'}${host.info('counter').warm ? ' from the warm pool' : ''}: pid ${oldPid} → ${host.info('counter').pid}; ${calls} requests during the update, ${failed} failed; versions seen: ${[...versions].join(', ')}`);
 
   section('Status changes');
   for (const line of transitions) out(`  ${line}`);

@@ -460,3 +460,30 @@ t.test('bad host options name the field', async (t) => {
   t.throws(() => w.host({ limits: { memory: 'a lot' } }), { code: 'ERR_INVALID_OPTION', field: 'limits.memory' });
   t.throws(() => w.host({ hooks: [{ name: 'x', mode: 'sometimes' as 'first' }] }), { code: 'ERR_INVALID_OPTION' });
 });
+
+t.test('a warm pool serves plugins whose policy it can meet; the others start cold, correctly', async (t) => {
+  const w = await world(t);
+  const data = path.join(w.root, 'data');
+  fs.mkdirSync(data, { mode: 0o755 });
+  fs.writeFileSync(path.join(data, 'x.txt'), 'bound', { mode: 0o644 });
+  const code = `exports.activate = (h) => { h.hook('greet', (p) => p ? require('fs').readFileSync(p, 'utf8') : __dirname); };`;
+  w.writePlugin('plain', { code, hooks: ['greet'] });
+  w.writePlugin('reader', { code, hooks: ['greet'], permissions: [`fs:read:${data}`] });
+  await w.trust('plain');
+  await w.trust('reader', { permissions: [`fs:read:${data}`] });
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, warmPool: 2, allowDegradedLimits: process.getuid?.() !== 0, loading: 'lazy' });
+  t.teardown(() => host.close());
+  await host.start();
+  // Give the pool time to have runners ready, as a long-running host would.
+  await until(() => {
+    const s = (host as unknown as { pool: { stats(): { idle: number } } }).pool.stats();
+    return s.idle >= 2;
+  }, 30000, 'the pool to fill');
+  const r = await host.invoke('greet', []);
+  t.equal(host.info('plain').warm, true, 'a plain plugin is served warm');
+  t.equal(host.info('reader').warm, false, 'a plugin with its own binds starts cold');
+  t.same(r.values, ['/plugin', '/plugin'], 'both run from the copy of their verified files');
+  const r2 = await host.invoke('greet', [path.join(data, 'x.txt')]);
+  t.same(r2.outcomes.map((o) => [o.owner, o.ok ? o.value : o.error?.code]).sort(), [['plain', 'ENOENT'], ['reader', 'bound']]);
+});

@@ -27,6 +27,9 @@ import type { TrustStore } from '../trust/store';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { TrustEntry } from '../trust/document';
 import { assertCompatible } from '../trust/compat';
+import { DigestMismatchError } from '../trust/errors';
+import { readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
+import { RunnerPool } from '../pool';
 import { discoverPlugins } from './discovery';
 import { PluginError, PluginHookError, PluginLoadError, PluginStateError } from './errors';
 import { PluginInstance, type PluginReason } from './instance';
@@ -100,7 +103,15 @@ export interface PluginHostOptions {
   loadTimeoutMs?: number;
   /** Reload plugins when their directory or the trust list changes. Default false. */
   watch?: boolean | { debounceMs?: number };
-  /** Starts runners; default spawnNode (cold). Pass a RunnerPool's start for warm starts. */
+  /**
+   * Pre-started sandboxed runners kept ready (0: none, the default). A plugin whose policy a pooled
+   * runner can meet (no fs permissions, no net, limits within the host defaults) loads from the pool
+   * in a few ms; the others start cold. See RunnerPool.
+   */
+  warmPool?: number;
+  /** Bounds of a plugin's files (they are read, digested and copied into the sandbox). Default 10000 files, 64 MiB. */
+  treeLimits?: TreeLimits;
+  /** Starts runners; default: the warm pool's start, or spawnNode. For tests and custom launchers. */
   launcher?: PluginLauncher;
   /** The runner's stderr (the plugin's own console goes to 'log' events). Default 'ignore'. */
   pluginStderr?: 'inherit' | 'ignore';
@@ -145,6 +156,7 @@ export class PluginHost extends EventEmitter {
   private readonly records = new Map<string, PluginRecord>();
   private readonly defaults: PluginLimits;
   private readonly launcher: PluginLauncher;
+  private readonly pool: RunnerPool | undefined;
   private trustList: VerifiedTrustList | undefined;
   private watcher: PluginWatcher | undefined;
   private closed = false;
@@ -182,7 +194,16 @@ export class PluginHost extends EventEmitter {
       this.audit = new AuditLog({ path: o.audit });
       this.ownsAudit = true;
     }
-    this.launcher = o.launcher ?? spawnNode;
+    if (o.warmPool !== undefined && (!Number.isSafeInteger(o.warmPool) || o.warmPool < 0)) throw new InvalidOptionError('warmPool', 'must be a whole number of runners (0: no pool)');
+    if (o.warmPool !== undefined && o.warmPool > 0 && o.launcher === undefined) {
+      // The pool's ceiling is the host's default limits: a plugin within them is fitted in place.
+      const d = sandboxLimits(this.defaults, o.allowDegradedLimits === true);
+      this.pool = new RunnerPool({ size: o.warmPool, limits: d, treeLimits: o.treeLimits, stdio: ['ignore', 'ignore', o.pluginStderr ?? 'ignore'] });
+      const pool = this.pool;
+      this.launcher = (entry, options) => pool.start(entry, options);
+    } else {
+      this.launcher = o.launcher ?? spawnNode;
+    }
   }
 
   // ---------------------------------------------------------------- public API
@@ -311,6 +332,7 @@ export class PluginHost extends EventEmitter {
         this.enqueue(r, () => this.doUnload(r, { kind: 'host-shutdown', message: 'the host is shutting down' }), true).catch(() => undefined),
       ),
     );
+    await this.pool?.close();
     if (this.ownsAudit) this.audit.close();
     // The cgroup event watches close their eventfds in libuv close callbacks, which run at the end
     // of this loop turn, after setImmediate: a timer resolves after them, so a caller counting fds
@@ -383,8 +405,13 @@ export class PluginHost extends EventEmitter {
     const list = this.trustList;
     if (list === undefined) throw new PluginLoadError(r.name, 'verify', new Error('no trust list has been accepted'));
     let entry: TrustEntry;
+    let tree: PluginTree;
     try {
-      entry = await list.verifyPlugin(manifest.name, manifest.version, manifest.dir);
+      entry = list.entry(manifest.name, manifest.version);
+      // The files are read once: digested here and these very bytes copied into the sandbox, so
+      // what was verified is what runs, whatever happens to the directory afterwards.
+      tree = await readPluginTree(manifest.dir, this.opts.treeLimits);
+      if (tree.digest !== entry.digest) throw new DigestMismatchError(manifest.name, manifest.version, entry.digest, tree.digest);
       this.log('info', 'verify', r, `${manifest.name}@${manifest.version} matches trust list version ${list.version} (${entry.trust}, publisher ${entry.publisher})`, { digest: entry.digest });
     } catch (e) {
       this.log('warning', 'verify', r, `${manifest.name}@${manifest.version} refused by the trust list: ${errorFields(e).message}`, { code: errorFields(e).code });
@@ -418,8 +445,11 @@ export class PluginHost extends EventEmitter {
     }
     this.log('info', 'permission', r, permissions.decisions.length === 0 ? 'no permissions requested: sandbox defaults only' : `granted ${permissions.decisions.map((d) => d.permission).join(', ')}`, { decisions: permissions.decisions, limits });
     const sb = sandboxOptionsFor(permissions.effective);
-    const spawn: SpawnNodeOptions & { allowExec?: boolean } = {
+    const spawn: SpawnNodeOptions = {
       pluginDir: manifest.dir,
+      pluginFiles: 'copy',
+      tree,
+      digest: entry.digest,
       binds: sb.binds,
       shareNet: sb.shareNet,
       allowExec: sb.allowExec,
