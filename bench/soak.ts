@@ -5,7 +5,8 @@
  *           loaded plugins (default 20): targeted calls of one plugin's own hook, every tenth invoke a
  *           parallel hook all of them handle, --concurrency invokes in flight (default 32).
  *  phase B: --cycles load/unload cycles (default 10,000), one worker per plugin; three cycles in four
- *           are unload + load, the fourth a hot reload (the new sandbox first, then the old one stops).
+ *           are unload + load, the fourth a hot reload (the new sandbox first, then the old one stops);
+ *           meanwhile --calls-during-cycles invokes (default 2) of the parallel hook stay in flight.
  *
  * Host RSS, V8 heap, fds (/proc/self/fd) and sandbox cgroups (directories of this host in every
  * hierarchy) are sampled --samples times per phase (default 20) at quiet points: no call in flight,
@@ -119,7 +120,8 @@ async function phaseCalls(host: PluginHost, names: string[], calls: number, nSam
   return { name: 'A: hook calls', unit: 'calls', note, samples, warm: warm ?? samples[samples.length - 1]!, failures, ms: performance.now() - t0, maxRings: names.length * RING_BYTES };
 }
 
-async function phaseCycles(host: PluginHost, names: string[], cycles: number, nSamples: number, warmup: number): Promise<PhaseReport> {
+async function phaseCycles(host: PluginHost, names: string[], cycles: number, nSamples: number, warmup: number, backgroundCalls: number): Promise<PhaseReport> {
+  let bgInvokes = 0;
   const failures: string[] = [];
   const samples: Sample[] = [];
   const t0 = performance.now();
@@ -132,6 +134,20 @@ async function phaseCycles(host: PluginHost, names: string[], cycles: number, nS
   let k = 0;
   while (done < cycles) {
     const target = Math.min(cycles, done + step);
+    // Calls keep coming while plugins come and go (a plugin being unloaded just drops out of the
+    // parallel hook's answers; an error is a failure). They stop before each sample.
+    let cycling = true;
+    const background = Array.from({ length: backgroundCalls }, async () => {
+      while (cycling) {
+        const i = bgInvokes++;
+        try {
+          const r = await host.invoke('scale.all', [i]);
+          for (const o of r.outcomes) if (!o.ok) failures.push(`call during cycles #${i}: ${o.owner}: ${o.error?.code ?? ''} ${o.error?.message ?? ''}`);
+        } catch (e) {
+          failures.push(`call during cycles #${i} threw ${(e as Error).message}`);
+        }
+      }
+    });
     // One worker per plugin (a plugin's load and unload are serialized by the host anyway).
     await Promise.all(names.map(async (name) => {
       while (done < target) {
@@ -151,6 +167,8 @@ async function phaseCycles(host: PluginHost, names: string[], cycles: number, nS
         }
       }
     }));
+    cycling = false;
+    await Promise.all(background);
     const s = await sample(done, t0);
     samples.push(s);
     // The audit log keeps its last AUDIT_MEMORY events in memory (each cycle adds a few): a bounded
@@ -180,6 +198,7 @@ async function main(): Promise<void> {
   const warmup = argNumber('warmup', 0.1);
   const concurrency = Math.max(1, argNumber('concurrency', 32));
   const rssTarget = argNumber('rss-target', 5);
+  const backgroundCalls = argNumber('calls-during-cycles', 2);
   if (!gc) process.stderr.write('note: run with --expose-gc (npm run bench:soak does) for stable RSS samples\n');
   const choice = await launcherFromArgs();
 
@@ -215,7 +234,7 @@ async function main(): Promise<void> {
     }
     if (cycles > 0) {
       process.stderr.write(`phase B: ${cycles} load/unload cycles over ${nPlugins} plugins (${choice.name})\n`);
-      phases.push(await phaseCycles(host, names, cycles, nSamples, warmup));
+      phases.push(await phaseCycles(host, names, cycles, nSamples, warmup, backgroundCalls));
     }
   } finally {
     await host.close();
