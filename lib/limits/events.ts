@@ -7,13 +7,13 @@
  *    poll stay silent; checked on 6.x kernels). There is no event to wait for, so for that one case a
  *    single shared timer reads the counter of every v1 sandbox with a pids limit. It runs only while such
  *    a sandbox exists. Reading every counter on every tick made idle sandboxes cost the host cpu in
- *    proportion to their number (200 idle plugins: ~0.14 s of cpu per second), so each tick first reads
- *    one small file: the last pid allocated (/proc/loadavg). The kernel allocates the new task's pid
- *    before the pids controller refuses it (copy_process: alloc_pid, then cgroup_can_fork), and the
- *    sandboxes' PID namespaces are below ours, so every fork or thread creation attempted in any
- *    sandbox, refused or not, moves that number. While it does not move, no counter can have grown and
- *    the per-sandbox reads are skipped: an idle host pays one pread per tick whatever the number of
- *    sandboxes. After it moves, the counters are read on that tick and the next, which covers a
+ *    proportion to their number (50 idle plugins: ~40 ms of cpu per second on a 2-core VM), so each
+ *    tick first reads one small file: the last pid allocated (/proc/loadavg). The kernel allocates the
+ *    new task's pid before the pids controller refuses it (copy_process: alloc_pid, then
+ *    cgroup_can_fork), and the sandboxes' PID namespaces are below ours, so every fork or thread
+ *    creation attempted in any sandbox, refused or not, moves that number. While it does not move, no
+ *    counter can have grown and the per-sandbox reads are skipped: an idle host pays one pread per
+ *    tick whatever the number of sandboxes. After it moves, the counters are read on that tick and the next, which covers a
  *    refusal still in progress at the tick that saw its pid (alloc_pid and the refusal are
  *    microseconds apart unless the task is preempted in between; the final recheck() at teardown
  *    catches anything later still). The tick itself is every 10 ms while pids move (anywhere on the
