@@ -4,23 +4,24 @@
  *    change (kernfs_notify); fs.watch delivers that on the event loop. No timer.
  *  - v1 memory.oom_control signals an eventfd registered in cgroup.event_control (native, uv_poll).
  *  - v1 pids.events has a `max` counter but the v1 pids controller never notifies it (inotify and
- *    poll stay silent; checked on 6.x kernels). There is no event to wait for, so for that one case a
- *    single shared timer reads the counter of every v1 sandbox with a pids limit. It runs only while such
- *    a sandbox exists. Reading every counter on every tick made idle sandboxes cost the host cpu in
- *    proportion to their number (50 idle plugins: ~40 ms of cpu per second on a 2-core VM), so each
- *    tick first reads one small file: the last pid allocated (/proc/loadavg). The kernel allocates the
- *    new task's pid before the pids controller refuses it (copy_process: alloc_pid, then
- *    cgroup_can_fork), and the sandboxes' PID namespaces are below ours, so every fork or thread
- *    creation attempted in any sandbox, refused or not, moves that number. While it does not move, no
- *    counter can have grown and the per-sandbox reads are skipped: an idle host pays one pread per
- *    tick whatever the number of sandboxes. After it moves, the counters are read on that tick and the next, which covers a
- *    refusal still in progress at the tick that saw its pid (alloc_pid and the refusal are
- *    microseconds apart unless the task is preempted in between; the final recheck() at teardown
- *    catches anything later still). The tick itself is every 10 ms while pids move (anywhere on the
- *    machine: a fork bomb, a runner starting its threads) and every 100 ms once none has for 100 ms,
- *    so a host whose machine is quiet wakes 10 times a second, not 100. The price: a refusal that comes
- *    alone after such a quiet spell (a sandbox sitting at its limit that tries once more) is seen up
- *    to 100 ms late instead of 10; one that follows task creations, as a fork bomb's does, is not.
+ *    poll stay silent; checked on 6.x kernels). There is no event to wait for, so for that one case
+ *    a single shared timer reads the counter of every v1 sandbox with a pids limit. It runs only
+ *    while such a sandbox exists. Reading every counter on every tick made idle sandboxes cost the
+ *    host cpu in proportion to their number (50 idle plugins: ~40 ms of cpu per second on a 2-core
+ *    VM), so each tick first reads one small file: the last pid allocated (/proc/loadavg). The
+ *    kernel allocates the new task's pid before the pids controller refuses it (copy_process:
+ *    alloc_pid, then cgroup_can_fork), and the sandboxes' PID namespaces are below ours, so every
+ *    fork or thread creation attempted in any sandbox, refused or not, moves that number. While it
+ *    does not move, no counter can have grown and the per-sandbox reads are skipped: an idle host
+ *    pays one pread per tick whatever the number of sandboxes. After it moves, the counters are
+ *    read on that tick and the next, which covers a refusal still in progress at the tick that saw
+ *    its pid (alloc_pid and the refusal are microseconds apart unless the task is preempted in
+ *    between; the final recheck() at teardown catches anything later still). The tick itself is
+ *    every 10 ms while pids move (anywhere on the machine: a fork bomb, a runner starting its
+ *    threads) and every 100 ms once none has for 100 ms, so a host whose machine is quiet wakes 10
+ *    times a second, not 100. The price: a refusal that comes alone after such a quiet spell (a
+ *    sandbox sitting at its limit that tries once more) is seen up to 100 ms late instead of 10;
+ *    one that follows task creations, as a fork bomb's does, is not.
  */
 import * as fs from 'node:fs';
 import { cgroupEventsAddon } from './native';
@@ -44,7 +45,7 @@ export function watchV1Event(dir: string, file: string, args: string, cb: () => 
   return () => h.close();
 }
 
-/** Period of the v1 pids poll while pids move: keeps breach→event p99 well under the 50 ms target of the benchmark. */
+/** Period of the v1 pids poll while pids move: keeps breach→event p99 well under the 50 ms target. */
 export const V1_PIDS_POLL_MS = 10;
 /** Period once no pid has moved for PIDS_FAST_FOR_MS. */
 export const V1_PIDS_IDLE_POLL_MS = 100;
