@@ -31,6 +31,7 @@ export class V1Backend implements Backend {
   private readonly dirOf = new Map<string, string>(); // controller → directory
   private readonly files: Record<'memUsage' | 'memMax' | 'oomControl' | 'cpuacct' | 'cpuStat' | 'pidsCurrent' | 'pidsEvents' | 'v2CpuStat', StatFile | undefined>;
   private stops: Stop[] = [];
+  private readonly pidsLimited: boolean;
 
   constructor(layout: CgroupLayout, own: OwnCgroups, name: string, l: ResolvedLimits) {
     const required = new Set<string>();
@@ -84,6 +85,7 @@ export class V1Backend implements Backend {
       throw new LimitError('cgroup', `no cgroup hierarchy is usable on this host; ${DELEGATION_HELP}`);
     }
     this.anyProcsFile = this.procsFiles[0]!;
+    this.pidsLimited = l.pids !== undefined;
     const f = (c: string, n: string) => {
       const d = this.dirOf.get(c);
       return d === undefined ? undefined : new StatFile(path.join(d, n));
@@ -170,7 +172,8 @@ export class V1Backend implements Backend {
       this.stops.push(watchV1Event(mem, 'memory.oom_control', '', () => this.reportOom()));
     }
     const pids = this.dirOf.get('pids');
-    if (pids !== undefined) {
+    // Without a pids limit the directory is there for stats only: no refusal of ours to report.
+    if (pids !== undefined && this.pidsLimited) {
       this.stops.push(pollCounter(path.join(pids, 'pids.events'), 'max', (count) => this.reportPids(count)));
     }
   }
