@@ -641,6 +641,15 @@ export class PluginHost extends EventEmitter {
       return;
     }
     if (!fs.existsSync(known.dir)) return; // mid-rename; the next event brings it back
+    if (known.status === 'idle') {
+      // Not started yet (lazy): only the hooks it says it handles matter until then.
+      try {
+        known.manifest = readManifest(known.dir);
+      } catch {
+        // reported when it is loaded
+      }
+      return;
+    }
     if (known.status === 'active' || known.status === 'failed' || known.status === 'unloaded') {
       this.reload(known.name).catch(() => undefined);
     }
