@@ -12,8 +12,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 const ROOT = path.join(__dirname, '..', '..');
-const SKIP = new Set(['bench', 'bench:cycles']);
-const ORDER = ['spawn', 'limits', 'ipc', 'trust', 'load'];
+// bench:cycles and bench:soak are long checks (minutes) with tables of their own, run on their own.
+const SKIP = new Set(['bench', 'bench:cycles', 'bench:soak']);
+const ORDER = ['spawn', 'limits', 'ipc', 'trust', 'load', 'hooks', 'scale'];
 
 interface Section {
   name: string;
