@@ -133,6 +133,13 @@ class Endpoint {
   const std::string& receive_error() const { return decoder_.error(); }
   // Cheap check for spinning: has the peer published anything?
   bool RxPending() const;
+  // Bytes received so far (private), and whether a chunked message is half assembled.
+  uint64_t RxTail() const { return decoder_.tail(); }
+  bool assembling() const { return decoder_.assembling(); }
+  // The consumer's position of our ring as it is in the mapping now (untrusted: only compared, for
+  // progress; Send checks it), and the last one Send accepted.
+  uint64_t PeerTail() const { return ctl()->tail[side_].value.load(std::memory_order_acquire); }
+  uint64_t LastTail() const { return encoder_.last_tail(); }
 
   // Waiting. The owner is kAwake while it runs; these move it to a sleep state and back.
   // Sleeps on the futex until woken or `timeout_ns` passes. Returns after at most that long.

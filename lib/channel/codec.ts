@@ -59,33 +59,51 @@ export interface Decoded {
 }
 
 export class Encoder {
-  private buf = Buffer.allocUnsafe(64 * 1024);
+  private buf: Buffer;
   private pos = 0;
-  private attachments: Uint8Array[] = [];
+  private attachments: Uint8Array[] | undefined;
   private depth = 0;
+  private busy = false;
+  /** After encode(): what goes after the envelope (attachments), or with -1, the envelope too. */
+  parts: Uint8Array[] | undefined;
+
+  /** `scratch`: where envelopes are written (the endpoint's txBuffer, so sending passes a length). */
+  constructor(private readonly scratch: Buffer = Buffer.allocUnsafe(64 * 1024)) {
+    this.buf = scratch;
+  }
 
   /**
-   * Encodes one message. Returns the parts to hand to the channel: the envelope (a view of a
-   * scratch buffer) followed by the attachments.
+   * Encodes one message. Returns the envelope's length in `scratch`, and `parts` holds the
+   * attachments (undefined when there are none). An envelope too big for `scratch` goes into a
+   * buffer of its own: then the result is -1 and `parts` starts with the envelope.
    */
-  encode(kind: Kind, id: number, name: string | undefined, value: unknown): Uint8Array[] {
+  encode(kind: Kind, id: number, name: string | undefined, value: unknown): number {
+    // Reading a value may run a getter that sends: it must not overwrite the envelope half written.
+    if (this.busy) throw new TypeError('cannot send over the channel while a message is being encoded');
+    this.busy = true;
+    this.buf = this.scratch;
     this.pos = HEADER;
-    this.attachments = [];
+    this.attachments = undefined;
     this.depth = 0;
-    if (name !== undefined) this.string(name);
-    this.value(value);
+    try {
+      if (name !== undefined) this.string(name);
+      this.value(value);
+    } finally {
+      this.busy = false;
+    }
     const b = this.buf;
     b[0] = kind;
     b.writeUInt32LE(id >>> 0, 1);
     b.writeUInt32LE(this.pos - HEADER, 5);
-    const parts: Uint8Array[] = [b.subarray(0, this.pos)];
-    for (const a of this.attachments) parts.push(a);
-    return parts;
-  }
-
-  /** The channel kept the last envelope queued (peer not reading yet): never overwrite it. */
-  retire(): void {
-    this.buf = Buffer.allocUnsafe(this.buf.length);
+    if (b === this.scratch) {
+      this.parts = this.attachments;
+      return this.pos;
+    }
+    // The channel may keep this buffer queued: it is never reused.
+    this.buf = this.scratch;
+    const atts = this.attachments as Uint8Array[] | undefined;
+    this.parts = atts === undefined ? [b.subarray(0, this.pos)] : [b.subarray(0, this.pos), ...atts];
+    return -1;
   }
 
   private ensure(n: number): void {
@@ -162,7 +180,7 @@ export class Encoder {
           this.ensure(5);
           this.buf[this.pos++] = Tag.Attachment;
           this.u32(v.byteLength);
-          this.attachments.push(v);
+          (this.attachments ??= []).push(v);
         } else {
           this.ensure(5 + v.byteLength);
           this.buf[this.pos++] = Tag.Bytes;
@@ -210,15 +228,19 @@ export class Encoder {
   }
 }
 
-/** Decodes one received message. Strings and Bytes are copied out; attachments are views of `msg`. */
-export function decode(msg: Buffer): Decoded {
-  if (msg.length < HEADER) throw new CodecError('message shorter than its header');
+/**
+ * Decodes one received message: the first `length` bytes of `msg`. Strings and Bytes are copied
+ * out; attachments are views of `msg`, unless `reused` says `msg` is scratch memory that the next
+ * message overwrites: then they are copied too.
+ */
+export function decode(msg: Buffer, length: number = msg.length, reused = false): Decoded {
+  if (length < HEADER) throw new CodecError('message shorter than its header');
   const kind = msg[0] as Kind;
   if (kind < Kind.Call || kind > Kind.Cancel) throw new CodecError(`unknown message kind ${kind}`);
   const id = msg.readUInt32LE(1);
   const envLen = msg.readUInt32LE(5);
-  if (envLen > msg.length - HEADER) throw new CodecError('envelope longer than the message');
-  const r = new Reader(msg, HEADER, HEADER + envLen);
+  if (envLen > length - HEADER) throw new CodecError('envelope longer than the message');
+  const r = new Reader(msg, HEADER, HEADER + envLen, length, reused);
   let name = '';
   if (kind === Kind.Call || kind === Kind.Notify) {
     const n = r.value(0);
@@ -227,7 +249,7 @@ export function decode(msg: Buffer): Decoded {
   }
   const value = r.value(0);
   if (r.pos !== r.end) throw new CodecError('trailing bytes in envelope');
-  if (r.attachPos !== msg.length) throw new CodecError('attachments do not add up to the message');
+  if (r.attachPos !== length) throw new CodecError('attachments do not add up to the message');
   return { kind, id, name, value };
 }
 
@@ -237,6 +259,8 @@ class Reader {
     private readonly b: Buffer,
     public pos: number,
     readonly end: number,
+    private readonly length: number,
+    private readonly reused: boolean,
   ) {
     this.attachPos = end;
   }
@@ -301,10 +325,10 @@ class Reader {
       }
       case Tag.Attachment: {
         const n = this.u32();
-        if (n > b.length - this.attachPos) throw new CodecError('attachment runs past the message');
-        const out = b.subarray(this.attachPos, this.attachPos + n);
+        if (n > this.length - this.attachPos) throw new CodecError('attachment runs past the message');
+        const view = b.subarray(this.attachPos, this.attachPos + n);
         this.attachPos += n;
-        return out;
+        return this.reused ? Buffer.from(view) : view;
       }
       case Tag.Array: {
         const n = this.u32();

@@ -30,10 +30,17 @@ export interface RpcOptions {
   /** Default per-call timeout in ms (0: none). */
   timeout?: number;
   /**
-   * After each burst of messages, spin this many microseconds for the next one before sleeping.
-   * Used by the runner (its CPU, its cgroup); the host leaves it 0 so the event loop never spins.
+   * After each message, spin (blocking this thread) up to this many microseconds for the next one
+   * before going back to the event loop. Used by the runner (its CPU, its cgroup); the host leaves
+   * it 0 so its event loop is never blocked.
    */
   spinUs?: number;
+  /**
+   * After a send or a received message, keep the event loop polling the ring (it keeps running
+   * timers and I/O, but does not sleep) up to this many microseconds before sleeping on the
+   * eventfd, so a quick answer costs no wake-up. Shrinks (to an eighth) while answers are slow.
+   */
+  idleSpinUs?: number;
   /** Messages handled per event-loop turn, so a flooding peer cannot starve timers and I/O. */
   budget?: number;
   /** Keep the process alive while the channel is open (the runner). Otherwise only while calls are pending. */
@@ -43,6 +50,31 @@ export interface RpcOptions {
 export interface Violation {
   kind: 'protocol';
   message: string;
+}
+
+/** The `this` of a handler. Its AbortController is made only if the handler looks at `signal`. */
+class Context implements CallContext {
+  private ac: AbortController | undefined;
+  private abortedWith: unknown;
+  private aborted = false;
+  constructor(readonly method: string) {}
+
+  get signal(): AbortSignal {
+    if (this.ac === undefined) {
+      this.ac = new AbortController();
+      if (this.aborted) this.ac.abort(this.abortedWith);
+    }
+    return this.ac.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.ac !== undefined) {
+      this.ac.abort(reason);
+    } else if (!this.aborted) {
+      this.aborted = true;
+      this.abortedWith = reason;
+    }
+  }
 }
 
 interface Pending {
@@ -80,18 +112,16 @@ function abortError(method: string): Error {
  * Events: 'notification' (event, args), 'violation' (Violation), 'close' (ChannelError | undefined).
  */
 export class RpcPeer extends EventEmitter {
-  private readonly enc = new Encoder();
+  private readonly enc: Encoder;
+  private readonly rx: Buffer;
   private readonly pending = new Map<number, Pending>();
-  private readonly running = new Map<number, AbortController>();
+  private readonly running = new Map<number, Context>();
   private readonly handlers = new Map<string, Handler>();
   private readonly backlog: Buffer[] = [];
   private nextId = 1;
   private inflight = 0;
   private closedWith: ChannelError | null = null;
   private readonly timeout: number;
-  private readonly spinMax: number;
-  private spin: number;
-  private readonly budget: number;
   private readonly keepAlive: boolean;
 
   constructor(
@@ -100,11 +130,14 @@ export class RpcPeer extends EventEmitter {
   ) {
     super();
     this.timeout = options.timeout ?? 0;
-    this.spinMax = options.spinUs ?? 0;
-    this.spin = this.spinMax;
-    this.budget = options.budget ?? 256;
     this.keepAlive = options.keepAlive ?? false;
-    ep.start(() => this.onWake());
+    this.enc = new Encoder(ep.txBuffer);
+    this.rx = ep.rxBuffer;
+    ep.start((m, detail) => this.onEvent(m, detail), {
+      spinUs: options.spinUs ?? 0,
+      idleSpinUs: options.idleSpinUs ?? 0,
+      budget: options.budget ?? 256,
+    });
     if (this.keepAlive) ep.ref();
   }
 
@@ -153,23 +186,16 @@ export class RpcPeer extends EventEmitter {
     const timeout = options.timeout ?? (this.timeout || 30000);
     const spinUs = options.spinUs ?? 100;
     const id = this.takeId();
+    const len = this.enc.encode(Kind.Call, id, method, args);
+    let m: number | Buffer | undefined | null;
     const deadline = performance.now() + timeout;
-    let parts = this.enc.encode(Kind.Call, id, method, args);
     try {
-      this.ep.sendBlocking(parts, timeout);
+      // Send, spin for the answer and receive it, in one crossing into native code.
+      m = this.ep.call(len, this.enc.parts, timeout, spinUs);
     } catch (e) {
-      this.enc.retire();
       throw this.nativeError(e);
     }
-    parts = [];
     for (;;) {
-      const left = deadline - performance.now();
-      let m: Buffer | undefined | null;
-      try {
-        m = left > 0 ? this.ep.recvWait(left, spinUs) : undefined;
-      } catch (e) {
-        throw this.nativeError(e);
-      }
       if (m === undefined) {
         this.sendQuiet(Kind.Cancel, id, undefined, undefined);
         throw new CallTimeoutError(method, timeout);
@@ -177,16 +203,23 @@ export class RpcPeer extends EventEmitter {
       if (m === null) throw this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
       let d: Decoded;
       try {
-        d = decode(m);
+        d = typeof m === 'number' ? decode(this.rx, m, true) : decode(m);
       } catch (e) {
         throw this.violation((e as Error).message);
       }
       if (d.id === id && (d.kind === Kind.Result || d.kind === Kind.Error)) {
-        if (this.backlog.length > 0) setImmediate(() => this.onWake());
+        if (this.backlog.length > 0) setImmediate(() => this.drainBacklog());
         if (d.kind === Kind.Result) return d.value;
         throw this.remoteError(method, d.value);
       }
-      this.backlog.push(m);
+      // Not ours (a call or notification from the peer, or a late answer): handled after we return.
+      this.backlog.push(typeof m === 'number' ? Buffer.from(this.rx.subarray(0, m)) : m);
+      const left = deadline - performance.now();
+      try {
+        m = left > 0 ? this.ep.recvWait(left, spinUs) : undefined;
+      } catch (e) {
+        throw this.nativeError(e);
+      }
     }
   }
 
@@ -208,15 +241,13 @@ export class RpcPeer extends EventEmitter {
   }
 
   private write(kind: Kind, id: number, name: string | undefined, value: unknown): void {
-    const parts = this.enc.encode(kind, id, name, value);
-    let sent: boolean;
+    const len = this.enc.encode(kind, id, name, value);
     try {
-      sent = this.ep.send(parts);
+      // A message the ring cannot take yet is queued natively (the envelope copied out of txBuffer).
+      this.ep.send(len, this.enc.parts);
     } catch (e) {
       throw this.nativeError(e);
     }
-    // The native queue now holds the envelope: the encoder must not reuse its scratch buffer.
-    if (!sent) this.enc.retire();
   }
 
   private sendQuiet(kind: Kind, id: number, name: string | undefined, value: unknown): void {
@@ -279,48 +310,35 @@ export class RpcPeer extends EventEmitter {
     return new RemoteError(method, clip(o.name) ?? 'Error', clip(o.message) ?? '', clip(o.stack), clip(o.code));
   }
 
-  private onWake(): void {
-    if (this.closedWith) return;
-    let handled = 0;
-    while (this.backlog.length > 0 && !this.closedWith) {
-      this.dispatch(this.backlog.shift()!);
-      handled++;
-    }
-    const woke = performance.now();
-    for (;;) {
-      if (this.closedWith) return;
-      if (handled >= this.budget) return; // the endpoint re-arms and wakes us on the next turn
-      let m: Buffer | undefined | null;
-      try {
-        m = this.ep.recv();
-        if (m === undefined && this.spin > 0 && this.inflight === 0) {
-          // Runner only: the next call of a busy host usually arrives within microseconds.
-          m = this.ep.recvWait(this.spin / 1000, this.spin);
-          this.spin = m === undefined ? Math.floor(this.spin / 2) : this.spinMax;
-        }
-      } catch (e) {
-        this.nativeError(e);
-        return;
-      }
-      if (m === null) {
-        this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
-        return;
-      }
-      if (m === undefined) break;
-      this.dispatch(m);
-      handled++;
-    }
-    if (handled > 0 || performance.now() - woke < 1) this.spin = this.spinMax;
-    if (!this.ep.peerAlive()) {
-      // Whatever it wrote before dying has been drained above.
-      if (this.ep.recv() === undefined) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
-    }
+  private drainBacklog(): void {
+    while (this.backlog.length > 0 && !this.closedWith) this.dispatch(this.backlog.shift()!);
   }
 
-  private dispatch(m: Buffer): void {
+  /**
+   * From the endpoint, once per message: a length in rxBuffer, a Buffer, null (the peer closed
+   * the channel), -1 (the peer exited; what it wrote before has been delivered) or -2 (the peer
+   * broke the framing; `detail` says how). Returns whether the endpoint may spin for the next
+   * message: not while handlers wait for promises, which need the event loop.
+   */
+  private onEvent(m: number | Buffer | null, detail?: string): boolean {
+    if (this.closedWith) return false;
+    if (this.backlog.length > 0) this.drainBacklog();
+    if (typeof m === 'number') {
+      if (m >= 0) this.dispatch(this.rx, m, true);
+      else if (m === -1) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
+      else this.violation(detail ?? 'malformed frame');
+    } else if (m === null) {
+      this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
+    } else {
+      this.dispatch(m);
+    }
+    return this.inflight === 0;
+  }
+
+  private dispatch(m: Buffer, length = m.length, reused = false): void {
     let d: Decoded;
     try {
-      d = decode(m);
+      d = decode(m, length, reused);
     } catch (e) {
       this.violation(e instanceof CodecError ? e.message : String(e));
       return;
@@ -362,8 +380,7 @@ export class RpcPeer extends EventEmitter {
       this.reply(id, Kind.Error, errorToWire(e));
       return;
     }
-    const ac = new AbortController();
-    const ctx: CallContext = { signal: ac.signal, method };
+    const ctx = new Context(method);
     let r: unknown;
     try {
       r = fn.apply(ctx, args);
@@ -375,7 +392,7 @@ export class RpcPeer extends EventEmitter {
       this.reply(id, Kind.Result, r);
       return;
     }
-    this.running.set(id, ac);
+    this.running.set(id, ctx);
     this.inflight++;
     (r as PromiseLike<unknown>).then(
       (v) => {
