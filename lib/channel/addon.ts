@@ -71,6 +71,8 @@ export interface NativeEndpoint {
 
 interface Addon {
   ChannelEndpoint: new (options: EndpointOptions) => NativeEndpoint;
+  /** The runner's process only: serve large allocations (received messages) from reused heap pages. */
+  reuseLargeAllocations(): boolean;
 }
 
 let addon: Addon | undefined;

@@ -66,7 +66,8 @@ function main(): void {
     process.exit(64);
   }
   delete process.env[ENV_CHANNEL];
-  const { ChannelEndpoint } = loadAddon();
+  const { ChannelEndpoint, reuseLargeAllocations } = loadAddon();
+  reuseLargeAllocations();
   const ep = new ChannelEndpoint({
     side: 'sandbox',
     ringSize: opts.ringSize,
