@@ -10,6 +10,7 @@
 // and receives in one crossing.
 #include <malloc.h>
 #include <napi.h>
+#include <sched.h>
 #include <uv.h>
 #include <time.h>
 
@@ -52,6 +53,28 @@ inline void CpuRelax() {
   asm volatile("yield");
 #endif
 }
+
+// How a waiting thread polls the ring. For the first kBusyNs it spins without a syscall (an answer
+// usually takes a few microseconds); after that it gives up the CPU between polls. When the machine
+// has more runnable threads than cores, the peer we wait for may be queued behind us on this very
+// core, and spinning on would only delay it; sched_yield lets it run (and costs one cheap syscall
+// when nothing else wants the core).
+class Spin {
+ public:
+  static constexpr int64_t kBusyNs = 8 * 1000;
+  Spin() : start_(NowNs()) {}
+  void Reset() { start_ = NowNs(); }
+  void Once() {
+    if (NowNs() - start_ < kBusyNs) {
+      for (int i = 0; i < 4; ++i) CpuRelax();
+    } else {
+      sched_yield();
+    }
+  }
+
+ private:
+  int64_t start_;
+};
 
 // Throws an Error with a stable `code`; lib/channel turns these into ChannelError.
 void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
@@ -307,13 +330,15 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     const int64_t start = NowNs();
     int64_t progress_at = start;
     uint64_t last = ep_->PeerTail();
+    Spin spin;
     for (;;) {
-      for (int i = 0; i < 64; ++i) CpuRelax();
+      spin.Once();
       const uint64_t t = ep_->PeerTail();
       const int64_t now = NowNs();
       if (t != last) {
         last = t;
         progress_at = now;
+        spin.Reset();
         st = ep_->Send(m.spans(), m.count, m.total);
         if (st != FrameEncoder::kPartial) return st;
       }
@@ -393,6 +418,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     int handled = 0;
     int64_t spin_until = 0;
     bool delivered = false;
+    Spin wait;
     while (ep_ && !failed_) {
       Napi::HandleScope scope(env);
       if (!queue_.empty() && !Flush()) {
@@ -401,10 +427,11 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       }
       FrameDecoder::Status st = ep_->Receive(sink_.get());
       if (st == FrameDecoder::kMessage) {
-        const bool spin = Deliver(env, sink_->Take());
+        const bool may_spin = Deliver(env, sink_->Take());
         delivered = true;
         if (++handled >= budget_) break;  // Rearm sees the ring is not empty and wakes us again
-        spin_until = spin && spin_ns_ > 0 ? NowNs() + spin_ns_ : 0;
+        spin_until = may_spin && spin_ns_ > 0 ? NowNs() + spin_ns_ : 0;
+        wait.Reset();
         continue;
       }
       if (st == FrameDecoder::kClosed) {
@@ -430,18 +457,14 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
         if (spin_ns_ > 0 && ep_->assembling()) spin_until = NowNs() + spin_ns_;
         else break;
       }
-      // Spin for the next message; a mid-message ring (a chunked message arriving) counts as one.
-      bool more = false;
-      for (int i = 0; i < 128; ++i) {
-        if (ep_->RxPending() || (!queue_.empty() && ep_->PeerTail() != ep_->LastTail())) {
-          more = true;
-          break;
-        }
-        CpuRelax();
+      // Spin for the next message; the next chunk of one arriving, or room for what we queued,
+      // renews the spin; a stall ends it.
+      if (ep_->RxPending() || (!queue_.empty() && ep_->PeerTail() != ep_->LastTail())) {
+        spin_until = NowNs() + spin_ns_;
+        continue;
       }
-      // Data (a next message, or the next chunk of one) renews the spin; a stall ends it.
-      if (more) spin_until = NowNs() + spin_ns_;
-      else if (NowNs() >= spin_until) break;
+      if (NowNs() >= spin_until) break;
+      wait.Once();
     }
     if (delivered || ep_ == nullptr) StartIdle();
     Rearm();
@@ -478,13 +501,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
 
   // Blocking wait step: spin until `spin_until`, then sleep on the futex in slices so a dead peer is
   // noticed. Returns false when the peer is gone.
-  bool WaitStep(int64_t deadline, int64_t spin_until) {
+  bool WaitStep(int64_t deadline, int64_t spin_until, Spin* spin) {
     int64_t now = NowNs();
     if (now < spin_until) {
-      for (int i = 0; i < 128; ++i) {
-        if (ep_->RxPending()) return true;
-        CpuRelax();
-      }
+      spin->Once();
       return true;
     }
     int64_t slice = deadline - now;
@@ -497,6 +517,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   void FlushBlocking(int64_t deadline, bool* timed_out) {
     int64_t spin_until = NowNs() + kStallNs;
     uint64_t last = ep_->PeerTail();
+    Spin spin;
     for (;;) {
       if (!Flush() || queue_.empty()) return;
       const int64_t now = NowNs();
@@ -508,9 +529,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       if (t != last) {
         last = t;
         spin_until = now + kStallNs;
+        spin.Reset();
       }
       ep_->RequestSpace();
-      if (!WaitStep(deadline, spin_until)) {
+      if (!WaitStep(deadline, spin_until, &spin)) {
         peer_gone_ = true;
         return;
       }
@@ -521,6 +543,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   // message (a length in rxBuffer, or a Buffer), null when the peer closed, undefined on timeout.
   Napi::Value ReceiveBlocking(Napi::Env env, int64_t deadline, int64_t spin_until) {
     uint64_t rx = ep_->RxTail();
+    Spin spin;
     for (;;) {
       if (!queue_.empty() && !Flush()) {
         CheckOpen(env);
@@ -549,8 +572,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       if (ep_->RxTail() != rx) {
         rx = ep_->RxTail();
         if (ep_->assembling() && spin_until < NowNs() + kStallNs) spin_until = NowNs() + kStallNs;
+        spin.Reset();
       }
-      if (!WaitStep(deadline, spin_until)) peer_gone_ = true;  // one more pass drains what it wrote
+      if (ep_->RxPending()) continue;
+      if (!WaitStep(deadline, spin_until, &spin)) peer_gone_ = true;  // one more pass drains what it wrote
     }
   }
 

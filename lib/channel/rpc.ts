@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 
 import { CallTimeoutError, ChannelError, RemoteError } from '../errors';
 import type { NativeEndpoint } from './addon';
-import { CodecError, Encoder, Kind, decode, type Decoded } from './codec';
+import { CodecError, DecoderState, Encoder, Kind, decode, type Decoded } from './codec';
 
 export interface CallContext {
   /** Aborted when the caller cancels the call or its timeout passes. */
@@ -113,6 +113,7 @@ function abortError(method: string): Error {
  */
 export class RpcPeer extends EventEmitter {
   private readonly enc: Encoder;
+  private readonly dec = new DecoderState();
   private readonly rx: Buffer;
   private readonly pending = new Map<number, Pending>();
   private readonly running = new Map<number, Context>();
@@ -195,6 +196,7 @@ export class RpcPeer extends EventEmitter {
     } catch (e) {
       throw this.nativeError(e);
     }
+    this.enc.sent();
     for (;;) {
       if (m === undefined) {
         this.sendQuiet(Kind.Cancel, id, undefined, undefined);
@@ -203,7 +205,7 @@ export class RpcPeer extends EventEmitter {
       if (m === null) throw this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
       let d: Decoded;
       try {
-        d = typeof m === 'number' ? decode(this.rx, m, true) : decode(m);
+        d = typeof m === 'number' ? decode(this.rx, m, true, this.dec) : decode(m, m.length, false, this.dec);
       } catch (e) {
         throw this.violation((e as Error).message);
       }
@@ -248,6 +250,7 @@ export class RpcPeer extends EventEmitter {
     } catch (e) {
       throw this.nativeError(e);
     }
+    this.enc.sent();
   }
 
   private sendQuiet(kind: Kind, id: number, name: string | undefined, value: unknown): void {
@@ -338,7 +341,7 @@ export class RpcPeer extends EventEmitter {
   private dispatch(m: Buffer, length = m.length, reused = false): void {
     let d: Decoded;
     try {
-      d = decode(m, length, reused);
+      d = decode(m, length, reused, this.dec);
     } catch (e) {
       this.violation(e instanceof CodecError ? e.message : String(e));
       return;
