@@ -84,18 +84,33 @@ void ThrowCode(Napi::Env env, const char* code, const std::string& message) {
 }
 
 // Where the decoder puts a message: the private scratch when it is small, else a fresh JS Buffer.
-class RxSink : public channel::MessageSink {
+class RxSink : public channel::ScratchSink {
  public:
-  RxSink(napi_env env, uint8_t* scratch, size_t capacity) : env_(env), scratch_(scratch), capacity_(capacity) {}
-  ~RxSink() override { Abort(); }
+  RxSink(napi_env env, uint8_t* scratch, size_t capacity) : ScratchSink(scratch, capacity), env_(env) {}
+  ~RxSink() override { ReleaseLarge(); }
 
-  uint8_t* Begin(uint64_t total) override {
-    Abort();
-    if (total <= capacity_) {
-      in_scratch_ = true;
-      length_ = static_cast<size_t>(total);
-      return scratch_;
+  // A chunked message outlives the handle scope it was started in: pin its Buffer.
+  void Pin() {
+    if (ref_ == nullptr && current_ != nullptr) napi_create_reference(env_, current_, 1, &ref_);
+  }
+
+  // The complete message: its length in the scratch, or its Buffer.
+  napi_value Take() {
+    napi_value v = current_;
+    if (in_scratch()) {
+      napi_create_uint32(env_, static_cast<uint32_t>(length()), &v);
+      Taken();
+    } else if (ref_ != nullptr) {
+      napi_get_reference_value(env_, ref_, &v);
+      napi_delete_reference(env_, ref_);
+      ref_ = nullptr;
     }
+    current_ = nullptr;
+    return v;
+  }
+
+ protected:
+  uint8_t* AllocateLarge(uint64_t total) override {
     void* data = nullptr;
     if (napi_create_buffer(env_, static_cast<size_t>(total), &data, &current_) != napi_ok) {
       // A failed allocation leaves a RangeError pending; the caller reports a channel error instead.
@@ -107,39 +122,14 @@ class RxSink : public channel::MessageSink {
     return static_cast<uint8_t*>(data);
   }
 
-  void Abort() override {
+  void ReleaseLarge() override {
     if (ref_ != nullptr) napi_delete_reference(env_, ref_);
     ref_ = nullptr;
     current_ = nullptr;
-    in_scratch_ = false;
-  }
-
-  // A chunked message outlives the handle scope it was started in: pin its Buffer.
-  void Pin() {
-    if (ref_ == nullptr && current_ != nullptr) napi_create_reference(env_, current_, 1, &ref_);
-  }
-
-  // The complete message: its length in the scratch, or its Buffer.
-  napi_value Take() {
-    napi_value v = current_;
-    if (in_scratch_) {
-      napi_create_uint32(env_, static_cast<uint32_t>(length_), &v);
-    } else if (ref_ != nullptr) {
-      napi_get_reference_value(env_, ref_, &v);
-      napi_delete_reference(env_, ref_);
-      ref_ = nullptr;
-    }
-    current_ = nullptr;
-    in_scratch_ = false;
-    return v;
   }
 
  private:
   napi_env env_;
-  uint8_t* scratch_;
-  size_t capacity_;
-  bool in_scratch_ = false;
-  size_t length_ = 0;
   napi_value current_ = nullptr;  // valid within the current handle scope
   napi_ref ref_ = nullptr;
 };

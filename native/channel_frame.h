@@ -61,6 +61,45 @@ class MessageSink {
   virtual void Abort() = 0;
 };
 
+// The sink both ends use: a message of up to `capacity` bytes lands in a fixed scratch buffer owned
+// by the caller (no allocation per message; the caller reads it before the next Begin), a larger
+// one in memory from AllocateLarge().
+class ScratchSink : public MessageSink {
+ public:
+  ScratchSink(uint8_t* scratch, size_t capacity) : scratch_(scratch), capacity_(capacity) {}
+
+  uint8_t* Begin(uint64_t total) final {
+    Abort();
+    if (total <= capacity_) {
+      in_scratch_ = true;
+      length_ = static_cast<size_t>(total);
+      return scratch_;
+    }
+    return AllocateLarge(total);
+  }
+  void Abort() final {
+    if (in_scratch_) in_scratch_ = false;
+    else ReleaseLarge();
+  }
+
+  // Whether the last message begun went to the scratch, and its length there.
+  bool in_scratch() const { return in_scratch_; }
+  size_t length() const { return length_; }
+  // The complete message has been taken: forget it (the scratch may be reused).
+  void Taken() { in_scratch_ = false; }
+
+ protected:
+  // Memory for `total` bytes, valid until ReleaseLarge() or the message is taken; nullptr if none.
+  virtual uint8_t* AllocateLarge(uint64_t total) = 0;
+  virtual void ReleaseLarge() = 0;
+
+ private:
+  uint8_t* const scratch_;
+  const size_t capacity_;
+  bool in_scratch_ = false;
+  size_t length_ = 0;
+};
+
 // Consumer side. All state that matters (tail, assembly progress) is private: nothing is read back
 // from the mapping except the producer's `head` and the frame bytes, which are copied out before
 // they are looked at.
