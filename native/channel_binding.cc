@@ -173,8 +173,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
                            InstanceMethod<&ChannelEndpoint::Recv>("recv"),
                            InstanceMethod<&ChannelEndpoint::RecvWait>("recvWait"),
                            InstanceMethod<&ChannelEndpoint::Start>("start"),
-                           InstanceMethod<&ChannelEndpoint::Ref>("ref"),
-                           InstanceMethod<&ChannelEndpoint::Unref>("unref"),
+                           InstanceMethod<&ChannelEndpoint::UpdateRef>("updateRef"),
                            InstanceMethod<&ChannelEndpoint::PeerAlive>("peerAlive"),
                            InstanceMethod<&ChannelEndpoint::ChildFds>("childFds"),
                            InstanceMethod<&ChannelEndpoint::ReleaseChildFds>("releaseChildFds"),
@@ -182,6 +181,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
                            InstanceAccessor<&ChannelEndpoint::Queued>("queued"),
                            InstanceAccessor<&ChannelEndpoint::TxBuffer>("txBuffer"),
                            InstanceAccessor<&ChannelEndpoint::RxBuffer>("rxBuffer"),
+                           InstanceAccessor<&ChannelEndpoint::Holds>("holds"),
                        });
   }
 
@@ -213,6 +213,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     Napi::Buffer<uint8_t> rx = Napi::Buffer<uint8_t>::New(env, kRxScratch);
     tx_ = tx.Data();
     tx_ref_ = Napi::Persistent(tx.As<Napi::Value>());
+    Napi::Int32Array holds = Napi::Int32Array::New(env, 1);
+    holds_ = holds.Data();
+    holds_ref_ = Napi::Persistent(holds.As<Napi::Value>());
     rx_ref_ = Napi::Persistent(rx.As<Napi::Value>());
     sink_.reset(new RxSink(env, rx.Data(), kRxScratch));
   }
@@ -366,7 +369,15 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       self->StopIdle();
       return;
     }
-    const bool space = !self->queue_.empty() && self->ep_->PeerTail() != self->ep_->LastTail();
+    // Poll a little before handing the turn back: one loop iteration (timers, an epoll_wait
+    // syscall, immediates) costs about a microsecond, an answer often arrives within two.
+    bool space = false;
+    const int64_t poll_until = NowNs() + kIdlePollNs;
+    for (;;) {
+      space = !self->queue_.empty() && self->ep_->PeerTail() != self->ep_->LastTail();
+      if (self->ep_->RxPending() || space || NowNs() >= poll_until) break;
+      for (int i = 0; i < 4; ++i) CpuRelax();
+    }
     if (self->ep_->RxPending() || space || (self->peer_gone_ && !self->gone_reported_)) {
       self->idle_window_ns_ = self->idle_max_ns_;
       self->idle_until_ = NowNs() + self->idle_window_ns_;
@@ -378,6 +389,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     self->idle_window_ns_ = self->idle_window_ns_ / 2 > self->idle_max_ns_ / 8 ? self->idle_window_ns_ / 2
                                                                                 : self->idle_max_ns_ / 8;
     self->StopIdle();
+    self->SyncRef();
     self->Rearm();
   }
 
@@ -456,7 +468,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       if (NowNs() >= spin_until) break;
       wait.Once();
     }
-    if (delivered || ep_ == nullptr) StartIdle();
+    SyncRef();
+    if (delivered) StartIdle();
     Rearm();
   }
 
@@ -485,6 +498,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       sent = queue_.empty();
       if (!sent) Rearm();  // announce want_space so the consumer wakes us when it frees room
     }
+    SyncRef();
     StartIdle();
     return Napi::Boolean::New(env, sent);
   }
@@ -676,6 +690,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(idle_));
     }
     started_ = true;
+    SyncRef();
     Rearm();
     return env.Undefined();
   }
@@ -706,6 +721,13 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     }
   }
 
+  // The event loop is kept alive while `holds[0]` (written by JS: pending calls, or 1 for good) is
+  // positive. JS only writes the number; this side applies it whenever it runs anyway (a send, a
+  // delivery, the end of a turn), so a call costs no extra crossing to ref and unref the handles.
+  void SyncRef() {
+    if (holds_ != nullptr) SetRef(*holds_ > 0);
+  }
+
   void SetRef(bool on) {
     if (refed_ == on) return;
     refed_ = on;
@@ -717,12 +739,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     }
   }
 
-  Napi::Value Ref(const Napi::CallbackInfo& info) {
-    SetRef(true);
-    return info.Env().Undefined();
-  }
-  Napi::Value Unref(const Napi::CallbackInfo& info) {
-    SetRef(false);
+  Napi::Value UpdateRef(const Napi::CallbackInfo& info) {
+    SyncRef();
     return info.Env().Undefined();
   }
 
@@ -759,6 +777,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   Napi::Value RxBuffer(const Napi::CallbackInfo& info) {
     return rx_ref_.IsEmpty() ? info.Env().Undefined() : rx_ref_.Value();
   }
+  Napi::Value Holds(const Napi::CallbackInfo& info) {
+    return holds_ref_.IsEmpty() ? info.Env().Undefined() : holds_ref_.Value();
+  }
 
   // Tells the peer (best effort, never blocks) and releases the mapping and every fd.
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -773,6 +794,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     return info.Env().Undefined();
   }
 
+  // Longest one idle callback polls the ring before the loop goes on.
+  static constexpr int64_t kIdlePollNs = 3 * 1000;
   // A consumer that frees no room for this long is not worth waiting for (we queue instead).
   static constexpr int64_t kStallNs = 50 * 1000;
   // Longest an event-loop send waits for room while the consumer keeps draining.
@@ -782,6 +805,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   std::unique_ptr<RxSink> sink_;
   uint8_t* tx_ = nullptr;
   Napi::Reference<Napi::Value> tx_ref_;
+  int32_t* holds_ = nullptr;
+  Napi::Reference<Napi::Value> holds_ref_;
   Napi::Reference<Napi::Value> rx_ref_;
   std::deque<Outgoing> queue_;
   Napi::FunctionReference on_event_;

@@ -113,3 +113,25 @@ t.test('ES module plugins', async (t) => {
 t.test('a plugin that fails to load is an error, not a hang', async (t) => {
   await t.rejects(startRunner(unsandboxedSpawner, { plugin: path.join(helpers, 'does-not-exist.js') }), { code: 'MODULE_NOT_FOUND' });
 });
+
+t.test('pending calls keep the event loop alive, and only they', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const dist = path.join(__dirname, '..', 'lib', 'channel');
+  // A host endpoint nobody answers: the outcome shows whether the loop was kept alive.
+  const run = (body: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { RpcPeer } = require(${JSON.stringify(path.join(dist, 'rpc'))});
+         const { loadAddon } = require(${JSON.stringify(path.join(dist, 'addon'))});
+         const rpc = new RpcPeer(new (loadAddon().ChannelEndpoint)({ ringSize: 4096 }), { idleSpinUs: 100 });
+         setTimeout(() => { process.stdout.write('alive'); process.exit(0); }, 300).unref();
+         ${body}`,
+      ],
+      { encoding: 'utf8', timeout: 10000 },
+    ).stdout;
+  t.equal(run(''), '', 'no call: the process ends');
+  t.equal(run(`rpc.call('x').catch(() => {});`), 'alive', 'a pending call keeps it running');
+  t.equal(run(`rpc.call('x', [], { timeout: 50 }).catch(() => process.stdout.write('timeout '));`), 'timeout ', 'once it timed out, the process ends');
+});

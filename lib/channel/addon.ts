@@ -59,8 +59,12 @@ export interface NativeEndpoint {
    * the endpoint may spin for the next message.
    */
   start(onEvent: (m: Received | null, detail?: string) => boolean, options?: StartOptions): void;
-  ref(): void;
-  unref(): void;
+  /**
+   * holds[0] > 0 keeps the event loop alive (pending calls, or a runner that lives for its channel).
+   * Write it; the endpoint applies it on its next send or delivery, or at once with updateRef().
+   */
+  readonly holds: Int32Array;
+  updateRef(): void;
   peerAlive(): boolean;
   childFds(): ChildFds;
   /** Closes the host's copies of the fds only the sandbox needs (after spawning it). */

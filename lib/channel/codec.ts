@@ -11,7 +11,7 @@
  *
  * Method and event names are sent once per channel and direction: the first message using a name
  * defines a small number for it (NameDef), later ones send the number (NameRef). Up to MAX_NAMES
- * names per direction; past that, names travel as strings.
+ * names of up to 256 characters per direction; past that, names travel as strings.
  *
  * The decoder reads hostile input: every length is bounded by the message, nesting is bounded,
  * name numbers must be defined before use and never change, and any inconsistency throws a
@@ -48,8 +48,9 @@ const enum Tag {
 
 /** Buffers at least this big are sent by reference (gathered into the ring) instead of copied into the envelope. */
 const ATTACH_MIN = 4096;
-/** Names one direction of a channel may define. */
+/** Names one direction of a channel may define, and their longest UTF-8 form: the receiver keeps them. */
 export const MAX_NAMES = 1024;
+const MAX_NAME_BYTES = 1024;
 /** Strings up to this long are written by a JS loop when ASCII (cheaper than a call into C++). */
 const SHORT_STRING = 32;
 /** Buffer's own (untyped) UTF-8 methods skip the encoding-name dispatch of write()/toString(). */
@@ -141,7 +142,7 @@ export class Encoder {
   private name(s: string): void {
     let v = this.names.get(s);
     if (v === undefined) {
-      if (this.names.size >= MAX_NAMES) {
+      if (this.names.size >= MAX_NAMES || s.length > MAX_NAME_BYTES / 4) {
         this.string(s);
         return;
       }
@@ -393,6 +394,8 @@ class Reader {
     }
     this.need(1);
     if (this.b[this.pos++] !== Tag.String) throw new CodecError('name definition without a string');
+    this.need(4);
+    if (readU32(this.b, this.pos) > MAX_NAME_BYTES) throw new CodecError('defined name too long');
     const s = this.string();
     if (known === undefined) state.names[n] = s;
     else if (known !== s) throw new CodecError('name number redefined');

@@ -124,6 +124,8 @@ export class RpcPeer extends EventEmitter {
   private closedWith: ChannelError | null = null;
   private readonly timeout: number;
   private readonly keepAlive: boolean;
+  /** holds[0] > 0 keeps the event loop alive (the endpoint applies it when it next runs). */
+  private readonly holds: Int32Array;
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -139,7 +141,9 @@ export class RpcPeer extends EventEmitter {
       idleSpinUs: options.idleSpinUs ?? 0,
       budget: options.budget ?? 256,
     });
-    if (this.keepAlive) ep.ref();
+    this.holds = ep.holds;
+    this.holds[0] = this.keepAlive ? 1 : 0;
+    ep.updateRef();
   }
 
   get closed(): boolean {
@@ -167,7 +171,8 @@ export class RpcPeer extends EventEmitter {
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
-      if (this.pending.size === 1) this.ep.ref();
+      // Applied by the send below, in the same crossing.
+      this.holds[0] = this.pending.size + (this.keepAlive ? 1 : 0);
       try {
         this.write(Kind.Call, id, method, args);
       } catch (e) {
@@ -297,7 +302,7 @@ export class RpcPeer extends EventEmitter {
     this.pending.delete(id);
     if (p.timer) clearTimeout(p.timer);
     if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
-    if (this.pending.size === 0 && !this.closedWith && !this.keepAlive) this.ep.unref();
+    this.holds[0] = this.pending.size + (this.keepAlive ? 1 : 0);
     return p;
   }
 
