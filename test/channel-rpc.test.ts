@@ -82,6 +82,21 @@ t.test('timeouts and cancellation', async (t) => {
   t.equal(await p.call('add', 2, 2), 4, 'late answers are dropped');
 });
 
+t.test('the default timeout expires calls in order, among many quick ones', async (t) => {
+  const p = await start(t, { timeout: 200 });
+  const t0 = Date.now();
+  const first = p.call('hang').catch((e: unknown) => [e, Date.now() - t0]);
+  for (let i = 0; i < 2000; i++) await p.call('add', i, 1);
+  const second = p.call('hang').catch((e: unknown) => [e, Date.now() - t0]);
+  const [e1, ms1] = (await first) as [unknown, number];
+  t.ok(e1 instanceof CallTimeoutError);
+  t.match(e1, { code: 'ERR_CALL_TIMEOUT', method: 'hang', timeout: 200 });
+  t.ok(ms1 >= 195 && ms1 < 1500, `the first expired after its timeout (${ms1} ms)`);
+  const [e2] = (await second) as [unknown, number];
+  t.ok(e2 instanceof CallTimeoutError, 'the second too');
+  t.equal(await p.call('add', 1, 1), 2);
+});
+
 t.test('peer death rejects every pending call', async (t) => {
   const p = await start(t);
   const pending = [p.call('hang'), p.call('hang'), p.call('dieLater', 3)];

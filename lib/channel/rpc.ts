@@ -126,6 +126,15 @@ export class RpcPeer extends EventEmitter {
   private readonly keepAlive: boolean;
   /** holds[0] > 0 keeps the event loop alive (the endpoint applies it when it next runs). */
   private readonly holds: Int32Array;
+  /**
+   * Calls with the default timeout expire in the order they were made: their deadlines wait in a
+   * FIFO watched by one timer, instead of a timer each (setTimeout + clearTimeout cost about as
+   * much as the rest of a call). Entries of settled calls are dropped lazily.
+   */
+  private dueIds: number[] = [];
+  private dueAt: number[] = [];
+  private dueHead = 0;
+  private dueTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -164,13 +173,16 @@ export class RpcPeer extends EventEmitter {
     return new Promise((resolve, reject) => {
       const p: Pending = { method, resolve, reject };
       const timeout = options.timeout ?? this.timeout;
-      if (timeout > 0) p.timer = setTimeout(() => this.giveUp(id, new CallTimeoutError(method, timeout)), timeout);
+      if (timeout > 0 && timeout !== this.timeout) {
+        p.timer = setTimeout(() => this.giveUp(id, new CallTimeoutError(method, timeout)), timeout);
+      }
       if (signal) {
         p.signal = signal;
         p.onAbort = () => this.giveUp(id, abortError(method));
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
+      if (timeout > 0 && timeout === this.timeout) this.expireLater(id);
       // Applied by the send below, in the same crossing.
       this.holds[0] = this.pending.size + (this.keepAlive ? 1 : 0);
       try {
@@ -239,6 +251,57 @@ export class RpcPeer extends EventEmitter {
   /** Closes the channel: every pending call is rejected with `reason` (ERR_CHANNEL_CLOSED by default). */
   close(reason?: ChannelError): void {
     this.fail(reason ?? new ChannelError('ERR_CHANNEL_CLOSED', 'the channel was closed', 'closed'));
+  }
+
+  private expireLater(id: number): void {
+    const ids = this.dueIds;
+    while (this.dueHead < ids.length && !this.pending.has(ids[this.dueHead])) this.dueHead++;
+    if (this.dueHead === ids.length) {
+      ids.length = 0;
+      this.dueAt.length = 0;
+      this.dueHead = 0;
+    } else if (ids.length - this.dueHead > 2 * this.pending.size + 64) {
+      // A long call at the head keeps many settled ones behind it: keep only the pending.
+      const keepIds: number[] = [];
+      const keepAt: number[] = [];
+      for (let i = this.dueHead; i < ids.length; i++) {
+        if (this.pending.has(ids[i])) {
+          keepIds.push(ids[i]);
+          keepAt.push(this.dueAt[i]);
+        }
+      }
+      this.dueIds = keepIds;
+      this.dueAt = keepAt;
+      this.dueHead = 0;
+    }
+    this.dueIds.push(id);
+    this.dueAt.push(performance.now() + this.timeout);
+    if (this.dueTimer === undefined) this.armDue();
+  }
+
+  private armDue(): void {
+    const delay = Math.max(0, this.dueAt[this.dueHead] - performance.now());
+    // Unreferenced: the pending calls themselves keep the loop alive.
+    this.dueTimer = setTimeout(() => this.onDue(), Math.ceil(delay));
+    this.dueTimer.unref();
+  }
+
+  private onDue(): void {
+    this.dueTimer = undefined;
+    const now = performance.now();
+    while (this.dueHead < this.dueIds.length) {
+      const id = this.dueIds[this.dueHead];
+      const p = this.pending.get(id);
+      if (p !== undefined && this.dueAt[this.dueHead] > now) {
+        this.armDue();
+        return;
+      }
+      this.dueHead++;
+      if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, this.timeout));
+    }
+    this.dueIds = [];
+    this.dueAt = [];
+    this.dueHead = 0;
   }
 
   private takeId(): number {
