@@ -35,6 +35,11 @@ constexpr size_t kTxScratch = 64 * 1024;
 constexpr size_t kRxScratch = 16 * 1024;
 constexpr size_t kInlineSpans = 8;
 
+// `state`, an Int32Array JS writes and this side reads (lib/channel/addon.ts says the same).
+constexpr size_t kStateHold = 0;  // > 0: keep the event loop alive (pending calls; a runner)
+constexpr size_t kStateBusy = 1;  // handlers waiting on promises: do not spin, they need the loop
+constexpr size_t kStateSize = 2;
+
 // What onEvent receives besides messages (a number >= 0: bytes in rxBuffer; a Buffer; null: the
 // peer closed the channel).
 constexpr int kEventPeerExited = -1;
@@ -181,7 +186,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
                            InstanceAccessor<&ChannelEndpoint::Queued>("queued"),
                            InstanceAccessor<&ChannelEndpoint::TxBuffer>("txBuffer"),
                            InstanceAccessor<&ChannelEndpoint::RxBuffer>("rxBuffer"),
-                           InstanceAccessor<&ChannelEndpoint::Holds>("holds"),
+                           InstanceAccessor<&ChannelEndpoint::State>("state"),
                        });
   }
 
@@ -213,9 +218,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     Napi::Buffer<uint8_t> rx = Napi::Buffer<uint8_t>::New(env, kRxScratch);
     tx_ = tx.Data();
     tx_ref_ = Napi::Persistent(tx.As<Napi::Value>());
-    Napi::Int32Array holds = Napi::Int32Array::New(env, 1);
-    holds_ = holds.Data();
-    holds_ref_ = Napi::Persistent(holds.As<Napi::Value>());
+    Napi::Int32Array state = Napi::Int32Array::New(env, kStateSize);
+    state_ = state.Data();
+    state_ref_ = Napi::Persistent(state.As<Napi::Value>());
     rx_ref_ = Napi::Persistent(rx.As<Napi::Value>());
     sink_.reset(new RxSink(env, rx.Data(), kRxScratch));
   }
@@ -393,10 +398,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     self->Rearm();
   }
 
-  // Calls onEvent(arg); returns what it returned as a boolean (true: the peer may be polled for
-  // the next message by spinning). A throw becomes an uncaught exception, as from any callback.
-  bool Deliver(Napi::Env env, napi_value arg, napi_value extra = nullptr) {
-    if (on_event_.IsEmpty()) return false;
+  // Calls onEvent(arg) (microtasks run after it). A throw becomes an uncaught exception, as from
+  // any callback.
+  void Deliver(Napi::Env env, napi_value arg, napi_value extra = nullptr) {
+    if (on_event_.IsEmpty()) return;
     napi_value args[2] = {arg, extra != nullptr ? extra : env.Undefined()};
     napi_value result = nullptr;
     napi_status s = napi_make_callback(env, static_cast<napi_async_context>(*async_context_), Value(),
@@ -405,11 +410,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       napi_value err;
       napi_get_and_clear_last_exception(env, &err);
       napi_fatal_exception(env, err);
-      return false;
     }
-    bool spin = false;
-    if (result != nullptr) napi_get_value_bool(env, result, &spin);
-    return spin;
   }
 
   // Delivers what the ring holds, one message per onEvent. Between messages it may spin for the
@@ -429,10 +430,14 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       }
       FrameDecoder::Status st = ep_->Receive(sink_.get());
       if (st == FrameDecoder::kMessage) {
-        const bool may_spin = Deliver(env, sink_->Take());
+        Deliver(env, sink_->Take());
         delivered = true;
         if (++handled >= budget_) break;  // Rearm sees the ring is not empty and wakes us again
-        spin_until = may_spin && spin_ns_ > 0 ? NowNs() + spin_ns_ : 0;
+        // Read after the callback's microtasks ran: a handler that returned a promise which has
+        // settled meanwhile (an async function that did not wait for I/O) is done; one still
+        // waiting needs the event loop, so no spinning then.
+        const bool busy = state_ != nullptr && state_[kStateBusy] > 0;
+        spin_until = !busy && spin_ns_ > 0 ? NowNs() + spin_ns_ : 0;
         wait.Reset();
         continue;
       }
@@ -721,11 +726,11 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     }
   }
 
-  // The event loop is kept alive while `holds[0]` (written by JS: pending calls, or 1 for good) is
-  // positive. JS only writes the number; this side applies it whenever it runs anyway (a send, a
-  // delivery, the end of a turn), so a call costs no extra crossing to ref and unref the handles.
+  // The event loop is kept alive while state[kStateHold] (written by JS: pending calls, or 1 for
+  // good) is positive. JS only writes the number; this side applies it whenever it runs anyway (a
+  // send, a delivery, the end of a turn), so a call costs no extra crossing to ref and unref.
   void SyncRef() {
-    if (holds_ != nullptr) SetRef(*holds_ > 0);
+    if (state_ != nullptr) SetRef(state_[kStateHold] > 0);
   }
 
   void SetRef(bool on) {
@@ -777,8 +782,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   Napi::Value RxBuffer(const Napi::CallbackInfo& info) {
     return rx_ref_.IsEmpty() ? info.Env().Undefined() : rx_ref_.Value();
   }
-  Napi::Value Holds(const Napi::CallbackInfo& info) {
-    return holds_ref_.IsEmpty() ? info.Env().Undefined() : holds_ref_.Value();
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    return state_ref_.IsEmpty() ? info.Env().Undefined() : state_ref_.Value();
   }
 
   // Tells the peer (best effort, never blocks) and releases the mapping and every fd.
@@ -805,8 +810,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   std::unique_ptr<RxSink> sink_;
   uint8_t* tx_ = nullptr;
   Napi::Reference<Napi::Value> tx_ref_;
-  int32_t* holds_ = nullptr;
-  Napi::Reference<Napi::Value> holds_ref_;
+  int32_t* state_ = nullptr;
+  Napi::Reference<Napi::Value> state_ref_;
   Napi::Reference<Napi::Value> rx_ref_;
   std::deque<Outgoing> queue_;
   Napi::FunctionReference on_event_;

@@ -34,6 +34,9 @@ export interface StartOptions {
   budget?: number;
 }
 
+export const STATE_HOLD = 0;
+export const STATE_BUSY = 1;
+
 export interface NativeEndpoint {
   /** Scratch the envelope of the next message is written into (see send's envLen). */
   readonly txBuffer: Buffer;
@@ -55,15 +58,16 @@ export interface NativeEndpoint {
   recvWait(timeoutMs: number, spinUs: number): Received | undefined | null;
   /**
    * Starts delivering from the event loop: onEvent(message), onEvent(null) when the peer closed,
-   * onEvent(-1) when it exited, onEvent(-2, why) when it broke the framing. onEvent returns whether
-   * the endpoint may spin for the next message.
+   * onEvent(-1) when it exited, onEvent(-2, why) when it broke the framing.
    */
-  start(onEvent: (m: Received | null, detail?: string) => boolean, options?: StartOptions): void;
+  start(onEvent: (m: Received | null, detail?: string) => void, options?: StartOptions): void;
   /**
-   * holds[0] > 0 keeps the event loop alive (pending calls, or a runner that lives for its channel).
-   * Write it; the endpoint applies it on its next send or delivery, or at once with updateRef().
+   * Written by JS, read by the endpoint when it next runs (no crossing needed):
+   * state[STATE_HOLD] > 0 keeps the event loop alive (pending calls, or a runner that lives for its
+   * channel; updateRef() applies it at once); state[STATE_BUSY] > 0 says handlers wait on
+   * promises, which need the event loop, so the endpoint does not spin for the next message.
    */
-  readonly holds: Int32Array;
+  readonly state: Int32Array;
   updateRef(): void;
   peerAlive(): boolean;
   childFds(): ChildFds;

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 
 import { CallTimeoutError, ChannelError, RemoteError } from '../errors';
-import type { NativeEndpoint } from './addon';
+import { STATE_BUSY, STATE_HOLD, type NativeEndpoint } from './addon';
 import { CodecError, DecoderState, Encoder, Kind, decode, type Decoded } from './codec';
 
 export interface CallContext {
@@ -120,12 +120,11 @@ export class RpcPeer extends EventEmitter {
   private readonly handlers = new Map<string, Handler>();
   private readonly backlog: Buffer[] = [];
   private nextId = 1;
-  private inflight = 0;
   private closedWith: ChannelError | null = null;
   private readonly timeout: number;
   private readonly keepAlive: boolean;
-  /** holds[0] > 0 keeps the event loop alive (the endpoint applies it when it next runs). */
-  private readonly holds: Int32Array;
+  /** Read by the endpoint: see NativeEndpoint.state. */
+  private readonly state: Int32Array;
   /**
    * Calls with the default timeout expire in the order they were made: their deadlines wait in a
    * FIFO watched by one timer, instead of a timer each (setTimeout + clearTimeout cost about as
@@ -150,8 +149,8 @@ export class RpcPeer extends EventEmitter {
       idleSpinUs: options.idleSpinUs ?? 0,
       budget: options.budget ?? 256,
     });
-    this.holds = ep.holds;
-    this.holds[0] = this.keepAlive ? 1 : 0;
+    this.state = ep.state;
+    this.state[STATE_HOLD] = this.keepAlive ? 1 : 0;
     ep.updateRef();
   }
 
@@ -184,7 +183,7 @@ export class RpcPeer extends EventEmitter {
       this.pending.set(id, p);
       if (timeout > 0 && timeout === this.timeout) this.expireLater(id);
       // Applied by the send below, in the same crossing.
-      this.holds[0] = this.pending.size + (this.keepAlive ? 1 : 0);
+      this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
       try {
         this.write(Kind.Call, id, method, args);
       } catch (e) {
@@ -365,7 +364,7 @@ export class RpcPeer extends EventEmitter {
     this.pending.delete(id);
     if (p.timer) clearTimeout(p.timer);
     if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
-    this.holds[0] = this.pending.size + (this.keepAlive ? 1 : 0);
+    this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
     return p;
   }
 
@@ -388,11 +387,10 @@ export class RpcPeer extends EventEmitter {
   /**
    * From the endpoint, once per message: a length in rxBuffer, a Buffer, null (the peer closed
    * the channel), -1 (the peer exited; what it wrote before has been delivered) or -2 (the peer
-   * broke the framing; `detail` says how). Returns whether the endpoint may spin for the next
-   * message: not while handlers wait for promises, which need the event loop.
+   * broke the framing; `detail` says how).
    */
-  private onEvent(m: number | Buffer | null, detail?: string): boolean {
-    if (this.closedWith) return false;
+  private onEvent(m: number | Buffer | null, detail?: string): void {
+    if (this.closedWith) return;
     if (this.backlog.length > 0) this.drainBacklog();
     if (typeof m === 'number') {
       if (m >= 0) this.dispatch(this.rx, m, true);
@@ -403,7 +401,6 @@ export class RpcPeer extends EventEmitter {
     } else {
       this.dispatch(m);
     }
-    return this.inflight === 0;
   }
 
   private dispatch(m: Buffer, length = m.length, reused = false): void {
@@ -464,14 +461,14 @@ export class RpcPeer extends EventEmitter {
       return;
     }
     this.running.set(id, ctx);
-    this.inflight++;
+    this.state[STATE_BUSY]++;
     (r as PromiseLike<unknown>).then(
       (v) => {
-        this.inflight--;
+        this.state[STATE_BUSY]--;
         if (this.running.delete(id)) this.reply(id, Kind.Result, v);
       },
       (e) => {
-        this.inflight--;
+        this.state[STATE_BUSY]--;
         if (this.running.delete(id)) this.reply(id, Kind.Error, errorToWire(e));
       },
     );
