@@ -356,8 +356,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   void StartIdle() {
     if (!started_ || idle_window_ns_ <= 0 || idle_ == nullptr || !ep_ || failed_) return;
     idle_until_ = NowNs() + idle_window_ns_;
+    idle_spin_.Reset();
     if (idle_active_) return;
     idle_active_ = true;
+    ++idlers_;
     ep_->MarkAwake();
     uv_idle_start(idle_, OnIdle);
   }
@@ -365,6 +367,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   void StopIdle() {
     if (!idle_active_) return;
     idle_active_ = false;
+    --idlers_;
     uv_idle_stop(idle_);
   }
 
@@ -375,9 +378,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       return;
     }
     // Poll a little before handing the turn back: one loop iteration (timers, an epoll_wait
-    // syscall, immediates) costs about a microsecond, an answer often arrives within two.
+    // syscall, immediates) costs about a microsecond, an answer often arrives within two. Only
+    // when this is the one channel of the thread polling: with many, the turns add up.
     bool space = false;
-    const int64_t poll_until = NowNs() + kIdlePollNs;
+    const int64_t poll_until = idlers_ == 1 ? NowNs() + kIdlePollNs : 0;
     for (;;) {
       space = !self->queue_.empty() && self->ep_->PeerTail() != self->ep_->LastTail();
       if (self->ep_->RxPending() || space || NowNs() >= poll_until) break;
@@ -386,10 +390,20 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     if (self->ep_->RxPending() || space || (self->peer_gone_ && !self->gone_reported_)) {
       self->idle_window_ns_ = self->idle_max_ns_;
       self->idle_until_ = NowNs() + self->idle_window_ns_;
+      self->idle_spin_.Reset();
       self->Serve();
       return;
     }
-    if (NowNs() < self->idle_until_) return;
+    const int64_t now = NowNs();
+    if (now < self->idle_until_) {
+      // Past the first microseconds, let a peer queued on this core run (see Spin); once per
+      // loop turn, however many channels poll.
+      if (now - last_yield_ > kIdlePollNs) {
+        self->idle_spin_.Once();
+        last_yield_ = NowNs();
+      }
+      return;
+    }
     // Nothing came: poll for less next time (down to an eighth), so a slow peer costs little.
     self->idle_window_ns_ = self->idle_window_ns_ / 2 > self->idle_max_ns_ / 8 ? self->idle_window_ns_ / 2
                                                                                 : self->idle_max_ns_ / 8;
@@ -823,6 +837,11 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   int64_t idle_max_ns_ = 0;
   int64_t idle_window_ns_ = 0;
   int64_t idle_until_ = 0;
+  Spin idle_spin_;
+  // Channels of this thread's event loop polling through their idle handle, and when one of them
+  // last gave the CPU away.
+  static thread_local int idlers_;
+  static thread_local int64_t last_yield_;
   int64_t spin_ns_ = 0;
   int budget_ = 256;
   bool started_ = false;
@@ -832,6 +851,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   bool gone_reported_ = false;
   std::string protocol_error_;
 };
+
+thread_local int ChannelEndpoint::idlers_ = 0;
+thread_local int64_t ChannelEndpoint::last_yield_ = 0;
 
 // For the runner, whose process exists to receive messages: glibc serves allocations from 128 KiB
 // up with a fresh mmap until it has seen one freed, so each large message (a 1 MiB Buffer) paid a
