@@ -66,6 +66,22 @@ t.test('large payloads stream through a small ring', async (t) => {
   t.equal(await p.call('add', 1, 1), 2);
 });
 
+t.test('every size crosses intact: whole or chunked, into scratch or a Buffer of its own', async (t) => {
+  for (const ringSize of [4096, 64 * 1024]) {
+    const p = await start(t, { ringSize });
+    for (const n of [0, 1, 100, 2031, 2032, 2033, 4095, 4096, 5000, 16383, 16384, 16385, 70000]) {
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) b[i] = (i * 7 + n) & 0xff;
+      const s = 'é'.repeat(n >> 1);
+      t.ok(((await p.call('echo', b)) as Buffer).equals(b), `ring ${ringSize}: ${n} bytes, async`);
+      t.ok((p.callSync('echo', b) as Buffer).equals(b), `ring ${ringSize}: ${n} bytes, sync`);
+      t.equal(await p.call('echo', s), s, `ring ${ringSize}: a string of ${s.length} characters`);
+    }
+    const all = await Promise.all([100, 5000, 20000, 3].map((n) => p.call('make', n)));
+    t.same(all.map((b) => (b as Buffer).length), [100, 5000, 20000, 3], 'concurrent answers of mixed sizes');
+  }
+});
+
 t.test('timeouts and cancellation', async (t) => {
   const p = await start(t, { timeout: 1000 });
   const e = await p.callWith({ timeout: 100 }, 'hang').catch((x: unknown) => x);
