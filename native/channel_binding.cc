@@ -280,7 +280,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     return true;
   }
 
-  // Queues a message the ring did not take (whole: nothing of it was written yet).
+  // Queues a message the ring did not take, or took only the first chunks of (the encoder knows how
+  // many bytes went out and goes on from there with the same bytes).
   void Enqueue(const Napi::CallbackInfo& info, const Message& m) {
     Outgoing o;
     const Span* s = m.spans();
