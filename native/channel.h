@@ -41,8 +41,9 @@ struct alignas(64) SharedPosition {
 
 struct alignas(64) WakeWord {
   std::atomic<uint32_t> sleep;       // SleepState, written by the owner, claimed by the waker
-  std::atomic<uint32_t> seq;         // futex word, bumped by the peer after every publish
+  std::atomic<uint32_t> seq;         // futex word, bumped by the peer to wake a futex sleeper
   std::atomic<uint32_t> want_space;  // the owner's send is blocked on a full ring
+  std::atomic<uint32_t> cpu;         // 1 + the CPU the owner last started waiting on (0: unknown)
 };
 
 struct SharedControl {
@@ -140,6 +141,11 @@ class Endpoint {
   // progress; Send checks it), and the last one Send accepted.
   uint64_t PeerTail() const { return ctl()->tail[side_].value.load(std::memory_order_acquire); }
   uint64_t LastTail() const { return encoder_.last_tail(); }
+  // Where each side waits, for the spin policy only: a peer that last ran on the CPU we run on is
+  // not running now, and spinning for it is wasted. The peer's value is untrusted; a wrong one
+  // costs only that policy.
+  void PublishCpu(int cpu) { ctl()->wake[side_].cpu.store(static_cast<uint32_t>(cpu + 1), std::memory_order_relaxed); }
+  int PeerCpu() const { return static_cast<int>(ctl()->wake[1 - side_].cpu.load(std::memory_order_relaxed)) - 1; }
 
   // Waiting. The owner is kAwake while it runs; these move it to a sleep state and back.
   // Sleeps on the futex until woken or `timeout_ns` passes. Returns after at most that long.
