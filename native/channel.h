@@ -2,10 +2,12 @@
 // single-consumer rings (ring 0: host → sandbox, ring 1: sandbox → host).
 //
 // Wake-ups: a side that is about to sleep says how in its WakeWord (futex or eventfd) and re-checks
-// the ring; the peer publishes, bumps `seq` and looks at `sleep` (a Dekker pair, both seq_cst), so
-// a wake-up is never lost. Blocking waits (callSync) sleep on the futex; the event loop sleeps on
-// its eventfd under uv_poll. Nobody is woken while it is awake and spinning, so a busy pair makes no
-// syscalls at all.
+// the ring; the peer publishes, then looks at `sleep` (a Dekker pair, both seq_cst) and wakes it
+// (bumping `seq` first for a futex sleeper), so a wake-up is never lost. Blocking waits (callSync)
+// sleep on the futex; the event loop sleeps on its eventfd under uv_poll. Nobody is woken while it
+// is awake: spinning, or (the host) polling the ring from its event loop, so a busy pair makes no
+// syscalls at all. Each side also notes the CPU it waits on, so the other does not spin for a peer
+// that cannot be running.
 //
 // Trust: the host treats every byte of the mapping as hostile. It keeps its own positions privately
 // and only writes them out, reads the sandbox's positions once per step and bounds them, and
