@@ -81,6 +81,8 @@ interface Addon {
   ChannelEndpoint: new (options: EndpointOptions) => NativeEndpoint;
   /** The runner's process only: serve large allocations (received messages) from reused heap pages. */
   reuseLargeAllocations(): boolean;
+  /** Stacks a seccomp program (compileSeccomp(policy, { stacked: true })) on every thread of this process. */
+  restrictSelf(program: Buffer): void;
 }
 
 let addon: Addon | undefined;

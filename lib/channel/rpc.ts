@@ -81,9 +81,16 @@ interface Pending {
   method: string;
   resolve(v: unknown): void;
   reject(e: unknown): void;
-  timer?: NodeJS.Timeout;
   signal?: AbortSignal;
   onAbort?: () => void;
+}
+
+/** Deadlines of the calls made with one timeout, oldest first (see RpcPeer.expiries). */
+interface Expiry {
+  ids: number[];
+  at: number[];
+  head: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 const MAX_ERROR_TEXT = 16 * 1024;
@@ -121,19 +128,16 @@ export class RpcPeer extends EventEmitter {
   private readonly backlog: Buffer[] = [];
   private nextId = 1;
   private closedWith: ChannelError | null = null;
-  private readonly timeout: number;
+  private timeout: number;
   private readonly keepAlive: boolean;
   /** Read by the endpoint: see NativeEndpoint.state. */
   private readonly state: Int32Array;
   /**
-   * Calls with the default timeout expire in the order they were made: their deadlines wait in a
-   * FIFO watched by one timer, instead of a timer each (setTimeout + clearTimeout cost about as
-   * much as the rest of a call). Entries of settled calls are dropped lazily.
+   * Calls with the same timeout expire in the order they were made: their deadlines wait in one
+   * FIFO per timeout, watched by one timer, instead of a timer each (setTimeout + clearTimeout cost
+   * about as much as the rest of a call). Entries of settled calls are dropped lazily.
    */
-  private dueIds: number[] = [];
-  private dueAt: number[] = [];
-  private dueHead = 0;
-  private dueTimer: NodeJS.Timeout | undefined;
+  private readonly expiries = new Map<number, Expiry>();
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -154,6 +158,12 @@ export class RpcPeer extends EventEmitter {
     ep.updateRef();
   }
 
+  /** Changes the default per-call timeout (ms, 0: none) for calls made from now on. */
+  setDefaultTimeout(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError('timeout must be a number of ms ≥ 0');
+    this.timeout = ms;
+  }
+
   get closed(): boolean {
     return this.closedWith !== null;
   }
@@ -172,16 +182,13 @@ export class RpcPeer extends EventEmitter {
     return new Promise((resolve, reject) => {
       const p: Pending = { method, resolve, reject };
       const timeout = options.timeout ?? this.timeout;
-      if (timeout > 0 && timeout !== this.timeout) {
-        p.timer = setTimeout(() => this.giveUp(id, new CallTimeoutError(method, timeout)), timeout);
-      }
       if (signal) {
         p.signal = signal;
         p.onAbort = () => this.giveUp(id, abortError(method));
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
-      if (timeout > 0 && timeout === this.timeout) this.expireLater(id);
+      if (timeout > 0) this.expireLater(id, timeout);
       // Applied by the send below, in the same crossing.
       this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
       try {
@@ -252,55 +259,57 @@ export class RpcPeer extends EventEmitter {
     this.fail(reason ?? new ChannelError('ERR_CHANNEL_CLOSED', 'the channel was closed', 'closed'));
   }
 
-  private expireLater(id: number): void {
-    const ids = this.dueIds;
-    while (this.dueHead < ids.length && !this.pending.has(ids[this.dueHead])) this.dueHead++;
-    if (this.dueHead === ids.length) {
-      ids.length = 0;
-      this.dueAt.length = 0;
-      this.dueHead = 0;
-    } else if (ids.length - this.dueHead > 2 * this.pending.size + 64) {
+  private expireLater(id: number, timeout: number): void {
+    let q = this.expiries.get(timeout);
+    if (q === undefined) {
+      q = { ids: [], at: [], head: 0, timer: undefined };
+      this.expiries.set(timeout, q);
+    }
+    while (q.head < q.ids.length && !this.pending.has(q.ids[q.head])) q.head++;
+    if (q.head === q.ids.length) {
+      q.ids.length = 0;
+      q.at.length = 0;
+      q.head = 0;
+    } else if (q.ids.length - q.head > 2 * this.pending.size + 64) {
       // A long call at the head keeps many settled ones behind it: keep only the pending.
-      const keepIds: number[] = [];
-      const keepAt: number[] = [];
-      for (let i = this.dueHead; i < ids.length; i++) {
-        if (this.pending.has(ids[i])) {
-          keepIds.push(ids[i]);
-          keepAt.push(this.dueAt[i]);
+      const ids: number[] = [];
+      const at: number[] = [];
+      for (let i = q.head; i < q.ids.length; i++) {
+        if (this.pending.has(q.ids[i])) {
+          ids.push(q.ids[i]);
+          at.push(q.at[i]);
         }
       }
-      this.dueIds = keepIds;
-      this.dueAt = keepAt;
-      this.dueHead = 0;
+      q.ids = ids;
+      q.at = at;
+      q.head = 0;
     }
-    this.dueIds.push(id);
-    this.dueAt.push(performance.now() + this.timeout);
-    if (this.dueTimer === undefined) this.armDue();
+    q.ids.push(id);
+    q.at.push(performance.now() + timeout);
+    if (q.timer === undefined) this.armExpiry(timeout, q);
   }
 
-  private armDue(): void {
-    const delay = Math.max(0, this.dueAt[this.dueHead] - performance.now());
+  private armExpiry(timeout: number, q: Expiry): void {
+    const delay = Math.max(0, q.at[q.head] - performance.now());
     // Unreferenced: the pending calls themselves keep the loop alive.
-    this.dueTimer = setTimeout(() => this.onDue(), Math.ceil(delay));
-    this.dueTimer.unref();
+    q.timer = setTimeout(() => this.expire(timeout, q), Math.ceil(delay));
+    q.timer.unref();
   }
 
-  private onDue(): void {
-    this.dueTimer = undefined;
+  private expire(timeout: number, q: Expiry): void {
+    q.timer = undefined;
     const now = performance.now();
-    while (this.dueHead < this.dueIds.length) {
-      const id = this.dueIds[this.dueHead];
+    while (q.head < q.ids.length) {
+      const id = q.ids[q.head];
       const p = this.pending.get(id);
-      if (p !== undefined && this.dueAt[this.dueHead] > now) {
-        this.armDue();
+      if (p !== undefined && q.at[q.head] > now) {
+        this.armExpiry(timeout, q);
         return;
       }
-      this.dueHead++;
-      if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, this.timeout));
+      q.head++;
+      if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, timeout));
     }
-    this.dueIds = [];
-    this.dueAt = [];
-    this.dueHead = 0;
+    if (this.expiries.get(timeout) === q) this.expiries.delete(timeout);
   }
 
   private takeId(): number {
@@ -351,6 +360,8 @@ export class RpcPeer extends EventEmitter {
     if (this.closedWith) return this.closedWith;
     this.closedWith = err;
     for (const id of [...this.pending.keys()]) this.giveUp(id, err, false);
+    for (const q of this.expiries.values()) clearTimeout(q.timer);
+    this.expiries.clear();
     for (const c of this.running.values()) c.abort(err);
     this.running.clear();
     this.ep.close();
@@ -362,7 +373,6 @@ export class RpcPeer extends EventEmitter {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    if (p.timer) clearTimeout(p.timer);
     if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
     this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
     return p;
