@@ -111,6 +111,17 @@ t.test('the default timeout expires calls in order, among many quick ones', asyn
   const [e2] = (await second) as [unknown, number];
   t.ok(e2 instanceof CallTimeoutError, 'the second too');
   t.equal(await p.call('add', 1, 1), 2);
+
+  // A shorter timeout made later expires first, whether set as the default or per call.
+  const rpc = (p as unknown as { rpc: { setDefaultTimeout(ms: number): void } }).rpc;
+  const t1 = Date.now();
+  const long = p.call('hang').catch(() => Date.now() - t1);
+  rpc.setDefaultTimeout(50);
+  const short = p.call('hang').catch(() => Date.now() - t1);
+  const own = p.callWith({ timeout: 80 }, 'hang').catch(() => Date.now() - t1);
+  const [msLong, msShort, msOwn] = (await Promise.all([long, short, own])) as number[];
+  t.ok(msShort < 180 && msOwn < 180, `50 ms and 80 ms calls did not wait for the 200 ms one (${msShort}, ${msOwn} ms)`);
+  t.ok(msLong >= 195, `the 200 ms call kept its timeout (${msLong} ms)`);
 });
 
 t.test('peer death rejects every pending call', async (t) => {
