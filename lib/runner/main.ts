@@ -111,7 +111,8 @@ function main(): void {
     process.exit(64);
   }
   delete process.env[ENV_CHANNEL];
-  const { ChannelEndpoint, restrictSelf } = loadAddon();
+  const { ChannelEndpoint, reuseLargeAllocations, restrictSelf } = loadAddon();
+  reuseLargeAllocations();
   const ep = new ChannelEndpoint({
     side: 'sandbox',
     ringSize: opts.ringSize,
