@@ -10,5 +10,6 @@ void InitSeccomp(Napi::Env env, Napi::Object exports);   // seccomp_binding.cc: 
 void InitChannel(Napi::Env env, Napi::Object exports);   // channel_binding.cc: ChannelEndpoint
 
 void InitCgroupEvents(Napi::Env env, Napi::Object exports);  // cgroup_events.cc: v1 eventfd notifications
+void InitFileLock(Napi::Env env, Napi::Object exports);      // file_lock.cc: flock for the audit log
 
 }  // namespace warden

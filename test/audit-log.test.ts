@@ -320,7 +320,7 @@ t.test('opening refuses what cannot be an audit log', async (t) => {
   await t.rejects(readAuditLog(dir), { code: /ERR_AUDIT_LOG|EISDIR/ });
 });
 
-t.test('concurrent appenders in two processes never interleave inside a line', async (t) => {
+t.test('concurrent appenders in two processes keep lines whole and one linear chain', async (t) => {
   const file = path.join(t.testdir(), 'audit.log');
   const lib = path.join(__dirname, '..', 'lib', 'audit', 'index.js');
   const script = `const { AuditLog } = require(${JSON.stringify(lib)});
@@ -347,4 +347,43 @@ t.test('concurrent appenders in two processes never interleave inside a line', a
   const r = await readAuditLog(file);
   t.equal(r.events.filter((e) => e.plugin === 'one').length, 300);
   t.equal(r.events.filter((e) => e.plugin === 'two').length, 300);
+  // The file lock serializes check-and-write: every prev is the line before, seqs run 1..600.
+  t.same(r.problems, []);
+  t.equal(r.chainOk, true, 'the two processes share one hash chain');
+  t.same(r.events.map((e) => e.seq), Array.from({ length: 600 }, (_, i) => i + 1));
+});
+
+t.test('a lock held by another process delays an append by a bounded time, then it is written and reported', async (t) => {
+  const file = path.join(t.testdir(), 'audit.log');
+  fill(file, 2);
+  const addonFile = path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node');
+  // A process that takes the lock and keeps it until told to exit.
+  const holder = spawn(process.execPath, ['-e', `
+    const fs = require('fs');
+    const fd = fs.openSync(process.argv[1], 'a');
+    if (require(process.argv[2]).flockFile(fd, 'exclusive') !== 0) process.exit(3);
+    process.stdout.write('locked\\n');
+    process.stdin.on('data', () => process.exit(0));`, file, addonFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout!.once('data', () => resolve());
+    holder.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));
+  });
+  const errors: Error[] = [];
+  const log = new AuditLog({ path: file, onError: (e) => errors.push(e) });
+  const started = Date.now();
+  const e = log.append({ severity: 'info', event: 'load', plugin: 'late' });
+  const waited = Date.now() - started;
+  t.ok(waited >= 200 && waited < 5000, `the append waited for the lock, boundedly (${waited} ms)`);
+  t.equal(e.seq, 3);
+  t.equal(errors.length, 1);
+  t.match(errors[0].message, /cannot lock the audit log \(another process held it/);
+  holder.stdin!.write('x');
+  await new Promise((resolve) => holder.once('exit', resolve));
+  // Once the holder is gone the lock is free again: no more errors.
+  log.append({ severity: 'info', event: 'unload', plugin: 'late' });
+  log.close();
+  t.equal(errors.length, 1);
+  const r = await readAuditLog(file);
+  t.equal(r.chainOk, true);
+  t.same(r.events.map((x) => x.seq), [1, 2, 3, 4]);
 });

@@ -12,13 +12,19 @@
  *   file can also rewrite every line after the one they changed, or the whole file, and cutting lines
  *   off the end leaves a valid chain. Keep `head` (the hash of the last line) somewhere the host's user
  *   cannot write, or ship lines off the machine, to detect those too.
- * - Concurrent appenders keep lines whole, but the chain is only linear when one process writes at a
- *   time: before each write the log checks that the file did not grow behind its back and, if it did,
- *   re-reads the last line; two writes racing between that check and write(2) fork the chain (reported
- *   as a break by the reader).
+ * - Concurrent appenders (several hosts, or `warden` processes, sharing one file) keep one linear
+ *   chain: each append takes an exclusive flock(2) on the file, checks whether the file grew behind
+ *   its back (re-reading the last line if it did), writes, and unlocks. Without the lock a reader of
+ *   the tail could also catch another process's line half-written (a page-sized write is not atomic
+ *   for readers) and take it for a torn line. The lock is advisory: a writer that does not take it
+ *   (`echo >>`) can still fork the chain, which the reader reports as a break. The lock is waited for
+ *   at most LOCK_WAIT_MS, never blocking the event loop on a process that holds it forever; past that
+ *   the event is written anyway (lines stay whole thanks to O_APPEND) and onError is told.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { AuditLogError, InvalidOptionError } from '../errors';
+import { addon } from '../native';
 import {
   AUDIT_GENESIS, AuditEvent, AuditEventInput, AuditFilter, applyFilter, buildEvent, checkInput, compileFilter, eventProblem, sha256Hex,
 } from './format';
@@ -46,6 +52,12 @@ export interface AuditLogOptions {
 /** How far back the last line is looked for when a file is opened; a longer last line is refused. */
 const MAX_TAIL_BYTES = 1024 * 1024;
 const FIRST_TAIL_READ = 64 * 1024;
+/** How long an append waits for another process's lock on the file before writing without it. */
+const LOCK_WAIT_MS = 250;
+/** Atomics.wait target for the short sleeps between lock attempts. */
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+type FlockFile = (fd: number, mode: 'exclusive' | 'unlock') => number;
 
 interface Tail {
   /** sha256 of the last line (complete or not), or the genesis value for an empty file. */
@@ -124,6 +136,7 @@ export class AuditLog {
   private readonly onError: ((e: Error) => void) | undefined;
   private failing = false;
   private readonly sync: boolean;
+  private flock: FlockFile | undefined;
 
   /**
    * Opens (creating it with mode 0600) or continues the log at `options.path`: the next event follows
@@ -140,6 +153,7 @@ export class AuditLog {
     this.sync = options.sync === true;
     if (options.path === undefined) return;
     const file = options.path;
+    this.flock = addon().flockFile as FlockFile;
     let fd: number;
     try {
       fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o600);
@@ -207,6 +221,34 @@ export class AuditLog {
     checkInput(input);
     let date = this.now();
     if (!(date instanceof Date) || Number.isNaN(date.getTime())) date = new Date();
+    const locked = this.lock();
+    try {
+      return this.appendLocked(input, date);
+    } finally {
+      if (locked && this.fd !== undefined) this.flock!(this.fd, 'unlock');
+    }
+  }
+
+  /**
+   * Takes the file's exclusive lock, retrying for up to LOCK_WAIT_MS. False when there is no file or
+   * the lock could not be had (reported): the append then goes ahead without it.
+   */
+  private lock(): boolean {
+    if (this.fd === undefined || this.flock === undefined) return false;
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      const errno = this.flock(this.fd, 'exclusive');
+      if (errno === 0) return true;
+      if (errno !== os.constants.errno.EWOULDBLOCK || Date.now() >= deadline) {
+        const why = errno === os.constants.errno.EWOULDBLOCK ? `another process held it for ${LOCK_WAIT_MS} ms` : `errno ${errno}`;
+        this.report(new AuditLogError(this.path!, `cannot lock the audit log (${why}): event ${this.nextSeq} is written without the lock, so the hash chain may fork there`));
+        return false;
+      }
+      Atomics.wait(sleeper, 0, 0, 0.2); // the holder only writes one line: a fraction of a millisecond
+    }
+  }
+
+  private appendLocked(input: AuditEventInput, date: Date): AuditEvent {
     if (this.fd !== undefined) {
       try {
         const size = fs.fstatSync(this.fd).size;
