@@ -4,12 +4,14 @@
  * Targets (issue 4): sync p50 <= 2 us, async p50 <= 15 us, 1 MiB >= 2000 MB/s.
  *
  * MB/s: a call carrying 1 MiB to the other side, which answers with its length (one direction).
+ * The warden row goes through the public API: PluginProcess.call/callSync against a plugin that runs
+ * in a real sandbox (Sandbox.spawnNode: namespaces, strict seccomp, read-only mounts).
  */
 import { fork } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { startRunner, unsandboxedSpawner } from '../lib/runner/host';
+import { Sandbox } from '../lib/sandbox/sandbox';
 
 const N = Number(process.env.BENCH_N ?? 20000);
 const NBIG = Number(process.env.BENCH_NBIG ?? 300);
@@ -65,13 +67,13 @@ async function throughput(fn: () => Promise<unknown> | unknown, n = NBIG): Promi
 }
 
 async function warden(): Promise<Row> {
-  const p = await startRunner(unsandboxedSpawner, { plugin: path.join(root, 'ipc-plugin.js'), timeout: 0 });
+  const p = await Sandbox.spawnNode(path.join(root, 'ipc-plugin.js'), { timeout: 0 });
   const big = Buffer.alloc(MiB, 1);
   const s = latencySync(() => p.callSync('add', 1, 2));
   const a = await latency(() => p.call('add', 1, 2));
   const mbps = await throughput(() => p.call('size', big));
   await p.close();
-  return { name: 'warden (shared memory)', syncP50: pct(s, 50), syncP99: pct(s, 99), asyncP50: pct(a, 50), asyncP99: pct(a, 99), mbps };
+  return { name: 'warden (shared memory, sandboxed)', syncP50: pct(s, 50), syncP99: pct(s, 99), asyncP50: pct(a, 50), asyncP99: pct(a, 99), mbps };
 }
 
 async function childProcess(): Promise<Row> {

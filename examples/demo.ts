@@ -1,28 +1,208 @@
 /**
- * npm run demo — what a sandbox looks like from inside, and what it refuses.
- * Plugins, hooks and hot reload come with the plugin host; this demo shows the launcher they run on.
+ * npm run demo — a small host with four plugins signed with a demo key:
+ *
+ *   greeter   well-behaved: transforms requests, reads the one file it was granted
+ *   leaky     keeps memory from every request until its memory limit stops it
+ *   escaper   tries to read host files, open a socket and run a program
+ *   counter   updated from 1.0.0 to 2.0.0 while requests keep flowing
+ *
+ * The plugins are copied to a temporary directory with a data file for greeter; greeter's manifest
+ * names that directory (the ${DEMO_DATA} placeholder), so its permission is real. The demo key is
+ * generated for this run and thrown away: nothing secret is in the repository.
  */
-import { Sandbox } from '../lib/sandbox/sandbox';
-import type { SpawnOptions } from '../lib/sandbox/types';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 
-async function show(title: string, options: SpawnOptions): Promise<void> {
-  const sb = Sandbox.spawn({ stdio: ['ignore', 'pipe', 'pipe'], ...options });
-  let out = '';
-  const drained = [sb.stdout!, sb.stderr!].map((s) => new Promise((resolve) => s.setEncoding('utf8').on('data', (d: string) => (out += d)).on('end', resolve)));
-  // `exited` can come before the pipes are drained: wait for both.
-  const [r] = await Promise.all([sb.exited, ...drained]);
-  const verdict = r.violation ? `killed: ${r.violation.kind} violation (syscall ${r.violation.syscall})` : r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
-  process.stdout.write(`\n== ${title}\n${out.trimEnd().replace(/^/gm, '   ')}\n   -> ${verdict}\n`);
+import { readAuditLog } from '../lib/audit';
+import { PluginHost, type PluginStatusEvent } from '../lib/plugins';
+import {
+  addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore,
+  type SigningKey, type TrustEntry,
+} from '../lib/trust';
+
+const EXAMPLES = path.resolve(__dirname, '..', '..', 'examples');
+const out = (s = ''): boolean => process.stdout.write(`${s}\n`);
+const section = (title: string): void => {
+  out();
+  out(`== ${title}`);
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await sleep(20);
+  return cond();
+}
+
+function copyTree(from: string, to: string): void {
+  fs.cpSync(from, to, { recursive: true });
+  // The sandbox runs as an unprivileged uid: the plugin files must be world-readable.
+  const walk = (p: string): void => {
+    const st = fs.statSync(p);
+    fs.chmodSync(p, st.isDirectory() ? 0o755 : 0o644);
+    if (st.isDirectory()) for (const n of fs.readdirSync(p)) walk(path.join(p, n));
+  };
+  walk(to);
+}
+
+/** Replaces a plugin directory the way a deployment should: build beside it, then rename. */
+function replaceDir(target: string, from: string): void {
+  const staging = `${target}.new`;
+  copyTree(from, staging);
+  const old = `${target}.old`;
+  fs.renameSync(target, old);
+  fs.renameSync(staging, target);
+  fs.rmSync(old, { recursive: true, force: true });
+}
+
+class DemoTrustList {
+  private version = 0;
+  private readonly entries: TrustEntry[] = [];
+  constructor(
+    private readonly key: SigningKey,
+    readonly file: string,
+  ) {}
+
+  async grant(dir: string, trust: TrustEntry['trust'], permissions: string[], limits: Record<string, number>): Promise<void> {
+    const m = JSON.parse(fs.readFileSync(path.join(dir, 'warden.json'), 'utf8')) as { name: string; version: string };
+    this.entries.push({ name: m.name, version: m.version, digest: await digestDirectory(dir), publisher: 'demo', trust, permissions, limits });
+  }
+
+  async publish(): Promise<void> {
+    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: new Date(Date.now() + 3600_000), version: ++this.version });
+    for (const e of this.entries) doc = addEntry(doc, e);
+    doc = await signTrustList(doc, this.key);
+    fs.writeFileSync(`${this.file}.tmp`, serializeTrustList(doc));
+    fs.renameSync(`${this.file}.tmp`, this.file);
+  }
 }
 
 async function main(): Promise<void> {
-  const sh = (script: string): SpawnOptions => ({ command: ['/bin/sh', '-c', script] });
-  process.stdout.write(`warden demo, host uid ${process.getuid?.()}${process.getuid?.() === 0 ? ' (root: the sandbox maps to uid 65534)' : ' (unprivileged: through a user namespace)'}\n`);
-  await show('who am I, where am I', sh('echo "uid $(id -u), hostname $(hostname), pid $$"; echo "processes: $(ls /proc | grep -cE "^[0-9]+$")"; echo "network: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " ")"'));
-  await show('the filesystem: system dirs read-only, host files invisible', sh('ls /; touch /usr/evil 2>&1; cat /etc/shadow 2>&1; ls /home 2>&1; echo ok > /tmp/scratch && echo "/tmp is private and writable"'));
-  await show('privileges: none', sh('grep -E "^(CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/self/status'));
-  await show('an escape attempt: a new user namespace (seccomp violation, reported by name)', sh('echo trying; unshare -Ur id'));
-  await show('the strict profile (an allow-list)', { command: ['/bin/ls', '-d', '/usr'], seccomp: 'strict' });
+  const asRoot = process.getuid?.() === 0;
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-demo-'));
+  fs.chmodSync(root, 0o755);
+  const plugins = path.join(root, 'plugins');
+  const data = path.join(root, 'data');
+  fs.mkdirSync(data, { mode: 0o755 });
+  fs.writeFileSync(path.join(data, 'motd.txt'), 'Plugins run in kernel sandboxes here.\n', { mode: 0o644 });
+  copyTree(path.join(EXAMPLES, 'plugins'), plugins);
+  const greeterManifest = path.join(plugins, 'greeter', 'warden.json');
+  fs.writeFileSync(greeterManifest, fs.readFileSync(greeterManifest, 'utf8').replace('${DEMO_DATA}', data));
+
+  out(`warden plugin demo — host uid ${process.getuid?.()}${asRoot ? ' (root: each sandbox maps to uid 65534)' : ' (unprivileged: sandboxes through user namespaces)'}`);
+  if (!asRoot) {
+    out('  degraded as an ordinary user: no cgroup limits without delegation, so memory and pids limits');
+    out('  fall back to rlimits (RLIMIT_AS, RLIMIT_NPROC). A leak then ends as a crash, not a memory violation.');
+  }
+
+  // The trust list: the demo key signs it; the host pins the key.
+  const key = await generateSigningKey('demo');
+  const trust = new DemoTrustList(key, path.join(root, 'trust.json'));
+  await trust.grant(path.join(plugins, 'greeter'), 'standard', [`fs:read:${data}`], { memory: 256 << 20 });
+  await trust.grant(path.join(plugins, 'leaky'), 'restricted', [], { memory: 96 << 20 });
+  await trust.grant(path.join(plugins, 'escaper'), 'restricted', [], {});
+  await trust.grant(path.join(plugins, 'counter'), 'standard', [], {});
+  await trust.publish();
+
+  const auditFile = path.join(root, 'audit.jsonl');
+  const host = new PluginHost({
+    pluginDirs: [plugins],
+    trust: { store: new TrustStore({ anchor: { keys: [key], threshold: 1 }, statePath: path.join(root, 'trust-state.json') }), file: trust.file },
+    hostApiVersion: '1.3.0',
+    hooks: [
+      { name: 'request', mode: 'waterfall', timeout: 2000 },
+      { name: 'status', mode: 'parallel', timeout: 2000 },
+    ],
+    config: { greeter: { motdFile: path.join(data, 'motd.txt') } },
+    audit: auditFile,
+    watch: { debounceMs: 150 },
+    warmPool: 2, // pre-started runners: reloads and later loads take one instead of starting node
+    allowDegradedLimits: !asRoot,
+  });
+  const transitions: string[] = [];
+  host.on('status', (e: PluginStatusEvent) => transitions.push(`${e.plugin}: ${e.previous} → ${e.status}${e.reason ? ` (${e.reason.kind}: ${e.reason.message})` : ''}`));
+  const logs: string[] = [];
+  host.on('log', (plugin: string, level: string, message: string) => logs.push(`[${plugin}] ${message}`));
+
+  const t0 = Date.now();
+  await host.start();
+  section(`Loaded (verified against the signed trust list, each in its own sandbox) in ${Date.now() - t0} ms`);
+  for (const p of host.plugins()) out(`  ${p.name.padEnd(8)} ${String(p.version).padEnd(6)} ${p.status.padEnd(7)} pid ${p.pid}  hooks: ${p.hooks.join(', ')}`);
+  out('  (each plugin runs from a copy of exactly the files that were digested, at /plugin in its sandbox)');
+
+  section('Hooks called: request (waterfall through every plugin, by priority)');
+  for (const user of ['ann', 'bob', 'cy']) {
+    const r = await host.invoke('request', [{ user, path: '/home' }]);
+    const v = r.value as Record<string, unknown>;
+    out(`  ${user}: headers=${JSON.stringify(v.headers)} counted=${v.counted} cached=${v.cached ?? '-'}${r.errors.length ? `  errors: ${r.errors.map((e) => `${e.owner}: ${e.error?.message}`).join('; ')}` : ''}`);
+  }
+
+  section('A violation and the unload: leaky keeps 16 MiB per request, its limit is 96 MiB');
+  for (let i = 0; i < 12 && host.status('leaky') === 'active'; i++) {
+    const r = await host.invoke('request', [{ user: 'load', path: '/big' }]);
+    const err = r.errors.find((e) => e.owner === 'leaky');
+    if (err) out(`  request ${i + 1}: leaky failed (${err.error?.code ?? err.error?.message}); the others answered: ${r.outcomes.filter((o) => o.ok).map((o) => o.owner).join(', ')}`);
+  }
+  await until(() => host.status('leaky') !== 'active', 5000);
+  const leak = host.info('leaky');
+  if (leak.status === 'active') out('  leaky is still loaded: without a cgroup its allocations fail at RLIMIT_AS instead (contained, not unloaded)');
+  else out(`  leaky is ${leak.status}: ${leak.reason?.kind} — ${leak.reason?.message}`);
+  out(`  the next request still works: ${JSON.stringify((await host.invoke('request', [{ user: 'ann' }])).value)}`);
+
+  section('A refused escape: escaper (granted nothing)');
+  const st = await host.invoke('status', []);
+  for (const o of st.outcomes) {
+    if (o.owner === 'escaper' && o.ok) for (const line of (o.value as { report: string[] }).report) out(`  ${line}`);
+  }
+  await until(() => host.status('escaper') !== 'active', 5000);
+  const esc = host.info('escaper');
+  out(`  then it tried to run /bin/sh: escaper is ${esc.status}${esc.reason ? `: ${esc.reason.kind} — ${esc.reason.message}` : ''}`);
+  const greeterStatus = st.outcomes.find((o) => o.owner === 'greeter');
+  out(`  greeter, in the same call, read its granted file: ${JSON.stringify((greeterStatus?.value as { motd?: string })?.motd)}`);
+
+  section('Hot reload: counter 1.0.0 → 2.0.0 while requests keep flowing');
+  let calls = 0;
+  let failed = 0;
+  let stop = false;
+  const versions = new Set<string>();
+  const loop = (async () => {
+    while (!stop) {
+      const r = await host.invoke('request', [{ user: calls % 2 ? 'ann' : 'bob' }]);
+      calls++;
+      if (r.errors.some((e) => e.owner === 'counter')) failed++;
+      versions.add(String((r.value as { counter?: string }).counter));
+    }
+  })();
+  await sleep(200);
+  const oldPid = host.info('counter').pid;
+  replaceDir(path.join(plugins, 'counter'), path.join(EXAMPLES, 'updates', 'counter-v2'));
+  out('  new files in place (not yet in the trust list: the old version keeps serving)');
+  await sleep(400);
+  await trust.grant(path.join(plugins, 'counter'), 'standard', [], {});
+  await trust.publish();
+  out('  trust list version 2 published with counter 2.0.0');
+  const reloaded = await until(() => host.info('counter').version === '2.0.0' && host.status('counter') === 'active', 10000);
+  await sleep(200);
+  stop = true;
+  await loop;
+  out(`  ${reloaded ? 'reloaded' : 'NOT reloaded'}${host.info('counter').warm ? ' from the warm pool' : ''}: pid ${oldPid} → ${host.info('counter').pid}; ${calls} requests during the update, ${failed} failed; versions seen: ${[...versions].join(', ')}`);
+
+  section('Status changes');
+  for (const line of transitions) out(`  ${line}`);
+
+  section('Plugin logs');
+  for (const line of logs) out(`  ${line.replace(/\n/g, '\n    ')}`);
+
+  await host.close();
+  section(`Audit log (${auditFile}; also: warden audit --file ...)`);
+  const { events, chainOk } = await readAuditLog(auditFile);
+  for (const e of events) out(`  ${e.time.slice(11, 23)} ${e.severity.padEnd(8)} ${e.event.padEnd(10)} ${(e.plugin ?? '-').padEnd(8)} ${(e.reason ?? '').slice(0, 110)}`);
+  out(`  ${events.length} events, hash chain ${chainOk ? 'intact' : 'BROKEN'}`);
+
+  section('Shutdown');
+  out(`  every plugin unloaded: ${host.plugins().map((p) => `${p.name} ${p.status}`).join(', ')}`);
+  fs.rmSync(root, { recursive: true, force: true });
 }
 
 main().catch((err) => {

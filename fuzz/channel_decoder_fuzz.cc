@@ -1,5 +1,5 @@
-// libFuzzer target for the host-side frame decoder: the fuzzer plays a hostile sandbox that controls
-// every byte of the ring and every value of the producer position.
+// libFuzzer target for the host-side frame decoder and the sink it decodes into: the fuzzer plays a
+// hostile sandbox that controls every byte of the ring and every value of the producer position.
 //
 // Input: [u8 log2 ring size - 12 (mod 5)] [u8 rounds] then per round [u32 head advance] and the
 // rest is ring content. Each round rewrites the ring with the next slice of input and publishes
@@ -13,28 +13,45 @@
 
 namespace {
 
-class MallocSink : public warden::channel::MessageSink {
+// The sink the host uses (ScratchSink: small messages into a fixed scratch, large ones into memory
+// of their own), with malloc standing in for the JS Buffer. The scratch is small so that both paths,
+// and chunked messages assembled into either, are reached.
+constexpr size_t kScratch = 256;
+
+class FuzzSink : public warden::channel::ScratchSink {
  public:
-  ~MallocSink() override { Abort(); }
-  uint8_t* Begin(uint64_t total) override {
-    Abort();
+  FuzzSink() : ScratchSink(scratch_, kScratch) {}
+  ~FuzzSink() override { ReleaseLarge(); }
+
+  // Touch every byte of the message so ASan/MSan see any uninitialised or out-of-bounds result.
+  void Consume() {
+    volatile uint8_t x = 0;
+    if (in_scratch()) {
+      if (length() > kScratch) __builtin_trap();
+      for (size_t i = 0; i < length(); ++i) x ^= scratch_[i];
+      Taken();
+    } else {
+      for (uint64_t i = 0; i < size_; ++i) x ^= buf_[i];
+      ReleaseLarge();
+    }
+    (void)x;
+  }
+
+ protected:
+  uint8_t* AllocateLarge(uint64_t total) override {
+    ReleaseLarge();
     size_ = total;
     buf_ = static_cast<uint8_t*>(std::malloc(total == 0 ? 1 : total));
     return buf_;
   }
-  void Abort() override {
+  void ReleaseLarge() override {
     std::free(buf_);
     buf_ = nullptr;
-  }
-  // Touch every byte so ASan/MSan see any uninitialised or out-of-bounds result.
-  void Consume() {
-    volatile uint8_t x = 0;
-    for (uint64_t i = 0; i < size_; ++i) x ^= buf_[i];
-    (void)x;
-    Abort();
+    size_ = 0;
   }
 
  private:
+  uint8_t scratch_[kScratch];
   uint8_t* buf_ = nullptr;
   uint64_t size_ = 0;
 };
@@ -51,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> ring(capacity, 0);
   // Small maximum so the fuzzer reaches the "too large" paths as well as chunk assembly.
   FrameDecoder dec(capacity, 3 * capacity);
-  MallocSink sink;
+  FuzzSink sink;
   uint64_t head = 0;
   for (unsigned r = 0; r < rounds && size >= 4; ++r) {
     uint32_t advance;

@@ -82,3 +82,70 @@ export class RemoteError extends Error {
     if (stack !== undefined) this.stack = stack;
   }
 }
+
+/** A hook was invoked or a handler registered for a name that was never declared (ERR_HOOK_UNKNOWN). */
+export class UnknownHookError extends WardenError {
+  readonly hook: string;
+  /** The names that are declared, to spot a typo. */
+  readonly declared: string[];
+  constructor(hook: string, declared: string[]) {
+    const shown = declared.length > 20 ? `${declared.slice(0, 20).join(', ')}, … (${declared.length} in all)` : declared.join(', ');
+    super(
+      'ERR_HOOK_UNKNOWN',
+      `unknown hook '${hook}'; ${declared.length === 0 ? 'no hook is declared' : `declared hooks: ${shown}`}. ` +
+        'Declare it first (HookRegistry.declare) or fix the name.',
+    );
+    this.hook = hook;
+    this.declared = declared;
+  }
+}
+
+/**
+ * One handler did not settle within its timeout (ERR_HOOK_TIMEOUT). It appears in the handler's
+ * outcome, not as a rejection of invoke(); the handler's `ctx.signal` was aborted with it.
+ */
+export class HookTimeoutError extends WardenError {
+  readonly hook: string;
+  readonly owner: string;
+  readonly timeout: number;
+  constructor(hook: string, owner: string, timeout: number) {
+    super(
+      'ERR_HOOK_TIMEOUT',
+      `handler of '${owner}' for hook '${hook}' did not finish within ${timeout} ms; its result is ignored. ` +
+        'Make the handler faster or raise the hook timeout.',
+    );
+    this.hook = hook;
+    this.owner = owner;
+    this.timeout = timeout;
+  }
+}
+
+/**
+ * invoke() was cancelled by the caller's AbortSignal (ERR_HOOK_ABORTED). `name` is 'AbortError', as for
+ * other cancelled operations. Handlers not yet started were not started; running ones had their
+ * `ctx.signal` aborted. `reason` is the signal's reason.
+ */
+export class HookAbortError extends WardenError {
+  readonly hook: string;
+  readonly reason: unknown;
+  constructor(hook: string, reason: unknown) {
+    super('ERR_HOOK_ABORTED', `invocation of hook '${hook}' was cancelled by the caller's signal`);
+    Object.defineProperty(this, 'name', { value: 'AbortError', writable: true, configurable: true, enumerable: false });
+    this.hook = hook;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The audit log file could not be opened or is not an audit log (ERR_AUDIT_LOG). Raised when a log is
+ * opened; failures of later appends go to the log's `onError` instead.
+ */
+export class AuditLogError extends WardenError {
+  readonly path: string;
+  readonly errno: string | undefined;
+  constructor(path: string, message: string, errno?: string) {
+    super('ERR_AUDIT_LOG', `${path}: ${message}`);
+    this.path = path;
+    this.errno = errno;
+  }
+}

@@ -6,9 +6,10 @@ namespace warden {
 
 void InitLauncher(Napi::Env env, Napi::Object exports);  // launcher_binding.cc: spawn, kill
 void InitProbe(Napi::Env env, Napi::Object exports);     // probe.cc: what `warden doctor` reports
-void InitSeccomp(Napi::Env env, Napi::Object exports);   // seccomp_binding.cc: compileSeccomp (tests, debugging)
+void InitSeccomp(Napi::Env env, Napi::Object exports);   // seccomp_binding.cc: compileSeccomp, restrictSelf
 void InitChannel(Napi::Env env, Napi::Object exports);   // channel_binding.cc: ChannelEndpoint
 
 void InitCgroupEvents(Napi::Env env, Napi::Object exports);  // cgroup_events.cc: v1 eventfd notifications
+void InitFileLock(Napi::Env env, Napi::Object exports);      // file_lock.cc: flock for the audit log
 
 }  // namespace warden

@@ -126,9 +126,13 @@ void Endpoint::ReleaseChildFds() {
 
 void Endpoint::NotifyPeer() {
   WakeWord& w = ctl()->wake[1 - side_];
-  w.seq.fetch_add(1, std::memory_order_seq_cst);
+  // Our publish (a seq_cst store) comes before this load; a peer that announces its sleep later
+  // re-checks the ring after announcing and sees the publish. So an awake peer costs one load.
   uint32_t state = w.sleep.load(std::memory_order_seq_cst);
+  if (state == kAwake) return;
   if (state == kSleepFutex) {
+    // The bump makes a FUTEX_WAIT that has not started yet return at once.
+    w.seq.fetch_add(1, std::memory_order_seq_cst);
     Futex(&w.seq, FUTEX_WAKE, 1, nullptr);
   } else if (state == kSleepEventfd) {
     // Claim the wake-up so a burst of messages costs one write, not one per message.
@@ -143,14 +147,18 @@ void Endpoint::NotifyPeer() {
 FrameEncoder::Status Endpoint::Send(const Span* spans, size_t nspans, uint64_t total) {
   SharedControl* c = ctl();
   const int tx = side_;
-  const uint64_t tail = c->tail[tx].value.load(std::memory_order_acquire);
-  const uint64_t before = encoder_.head();
-  FrameEncoder::Status st = encoder_.Write(ring(tx), tail, spans, nspans, total);
-  if (encoder_.head() != before) {
-    c->head[tx].value.store(encoder_.head(), std::memory_order_seq_cst);
-    NotifyPeer();
+  for (;;) {
+    const uint64_t tail = c->tail[tx].value.load(std::memory_order_acquire);
+    const uint64_t before = encoder_.head();
+    FrameEncoder::Status st = encoder_.Write(ring(tx), tail, spans, nspans, total);
+    if (encoder_.head() != before) {
+      // Published chunk by chunk: a consumer that is awake starts copying out the first while we
+      // copy in the next.
+      c->head[tx].value.store(encoder_.head(), std::memory_order_seq_cst);
+      NotifyPeer();
+    }
+    if (st != FrameEncoder::kMore) return st;
   }
-  return st;
 }
 
 bool Endpoint::SendClose() {

@@ -2,10 +2,12 @@
 // single-consumer rings (ring 0: host → sandbox, ring 1: sandbox → host).
 //
 // Wake-ups: a side that is about to sleep says how in its WakeWord (futex or eventfd) and re-checks
-// the ring; the peer publishes, bumps `seq` and looks at `sleep` (a Dekker pair, both seq_cst), so
-// a wake-up is never lost. Blocking waits (callSync) sleep on the futex; the event loop sleeps on
-// its eventfd under uv_poll. Nobody is woken while it is awake and spinning, so a busy pair makes no
-// syscalls at all.
+// the ring; the peer publishes, then looks at `sleep` (a Dekker pair, both seq_cst) and wakes it
+// (bumping `seq` first for a futex sleeper), so a wake-up is never lost. Blocking waits (callSync)
+// sleep on the futex; the event loop sleeps on its eventfd under uv_poll. Nobody is woken while it
+// is awake: spinning, or (the host) polling the ring from its event loop, so a busy pair makes no
+// syscalls at all. Each side also notes the CPU it waits on, so the other does not spin for a peer
+// that cannot be running.
 //
 // Trust: the host treats every byte of the mapping as hostile. It keeps its own positions privately
 // and only writes them out, reads the sandbox's positions once per step and bounds them, and
@@ -41,8 +43,9 @@ struct alignas(64) SharedPosition {
 
 struct alignas(64) WakeWord {
   std::atomic<uint32_t> sleep;       // SleepState, written by the owner, claimed by the waker
-  std::atomic<uint32_t> seq;         // futex word, bumped by the peer after every publish
+  std::atomic<uint32_t> seq;         // futex word, bumped by the peer to wake a futex sleeper
   std::atomic<uint32_t> want_space;  // the owner's send is blocked on a full ring
+  std::atomic<uint32_t> cpu;         // 1 + the CPU the owner last started waiting on (0: unknown)
 };
 
 struct SharedControl {
@@ -133,6 +136,18 @@ class Endpoint {
   const std::string& receive_error() const { return decoder_.error(); }
   // Cheap check for spinning: has the peer published anything?
   bool RxPending() const;
+  // Bytes received so far (private), and whether a chunked message is half assembled.
+  uint64_t RxTail() const { return decoder_.tail(); }
+  bool assembling() const { return decoder_.assembling(); }
+  // The consumer's position of our ring as it is in the mapping now (untrusted: only compared, for
+  // progress; Send checks it), and the last one Send accepted.
+  uint64_t PeerTail() const { return ctl()->tail[side_].value.load(std::memory_order_acquire); }
+  uint64_t LastTail() const { return encoder_.last_tail(); }
+  // Where each side waits, for the spin policy only: a peer that last ran on the CPU we run on is
+  // not running now, and spinning for it is wasted. The peer's value is untrusted; a wrong one
+  // costs only that policy.
+  void PublishCpu(int cpu) { ctl()->wake[side_].cpu.store(static_cast<uint32_t>(cpu + 1), std::memory_order_relaxed); }
+  int PeerCpu() const { return static_cast<int>(ctl()->wake[1 - side_].cpu.load(std::memory_order_relaxed)) - 1; }
 
   // Waiting. The owner is kAwake while it runs; these move it to a sleep state and back.
   // Sleeps on the futex until woken or `timeout_ns` passes. Returns after at most that long.

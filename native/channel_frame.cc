@@ -142,31 +142,29 @@ void FrameEncoder::WriteFrame(uint8_t* ring, uint8_t kind, uint64_t total, const
 FrameEncoder::Status FrameEncoder::Write(uint8_t* ring, uint64_t tail, const Span* spans, size_t nspans,
                                          uint64_t total) {
   if (!CheckTail(tail)) return kProtocol;
-  const uint64_t max_chunk = MaxChunk(capacity_);
-  if (sent_ == 0 && total <= max_chunk) {
+  if (sent_ == 0 && total <= chunk_) {
     // Small messages go whole or not at all, so the consumer never has to assemble them.
     if (capacity_ - (head_ - last_tail_) < FrameSpan(total)) return kPartial;
     WriteFrame(ring, kFrameWhole, total, spans, nspans, 0, total);
     return kDone;
   }
-  for (;;) {
-    const uint64_t free = capacity_ - (head_ - last_tail_);
-    if (free < FrameSpan(1)) return kPartial;
-    uint64_t room = (free - kFrameHeaderSize) & ~uint64_t{7};
-    uint64_t n = total - sent_;
-    if (n > max_chunk) n = max_chunk;
-    if (n > room) n = room;
-    // Tiny chunks cost a header each; wait for the consumer instead unless this finishes the message.
-    // An empty ring always has room for a full chunk, so this never stalls forever.
-    const uint64_t min_chunk = max_chunk / 8 < 4096 ? max_chunk / 8 : 4096;
-    if (n < min_chunk && n < total - sent_) return kPartial;
-    WriteFrame(ring, sent_ == 0 ? kFrameFirst : kFrameCont, sent_ == 0 ? total : 0, spans, nspans, sent_, n);
-    sent_ += n;
-    if (sent_ == total) {
-      sent_ = 0;
-      return kDone;
-    }
+  const uint64_t free = capacity_ - (head_ - last_tail_);
+  if (free < FrameSpan(1)) return kPartial;
+  const uint64_t room = (free - kFrameHeaderSize) & ~uint64_t{7};
+  uint64_t n = total - sent_;
+  if (n > chunk_) n = chunk_;
+  if (n > room) n = room;
+  // Tiny chunks cost a header each; wait for the consumer instead unless this finishes the message.
+  // An empty ring always has room for a full chunk, so this never stalls forever.
+  const uint64_t min_chunk = chunk_ / 8 < 4096 ? chunk_ / 8 : 4096;
+  if (n < min_chunk && n < total - sent_) return kPartial;
+  WriteFrame(ring, sent_ == 0 ? kFrameFirst : kFrameCont, sent_ == 0 ? total : 0, spans, nspans, sent_, n);
+  sent_ += n;
+  if (sent_ == total) {
+    sent_ = 0;
+    return kDone;
   }
+  return kMore;
 }
 
 bool FrameEncoder::WriteClose(uint8_t* ring, uint64_t tail) {

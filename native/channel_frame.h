@@ -61,6 +61,45 @@ class MessageSink {
   virtual void Abort() = 0;
 };
 
+// The sink both ends use: a message of up to `capacity` bytes lands in a fixed scratch buffer owned
+// by the caller (no allocation per message; the caller reads it before the next Begin), a larger
+// one in memory from AllocateLarge().
+class ScratchSink : public MessageSink {
+ public:
+  ScratchSink(uint8_t* scratch, size_t capacity) : scratch_(scratch), capacity_(capacity) {}
+
+  uint8_t* Begin(uint64_t total) final {
+    Abort();
+    if (total <= capacity_) {
+      in_scratch_ = true;
+      length_ = static_cast<size_t>(total);
+      return scratch_;
+    }
+    return AllocateLarge(total);
+  }
+  void Abort() final {
+    if (in_scratch_) in_scratch_ = false;
+    else ReleaseLarge();
+  }
+
+  // Whether the last message begun went to the scratch, and its length there.
+  bool in_scratch() const { return in_scratch_; }
+  size_t length() const { return length_; }
+  // The complete message has been taken: forget it (the scratch may be reused).
+  void Taken() { in_scratch_ = false; }
+
+ protected:
+  // Memory for `total` bytes, valid until ReleaseLarge() or the message is taken; nullptr if none.
+  virtual uint8_t* AllocateLarge(uint64_t total) = 0;
+  virtual void ReleaseLarge() = 0;
+
+ private:
+  uint8_t* const scratch_;
+  const size_t capacity_;
+  bool in_scratch_ = false;
+  size_t length_ = 0;
+};
+
 // Consumer side. All state that matters (tail, assembly progress) is private: nothing is read back
 // from the mapping except the producer's `head` and the frame bytes, which are copied out before
 // they are looked at.
@@ -104,19 +143,30 @@ struct Span {
   size_t size;
 };
 
+// Largest frame the producer writes of a chunked message: small enough that a consumer spinning on
+// the ring copies one chunk out while the producer copies the next in (the pair runs at the speed of
+// one copy, not two in a row), large enough that headers and publishes cost nothing.
+inline uint64_t ProducerChunk(uint64_t capacity) {
+  const uint64_t c = capacity / 16 < 4096 ? 4096 : capacity / 16;
+  return c < MaxChunk(capacity) ? c : MaxChunk(capacity);
+}
+
 // Producer side. Writes as much of one message as fits; call again when space frees up.
 class FrameEncoder {
  public:
   enum Status {
     kDone,      // the whole message is in the ring (publish head)
     kPartial,   // the ring is full; some or none of it was written (publish head, wait for space)
+    kMore,      // one chunk was written and more may fit: publish head, then call again
     kProtocol,  // the consumer's tail is impossible; error() says how
   };
 
-  explicit FrameEncoder(uint64_t capacity) : capacity_(capacity) {}
+  explicit FrameEncoder(uint64_t capacity) : capacity_(capacity), chunk_(ProducerChunk(capacity)) {}
 
   // `tail` is the consumer's position read from the mapping (untrusted). `total` is the sum of the
-  // span sizes; the caller has checked it against the maximum message size.
+  // span sizes; the caller has checked it against the maximum message size. A message of up to one
+  // producer chunk goes whole; a larger one one chunk per call (kMore), so the caller can publish
+  // each chunk as soon as it is written.
   Status Write(uint8_t* ring, uint64_t tail, const Span* spans, size_t nspans, uint64_t total);
   // Writes a kFrameClose if it fits. Returns false when the ring is full or the tail lies.
   bool WriteClose(uint8_t* ring, uint64_t tail);
@@ -132,6 +182,7 @@ class FrameEncoder {
                   uint64_t offset, uint64_t length);
 
   const uint64_t capacity_;
+  const uint64_t chunk_;
   uint64_t head_ = 0;
   uint64_t last_tail_ = 0;
   uint64_t sent_ = 0;  // payload bytes of the current (chunked) message already in the ring

@@ -84,6 +84,7 @@ class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
         InstanceAccessor("template", &MountSetWrap::GetTemplate, nullptr),
         InstanceAccessor("templateNamespace", &MountSetWrap::GetTemplateNamespace, nullptr),
         InstanceAccessor("noTemplateReason", &MountSetWrap::GetNoTemplateReason, nullptr),
+        InstanceMethod("close", &MountSetWrap::Close),
     });
   }
 
@@ -104,9 +105,18 @@ class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
     info.This().As<Napi::Object>().TypeTag(&kTag);
   }
 
+  // Null once closed.
   const std::shared_ptr<MountSet>& set() const { return set_; }
 
  private:
+  // close(): drops this object's hold on the set. Its fds (template tree and namespace) are closed
+  // once no sandbox launched from it still holds its plan, not at some later garbage collection: a
+  // host that shuts down must leave no fd behind.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    set_.reset();
+    return info.Env().Undefined();
+  }
+
   Napi::Value GetTemplate(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), set_ != nullptr && set_->template_fd() >= 0);
   }
@@ -198,6 +208,7 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
     }
     if (!plan->mount_ns) return "mounts need the mount namespace";
     plan->mount_set = MountSetWrap::Unwrap(mv.As<Napi::Object>())->set();
+    if (plan->mount_set == nullptr) return "mountSet is closed";
     plan->mounts = plan->mount_set->ops();
     plan->root_namespace = plan->mount_set->namespace_fd();
     plan->root_template = plan->root_namespace >= 0 ? -1 : plan->mount_set->template_fd();

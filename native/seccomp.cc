@@ -10,6 +10,11 @@
 
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstddef>
@@ -216,19 +221,26 @@ Label EmitRanges(Builder& b, const std::vector<uint32_t>& starts, const std::vec
 
 }  // namespace
 
-std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out) {
+std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out, bool stacked) {
   if (std::string e = CheckAction(policy.default_action, policy.default_errno, "defaultAction"); !e.empty()) return e;
+  constexpr char kNoListener[] =
+      ": 'violation' is not available in a filter a process adds to itself (only the launcher's filter "
+      "has the listener that reports it); use 'kill' or an errno";
+  if (stacked && policy.default_action == SeccompAction::kViolation) return std::string("defaultAction") + kNoListener;
   for (size_t i = 0; i < policy.rules.size(); i++) {
     const SeccompRule& r = policy.rules[i];
     const std::string field = RuleField(r, i);
     if (r.nr < 0 || static_cast<uint32_t>(r.nr) >= kX32SyscallBit || SyscallName(r.nr) == nullptr)
       return SyscallField(r, i) + ": unknown x86_64 syscall '" + r.syscall + "' (number " + std::to_string(r.nr) + ")";
     if (std::string e = CheckAction(r.action, r.errno_value, field + ".action"); !e.empty()) return e;
+    if (stacked && r.action == SeccompAction::kViolation) return field + ".action" + kNoListener;
     for (size_t j = 0; j < r.args.size(); j++)
       if (std::string e = CheckArg(r.args[j], field + ".args[" + std::to_string(j) + "]"); !e.empty()) return e;
   }
-  if (std::string e = CheckLauncherSyscall(policy, SyscallNumber("sendmsg"), "sendmsg"); !e.empty()) return e;
-  if (std::string e = CheckLauncherSyscall(policy, SyscallNumber("execve"), "execve"); !e.empty()) return e;
+  if (!stacked) {
+    if (std::string e = CheckLauncherSyscall(policy, SyscallNumber("sendmsg"), "sendmsg"); !e.empty()) return e;
+    if (std::string e = CheckLauncherSyscall(policy, SyscallNumber("execve"), "execve"); !e.empty()) return e;
+  }
 
   // Rules of different syscalls never interact, so grouping by number (keeping the order within a
   // syscall) preserves "first match wins".
@@ -288,6 +300,17 @@ std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out) {
     if (insn.code == (BPF_RET | BPF_K) && insn.k == SECCOMP_RET_USER_NOTIF) out->needs_listener = true;
   out->code = std::move(code);
   return "";
+}
+
+long RestrictSelf(const sock_filter* code, size_t count) {
+  if (count == 0 || count > BPF_MAXINSNS) return -EINVAL;
+  // Without no_new_privs an unprivileged process may not add a filter; the launcher sets it, but a
+  // process started some other way gets it here rather than a confusing EACCES.
+  if (prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1 && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -errno;
+  struct sock_fprog prog = {static_cast<unsigned short>(count), const_cast<sock_filter*>(code)};
+  // TSYNC: libuv's and V8's threads already run; a filter on this thread alone would leave them free.
+  long r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+  return r < 0 ? -errno : r;
 }
 
 int SyscallNumber(const char* name) {

@@ -65,7 +65,18 @@ struct SeccompProgram {
 // a policy that denies either would make every spawn fail. Also refused: errno outside 1..4095, an
 // argument index above 5, a check that can never match (value bits outside the mask, empty mask,
 // low32 with a value above 32 bits), a program longer than BPF_MAXINSNS.
-std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out);
+//
+// With `stacked`, the program is for a process to add on top of the filter it already runs under
+// (RestrictSelf below): there is no launcher after it, so execve and sendmsg may be denied, but
+// 'violation' is refused: the kernel lets only one filter in a process's stack have a listener,
+// and the launcher's filter has it. A stacked filter reports with 'kill' or an errno.
+std::string CompileSeccomp(const SeccompPolicy& policy, SeccompProgram* out, bool stacked = false);
+
+// Installs `code` on top of the calling process's filters, on every thread (SECCOMP_FILTER_FLAG_TSYNC),
+// setting PR_SET_NO_NEW_PRIVS first if it is not set yet. Filters only ever add restrictions: the
+// kernel runs all of them and the strictest answer wins. Returns 0, or a negative errno; a positive
+// value is the id of a thread that could not be synchronized (it runs under other filters).
+long RestrictSelf(const sock_filter* code, size_t count);
 
 // x86_64 syscall table. -1 / nullptr when unknown.
 int SyscallNumber(const char* name);

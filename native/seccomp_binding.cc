@@ -1,7 +1,10 @@
-// JS bindings of the seccomp compiler: compileSeccomp(policy) -> Buffer of sock_filter (for tests
-// and debugging; the launcher compiles in C++ through SeccompPolicyFromJs + CompileSeccomp) and
+// JS bindings of the seccomp compiler: compileSeccomp(policy, { stacked? }) -> Buffer of sock_filter (for tests,
+// debugging and the runner's stacked filters; the launcher compiles in C++ through SeccompPolicyFromJs +
+// CompileSeccomp), restrictSelf(program) (a process narrowing itself, used by the runner) and
 // syscallName(nr). Errors are thrown as JS errors with code ERR_INVALID_OPTION and a `field`.
+#include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "bindings.h"
 #include "seccomp_js.h"
@@ -145,12 +148,19 @@ Napi::Value ThrowInvalid(Napi::Env env, const std::string& msg) {
   return env.Undefined();
 }
 
+// compileSeccomp(policy, { stacked?: boolean })
 Napi::Value CompileSeccompJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   SeccompPolicy policy;
   if (std::string err = SeccompPolicyFromJs(info[0], &policy); !err.empty()) return ThrowInvalid(env, err);
+  bool stacked = false;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Value v = info[1].As<Napi::Object>().Get("stacked");
+    if (env.IsExceptionPending()) return env.Undefined();
+    stacked = v.ToBoolean().Value();
+  }
   SeccompProgram program;
-  if (std::string err = CompileSeccomp(policy, &program); !err.empty()) {
+  if (std::string err = CompileSeccomp(policy, &program, stacked); !err.empty()) {
     // Rules carry their JS path; policy-level fields do not yet.
     return ThrowInvalid(env, err.rfind(kRoot, 0) == 0 ? err : std::string(kRoot) + "." + err);
   }
@@ -172,6 +182,36 @@ Napi::Value SyscallNumberJs(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) return env.Null();
   int nr = SyscallNumber(info[0].As<Napi::String>().Utf8Value().c_str());
   return nr < 0 ? env.Null() : Napi::Number::New(env, nr);
+}
+
+// restrictSelf(program: Buffer from compileSeccomp(policy, { stacked: true })): adds the filter to
+// this process, all threads. Throws an Error with code ERR_SECCOMP_RESTRICT and `errno` on failure.
+Napi::Value RestrictSelfJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBuffer()) {
+    Napi::TypeError::New(env, "restrictSelf(program: Buffer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Buffer<uint8_t> buf = info[0].As<Napi::Buffer<uint8_t>>();
+  const size_t n = buf.Length() / sizeof(sock_filter);
+  std::string problem;
+  long r = -EINVAL;
+  if (buf.Length() % sizeof(sock_filter) != 0 || n == 0 || n > BPF_MAXINSNS) {
+    problem = "the program is not a whole number of BPF instructions (1 to 4096)";
+  } else {
+    // Copied: the Buffer's memory is not guaranteed to be aligned for sock_filter.
+    std::vector<sock_filter> code(n);
+    std::memcpy(code.data(), buf.Data(), n * sizeof(sock_filter));
+    r = RestrictSelf(code.data(), n);
+    if (r > 0) problem = "thread " + std::to_string(r) + " runs under other filters and could not be synchronized";
+    else if (r < 0) problem = std::string("seccomp(SECCOMP_SET_MODE_FILTER, TSYNC) failed: ") + std::strerror(static_cast<int>(-r));
+  }
+  if (problem.empty()) return env.Undefined();
+  Napi::Error e = Napi::Error::New(env, "restrictSelf: " + problem);
+  e.Set("code", Napi::String::New(env, "ERR_SECCOMP_RESTRICT"));
+  e.Set("errno", Napi::Number::New(env, r < 0 ? static_cast<double>(-r) : 0));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
 }
 
 }  // namespace
@@ -241,6 +281,7 @@ std::string SeccompPolicyFromJs(Napi::Value value, SeccompPolicy* out) {
 
 void InitSeccomp(Napi::Env env, Napi::Object exports) {
   exports.Set("compileSeccomp", Napi::Function::New(env, CompileSeccompJs, "compileSeccomp"));
+  exports.Set("restrictSelf", Napi::Function::New(env, RestrictSelfJs, "restrictSelf"));
   exports.Set("syscallName", Napi::Function::New(env, SyscallNameJs, "syscallName"));
   exports.Set("syscallNumber", Napi::Function::New(env, SyscallNumberJs, "syscallNumber"));
 }

@@ -84,3 +84,61 @@ t.test('a flooding plugin does not starve the host', async (t) => {
   p.kill();
   t.match(await p.exited, { signal: 'SIGKILL' });
 });
+
+t.test('the codec turns any malformed envelope into a CodecError', async (t) => {
+  const { CodecError, DecoderState, Encoder, decode } = await import('../lib/channel/codec');
+  // A deterministic generator, so a failure reproduces.
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed % n;
+  };
+  const values: unknown[] = [
+    [1, 2],
+    ['héllo', -0.5, null, undefined, true, 2n ** 70n, new Date(5)],
+    { a: [1, { b: 'x' }], c: Buffer.alloc(10, 3), d: Buffer.alloc(5000, 4) },
+    [new Map([[1, 2]]), new Set(['s'])],
+  ];
+  let others = 0;
+  for (let i = 0; i < 20000; i++) {
+    const enc = new Encoder();
+    const state = new DecoderState();
+    const kind = 1 + rnd(5);
+    const len = enc.encode(kind, i, kind === 1 || kind === 4 ? `method${rnd(3)}` : undefined, values[rnd(values.length)]);
+    const envelope = Buffer.from((enc as unknown as { scratch: Buffer }).scratch.subarray(0, len));
+    const msg = Buffer.concat([envelope, ...(enc.parts ?? [])]);
+    const n = 1 + rnd(4);
+    for (let k = 0; k < n; k++) msg[rnd(msg.length)] = rnd(256);
+    const cut = rnd(4) === 0 ? rnd(msg.length + 1) : msg.length;
+    try {
+      decode(msg, cut, rnd(2) === 0, state);
+    } catch (e) {
+      if (!(e instanceof CodecError)) others++;
+    }
+  }
+  t.equal(others, 0, 'no other exception escapes the decoder');
+
+  // Name numbers: used before defined, or redefined, is a violation.
+  const enc = new Encoder();
+  enc.encode(1, 1, 'first', []);
+  const def = Buffer.from((enc as unknown as { scratch: Buffer }).scratch.subarray(0, 30));
+  enc.sent();
+  const refLen = enc.encode(1, 2, 'first', []);
+  const ref = Buffer.from((enc as unknown as { scratch: Buffer }).scratch.subarray(0, refLen));
+  const thrown = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+  t.ok(thrown(() => decode(ref, ref.length, false, new DecoderState())) instanceof CodecError, 'a number used before its definition');
+  const state = new DecoderState();
+  const defLen = 9 + def.readUInt32LE(5);
+  t.equal(decode(def, defLen, false, state).name, 'first');
+  t.equal(decode(ref, ref.length, false, state).name, 'first');
+  const other = Buffer.from(def.subarray(0, defLen));
+  other[9 + 3 + 5] = 'F'.charCodeAt(0); // same number, another name
+  t.ok(thrown(() => decode(other, other.length, false, state)) instanceof CodecError, 'a number redefined');
+});

@@ -66,6 +66,22 @@ t.test('large payloads stream through a small ring', async (t) => {
   t.equal(await p.call('add', 1, 1), 2);
 });
 
+t.test('every size crosses intact: whole or chunked, into scratch or a Buffer of its own', async (t) => {
+  for (const ringSize of [4096, 64 * 1024]) {
+    const p = await start(t, { ringSize });
+    for (const n of [0, 1, 100, 2031, 2032, 2033, 4095, 4096, 5000, 16383, 16384, 16385, 70000]) {
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) b[i] = (i * 7 + n) & 0xff;
+      const s = 'é'.repeat(n >> 1);
+      t.ok(((await p.call('echo', b)) as Buffer).equals(b), `ring ${ringSize}: ${n} bytes, async`);
+      t.ok((p.callSync('echo', b) as Buffer).equals(b), `ring ${ringSize}: ${n} bytes, sync`);
+      t.equal(await p.call('echo', s), s, `ring ${ringSize}: a string of ${s.length} characters`);
+    }
+    const all = await Promise.all([100, 5000, 20000, 3].map((n) => p.call('make', n)));
+    t.same(all.map((b) => (b as Buffer).length), [100, 5000, 20000, 3], 'concurrent answers of mixed sizes');
+  }
+});
+
 t.test('timeouts and cancellation', async (t) => {
   const p = await start(t, { timeout: 1000 });
   const e = await p.callWith({ timeout: 100 }, 'hang').catch((x: unknown) => x);
@@ -80,6 +96,32 @@ t.test('timeouts and cancellation', async (t) => {
   await t.rejects(call, { name: 'AbortError', code: 'ABORT_ERR' });
   t.equal(await aborted, 'aborted', 'the plugin saw its signal abort');
   t.equal(await p.call('add', 2, 2), 4, 'late answers are dropped');
+});
+
+t.test('the default timeout expires calls in order, among many quick ones', async (t) => {
+  const p = await start(t, { timeout: 200 });
+  const t0 = Date.now();
+  const first = p.call('hang').catch((e: unknown) => [e, Date.now() - t0]);
+  for (let i = 0; i < 2000; i++) await p.call('add', i, 1);
+  const second = p.call('hang').catch((e: unknown) => [e, Date.now() - t0]);
+  const [e1, ms1] = (await first) as [unknown, number];
+  t.ok(e1 instanceof CallTimeoutError);
+  t.match(e1, { code: 'ERR_CALL_TIMEOUT', method: 'hang', timeout: 200 });
+  t.ok(ms1 >= 195 && ms1 < 1500, `the first expired after its timeout (${ms1} ms)`);
+  const [e2] = (await second) as [unknown, number];
+  t.ok(e2 instanceof CallTimeoutError, 'the second too');
+  t.equal(await p.call('add', 1, 1), 2);
+
+  // A shorter timeout made later expires first, whether set as the default or per call.
+  const rpc = (p as unknown as { rpc: { setDefaultTimeout(ms: number): void } }).rpc;
+  const t1 = Date.now();
+  const long = p.call('hang').catch(() => Date.now() - t1);
+  rpc.setDefaultTimeout(50);
+  const short = p.call('hang').catch(() => Date.now() - t1);
+  const own = p.callWith({ timeout: 80 }, 'hang').catch(() => Date.now() - t1);
+  const [msLong, msShort, msOwn] = (await Promise.all([long, short, own])) as number[];
+  t.ok(msShort < 180 && msOwn < 180, `50 ms and 80 ms calls did not wait for the 200 ms one (${msShort}, ${msOwn} ms)`);
+  t.ok(msLong >= 195, `the 200 ms call kept its timeout (${msLong} ms)`);
 });
 
 t.test('peer death rejects every pending call', async (t) => {
@@ -112,4 +154,26 @@ t.test('ES module plugins', async (t) => {
 
 t.test('a plugin that fails to load is an error, not a hang', async (t) => {
   await t.rejects(startRunner(unsandboxedSpawner, { plugin: path.join(helpers, 'does-not-exist.js') }), { code: 'MODULE_NOT_FOUND' });
+});
+
+t.test('pending calls keep the event loop alive, and only they', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const dist = path.join(__dirname, '..', 'lib', 'channel');
+  // A host endpoint nobody answers: the outcome shows whether the loop was kept alive.
+  const run = (body: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { RpcPeer } = require(${JSON.stringify(path.join(dist, 'rpc'))});
+         const { loadAddon } = require(${JSON.stringify(path.join(dist, 'addon'))});
+         const rpc = new RpcPeer(new (loadAddon().ChannelEndpoint)({ ringSize: 4096 }), { idleSpinUs: 100 });
+         setTimeout(() => { process.stdout.write('alive'); process.exit(0); }, 300).unref();
+         ${body}`,
+      ],
+      { encoding: 'utf8', timeout: 10000 },
+    ).stdout;
+  t.equal(run(''), '', 'no call: the process ends');
+  t.equal(run(`rpc.call('x').catch(() => {});`), 'alive', 'a pending call keeps it running');
+  t.equal(run(`rpc.call('x', [], { timeout: 50 }).catch(() => process.stdout.write('timeout '));`), 'timeout ', 'once it timed out, the process ends');
 });

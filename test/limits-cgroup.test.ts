@@ -5,6 +5,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { LimitError } from '../lib/errors';
 import { SandboxCgroup, hostLayout, listSandboxCgroups } from '../lib/limits';
+import { pollStats } from '../lib/limits/events';
 import { alive, fdCount, firstLine, gated, nextViolation, sleep, withTimeout } from './limits-helpers';
 
 const MiB = 1024 * 1024;
@@ -188,6 +189,29 @@ t.test('spawn/exit cycles leave no cgroup and no fd behind', { skip }, async (t)
   const after = fdCount();
   t.ok(after <= fds, `no fd leaked (${fds} before, ${after} after)`);
   t.same(listSandboxCgroups(), [], 'no sandbox cgroup left');
+});
+
+t.test('v1: only sandboxes with a pids limit are polled, and a refusal after a quiet spell is reported', { skip: skip ?? (hostLayout().mode === 'hybrid' || hostLayout().mode === 'legacy' ? undefined : 'no v1 pids controller here') }, async (t) => {
+  // Without a pids limit the v1 pids directory is there for stats only: no timer may run for it.
+  const plain = SandboxCgroup.create({ memory: '64M' });
+  const ticks0 = pollStats.ticks;
+  await sleep(60);
+  t.equal(pollStats.ticks, ticks0, 'no pids poll for a sandbox without a pids limit');
+  await plain.destroy();
+
+  // With one, the poll skips the counters while no pid is allocated anywhere, so the refusal comes
+  // after a quiet spell here: the refused fork's own pid must reopen the gate.
+  const cg = SandboxCgroup.create({ pids: 4 });
+  const g = gated('sleep 0.3; f() { f & f & wait; }; f');
+  cg.attach(g.child.pid!);
+  cg.start(g.child.pid);
+  const violation = nextViolation(cg);
+  g.release();
+  const v = await violation;
+  t.equal(v.kind, 'pids');
+  t.ok(pollStats.ticks > ticks0, 'the poll ran');
+  await withTimeout(cg.destroy(), 10_000, 'teardown');
+  await withTimeout(g.exit, 5000, 'the bomb to be gone');
 });
 
 t.test('no leftover cgroups after the suite', async (t) => {

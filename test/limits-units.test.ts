@@ -39,7 +39,7 @@ t.test('cpu', async (t) => {
 
 t.test('resolveLimits validates every field and refuses unknown ones', async (t) => {
   const r = resolveLimits({ memory: '256M', pids: 64, cpu: '0.5', cpuTime: '10s', timeout: '30s' });
-  t.same(r, { memory: 256 * 1024 ** 2, swap: 0, pids: 64, cpu: 0.5, cpuTime: 10_000, timeout: 30_000, io: [], allowDegraded: false });
+  t.same(r, { memory: 256 * 1024 ** 2, swap: 0, pids: 64, cpu: 0.5, cpuTime: 10_000, timeout: 30_000, io: [], allowDegraded: false, addressSpaceOverhead: 0 });
   t.throws(() => resolveLimits({ memroy: '1M' } as never), { code: 'ERR_INVALID_OPTION', field: 'limits.memroy' });
   t.throws(() => resolveLimits({ pids: 0 }), { code: 'ERR_INVALID_OPTION', field: 'limits.pids' });
   t.throws(() => resolveLimits({ swap: '1M' }), { code: 'ERR_INVALID_OPTION', field: 'limits.swap' });

@@ -44,7 +44,7 @@ t.test('whole flow: keygen → hash → init → add → sign → verify → sho
   const pub = path.join(keys, 'alice.pub');
   const sec = path.join(keys, 'alice.key');
   t.equal(warden('trust', 'init', list, '--key', pub, '--expires', '30d').status, 0);
-  r = warden('trust', 'add', list, plugin, '--publisher', 'acme', '--trust', 'standard', '--permission', 'net.connect', '--limit', 'memoryBytes=268435456');
+  r = warden('trust', 'add', list, plugin, '--publisher', 'acme', '--trust', 'standard', '--permission', 'net:outbound', '--limit', 'memory=268435456');
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, digest);
   r = warden('trust', 'verify', list, '--pin', pub);
@@ -64,7 +64,7 @@ t.test('whole flow: keygen → hash → init → add → sign → verify → sho
   r = warden('trust', 'show', list);
   t.equal(r.status, 0);
   t.match(r.stdout, /version\s+1/);
-  t.match(r.stdout, /alpha@1\.0\.0\s+standard\s+publisher=acme\s+permissions=net\.connect\s+limits=memoryBytes=268435456/);
+  t.match(r.stdout, /alpha@1\.0\.0\s+standard\s+publisher=acme\s+permissions=net:outbound\s+limits=memory=268435456/);
   t.match(r.stdout, digest);
   r = warden('trust', 'show', list, '--json');
   t.equal(JSON.parse(r.stdout).signed.entries[0].digest, digest);

@@ -14,7 +14,7 @@ export function tmpdir(prefix = 'warden-trust-'): string {
 export function makePlugin(root: string, name: string, files: Record<string, string> = {}): string {
   const dir = path.join(root, name);
   fs.mkdirSync(path.join(dir, 'lib'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'plugin.json'), JSON.stringify({ name, version: '1.0.0', hostApi: '^1.0.0' }));
+  fs.writeFileSync(path.join(dir, 'warden.json'), JSON.stringify({ name, version: '1.0.0', hostApi: '^1.0.0', entry: 'lib/index.js' }));
   fs.writeFileSync(path.join(dir, 'lib', 'index.js'), `module.exports = ${JSON.stringify(name)};\n`);
   for (const [rel, content] of Object.entries(files)) fs.writeFileSync(path.join(dir, rel), content);
   return dir;

@@ -19,19 +19,56 @@ export interface EndpointOptions {
   peerEfd?: number;
 }
 
+/**
+ * A received message: its length in `rxBuffer` (valid until the next receive on this endpoint),
+ * or a Buffer of its own when it is larger than rxBuffer.
+ */
+export type Received = number | Buffer;
+
+export interface StartOptions {
+  /** After each message, spin (blocking) up to this long for the next before returning to the loop. */
+  spinUs?: number;
+  /** After a send or a message, poll the ring from the event loop (not blocking it) this long before sleeping. */
+  idleSpinUs?: number;
+  /** Messages delivered per event-loop turn. */
+  budget?: number;
+}
+
+export const STATE_HOLD = 0;
+export const STATE_BUSY = 1;
+
 export interface NativeEndpoint {
-  /** Writes the message (parts back to back). true: in the ring; false: queued, finished as the peer reads. */
-  send(parts: Uint8Array[]): boolean;
-  /** BLOCKING: writes the message, waiting for ring space up to `timeoutMs`. */
-  sendBlocking(parts: Uint8Array[], timeoutMs: number): void;
+  /** Scratch the envelope of the next message is written into (see send's envLen). */
+  readonly txBuffer: Buffer;
+  /** Scratch small received messages are copied into. */
+  readonly rxBuffer: Buffer;
+  /**
+   * Sends `envLen` bytes of txBuffer (none when negative) followed by `parts`. true: in the ring;
+   * false: queued (the envelope copied, the parts kept by reference), finished as the peer reads.
+   */
+  send(envLen: number, parts?: Uint8Array[]): boolean;
+  /**
+   * BLOCKING: send (waiting for room), then receive the next message, spinning `spinUs` then
+   * sleeping on a futex, up to `timeoutMs` in all. undefined on timeout, null once the peer closed.
+   */
+  call(envLen: number, parts: Uint8Array[] | undefined, timeoutMs: number, spinUs: number): Received | undefined | null;
   /** Next message, undefined when none is complete, null once the peer closed the channel. */
-  recv(): Buffer | undefined | null;
+  recv(): Received | undefined | null;
   /** BLOCKING: like recv(), spinning `spinUs` then sleeping on a futex, up to `timeoutMs`. */
-  recvWait(timeoutMs: number, spinUs: number): Buffer | undefined | null;
-  /** Starts watching the eventfd (and the peer's liveness) from the event loop. */
-  start(onWake: () => void): void;
-  ref(): void;
-  unref(): void;
+  recvWait(timeoutMs: number, spinUs: number): Received | undefined | null;
+  /**
+   * Starts delivering from the event loop: onEvent(message), onEvent(null) when the peer closed,
+   * onEvent(-1) when it exited, onEvent(-2, why) when it broke the framing.
+   */
+  start(onEvent: (m: Received | null, detail?: string) => void, options?: StartOptions): void;
+  /**
+   * Written by JS, read by the endpoint when it next runs (no crossing needed):
+   * state[STATE_HOLD] > 0 keeps the event loop alive (pending calls, or a runner that lives for its
+   * channel; updateRef() applies it at once); state[STATE_BUSY] > 0 says handlers wait on
+   * promises, which need the event loop, so the endpoint does not spin for the next message.
+   */
+  readonly state: Int32Array;
+  updateRef(): void;
   peerAlive(): boolean;
   childFds(): ChildFds;
   /** Closes the host's copies of the fds only the sandbox needs (after spawning it). */
@@ -42,6 +79,10 @@ export interface NativeEndpoint {
 
 interface Addon {
   ChannelEndpoint: new (options: EndpointOptions) => NativeEndpoint;
+  /** The runner's process only: serve large allocations (received messages) from reused heap pages. */
+  reuseLargeAllocations(): boolean;
+  /** Stacks a seccomp program (compileSeccomp(policy, { stacked: true })) on every thread of this process. */
+  restrictSelf(program: Buffer): void;
 }
 
 let addon: Addon | undefined;

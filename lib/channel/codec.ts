@@ -1,18 +1,28 @@
 /**
  * Message codec. Measured on the project's 2-core machine (node 20, encode + decode of a call
  * `add(1, 2)`): v8.serialize/deserialize 6.6 us, JSON.stringify/parse through a Buffer 1.4-1.6 us,
- * this compact tagged form well under 1 us (see `npm run bench:ipc`, which prints all three).
- * For a 1 MiB Buffer argument, v8.serialize copies the bytes twice (117 us) where this form copies
- * none: Buffers of 4 KiB and more travel as attachments the channel gathers straight into the
- * ring, and arrive as views of the received message, so a payload is copied once end to end.
+ * this compact tagged form about 0.1 us. For a 1 MiB Buffer argument, v8.serialize copies the bytes
+ * twice (117 us) where this form copies none: Buffers of 4 KiB and more travel as attachments the
+ * channel gathers straight into the ring, and arrive as views of the received message, so a
+ * payload is copied once into the ring and once out of it.
  * So: compact binary for the values RPC really carries (primitives, arrays, plain objects, bytes,
  * dates, bigints), with structured clone (v8.serialize) as the fallback for the rest (Map, Set,
  * RegExp, typed arrays other than Uint8Array ...), so nothing that clones is refused.
  *
+ * Method and event names are sent once per channel and direction: the first message using a name
+ * defines a small number for it (NameDef), later ones send the number (NameRef). Up to MAX_NAMES
+ * names of up to 256 characters per direction; past that, names travel as strings.
+ *
  * The decoder reads hostile input: every length is bounded by the message, nesting is bounded,
- * and any inconsistency throws a CodecError the RPC layer turns into a protocol violation.
+ * name numbers must be defined before use and never change, and any inconsistency throws a
+ * CodecError the RPC layer turns into a protocol violation.
  */
-import * as v8 from 'node:v8';
+import type * as V8 from 'node:v8';
+
+// Loaded on first use: only the structured-clone fallback needs it, and loading node:v8 costs the
+// plugin runner's start-up about 1.5 ms of cpu.
+let v8Module: typeof V8 | undefined;
+const v8 = (): typeof V8 => (v8Module ??= require('node:v8') as typeof V8);
 
 export const enum Kind {
   Call = 1,
@@ -37,10 +47,17 @@ const enum Tag {
   Date = 11,
   Attachment = 12,
   Structured = 13,
+  NameDef = 14, // u16 number, then a String: defines the number and uses it
+  NameRef = 15, // u16 number of a name defined earlier
 }
 
 /** Buffers at least this big are sent by reference (gathered into the ring) instead of copied into the envelope. */
 const ATTACH_MIN = 4096;
+/** Names one direction of a channel may define, and their longest UTF-8 form: the receiver keeps them. */
+export const MAX_NAMES = 1024;
+const MAX_NAME_BYTES = 1024;
+/** Strings up to this long are written by a JS loop when ASCII (cheaper than a call into C++). */
+const SHORT_STRING = 32;
 /** Buffer's own (untyped) UTF-8 methods skip the encoding-name dispatch of write()/toString(). */
 interface FastUtf8 {
   utf8Write(s: string, offset: number): number;
@@ -48,6 +65,10 @@ interface FastUtf8 {
 }
 const MAX_DEPTH = 256;
 const HEADER = 9; // kind u8, id u32, envelope length u32
+
+// Float64 <-> bytes without a DataView per buffer.
+const f64 = new Float64Array(1);
+const f64b = new Uint8Array(f64.buffer);
 
 export class CodecError extends Error {}
 
@@ -59,33 +80,96 @@ export interface Decoded {
 }
 
 export class Encoder {
-  private buf = Buffer.allocUnsafe(64 * 1024);
+  private buf: Buffer;
   private pos = 0;
-  private attachments: Uint8Array[] = [];
+  private attachments: Uint8Array[] | undefined;
   private depth = 0;
+  private busy = false;
+  /** name → number; ~number (negative) until a message defining it has been handed to the channel. */
+  private readonly names = new Map<string, number>();
+  private defined: string | undefined;
+  /** After encode(): what goes after the envelope (attachments), or with -1, the envelope too. */
+  parts: Uint8Array[] | undefined;
 
-  /**
-   * Encodes one message. Returns the parts to hand to the channel: the envelope (a view of a
-   * scratch buffer) followed by the attachments.
-   */
-  encode(kind: Kind, id: number, name: string | undefined, value: unknown): Uint8Array[] {
-    this.pos = HEADER;
-    this.attachments = [];
-    this.depth = 0;
-    if (name !== undefined) this.string(name);
-    this.value(value);
-    const b = this.buf;
-    b[0] = kind;
-    b.writeUInt32LE(id >>> 0, 1);
-    b.writeUInt32LE(this.pos - HEADER, 5);
-    const parts: Uint8Array[] = [b.subarray(0, this.pos)];
-    for (const a of this.attachments) parts.push(a);
-    return parts;
+  /** `scratch`: where envelopes are written (the endpoint's txBuffer, so sending passes a length). */
+  constructor(private readonly scratch: Buffer = Buffer.allocUnsafe(64 * 1024)) {
+    this.buf = scratch;
   }
 
-  /** The channel kept the last envelope queued (peer not reading yet): never overwrite it. */
-  retire(): void {
-    this.buf = Buffer.allocUnsafe(this.buf.length);
+  /**
+   * Encodes one message. Returns the envelope's length in `scratch`, and `parts` holds the
+   * attachments (undefined when there are none). An envelope too big for `scratch` goes into a
+   * buffer of its own: then the result is -1 and `parts` starts with the envelope.
+   * Call sent() once the channel has taken the message.
+   */
+  encode(kind: Kind, id: number, name: string | undefined, value: unknown): number {
+    // Reading a value may run a getter that sends: it must not overwrite the envelope half written.
+    if (this.busy) throw new TypeError('cannot send over the channel while a message is being encoded');
+    this.busy = true;
+    this.buf = this.scratch;
+    this.pos = HEADER;
+    this.attachments = undefined;
+    this.depth = 0;
+    this.defined = undefined;
+    try {
+      if (name !== undefined) this.name(name);
+      this.value(value);
+    } finally {
+      this.busy = false;
+    }
+    const b = this.buf;
+    b[0] = kind;
+    writeU32(b, 1, id >>> 0);
+    writeU32(b, 5, this.pos - HEADER);
+    if (b === this.scratch) {
+      this.parts = this.attachments;
+      return this.pos;
+    }
+    // The channel may keep this buffer queued: it is never reused.
+    this.buf = this.scratch;
+    const atts = this.attachments as Uint8Array[] | undefined;
+    this.parts = atts === undefined ? [b.subarray(0, this.pos)] : [b.subarray(0, this.pos), ...atts];
+    return -1;
+  }
+
+  /**
+   * The channel took the last message encoded (in the ring or queued, in order): a name it defined
+   * is known to the peer from now on. Until then every message using the name defines it again.
+   */
+  sent(): void {
+    const n = this.defined;
+    if (n === undefined) return;
+    this.defined = undefined;
+    const v = this.names.get(n);
+    if (v !== undefined && v < 0) this.names.set(n, ~v);
+  }
+
+  private name(s: string): void {
+    let v = this.names.get(s);
+    if (v === undefined) {
+      if (this.names.size >= MAX_NAMES || s.length > MAX_NAME_BYTES / 4) {
+        this.string(s);
+        return;
+      }
+      v = ~this.names.size;
+      this.names.set(s, v);
+    }
+    this.ensure(3);
+    const b = this.buf;
+    const p = this.pos;
+    if (v >= 0) {
+      b[p] = Tag.NameRef;
+      b[p + 1] = v;
+      b[p + 2] = v >>> 8;
+      this.pos = p + 3;
+      return;
+    }
+    b[p] = Tag.NameDef;
+    b[p + 1] = ~v;
+    b[p + 2] = ~v >>> 8;
+    this.pos = p + 3;
+    this.defined = s;
+    this.string(s);
   }
 
   private ensure(n: number): void {
@@ -98,16 +182,42 @@ export class Encoder {
   }
 
   private u32(v: number): void {
-    this.buf.writeUInt32LE(v, this.pos);
+    writeU32(this.buf, this.pos, v);
     this.pos += 4;
   }
 
   private string(s: string): void {
-    this.ensure(5 + s.length * 3);
-    this.buf[this.pos] = Tag.String;
-    const n = (this.buf as unknown as FastUtf8).utf8Write(s, this.pos + 5);
-    this.buf.writeUInt32LE(n, this.pos + 1);
-    this.pos += 5 + n;
+    const len = s.length;
+    this.ensure(5 + len * 3);
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = Tag.String;
+    if (len <= SHORT_STRING) {
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[p + 5 + i] = c;
+      }
+      if (i === len) {
+        writeU32(b, p + 1, len);
+        this.pos = p + 5 + len;
+        return;
+      }
+    }
+    const n = (b as unknown as FastUtf8).utf8Write(s, p + 5);
+    writeU32(b, p + 1, n);
+    this.pos = p + 5 + n;
+  }
+
+  private f64(tag: Tag, v: number): void {
+    this.ensure(9);
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = tag;
+    f64[0] = v;
+    for (let i = 0; i < 8; i++) b[p + 1 + i] = f64b[i];
+    this.pos = p + 9;
   }
 
   private value(v: unknown): void {
@@ -121,15 +231,15 @@ export class Encoder {
         this.buf[this.pos++] = v ? Tag.True : Tag.False;
         return;
       case 'number':
-        this.ensure(9);
-        if ((v | 0) === v && !Object.is(v, -0)) {
-          this.buf[this.pos] = Tag.Int32;
-          this.buf.writeInt32LE(v, this.pos + 1);
-          this.pos += 5;
+        if ((v | 0) === v && (v !== 0 || 1 / v > 0)) {
+          this.ensure(5);
+          const b = this.buf;
+          const p = this.pos;
+          b[p] = Tag.Int32;
+          writeU32(b, p + 1, v);
+          this.pos = p + 5;
         } else {
-          this.buf[this.pos] = Tag.Float64;
-          this.buf.writeDoubleLE(v, this.pos + 1);
-          this.pos += 9;
+          this.f64(Tag.Float64, v);
         }
         return;
       case 'string':
@@ -154,54 +264,49 @@ export class Encoder {
       return;
     }
     if (++this.depth > MAX_DEPTH) throw new RangeError('value nested too deeply to send');
-    try {
-      if (v instanceof Uint8Array && v.constructor !== Uint8Array && !Buffer.isBuffer(v)) {
+    if (Array.isArray(v)) {
+      this.ensure(5);
+      this.buf[this.pos++] = Tag.Array;
+      const n = v.length;
+      this.u32(n);
+      for (let i = 0; i < n; i++) this.value(v[i]);
+    } else if (v instanceof Uint8Array) {
+      if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) {
         this.structured(v);
-      } else if (v instanceof Uint8Array) {
-        if (v.byteLength >= ATTACH_MIN) {
-          this.ensure(5);
-          this.buf[this.pos++] = Tag.Attachment;
-          this.u32(v.byteLength);
-          this.attachments.push(v);
-        } else {
-          this.ensure(5 + v.byteLength);
-          this.buf[this.pos++] = Tag.Bytes;
-          this.u32(v.byteLength);
-          this.buf.set(v, this.pos);
-          this.pos += v.byteLength;
-        }
-      } else if (Array.isArray(v)) {
+      } else if (v.byteLength >= ATTACH_MIN) {
         this.ensure(5);
-        this.buf[this.pos++] = Tag.Array;
-        this.u32(v.length);
-        for (let i = 0; i < v.length; i++) this.value(v[i]);
-      } else if (v instanceof Date) {
-        this.ensure(9);
-        this.buf[this.pos] = Tag.Date;
-        this.buf.writeDoubleLE(v.getTime(), this.pos + 1);
-        this.pos += 9;
+        this.buf[this.pos++] = Tag.Attachment;
+        this.u32(v.byteLength);
+        (this.attachments ??= []).push(v);
       } else {
-        const proto = Object.getPrototypeOf(v);
-        if (proto !== Object.prototype && proto !== null) {
-          this.structured(v);
-        } else {
-          const keys = Object.keys(v);
-          this.ensure(5);
-          this.buf[this.pos++] = Tag.Object;
-          this.u32(keys.length);
-          for (const k of keys) {
-            this.string(k);
-            this.value((v as Record<string, unknown>)[k]);
-          }
+        this.ensure(5 + v.byteLength);
+        this.buf[this.pos++] = Tag.Bytes;
+        this.u32(v.byteLength);
+        this.buf.set(v, this.pos);
+        this.pos += v.byteLength;
+      }
+    } else if (v instanceof Date) {
+      this.f64(Tag.Date, v.getTime());
+    } else {
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) {
+        this.structured(v);
+      } else {
+        const keys = Object.keys(v);
+        this.ensure(5);
+        this.buf[this.pos++] = Tag.Object;
+        this.u32(keys.length);
+        for (const k of keys) {
+          this.string(k);
+          this.value((v as Record<string, unknown>)[k]);
         }
       }
-    } finally {
-      this.depth--;
     }
+    this.depth--;
   }
 
   private structured(v: object): void {
-    const bytes = v8.serialize(v);
+    const bytes = v8().serialize(v);
     this.ensure(5 + bytes.length);
     this.buf[this.pos++] = Tag.Structured;
     this.u32(bytes.length);
@@ -210,46 +315,97 @@ export class Encoder {
   }
 }
 
-/** Decodes one received message. Strings and Bytes are copied out; attachments are views of `msg`. */
-export function decode(msg: Buffer): Decoded {
-  if (msg.length < HEADER) throw new CodecError('message shorter than its header');
+function writeU32(b: Uint8Array, p: number, v: number): void {
+  b[p] = v;
+  b[p + 1] = v >>> 8;
+  b[p + 2] = v >>> 16;
+  b[p + 3] = v >>> 24;
+}
+
+function readU32(b: Uint8Array, p: number): number {
+  return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+}
+
+/** What a receiver remembers between messages: the names the peer defined. */
+export class DecoderState {
+  readonly names: string[] = [];
+}
+
+/**
+ * Decodes one received message: the first `length` bytes of `msg`. Strings and Bytes are copied
+ * out; attachments are views of `msg`, unless `reused` says `msg` is scratch memory that the next
+ * message overwrites: then they are copied too.
+ */
+export function decode(msg: Buffer, length: number, reused: boolean, state: DecoderState): Decoded {
+  if (length < HEADER || length > msg.length) throw new CodecError('message shorter than its header');
   const kind = msg[0] as Kind;
   if (kind < Kind.Call || kind > Kind.Cancel) throw new CodecError(`unknown message kind ${kind}`);
-  const id = msg.readUInt32LE(1);
-  const envLen = msg.readUInt32LE(5);
-  if (envLen > msg.length - HEADER) throw new CodecError('envelope longer than the message');
-  const r = new Reader(msg, HEADER, HEADER + envLen);
+  const id = readU32(msg, 1);
+  const envLen = readU32(msg, 5);
+  if (envLen > length - HEADER) throw new CodecError('envelope longer than the message');
+  const r = new Reader(msg, HEADER + envLen, length, reused);
   let name = '';
-  if (kind === Kind.Call || kind === Kind.Notify) {
-    const n = r.value(0);
-    if (typeof n !== 'string') throw new CodecError('call without a method name');
-    name = n;
-  }
+  if (kind === Kind.Call || kind === Kind.Notify) name = r.name(state);
   const value = r.value(0);
   if (r.pos !== r.end) throw new CodecError('trailing bytes in envelope');
-  if (r.attachPos !== msg.length) throw new CodecError('attachments do not add up to the message');
+  if (r.attachPos !== length) throw new CodecError('attachments do not add up to the message');
   return { kind, id, name, value };
 }
 
 class Reader {
+  pos = HEADER;
   attachPos: number;
   constructor(
     private readonly b: Buffer,
-    public pos: number,
     readonly end: number,
+    private readonly length: number,
+    private readonly reused: boolean,
   ) {
     this.attachPos = end;
   }
 
   private need(n: number): void {
-    if (n < 0 || this.pos + n > this.end) throw new CodecError('value runs past the envelope');
+    if (this.pos + n > this.end) throw new CodecError('value runs past the envelope');
   }
 
   private u32(): number {
     this.need(4);
-    const v = this.b.readUInt32LE(this.pos);
+    const v = readU32(this.b, this.pos);
     this.pos += 4;
     return v;
+  }
+
+  private string(): string {
+    const n = this.u32();
+    this.need(n);
+    const p = this.pos;
+    this.pos = p + n;
+    return (this.b as unknown as FastUtf8).utf8Slice(p, p + n);
+  }
+
+  name(state: DecoderState): string {
+    this.need(1);
+    const tag = this.b[this.pos++];
+    if (tag === Tag.String) return this.string();
+    if (tag !== Tag.NameRef && tag !== Tag.NameDef) throw new CodecError('call without a method name');
+    this.need(2);
+    const n = this.b[this.pos] | (this.b[this.pos + 1] << 8);
+    this.pos += 2;
+    if (n >= MAX_NAMES) throw new CodecError('name number out of range');
+    const known = state.names[n];
+    if (tag === Tag.NameRef) {
+      if (known === undefined) throw new CodecError('name number used before it was defined');
+      return known;
+    }
+    this.need(1);
+    if (this.b[this.pos++] !== Tag.String) throw new CodecError('name definition without a string');
+    this.need(4);
+    if (readU32(this.b, this.pos) > MAX_NAME_BYTES) throw new CodecError('defined name too long');
+    const s = this.string();
+    if (known === undefined) state.names[n] = s;
+    else if (known !== s) throw new CodecError('name number redefined');
+    else return known;
+    return s;
   }
 
   value(depth: number): unknown {
@@ -268,24 +424,20 @@ class Reader {
         return true;
       case Tag.Int32: {
         this.need(4);
-        const v = b.readInt32LE(this.pos);
-        this.pos += 4;
-        return v;
+        const p = this.pos;
+        this.pos = p + 4;
+        return b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24);
       }
       case Tag.Float64:
       case Tag.Date: {
         this.need(8);
-        const v = b.readDoubleLE(this.pos);
-        this.pos += 8;
-        return tag === Tag.Date ? new Date(v) : v;
+        const p = this.pos;
+        for (let i = 0; i < 8; i++) f64b[i] = b[p + i];
+        this.pos = p + 8;
+        return tag === Tag.Date ? new Date(f64[0]) : f64[0];
       }
-      case Tag.String: {
-        const n = this.u32();
-        this.need(n);
-        const s = (b as unknown as FastUtf8).utf8Slice(this.pos, this.pos + n);
-        this.pos += n;
-        return s;
-      }
+      case Tag.String:
+        return this.string();
       case Tag.BigInt: {
         const s = this.value(depth + 1);
         if (typeof s !== 'string' || !/^-?[0-9]{1,100000}$/.test(s)) throw new CodecError('malformed bigint');
@@ -301,10 +453,10 @@ class Reader {
       }
       case Tag.Attachment: {
         const n = this.u32();
-        if (n > b.length - this.attachPos) throw new CodecError('attachment runs past the message');
-        const out = b.subarray(this.attachPos, this.attachPos + n);
+        if (n > this.length - this.attachPos) throw new CodecError('attachment runs past the message');
+        const view = b.subarray(this.attachPos, this.attachPos + n);
         this.attachPos += n;
-        return out;
+        return this.reused ? Buffer.from(view) : view;
       }
       case Tag.Array: {
         const n = this.u32();
@@ -332,7 +484,7 @@ class Reader {
         const bytes = b.subarray(this.pos, this.pos + n);
         this.pos += n;
         try {
-          return v8.deserialize(bytes);
+          return v8().deserialize(bytes);
         } catch (e) {
           throw new CodecError(`malformed structured value: ${(e as Error).message}`);
         }

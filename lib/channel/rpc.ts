@@ -9,8 +9,8 @@
 import { EventEmitter } from 'node:events';
 
 import { CallTimeoutError, ChannelError, RemoteError } from '../errors';
-import type { NativeEndpoint } from './addon';
-import { CodecError, Encoder, Kind, decode, type Decoded } from './codec';
+import { STATE_BUSY, STATE_HOLD, type NativeEndpoint } from './addon';
+import { CodecError, DecoderState, Encoder, Kind, decode, type Decoded } from './codec';
 
 export interface CallContext {
   /** Aborted when the caller cancels the call or its timeout passes. */
@@ -30,10 +30,17 @@ export interface RpcOptions {
   /** Default per-call timeout in ms (0: none). */
   timeout?: number;
   /**
-   * After each burst of messages, spin this many microseconds for the next one before sleeping.
-   * Used by the runner (its CPU, its cgroup); the host leaves it 0 so the event loop never spins.
+   * After each message, spin (blocking this thread) up to this many microseconds for the next one
+   * before going back to the event loop. Used by the runner (its CPU, its cgroup); the host leaves
+   * it 0 so its event loop is never blocked.
    */
   spinUs?: number;
+  /**
+   * After a send or a received message, keep the event loop polling the ring (it keeps running
+   * timers and I/O, but does not sleep) up to this many microseconds before sleeping on the
+   * eventfd, so a quick answer costs no wake-up. Shrinks (to an eighth) while answers are slow.
+   */
+  idleSpinUs?: number;
   /** Messages handled per event-loop turn, so a flooding peer cannot starve timers and I/O. */
   budget?: number;
   /** Keep the process alive while the channel is open (the runner). Otherwise only while calls are pending. */
@@ -45,13 +52,45 @@ export interface Violation {
   message: string;
 }
 
+/** The `this` of a handler. Its AbortController is made only if the handler looks at `signal`. */
+class Context implements CallContext {
+  private ac: AbortController | undefined;
+  private abortedWith: unknown;
+  private aborted = false;
+  constructor(readonly method: string) {}
+
+  get signal(): AbortSignal {
+    if (this.ac === undefined) {
+      this.ac = new AbortController();
+      if (this.aborted) this.ac.abort(this.abortedWith);
+    }
+    return this.ac.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.ac !== undefined) {
+      this.ac.abort(reason);
+    } else if (!this.aborted) {
+      this.aborted = true;
+      this.abortedWith = reason;
+    }
+  }
+}
+
 interface Pending {
   method: string;
   resolve(v: unknown): void;
   reject(e: unknown): void;
-  timer?: NodeJS.Timeout;
   signal?: AbortSignal;
   onAbort?: () => void;
+}
+
+/** Deadlines of the calls made with one timeout, oldest first (see RpcPeer.expiries). */
+interface Expiry {
+  ids: number[];
+  at: number[];
+  head: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 const MAX_ERROR_TEXT = 16 * 1024;
@@ -80,19 +119,25 @@ function abortError(method: string): Error {
  * Events: 'notification' (event, args), 'violation' (Violation), 'close' (ChannelError | undefined).
  */
 export class RpcPeer extends EventEmitter {
-  private readonly enc = new Encoder();
+  private readonly enc: Encoder;
+  private readonly dec = new DecoderState();
+  private readonly rx: Buffer;
   private readonly pending = new Map<number, Pending>();
-  private readonly running = new Map<number, AbortController>();
+  private readonly running = new Map<number, Context>();
   private readonly handlers = new Map<string, Handler>();
   private readonly backlog: Buffer[] = [];
   private nextId = 1;
-  private inflight = 0;
   private closedWith: ChannelError | null = null;
-  private readonly timeout: number;
-  private readonly spinMax: number;
-  private spin: number;
-  private readonly budget: number;
+  private timeout: number;
   private readonly keepAlive: boolean;
+  /** Read by the endpoint: see NativeEndpoint.state. */
+  private readonly state: Int32Array;
+  /**
+   * Calls with the same timeout expire in the order they were made: their deadlines wait in one
+   * FIFO per timeout, watched by one timer, instead of a timer each (setTimeout + clearTimeout cost
+   * about as much as the rest of a call). Entries of settled calls are dropped lazily.
+   */
+  private readonly expiries = new Map<number, Expiry>();
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -100,12 +145,23 @@ export class RpcPeer extends EventEmitter {
   ) {
     super();
     this.timeout = options.timeout ?? 0;
-    this.spinMax = options.spinUs ?? 0;
-    this.spin = this.spinMax;
-    this.budget = options.budget ?? 256;
     this.keepAlive = options.keepAlive ?? false;
-    ep.start(() => this.onWake());
-    if (this.keepAlive) ep.ref();
+    this.enc = new Encoder(ep.txBuffer);
+    this.rx = ep.rxBuffer;
+    ep.start((m, detail) => this.onEvent(m, detail), {
+      spinUs: options.spinUs ?? 0,
+      idleSpinUs: options.idleSpinUs ?? 0,
+      budget: options.budget ?? 256,
+    });
+    this.state = ep.state;
+    this.state[STATE_HOLD] = this.keepAlive ? 1 : 0;
+    ep.updateRef();
+  }
+
+  /** Changes the default per-call timeout (ms, 0: none) for calls made from now on. */
+  setDefaultTimeout(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError('timeout must be a number of ms ≥ 0');
+    this.timeout = ms;
   }
 
   get closed(): boolean {
@@ -126,14 +182,15 @@ export class RpcPeer extends EventEmitter {
     return new Promise((resolve, reject) => {
       const p: Pending = { method, resolve, reject };
       const timeout = options.timeout ?? this.timeout;
-      if (timeout > 0) p.timer = setTimeout(() => this.giveUp(id, new CallTimeoutError(method, timeout)), timeout);
       if (signal) {
         p.signal = signal;
         p.onAbort = () => this.giveUp(id, abortError(method));
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
-      if (this.pending.size === 1) this.ep.ref();
+      if (timeout > 0) this.expireLater(id, timeout);
+      // Applied by the send below, in the same crossing.
+      this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
       try {
         this.write(Kind.Call, id, method, args);
       } catch (e) {
@@ -153,23 +210,17 @@ export class RpcPeer extends EventEmitter {
     const timeout = options.timeout ?? (this.timeout || 30000);
     const spinUs = options.spinUs ?? 100;
     const id = this.takeId();
+    const len = this.enc.encode(Kind.Call, id, method, args);
+    let m: number | Buffer | undefined | null;
     const deadline = performance.now() + timeout;
-    let parts = this.enc.encode(Kind.Call, id, method, args);
     try {
-      this.ep.sendBlocking(parts, timeout);
+      // Send, spin for the answer and receive it, in one crossing into native code.
+      m = this.ep.call(len, this.enc.parts, timeout, spinUs);
     } catch (e) {
-      this.enc.retire();
       throw this.nativeError(e);
     }
-    parts = [];
+    this.enc.sent();
     for (;;) {
-      const left = deadline - performance.now();
-      let m: Buffer | undefined | null;
-      try {
-        m = left > 0 ? this.ep.recvWait(left, spinUs) : undefined;
-      } catch (e) {
-        throw this.nativeError(e);
-      }
       if (m === undefined) {
         this.sendQuiet(Kind.Cancel, id, undefined, undefined);
         throw new CallTimeoutError(method, timeout);
@@ -177,16 +228,23 @@ export class RpcPeer extends EventEmitter {
       if (m === null) throw this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
       let d: Decoded;
       try {
-        d = decode(m);
+        d = typeof m === 'number' ? decode(this.rx, m, true, this.dec) : decode(m, m.length, false, this.dec);
       } catch (e) {
         throw this.violation((e as Error).message);
       }
       if (d.id === id && (d.kind === Kind.Result || d.kind === Kind.Error)) {
-        if (this.backlog.length > 0) setImmediate(() => this.onWake());
+        if (this.backlog.length > 0) setImmediate(() => this.drainBacklog());
         if (d.kind === Kind.Result) return d.value;
         throw this.remoteError(method, d.value);
       }
-      this.backlog.push(m);
+      // Not ours (a call or notification from the peer, or a late answer): handled after we return.
+      this.backlog.push(typeof m === 'number' ? Buffer.from(this.rx.subarray(0, m)) : m);
+      const left = deadline - performance.now();
+      try {
+        m = left > 0 ? this.ep.recvWait(left, spinUs) : undefined;
+      } catch (e) {
+        throw this.nativeError(e);
+      }
     }
   }
 
@@ -201,6 +259,59 @@ export class RpcPeer extends EventEmitter {
     this.fail(reason ?? new ChannelError('ERR_CHANNEL_CLOSED', 'the channel was closed', 'closed'));
   }
 
+  private expireLater(id: number, timeout: number): void {
+    let q = this.expiries.get(timeout);
+    if (q === undefined) {
+      q = { ids: [], at: [], head: 0, timer: undefined };
+      this.expiries.set(timeout, q);
+    }
+    while (q.head < q.ids.length && !this.pending.has(q.ids[q.head])) q.head++;
+    if (q.head === q.ids.length) {
+      q.ids.length = 0;
+      q.at.length = 0;
+      q.head = 0;
+    } else if (q.ids.length - q.head > 2 * this.pending.size + 64) {
+      // A long call at the head keeps many settled ones behind it: keep only the pending.
+      const ids: number[] = [];
+      const at: number[] = [];
+      for (let i = q.head; i < q.ids.length; i++) {
+        if (this.pending.has(q.ids[i])) {
+          ids.push(q.ids[i]);
+          at.push(q.at[i]);
+        }
+      }
+      q.ids = ids;
+      q.at = at;
+      q.head = 0;
+    }
+    q.ids.push(id);
+    q.at.push(performance.now() + timeout);
+    if (q.timer === undefined) this.armExpiry(timeout, q);
+  }
+
+  private armExpiry(timeout: number, q: Expiry): void {
+    const delay = Math.max(0, q.at[q.head] - performance.now());
+    // Unreferenced: the pending calls themselves keep the loop alive.
+    q.timer = setTimeout(() => this.expire(timeout, q), Math.ceil(delay));
+    q.timer.unref();
+  }
+
+  private expire(timeout: number, q: Expiry): void {
+    q.timer = undefined;
+    const now = performance.now();
+    while (q.head < q.ids.length) {
+      const id = q.ids[q.head];
+      const p = this.pending.get(id);
+      if (p !== undefined && q.at[q.head] > now) {
+        this.armExpiry(timeout, q);
+        return;
+      }
+      q.head++;
+      if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, timeout));
+    }
+    if (this.expiries.get(timeout) === q) this.expiries.delete(timeout);
+  }
+
   private takeId(): number {
     const id = this.nextId;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
@@ -208,15 +319,14 @@ export class RpcPeer extends EventEmitter {
   }
 
   private write(kind: Kind, id: number, name: string | undefined, value: unknown): void {
-    const parts = this.enc.encode(kind, id, name, value);
-    let sent: boolean;
+    const len = this.enc.encode(kind, id, name, value);
     try {
-      sent = this.ep.send(parts);
+      // A message the ring cannot take yet is queued natively (the envelope copied out of txBuffer).
+      this.ep.send(len, this.enc.parts);
     } catch (e) {
       throw this.nativeError(e);
     }
-    // The native queue now holds the envelope: the encoder must not reuse its scratch buffer.
-    if (!sent) this.enc.retire();
+    this.enc.sent();
   }
 
   private sendQuiet(kind: Kind, id: number, name: string | undefined, value: unknown): void {
@@ -250,6 +360,8 @@ export class RpcPeer extends EventEmitter {
     if (this.closedWith) return this.closedWith;
     this.closedWith = err;
     for (const id of [...this.pending.keys()]) this.giveUp(id, err, false);
+    for (const q of this.expiries.values()) clearTimeout(q.timer);
+    this.expiries.clear();
     for (const c of this.running.values()) c.abort(err);
     this.running.clear();
     this.ep.close();
@@ -261,9 +373,8 @@ export class RpcPeer extends EventEmitter {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
-    if (p.timer) clearTimeout(p.timer);
     if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
-    if (this.pending.size === 0 && !this.closedWith && !this.keepAlive) this.ep.unref();
+    this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
     return p;
   }
 
@@ -279,48 +390,33 @@ export class RpcPeer extends EventEmitter {
     return new RemoteError(method, clip(o.name) ?? 'Error', clip(o.message) ?? '', clip(o.stack), clip(o.code));
   }
 
-  private onWake(): void {
+  private drainBacklog(): void {
+    while (this.backlog.length > 0 && !this.closedWith) this.dispatch(this.backlog.shift()!);
+  }
+
+  /**
+   * From the endpoint, once per message: a length in rxBuffer, a Buffer, null (the peer closed
+   * the channel), -1 (the peer exited; what it wrote before has been delivered) or -2 (the peer
+   * broke the framing; `detail` says how).
+   */
+  private onEvent(m: number | Buffer | null, detail?: string): void {
     if (this.closedWith) return;
-    let handled = 0;
-    while (this.backlog.length > 0 && !this.closedWith) {
-      this.dispatch(this.backlog.shift()!);
-      handled++;
-    }
-    const woke = performance.now();
-    for (;;) {
-      if (this.closedWith) return;
-      if (handled >= this.budget) return; // the endpoint re-arms and wakes us on the next turn
-      let m: Buffer | undefined | null;
-      try {
-        m = this.ep.recv();
-        if (m === undefined && this.spin > 0 && this.inflight === 0) {
-          // Runner only: the next call of a busy host usually arrives within microseconds.
-          m = this.ep.recvWait(this.spin / 1000, this.spin);
-          this.spin = m === undefined ? Math.floor(this.spin / 2) : this.spinMax;
-        }
-      } catch (e) {
-        this.nativeError(e);
-        return;
-      }
-      if (m === null) {
-        this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
-        return;
-      }
-      if (m === undefined) break;
+    if (this.backlog.length > 0) this.drainBacklog();
+    if (typeof m === 'number') {
+      if (m >= 0) this.dispatch(this.rx, m, true);
+      else if (m === -1) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
+      else this.violation(detail ?? 'malformed frame');
+    } else if (m === null) {
+      this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
+    } else {
       this.dispatch(m);
-      handled++;
-    }
-    if (handled > 0 || performance.now() - woke < 1) this.spin = this.spinMax;
-    if (!this.ep.peerAlive()) {
-      // Whatever it wrote before dying has been drained above.
-      if (this.ep.recv() === undefined) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
     }
   }
 
-  private dispatch(m: Buffer): void {
+  private dispatch(m: Buffer, length = m.length, reused = false): void {
     let d: Decoded;
     try {
-      d = decode(m);
+      d = decode(m, length, reused, this.dec);
     } catch (e) {
       this.violation(e instanceof CodecError ? e.message : String(e));
       return;
@@ -362,8 +458,7 @@ export class RpcPeer extends EventEmitter {
       this.reply(id, Kind.Error, errorToWire(e));
       return;
     }
-    const ac = new AbortController();
-    const ctx: CallContext = { signal: ac.signal, method };
+    const ctx = new Context(method);
     let r: unknown;
     try {
       r = fn.apply(ctx, args);
@@ -375,15 +470,15 @@ export class RpcPeer extends EventEmitter {
       this.reply(id, Kind.Result, r);
       return;
     }
-    this.running.set(id, ac);
-    this.inflight++;
+    this.running.set(id, ctx);
+    this.state[STATE_BUSY]++;
     (r as PromiseLike<unknown>).then(
       (v) => {
-        this.inflight--;
+        this.state[STATE_BUSY]--;
         if (this.running.delete(id)) this.reply(id, Kind.Result, v);
       },
       (e) => {
-        this.inflight--;
+        this.state[STATE_BUSY]--;
         if (this.running.delete(id)) this.reply(id, Kind.Error, errorToWire(e));
       },
     );

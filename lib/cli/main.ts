@@ -8,6 +8,7 @@ import { doctorCommand } from './doctor';
 import { keygen } from './keygen';
 import { hash } from './hash';
 import { trust } from './trust';
+import { audit } from './audit';
 
 export type Command = (args: string[]) => Promise<number>;
 
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   keygen: { run: keygen, summary: 'create a signing key pair (or --envelope key) for trust lists' },
   hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
   trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists' },
+  audit: { run: audit, summary: 'show, filter and verify an audit log (--file or $WARDEN_AUDIT_LOG)' },
 };
 
 function usage(): string {

@@ -18,6 +18,9 @@ import { parseJsonBounded } from '../trust/canonical';
 import { readTrustState, writeTrustState } from '../trust/state';
 import { checkTrustList, TrustAnchor } from '../trust/verify';
 import { flag, list, parse, Parsed, parseWhen, positiveInt, run, str, UsageError } from './trust-common';
+import { readManifest } from '../plugins/manifest';
+import { PluginManifestError } from '../plugins/errors';
+import { PLUGIN_LIMIT_NAMES } from '../plugins/limits';
 
 const USAGE = `usage: warden trust <subcommand> LIST [options]
 
@@ -25,7 +28,7 @@ const USAGE = `usage: warden trust <subcommand> LIST [options]
         create an empty list signed by the given public keys (threshold N, default 1)
   add LIST DIR --publisher P [--name N] [--version V] [--trust LEVEL]
         [--permission P]... [--limit NAME=INT]... [--replace]
-        hash plugin directory DIR and list it (name/version default to DIR/plugin.json)
+        hash plugin directory DIR and list it (name/version default to DIR's manifest)
   remove LIST NAME[@VERSION]      drop one version, or every version, of a plugin
   bump LIST [--expires WHEN]      start the next version (new expiry, signatures dropped)
   keys LIST --key PUB... [--threshold N]
@@ -71,23 +74,24 @@ interface PluginMeta {
   version?: string;
 }
 
-async function readPluginMeta(dir: string): Promise<PluginMeta> {
-  const file = path.join(dir, 'plugin.json');
-  if (!fs.existsSync(file)) return {};
-  const raw = parseJsonBounded(await readBounded(file, 1024 * 1024), { maxBytes: 1024 * 1024, file }) as Record<string, unknown>;
-  if (raw === null || typeof raw !== 'object') return {};
-  return {
-    name: typeof raw.name === 'string' ? raw.name : undefined,
-    version: typeof raw.version === 'string' ? raw.version : undefined,
-  };
+/** Name and version from the plugin's manifest (warden.json or package.json's `warden` section), if it has one. */
+function readPluginMeta(dir: string): PluginMeta {
+  if (!fs.existsSync(path.join(dir, 'warden.json')) && !fs.existsSync(path.join(dir, 'package.json'))) return {};
+  try {
+    const m = readManifest(dir);
+    return { name: m.name, version: m.version };
+  } catch (e) {
+    if (e instanceof PluginManifestError && e.field === '$' && /not a warden plugin/.test(e.message)) return {};
+    throw new UsageError(`DIR's manifest is not valid: ${(e as Error).message}`);
+  }
 }
 
 async function nameAndVersion(p: Parsed, dir: string): Promise<{ name: string; version: string }> {
-  const meta = await readPluginMeta(dir);
+  const meta = readPluginMeta(dir);
   const name = str(p, 'name') ?? meta.name;
   const version = str(p, 'version') ?? meta.version;
-  if (name === undefined) throw new UsageError(`--name is required (no name in ${path.join(dir, 'plugin.json')})`);
-  if (version === undefined) throw new UsageError(`--version is required (no version in ${path.join(dir, 'plugin.json')})`);
+  if (name === undefined) throw new UsageError(`--name is required (DIR has no warden.json or package.json \`warden\` section)`);
+  if (version === undefined) throw new UsageError(`--version is required (DIR has no warden.json or package.json \`warden\` section)`);
   if (!isValidPluginName(name)) throw new UsageError(`--name '${name}' must be a lowercase package-style name`);
   if (semver.valid(version) !== version) throw new UsageError(`--version '${version}' must be an exact semver version like 1.2.3`);
   return { name, version };
@@ -119,7 +123,8 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
     const limits: Record<string, number> = {};
     for (const l of list(p, 'limit')) {
       const m = /^([A-Za-z][A-Za-z0-9_]{0,63})=(0|[1-9][0-9]{0,15})$/.exec(l);
-      if (m === null || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--limit '${l}' must be NAME=INTEGER, e.g. memoryBytes=268435456`);
+      if (m === null || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--limit '${l}' must be NAME=INTEGER, e.g. memory=268435456`);
+      if (!(PLUGIN_LIMIT_NAMES as readonly string[]).includes(m[1])) throw new UsageError(`--limit '${m[1]}' is not a plugin limit; known: ${PLUGIN_LIMIT_NAMES.join(', ')} (memory in bytes, cpu in millicores, cpuTime and callTimeout in ms)`);
       limits[m[1]] = Number(m[2]);
     }
     const doc = await readList(file);

@@ -45,4 +45,14 @@ export interface Backend {
   recheck(): void;
   /** Stop event delivery and close fds. Idempotent. */
   close(): void;
+  /** Writes lower memory (with swap), pids and cpu limits into the live cgroup. */
+  narrow(l: NarrowLimits): void;
+}
+
+/** The limits a running sandbox's cgroup can be lowered to in place. */
+export interface NarrowLimits {
+  memory?: number;
+  swap: number;
+  pids?: number;
+  cpu?: number;
 }

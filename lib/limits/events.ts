@@ -4,9 +4,24 @@
  *    change (kernfs_notify); fs.watch delivers that on the event loop. No timer.
  *  - v1 memory.oom_control signals an eventfd registered in cgroup.event_control (native, uv_poll).
  *  - v1 pids.events has a `max` counter but the v1 pids controller never notifies it (inotify and
- *    poll stay silent; checked on 6.x kernels). There is no event to wait for, so for that one case a
- *    single shared timer reads the counter of every v1 sandbox with a pids limit. It runs only while such
- *    a sandbox exists; one pread per sandbox per tick (~2 µs each).
+ *    poll stay silent; checked on 6.x kernels). There is no event to wait for, so for that one case
+ *    a single shared timer reads the counter of every v1 sandbox with a pids limit. It runs only
+ *    while such a sandbox exists. Reading every counter on every tick made idle sandboxes cost the
+ *    host cpu in proportion to their number (50 idle plugins: ~40 ms of cpu per second on a 2-core
+ *    VM), so each tick first reads one small file: the last pid allocated (/proc/loadavg). The
+ *    kernel allocates the new task's pid before the pids controller refuses it (copy_process:
+ *    alloc_pid, then cgroup_can_fork), and the sandboxes' PID namespaces are below ours, so every
+ *    fork or thread creation attempted in any sandbox, refused or not, moves that number. While it
+ *    does not move, no counter can have grown and the per-sandbox reads are skipped: an idle host
+ *    pays one pread per tick whatever the number of sandboxes. After it moves, the counters are
+ *    read on that tick and the next, which covers a refusal still in progress at the tick that saw
+ *    its pid (alloc_pid and the refusal are microseconds apart unless the task is preempted in
+ *    between; the final recheck() at teardown catches anything later still). The tick itself is
+ *    every 10 ms while pids move (anywhere on the machine: a fork bomb, a runner starting its
+ *    threads) and every 100 ms once none has for 100 ms, so a host whose machine is quiet wakes 10
+ *    times a second, not 100. The price: a refusal that comes alone after such a quiet spell (a
+ *    sandbox sitting at its limit that tries once more) is seen up to 100 ms late instead of 10;
+ *    one that follows task creations, as a fork bomb's does, is not.
  */
 import * as fs from 'node:fs';
 import { cgroupEventsAddon } from './native';
@@ -30,8 +45,14 @@ export function watchV1Event(dir: string, file: string, args: string, cb: () => 
   return () => h.close();
 }
 
-/** Period of the v1 pids poll: keeps breach→event p99 well under the 50 ms target of the benchmark. */
+/** Period of the v1 pids poll while pids move: keeps breach→event p99 well under the 50 ms target. */
 export const V1_PIDS_POLL_MS = 10;
+/** Period once no pid has moved for PIDS_FAST_FOR_MS. */
+export const V1_PIDS_IDLE_POLL_MS = 100;
+/** How long after the last pid moved the poll stays at V1_PIDS_POLL_MS. */
+export const PIDS_FAST_FOR_MS = 100;
+/** After the last pid moved, the counters are read on the ticks of this long (this tick and the next). */
+export const PIDS_SWEEP_AFTER_MS = 2 * V1_PIDS_POLL_MS;
 
 interface PolledCounter {
   file: StatFile;
@@ -42,8 +63,35 @@ interface PolledCounter {
 
 const polled = new Set<PolledCounter>();
 let pollTimer: NodeJS.Timeout | undefined;
+let pollDelay = V1_PIDS_POLL_MS;
+let lastPidFile: StatFile | undefined;
+let lastPid: string | undefined;
+let lastMove = 0;
+let sweepUntil = 0;
+
+/** Ticks of the shared poll, and how many of them read the counters (for tests and benchmarks). */
+export const pollStats = { ticks: 0, sweeps: 0 };
+
+/** The last pid allocated in our PID namespace (last field of /proc/loadavg); undefined if unreadable. */
+function readLastPid(): string | undefined {
+  const t = lastPidFile?.text();
+  if (t === undefined) return undefined;
+  const s = t.trimEnd();
+  return s.slice(s.lastIndexOf(' ') + 1);
+}
 
 function pollOnce(): void {
+  pollStats.ticks++;
+  const now = Date.now();
+  const pid = readLastPid();
+  if (pid === undefined || pid !== lastPid) {
+    lastPid = pid;
+    lastMove = now;
+    sweepUntil = now + PIDS_SWEEP_AFTER_MS;
+  } else if (now > sweepUntil) {
+    return; // no task was created anywhere since the counters were last read
+  }
+  pollStats.sweeps++;
   for (const p of polled) {
     const v = p.file.keyed()?.get(p.key);
     if (v !== undefined && v > p.last) {
@@ -53,21 +101,41 @@ function pollOnce(): void {
   }
 }
 
+function schedule(delay: number): void {
+  if (pollTimer !== undefined) clearTimeout(pollTimer);
+  pollDelay = delay;
+  pollTimer = setTimeout(tick, delay);
+  pollTimer.unref();
+}
+
+function tick(): void {
+  pollTimer = undefined;
+  pollOnce();
+  if (polled.size === 0 || pollTimer !== undefined) return; // stopped, or a callback re-armed it
+  schedule(Date.now() - lastMove > PIDS_FAST_FOR_MS ? V1_PIDS_IDLE_POLL_MS : V1_PIDS_POLL_MS);
+}
+
 /** Shared poll of a keyed counter file (v1 pids.events `max`). */
 export function pollCounter(file: string, key: string, cb: (value: number) => void): Stop {
   const p: PolledCounter = { file: new StatFile(file), key, last: 0, cb };
   p.last = p.file.keyed()?.get(key) ?? 0;
   polled.add(p);
-  if (pollTimer === undefined) {
-    pollTimer = setInterval(pollOnce, V1_PIDS_POLL_MS);
-    pollTimer.unref();
+  if (lastPidFile === undefined) {
+    lastPidFile = new StatFile('/proc/loadavg');
+    lastPid = readLastPid();
   }
+  // A new sandbox is being started: its first process and threads are about to be created.
+  lastMove = Date.now();
+  sweepUntil = lastMove + PIDS_SWEEP_AFTER_MS;
+  if (pollTimer === undefined || pollDelay !== V1_PIDS_POLL_MS) schedule(V1_PIDS_POLL_MS);
   return () => {
     if (!polled.delete(p)) return;
     p.file.close();
-    if (polled.size === 0 && pollTimer !== undefined) {
-      clearInterval(pollTimer);
+    if (polled.size === 0) {
+      if (pollTimer !== undefined) clearTimeout(pollTimer);
       pollTimer = undefined;
+      lastPidFile?.close();
+      lastPidFile = undefined;
     }
   };
 }

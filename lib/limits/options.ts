@@ -36,6 +36,12 @@ export interface LimitsOptions {
    * Default false: fail closed with ERR_LIMIT_UNAVAILABLE.
    */
   allowDegraded?: boolean;
+  /**
+   * Degraded mode only: bytes added on top of `memory` for RLIMIT_AS, for runtimes that reserve
+   * address space they never touch (Node reserves about 0.7 GB at start; spawnNode adds 1 GiB).
+   * The limit is then looser by that much, and weaker says so. Default 0.
+   */
+  addressSpaceOverhead?: string | number;
 }
 
 export interface IoLimit {
@@ -56,9 +62,10 @@ export interface ResolvedLimits {
   timeout?: number;
   io: IoLimit[];
   allowDegraded: boolean;
+  addressSpaceOverhead: number;
 }
 
-const KNOWN = new Set(['memory', 'swap', 'pids', 'cpu', 'cpuTime', 'timeout', 'io', 'allowDegraded']);
+const KNOWN = new Set(['memory', 'swap', 'pids', 'cpu', 'cpuTime', 'timeout', 'io', 'allowDegraded', 'addressSpaceOverhead']);
 
 function resolveDevice(field: string, device: string): string {
   if (/^\d+:\d+$/.test(device)) return device;
@@ -81,7 +88,8 @@ export function resolveLimits(opts: LimitsOptions | undefined, prefix = 'limits'
   for (const k of Object.keys(o)) {
     if (!KNOWN.has(k)) throw new InvalidOptionError(`${prefix}.${k}`, `unknown limit; known: ${[...KNOWN].join(', ')}`);
   }
-  const r: ResolvedLimits = { swap: 0, io: [], allowDegraded: o.allowDegraded === true };
+  const r: ResolvedLimits = { swap: 0, io: [], allowDegraded: o.allowDegraded === true, addressSpaceOverhead: 0 };
+  if (o.addressSpaceOverhead !== undefined && o.addressSpaceOverhead !== 0) r.addressSpaceOverhead = parseSize(`${prefix}.addressSpaceOverhead`, o.addressSpaceOverhead);
   if (o.memory !== undefined) r.memory = parseSize(`${prefix}.memory`, o.memory);
   if (o.swap !== undefined) {
     r.swap = o.swap === 0 || o.swap === '0' ? 0 : parseSize(`${prefix}.swap`, o.swap);

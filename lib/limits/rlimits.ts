@@ -15,8 +15,10 @@ export function degradedLimits(l: ResolvedLimits, reason: string): { rlimits: Rl
   const rlimits: RlimitSpec[] = [];
   const weaker: WeakerLimit[] = [];
   if (l.memory !== undefined) {
-    rlimits.push({ resource: 'RLIMIT_AS', soft: l.memory, hard: l.memory });
-    weaker.push({ limit: 'memory', reason: `${reason}; RLIMIT_AS bounds each process's address space (not resident memory, not the sum over processes), and a breach is a failed allocation, not a reported violation`, substitute: 'RLIMIT_AS' });
+    const as = l.memory + l.addressSpaceOverhead;
+    rlimits.push({ resource: 'RLIMIT_AS', soft: as, hard: as });
+    const looser = l.addressSpaceOverhead > 0 ? ` set to memory + ${l.addressSpaceOverhead} bytes of reserved-but-unused address space,` : '';
+    weaker.push({ limit: 'memory', reason: `${reason}; RLIMIT_AS${looser} bounds each process's address space (not resident memory, not the sum over processes), and a breach is a failed allocation, not a reported violation`, substitute: 'RLIMIT_AS' });
   }
   if (l.pids !== undefined) {
     rlimits.push({ resource: 'RLIMIT_NPROC', soft: l.pids, hard: l.pids });

@@ -90,7 +90,8 @@ function createBackend(l: ResolvedLimits, name: string, layout: CgroupLayout, ow
 }
 
 export class SandboxCgroup extends EventEmitter {
-  readonly limits: ResolvedLimits;
+  /** The limits in force (lowered by narrow()). */
+  limits: ResolvedLimits;
   readonly mode: CgroupMode;
   /** Undefined in degraded mode. */
   readonly backend: Backend | undefined;
@@ -173,6 +174,63 @@ export class SandboxCgroup extends EventEmitter {
       const b = this.backend;
       this.cpuWatch = new CpuTimeWatch(cpuTime * 1e6, () => b.cpuUsageNs(), this.limits.cpu, (used) =>
         this.violate({ kind: 'cpu-time', limit: cpuTime, observed: Math.round(used / 1e6), at: Date.now() }));
+      this.cpuWatch.start();
+    }
+  }
+
+  /**
+   * Lowers the limits of the running sandbox in place (a pooled runner fitted to its plugin):
+   * memory (with swap), pids and cpu are written to the cgroup, each at most the value in force; a
+   * cpuTime budget and a timeout start counting now. Throws LimitError (ERR_LIMIT_NARROW) and
+   * changes nothing when that is not possible: a limit not set at creation (its controller may not
+   * be attached) or set lower, io throttles, degraded mode, memory already in use above the new
+   * limit.
+   */
+  narrow(req: ResolvedLimits): void {
+    const cur = this.limits;
+    const refuse = (limit: string, why: string): never => {
+      throw new LimitError(limit, `cannot lower ${limit} in place: ${why}`, { code: 'ERR_LIMIT_NARROW' });
+    };
+    const b = this.backend;
+    if (b === undefined) refuse('cgroup', 'the sandbox has no cgroup (degraded mode)');
+    if (this.destroyed !== undefined) refuse('cgroup', 'the sandbox has ended');
+    for (const k of ['memory', 'pids', 'cpu'] as const) {
+      const want = req[k];
+      if (want === undefined) continue;
+      const have = cur[k];
+      if (have === undefined) refuse(k, `the sandbox was started without a ${k} limit`);
+      if (want > have!) refuse(k, `${want} is above the ${have} in force`);
+    }
+    if (req.memory !== undefined && req.swap > cur.swap) refuse('swap', `${req.swap} is above the ${cur.swap} in force`);
+    if (req.io.length > 0) refuse('io', 'io throttles are set at creation only');
+    if (req.memory !== undefined) {
+      const used = b!.stats().memoryCurrent;
+      if (used !== undefined && used >= req.memory * 0.9) refuse('memory', `the sandbox already uses ${used} bytes, near or above ${req.memory}`);
+    }
+    if (req.cpuTime !== undefined && b!.cpuUsageNs() === undefined) refuse('cpuTime', 'no cgroup gives this sandbox\'s cpu usage');
+    b!.narrow({ memory: req.memory, swap: req.memory !== undefined ? req.swap : cur.swap, pids: req.pids, cpu: req.cpu });
+    this.limits = {
+      ...cur,
+      memory: req.memory ?? cur.memory,
+      swap: req.memory !== undefined ? req.swap : cur.swap,
+      pids: req.pids ?? cur.pids,
+      cpu: req.cpu ?? cur.cpu,
+      cpuTime: req.cpuTime ?? cur.cpuTime,
+      timeout: req.timeout ?? cur.timeout,
+    };
+    if (req.timeout !== undefined) {
+      if (this.timeoutTimer !== undefined) clearTimeout(this.timeoutTimer);
+      const from = Date.now();
+      const timeout = req.timeout;
+      this.timeoutTimer = setTimeout(() => this.violate({ kind: 'timeout', limit: timeout, observed: Date.now() - from, at: Date.now() }), timeout);
+      this.timeoutTimer.unref();
+    }
+    if (req.cpuTime !== undefined) {
+      this.cpuWatch?.stop();
+      const base = b!.cpuUsageNs()!;
+      const cpuTime = req.cpuTime;
+      this.cpuWatch = new CpuTimeWatch(base + cpuTime * 1e6, () => b!.cpuUsageNs(), this.limits.cpu, (used) =>
+        this.violate({ kind: 'cpu-time', limit: cpuTime, observed: Math.round((used - base) / 1e6), at: Date.now() }));
       this.cpuWatch.start();
     }
   }

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { LimitError } from '../errors';
 import { DELEGATION_HELP, StatFile, errnoOf, exists, tryWrite, writeCg } from './cgroupfs';
 import { pollCounter, watchV1Event, type Stop } from './events';
-import type { Backend, KernelEvent, RawStats, WeakerLimit } from './backend';
+import type { Backend, NarrowLimits, KernelEvent, RawStats, WeakerLimit } from './backend';
 import type { CgroupLayout } from './layout';
 import type { OwnCgroups } from './discover';
 import type { ResolvedLimits } from './options';
@@ -31,6 +31,7 @@ export class V1Backend implements Backend {
   private readonly dirOf = new Map<string, string>(); // controller → directory
   private readonly files: Record<'memUsage' | 'memMax' | 'oomControl' | 'cpuacct' | 'cpuStat' | 'pidsCurrent' | 'pidsEvents' | 'v2CpuStat', StatFile | undefined>;
   private stops: Stop[] = [];
+  private readonly pidsLimited: boolean;
 
   constructor(layout: CgroupLayout, own: OwnCgroups, name: string, l: ResolvedLimits) {
     const required = new Set<string>();
@@ -84,6 +85,7 @@ export class V1Backend implements Backend {
       throw new LimitError('cgroup', `no cgroup hierarchy is usable on this host; ${DELEGATION_HELP}`);
     }
     this.anyProcsFile = this.procsFiles[0]!;
+    this.pidsLimited = l.pids !== undefined;
     const f = (c: string, n: string) => {
       const d = this.dirOf.get(c);
       return d === undefined ? undefined : new StatFile(path.join(d, n));
@@ -140,6 +142,21 @@ export class V1Backend implements Backend {
     }
   }
 
+  narrow(l: NarrowLimits): void {
+    const p = (c: string, n: string) => {
+      const d = this.dirOf.get(c);
+      if (d === undefined) throw new LimitError(LIMIT_OF_CONTROLLER[c] ?? c, `this sandbox has no ${c} cgroup to narrow`);
+      return path.join(d, n);
+    };
+    if (l.memory !== undefined) {
+      // Lowering: the memory limit first, then memsw (the kernel keeps memsw ≥ the memory limit).
+      writeCg('memory', p('memory', 'memory.limit_in_bytes'), String(l.memory));
+      if (exists(p('memory', 'memory.memsw.limit_in_bytes'))) writeCg('memory', p('memory', 'memory.memsw.limit_in_bytes'), String(l.memory + l.swap));
+    }
+    if (l.pids !== undefined) writeCg('pids', p('pids', 'pids.max'), String(l.pids));
+    if (l.cpu !== undefined) writeCg('cpu', p('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpu * CPU_PERIOD_US))));
+  }
+
   private onEvent: ((e: KernelEvent) => void) | undefined;
   private oomKillsAtStart = 0;
   private oomReported = false;
@@ -155,7 +172,8 @@ export class V1Backend implements Backend {
       this.stops.push(watchV1Event(mem, 'memory.oom_control', '', () => this.reportOom()));
     }
     const pids = this.dirOf.get('pids');
-    if (pids !== undefined) {
+    // Without a pids limit the directory is there for stats only: no refusal of ours to report.
+    if (pids !== undefined && this.pidsLimited) {
       this.stops.push(pollCounter(path.join(pids, 'pids.events'), 'max', (count) => this.reportPids(count)));
     }
   }

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { LimitError } from '../errors';
 import { DELEGATION_HELP, StatFile, errnoOf, readText, tryWrite, writeCg } from './cgroupfs';
 import { watchFile, type Stop } from './events';
-import type { Backend, KernelEvent, RawStats, WeakerLimit } from './backend';
+import type { Backend, NarrowLimits, KernelEvent, RawStats, WeakerLimit } from './backend';
 import type { ResolvedLimits } from './options';
 
 export const CPU_PERIOD_US = 100_000;
@@ -170,6 +170,17 @@ export class V2Backend implements Backend {
       if (io.writeIops !== undefined) parts.push(`wiops=${io.writeIops}`);
       writeCg('io', p('io.max'), parts.join(' '));
     }
+  }
+
+  narrow(l: NarrowLimits): void {
+    const p = (n: string) => path.join(this.v2Dir, n);
+    if (l.memory !== undefined) {
+      writeCg('memory', p('memory.max'), String(l.memory));
+      if (fs.existsSync(p('memory.swap.max'))) writeCg('memory', p('memory.swap.max'), String(l.swap));
+      tryWrite(p('memory.oom.group'), '1');
+    }
+    if (l.pids !== undefined) writeCg('pids', p('pids.max'), String(l.pids));
+    if (l.cpu !== undefined) writeCg('cpu', p('cpu.max'), `${Math.max(1000, Math.round(l.cpu * CPU_PERIOD_US))} ${CPU_PERIOD_US}`);
   }
 
   private onEvent: ((e: KernelEvent) => void) | undefined;

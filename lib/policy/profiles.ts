@@ -29,6 +29,7 @@ const CLONE_NEW_ANY =
   0x00020000 /* CLONE_NEWNS */ | 0x02000000 /* CLONE_NEWCGROUP */ | 0x04000000 /* CLONE_NEWUTS */ |
   0x08000000 /* CLONE_NEWIPC */ | 0x10000000 /* CLONE_NEWUSER */ | 0x20000000 /* CLONE_NEWPID */ |
   0x40000000; /* CLONE_NEWNET */ // = 0x7e020000, the mask Docker's profile uses
+const CLONE_THREAD = 0x00010000;
 const TIOCSTI = 0x5412;
 const TIOCLINUX = 0x541c;
 const AF_UNIX = 1;
@@ -39,11 +40,20 @@ const NETLINK_ROUTE = 0;
 // Docker's allowed personalities: PER_LINUX, UNAME26 (0x0020000), PER_LINUX32 (0x0008),
 // UNAME26|PER_LINUX32, and 0xffffffff (query the current persona).
 const SAFE_PERSONALITIES = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff];
+// seccomp(2) operations and filter flags (uapi/linux/seccomp.h).
+const SECCOMP_SET_MODE_STRICT = 0;
+const SECCOMP_SET_MODE_FILTER = 1;
+const SECCOMP_GET_ACTION_AVAIL = 2;
+const SECCOMP_GET_NOTIF_SIZES = 3;
+const SECCOMP_FILTER_FLAG_TSYNC = 1;
+const SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16;
+const PR_SET_SPECULATION_CTRL = 53;
+const PR_SPEC_ENABLE = 2;
 
 /**
  * Restrictions on arguments, shared by both profiles. They come first: the first matching rule wins.
- * Each ends its syscall with an explicit decision except clone and ioctl, which fall through to the
- * profile (allowed by `default`'s default action, allowed explicitly by `strict`).
+ * Each ends its syscall with an explicit decision except clone, ioctl and prctl, which fall through
+ * to the profile (allowed by `default`'s default action, allowed explicitly by `strict`).
  */
 function sharedRestrictions(network: boolean): SeccompRule[] {
   const families = network
@@ -89,6 +99,28 @@ function sharedRestrictions(network: boolean): SeccompRule[] {
       } satisfies SeccompRule]
       : []),
     { syscalls: ['socket', 'socketpair'], action: { errno: 'EAFNOSUPPORT' } },
+    // seccomp: a process may add filters (the plugin runner narrows itself this way before loading a
+    // plugin), never loosen what it runs under. Refused flags: SPEC_ALLOW turns the speculative
+    // store bypass mitigation off; NEW_LISTENER would make the process the supervisor of its own
+    // syscalls (the kernel refuses a second listener in a stack, but a custom policy without
+    // 'violation' has none); LOG writes every matching syscall to the host's kernel log. The flags
+    // argument is `unsigned int`: low 32 bits.
+    {
+      syscalls: ['seccomp'], action: 'allow',
+      args: [
+        { index: 0, op: 'eq', value: SECCOMP_SET_MODE_FILTER, low32: true },
+        { index: 1, op: 'maskedEq', mask: ~(SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_TSYNC_ESRCH) >>> 0, value: 0, low32: true },
+      ],
+    },
+    ...[SECCOMP_SET_MODE_STRICT, SECCOMP_GET_ACTION_AVAIL, SECCOMP_GET_NOTIF_SIZES].map((op): SeccompRule => ({
+      syscalls: ['seccomp'], action: 'allow', args: [{ index: 0, op: 'eq', value: op, low32: true }],
+    })),
+    { syscalls: ['seccomp'], action: { errno: 'EPERM' } },
+    // Speculation controls may be tightened (PR_SPEC_DISABLE, FORCE_DISABLE), not switched back on.
+    {
+      syscalls: ['prctl'], action: { errno: 'EPERM' },
+      args: [{ index: 0, op: 'eq', value: PR_SET_SPECULATION_CTRL, low32: true }, { index: 2, op: 'eq', value: PR_SPEC_ENABLE }],
+    },
     // Mount listing by id: answered ENOSYS so that programs fall back to /proc/self/mountinfo.
     { syscalls: ['statmount', 'listmount', 'listns'], action: { errno: 'ENOSYS' } },
   ];
@@ -212,3 +244,21 @@ export function resolveSeccompProfile(
   }
   return validateSeccompPolicy(profile, 'seccomp');
 }
+
+/**
+ * Stacked by the plugin runner, after node has started and before the plugin's code loads, when the
+ * plugin lacks the `sys:exec` permission: it cannot run programs. Starting a program from Node
+ * takes a new process first (libuv forks, then the child calls execve), and a denied execve would
+ * only kill that child, silently for the host. So the filter denies creating processes as well:
+ * clone without CLONE_THREAD (threads, and so worker_threads, stay allowed), fork and vfork, plus
+ * execve and execveat themselves. A filter a process adds to itself has no listener, so the action
+ * is 'kill': the runner (the sandbox's first process) dies of SIGSYS and the host reports a
+ * `seccomp` violation naming 'execve' (see PluginProcess.sigsysMeans).
+ */
+export const NO_EXEC_POLICY: SeccompPolicy = {
+  defaultAction: 'allow',
+  rules: [
+    { syscalls: ['clone'], action: 'allow', args: [{ index: 0, op: 'anyBitsSet', mask: CLONE_THREAD }] },
+    { syscalls: ['clone', 'fork', 'vfork', 'execve', 'execveat'], action: 'kill' },
+  ],
+};

@@ -10,7 +10,8 @@ import type { Readable } from 'node:stream';
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type CallOptions, type Handler, type Violation } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, N_LOG, RUNNER_FDS } from './protocol';
+import { runnerBundle } from './bundle';
+import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from './protocol';
 
 /** The runner's entry file (dist/lib/runner/main.js). */
 export const RUNNER_ENTRY = path.join(__dirname, 'main.js');
@@ -24,6 +25,8 @@ export interface RunnerExit {
 /** What a spawner must start: `command` with exactly these fds at these numbers, and `env`. */
 export interface RunnerSpawnRequest {
   command: string[];
+  /** Files outside the package the command reads (the runner bundle): a sandbox binds them read-only. */
+  binds?: string[];
   env: Record<string, string>;
   fds: { fd: number; target: number }[];
 }
@@ -35,6 +38,8 @@ export interface RunnerProcess {
   stdout?: Readable | null;
   stderr?: Readable | null;
   on?(event: 'violation', listener: (v: unknown) => void): unknown;
+  /** Lowers the cgroup limits of the running sandbox (a pooled runner fitted to its plugin). */
+  narrowLimits?(limits: unknown): void;
 }
 
 export type RunnerSpawner = (request: RunnerSpawnRequest) => RunnerProcess | Promise<RunnerProcess>;
@@ -56,6 +61,13 @@ export interface RunnerOptions {
   maxMessage?: number;
   /** Extra environment for the runner. */
   env?: Record<string, string>;
+  /**
+   * After sending a call or receiving a message, the host's event loop polls the channel this many
+   * microseconds (it keeps running timers and I/O but does not sleep) before sleeping until the
+   * runner wakes it, so quick answers cost no wake-up. Default 100; 0 turns polling off. Shrinks
+   * to an eighth while answers take longer.
+   */
+  pollUs?: number;
 }
 
 /**
@@ -66,14 +78,33 @@ export class PluginProcess extends EventEmitter {
   /** Methods the plugin exports. */
   methods: string[] = [];
   readonly exited: Promise<RunnerExit>;
+  /** Served by a runner from a pool, started before the plugin was asked for. */
+  warm = false;
+  /** Date.now() when the runner's process was started. */
+  readonly launchedAt = Date.now();
+  /** The digest of the files the runner was given ('copy' transfer), when it was given them. */
+  digest: string | undefined;
+  /** Resolves once the runner waits for its plugin (it runs, with node and the runner loaded). */
+  readonly ready: Promise<void>;
+  /**
+   * The syscall a death by SIGSYS means once the plugin is loading: a filter stacked without a
+   * listener can only kill, so the host names what it denied (see lib/sandbox/node.ts, allowExec).
+   */
+  sigsysMeans: string | undefined;
+  private loadSent = false;
 
   constructor(
     private readonly rpc: RpcPeer,
     readonly process: RunnerProcess,
   ) {
     super();
+    let isReady: () => void = () => undefined;
+    this.ready = new Promise((resolve) => {
+      isReady = resolve;
+    });
     rpc.on('notification', (name: string, args: unknown[]) => {
       if (name === N_LOG) this.emit('log', String(args[0]), String(args[1]));
+      else if (name === N_READY) isReady();
       else if (!name.startsWith('$')) this.emit('event', name, ...args);
     });
     rpc.on('violation', (v: Violation) => {
@@ -83,11 +114,49 @@ export class PluginProcess extends EventEmitter {
     });
     process.on?.('violation', (v) => this.emit('violation', v));
     this.exited = process.exited.then((r) => {
+      if (this.loadSent && this.sigsysMeans !== undefined && r.signal === 'SIGSYS' && (r.violation === null || r.violation === undefined)) {
+        const v = { kind: 'seccomp', at: Date.now(), syscall: this.sigsysMeans };
+        r = { ...r, violation: v };
+        this.emit('violation', v);
+      }
       const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
       rpc.close(new ChannelError('ERR_CHANNEL_CLOSED', `the plugin process exited (${how}) before answering`, 'peer exited'));
       this.emit('exit', r);
       return r;
     });
+  }
+
+  /** Registers methods the plugin may call with `host.call` (before the plugin is loaded). */
+  setHandlers(handlers: Record<string, Handler>): void {
+    for (const [name, fn] of Object.entries(handlers)) this.rpc.handle(name, fn);
+  }
+
+  /** The default per-call timeout in ms (0: none). */
+  setTimeout(ms: number): void {
+    this.rpc.setDefaultTimeout(ms);
+  }
+
+  /** A pooled runner, before it is handed out: runs the channel's and the load's code paths once. */
+  async warmUp(timeout = 10000): Promise<void> {
+    await this.rpc.call(M_WARM, [], { timeout });
+  }
+
+  /**
+   * Sends `$load` and waits for the plugin's methods. On failure the runner is killed (it is never
+   * given a second plugin) and the error is rethrown.
+   */
+  async load(plugin: string, config: unknown, setup: LoadSetup | undefined, loadTimeout = 10000): Promise<string[]> {
+    if (this.loadSent) throw new Error('this runner was already given a plugin; runners are never reused');
+    this.loadSent = true;
+    const args: unknown[] = setup === undefined ? [plugin, config] : [plugin, config, setup];
+    try {
+      this.methods = (await this.rpc.call(M_LOAD, args, { timeout: loadTimeout })) as string[];
+    } catch (e) {
+      this.process.kill('SIGKILL');
+      await this.exited.catch(() => undefined);
+      throw e;
+    }
+    return this.methods;
   }
 
   get pid(): number {
@@ -130,15 +199,24 @@ export class PluginProcess extends EventEmitter {
 }
 
 /** Creates the channel, spawns the runner with `spawner`, loads the plugin. */
-export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions): Promise<PluginProcess> {
+export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions, setup?: LoadSetup): Promise<PluginProcess> {
   if (!path.isAbsolute(options.plugin)) throw new TypeError('plugin must be an absolute path');
+  const handle = await launchRunner(spawner, options);
+  await handle.load(options.plugin, options.config, setup, options.loadTimeout ?? 10000);
+  return handle;
+}
+
+/** Creates the channel and spawns the runner, which then waits for its plugin (`handle.load`). */
+export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerOptions, 'plugin' | 'config' | 'loadTimeout'>): Promise<PluginProcess> {
   const { ChannelEndpoint } = loadAddon();
   const ep = new ChannelEndpoint({ ringSize: options.ringSize, maxMessage: options.maxMessage });
   const f = ep.childFds();
   let proc: RunnerProcess;
   try {
+    const bundle = runnerBundle(RUNNER_ENTRY);
     proc = await spawner({
-      command: [process.execPath, RUNNER_ENTRY],
+      command: [process.execPath, bundle ?? RUNNER_ENTRY],
+      binds: bundle === null ? [] : [bundle],
       env: { ...options.env, [ENV_CHANNEL]: JSON.stringify({ ringSize: f.ringSize, maxMessage: f.maxMessage }) },
       fds: [
         { fd: f.memfd, target: RUNNER_FDS.memfd },
@@ -154,17 +232,9 @@ export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions
     // Only the sandbox may hold the alive pipe's write end, or its death would go unnoticed.
     ep.releaseChildFds();
   }
-  const rpc = new RpcPeer(ep, { timeout: options.timeout ?? 30000 });
+  const rpc = new RpcPeer(ep, { timeout: options.timeout ?? 30000, idleSpinUs: options.pollUs ?? 100 });
   for (const [name, fn] of Object.entries(options.handlers ?? {})) rpc.handle(name, fn);
-  const handle = new PluginProcess(rpc, proc);
-  try {
-    handle.methods = (await rpc.call(M_LOAD, [options.plugin, options.config], { timeout: options.loadTimeout ?? 10000 })) as string[];
-  } catch (e) {
-    proc.kill('SIGKILL');
-    await handle.exited.catch(() => undefined);
-    throw e;
-  }
-  return handle;
+  return new PluginProcess(rpc, proc);
 }
 
 /**

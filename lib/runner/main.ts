@@ -8,6 +8,7 @@
  * object's functions are methods too. `host` is the plugin's whole view of the outside:
  * `call(method, ...args)`, `emit(event, ...args)`, `log(...args)` and `config`.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
@@ -15,7 +16,10 @@ import { EventEmitter } from 'node:events';
 
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, N_LOG, RUNNER_FDS } from './protocol';
+import {
+  ENV_CHANNEL, HOOK_METHOD_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, RUNNER_FDS,
+  type HookRegistration, type LoadSetup, type WireEntry,
+} from './protocol';
 
 export interface HostApi {
   /** Calls a method the host offers. */
@@ -28,6 +32,14 @@ export interface HostApi {
   on(event: string, listener: (...args: unknown[]) => void): void;
   /** The plugin's configuration as the host gave it (a frozen copy). */
   readonly config: unknown;
+  /**
+   * Registers the handler of one of the host's hooks. Only during load (the module's top level or
+   * activate()): the host reads the registrations once, when the plugin is ready. Higher priority
+   * runs first. The handler gets the hook's arguments; `this.signal` aborts if the host gives up.
+   */
+  hook(name: string, handler: Handler, options?: { priority?: number }): void;
+  /** Called when the plugin is unloaded, before its sandbox stops (time-limited by the host). */
+  onShutdown(fn: () => unknown): void;
 }
 
 // Under `module: commonjs`, TypeScript would turn import() into require(), which cannot load ES modules.
@@ -50,6 +62,39 @@ async function loadPlugin(entry: string): Promise<Record<string, unknown>> {
   return importModule(pathToFileURL(entry).href);
 }
 
+const SETUP_FIELDS = new Set(['env', 'filters', 'tree']);
+
+/** Everything `$load` asks for before the plugin's code runs; throws (and nothing is loaded) on any doubt. */
+function prepare(setup: unknown, restrictSelf: (program: Buffer) => void): void {
+  if (setup === undefined || setup === null) return;
+  if (typeof setup !== 'object') throw new TypeError('$load setup must be an object');
+  for (const k of Object.keys(setup)) if (!SETUP_FIELDS.has(k)) throw new TypeError(`$load setup: unknown field '${k}' (host and runner differ in version?)`);
+  const s = setup as LoadSetup;
+  if (s.env !== undefined) {
+    for (const [k, v] of Object.entries(s.env)) process.env[k] = String(v);
+  }
+  // Filters before anything of the plugin exists in the sandbox.
+  for (const f of s.filters ?? []) restrictSelf(Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+  if (s.tree !== undefined) writeTree(s.tree.root, s.tree.entries);
+}
+
+function writeTree(root: string, entries: WireEntry[]): void {
+  if (!path.isAbsolute(root) || path.normalize(root) !== root) throw new TypeError(`$load tree root '${root}' is not a normalized absolute path`);
+  fs.mkdirSync(root, { recursive: true });
+  if (fs.readdirSync(root).length > 0) throw new Error(`${root} is not empty: a runner loads one plugin`);
+  for (const e of entries) {
+    const rel = e[1];
+    if (typeof rel !== 'string' || rel === '' || rel.includes('\0') || rel.split('/').some((c) => c === '' || c === '.' || c === '..')) {
+      throw new TypeError(`$load tree: bad path ${JSON.stringify(rel)}`);
+    }
+    const abs = path.join(root, rel);
+    if (e[0] === 'd') fs.mkdirSync(abs, { mode: 0o755 });
+    else if (e[0] === 'f') fs.writeFileSync(abs, e[3], { mode: e[2] === 0o755 ? 0o755 : 0o644, flag: 'wx' });
+    else if (e[0] === 'l') fs.symlinkSync(e[2], abs);
+    else throw new TypeError(`$load tree: unknown entry kind ${JSON.stringify(e[0])}`);
+  }
+}
+
 function methodsOf(o: unknown, into: Map<string, Handler>): void {
   if (o === null || (typeof o !== 'object' && typeof o !== 'function')) return;
   for (const [k, v] of Object.entries(o as Record<string, unknown>)) {
@@ -66,7 +111,8 @@ function main(): void {
     process.exit(64);
   }
   delete process.env[ENV_CHANNEL];
-  const { ChannelEndpoint } = loadAddon();
+  const { ChannelEndpoint, reuseLargeAllocations, restrictSelf } = loadAddon();
+  reuseLargeAllocations();
   const ep = new ChannelEndpoint({
     side: 'sandbox',
     ringSize: opts.ringSize,
@@ -96,13 +142,39 @@ function main(): void {
     },
     log: (...args) => rpc.notify(N_LOG, ['info', format(...args)]),
     config: undefined,
+    hook: (name, handler, options) => {
+      if (hooksRead) throw new Error('host.hook() is only allowed while the plugin loads');
+      if (typeof name !== 'string' || name.length === 0 || name.length > 128) throw new TypeError('host.hook: the hook name must be a non-empty string');
+      if (typeof handler !== 'function') throw new TypeError(`host.hook('${name}'): the handler must be a function`);
+      const priority = options?.priority ?? 0;
+      if (!Number.isSafeInteger(priority)) throw new TypeError(`host.hook('${name}'): priority must be an integer`);
+      if (hooks.some((h) => h.hook === name)) throw new Error(`host.hook('${name}'): already registered`);
+      hooks.push({ hook: name, priority });
+      rpc.handle(HOOK_METHOD_PREFIX + name, handler);
+    },
+    onShutdown: (fn) => {
+      if (typeof fn !== 'function') throw new TypeError('host.onShutdown needs a function');
+      shutdownFns.push(fn);
+    },
   };
+  const hooks: HookRegistration[] = [];
+  const shutdownFns: Array<() => unknown> = [];
+  let hooksRead = false;
+  rpc.handle(M_HOOKS, () => {
+    hooksRead = true;
+    return hooks;
+  });
+  rpc.handle(M_SHUTDOWN, async () => {
+    for (const fn of shutdownFns) await fn();
+  });
 
   let loaded = false;
-  rpc.handle(M_LOAD, async function (entry: unknown, config: unknown) {
+  rpc.handle(M_LOAD, async function (entry: unknown, config: unknown, setup: unknown) {
     if (loaded) throw new Error('a plugin is already loaded');
     if (typeof entry !== 'string' || !path.isAbsolute(entry)) throw new TypeError('$load needs an absolute path');
+    // Never a second try: a runner that failed half-way through setup is not reused either.
     loaded = true;
+    prepare(setup, restrictSelf);
     Object.defineProperty(host, 'config', { value: deepFreeze(config), enumerable: true });
     const mod = await loadPlugin(entry);
     const methods = new Map<string, Handler>();
@@ -111,9 +183,25 @@ function main(): void {
     if (ns !== mod) methodsOf(mod, methods);
     const activate = (mod.activate ?? (ns as Record<string, unknown>).activate) as ((h: HostApi) => unknown) | undefined;
     if (typeof activate === 'function') methodsOf(await activate(host), methods);
+    const shutdown = (mod.shutdown ?? (ns as Record<string, unknown>).shutdown) as (() => unknown) | undefined;
+    if (typeof shutdown === 'function') shutdownFns.push(shutdown);
+    methods.delete('shutdown');
     for (const [name, fn] of methods) rpc.handle(name, fn);
     return [...methods.keys()];
   } as Handler);
+
+  // A pooled runner waits with its load path already run once (V8 compiles functions on first use):
+  // the channel's receive path by this very call, the tree writing on a scratch directory.
+  rpc.handle(M_WARM, () => {
+    if (loaded) return false;
+    const scratch = path.join('/tmp', `.warden-warm-${process.pid}`);
+    try {
+      prepare({ env: {}, tree: { root: scratch, entries: [['d', 'd'], ['f', 'd/f.js', 0o644, Buffer.alloc(1)], ['l', 'l', 'd']] } }, () => undefined);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+    return true;
+  });
 
   // The plugin's console goes to the host too, so a sandbox needs no stdout to be debuggable.
   for (const level of ['log', 'info', 'warn', 'error', 'debug'] as const) {
@@ -125,6 +213,8 @@ function main(): void {
     process.stderr.write(`warden runner: plugin crashed: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exit(70);
   });
+  // The host may send `$load` before this (a cold start does); a pool waits for it.
+  rpc.notify(N_READY, []);
 }
 
 main();

@@ -7,5 +7,36 @@ export const RUNNER_FDS = { memfd: 3, ownEfd: 4, peerEfd: 5, alive: 6 } as const
 export const ENV_CHANNEL = 'WARDEN_CHANNEL';
 
 /** Methods and events whose names start with '$' belong to the runner, not the plugin. */
-export const M_LOAD = '$load'; // (entry: string, config: unknown) → string[] (the plugin's methods)
+export const M_LOAD = '$load'; // (entry: string, config: unknown, setup?: LoadSetup) → string[] (the plugin's methods)
 export const N_LOG = '$log'; // (level: string, message: string)
+export const M_HOOKS = '$hooks'; // () → HookRegistration[] (what the plugin registered with host.hook during load)
+export const M_SHUTDOWN = '$shutdown'; // () → undefined, after the plugin's shutdown() (if any) returned
+/** Prefix of the method that runs a plugin's handler for a hook: '$hook:' + hook name. */
+export const HOOK_METHOD_PREFIX = '$hook:';
+
+export interface HookRegistration {
+  hook: string;
+  priority: number;
+}
+
+export const M_WARM = '$warm'; // () → true: a pooled runner runs its load path once on scratch data, before any plugin
+export const N_READY = '$ready'; // runner → host, once, when it waits for `$load` (a pooled runner is ready)
+
+/** Where a plugin sent over the channel is written inside the sandbox (a tmpfs of its own). */
+export const PLUGIN_ROOT = '/plugin';
+
+/** One entry of a plugin tree on the wire: a directory, a file (mode, bytes) or a symlink (target). */
+export type WireEntry = ['d', string] | ['f', string, number, Uint8Array] | ['l', string, string];
+
+/**
+ * `$load`'s third argument: what the runner does, in this order, before the plugin's code runs.
+ * Unknown fields are an error (an old runner must not silently skip a restriction).
+ */
+export interface LoadSetup {
+  /** Variables added to process.env. */
+  env?: Record<string, string>;
+  /** Seccomp programs to stack (compileSeccomp(policy, { stacked: true })), on every thread. */
+  filters?: Uint8Array[];
+  /** The plugin's files, written under `root` (which must be empty or absent). */
+  tree?: { root: string; entries: WireEntry[] };
+}

@@ -5,13 +5,14 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
-import { InvalidOptionError } from '../errors';
+import { InvalidOptionError, LimitError } from '../errors';
 import { addon, type NativePlan, type NativeSandboxProcess, type NativeSetupError, type NativeViolation } from '../native';
 import { SandboxSetupError } from './errors';
 import { buildPlan } from './plan';
 import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
 import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
+import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 import type { PluginProcess } from '../runner/host';
 import { spawnNode, type SpawnNodeOptions } from './node';
@@ -176,6 +177,18 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   /** Memory, cpu and pids counters of the sandbox's cgroup; null without `limits`. Cheap (a few preads). */
   stats(): LimitStats | null {
     return this.cgroup?.stats() ?? null;
+  }
+
+  /**
+   * Lowers the cgroup limits of the running sandbox (see SandboxCgroup.narrow): memory, swap, pids
+   * and cpu at most the values it was started with; cpuTime and timeout count from now. Throws
+   * LimitError (ERR_LIMIT_NARROW) and changes nothing when that is not possible.
+   */
+  narrowLimits(limits: LimitsOptions): void {
+    const l = validateLimits(limits)!;
+    if (this.cgroup === undefined) throw new LimitError('cgroup', 'cannot lower limits in place: the sandbox was started without limits', { code: 'ERR_LIMIT_NARROW' });
+    if (this.result !== null) throw new LimitError('cgroup', 'cannot lower limits in place: the sandbox has exited', { code: 'ERR_LIMIT_NARROW' });
+    this.cgroup.narrow(l);
   }
 
   /** Limits that hold less strictly than requested (degraded mode, missing kernel knobs), with why. */

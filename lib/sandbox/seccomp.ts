@@ -5,6 +5,7 @@
 import { InvalidOptionError } from '../errors';
 import { addon } from '../native';
 import { resolveSeccompProfile } from '../policy/profiles';
+import type { SeccompPolicy } from '../policy/seccomp';
 
 const cache = new Map<string, Buffer | null>();
 
@@ -18,5 +19,17 @@ export function compiledSeccomp(choice: string | object | undefined, network: bo
   const policy = resolveSeccompProfile(profile as Parameters<typeof resolveSeccompProfile>[0], { network });
   const program = policy === null ? null : (addon().compileSeccomp as (p: unknown) => Buffer)(policy);
   if (key !== null) cache.set(key, program);
+  return program;
+}
+
+const stackedCache = new Map<SeccompPolicy, Buffer>();
+
+/** A program for a process to stack on its own filters (see RestrictSelf in native/seccomp.h). */
+export function compiledStacked(policy: SeccompPolicy): Buffer {
+  let program = stackedCache.get(policy);
+  if (program === undefined) {
+    program = (addon().compileSeccomp as (p: unknown, o: unknown) => Buffer)(policy, { stacked: true });
+    stackedCache.set(policy, program);
+  }
   return program;
 }

@@ -6,7 +6,8 @@ import * as semver from 'semver';
 import { DependencyRangeError, HostRangeError, ManifestError, MissingDependencyError, CompatError } from './errors';
 import { isValidPluginName } from './document';
 
-export interface PluginManifest {
+/** The part of a plugin manifest that compatibility is about (the full manifest: lib/plugins/manifest.ts). */
+export interface CompatManifest {
   name: string;
   version: string;
   /** Semver range of the host API, e.g. "^1.2.0". */
@@ -28,7 +29,7 @@ function loadedVersion(loaded: HostContext['loaded'], name: string): string | un
 }
 
 /** Checks the manifest's own fields. Throws ManifestError (ERR_COMPAT_MANIFEST). */
-export function checkManifest(m: unknown): PluginManifest {
+export function checkManifest(m: unknown): CompatManifest {
   const o = (m ?? {}) as Record<string, unknown>;
   const name = typeof o.name === 'string' && isValidPluginName(o.name) ? o.name : undefined;
   if (name === undefined) throw new ManifestError(String(o.name ?? '(unnamed)'), 'name', 'must be a lowercase package-style name');
@@ -50,7 +51,7 @@ export function checkManifest(m: unknown): PluginManifest {
 }
 
 /** Every compatibility problem of the manifest, host range first; empty if it can load. */
-export function compatibilityProblems(manifest: PluginManifest, host: HostContext): CompatError[] {
+export function compatibilityProblems(manifest: CompatManifest, host: HostContext): CompatError[] {
   const m = checkManifest(manifest);
   const problems: CompatError[] = [];
   if (!semver.satisfies(host.hostApiVersion, m.hostApi)) problems.push(new HostRangeError(m.name, m.hostApi, host.hostApiVersion));
@@ -63,7 +64,7 @@ export function compatibilityProblems(manifest: PluginManifest, host: HostContex
 }
 
 /** Throws the first compatibility problem (ERR_COMPAT_*), or returns the checked manifest. */
-export function assertCompatible(manifest: PluginManifest, host: HostContext): PluginManifest {
+export function assertCompatible(manifest: CompatManifest, host: HostContext): CompatManifest {
   const problems = compatibilityProblems(manifest, host);
   if (problems.length > 0) throw problems[0];
   return checkManifest(manifest);

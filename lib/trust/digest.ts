@@ -79,7 +79,8 @@ export async function digestDirectory(dir: string, opts: DigestOptions = {}): Pr
   return DIGEST_PREFIX + hash.digest('hex');
 }
 
-async function classify(root: string, rel: string, abs: string, st: fs.Stats): Promise<'d' | 'f' | 'l'> {
+/** What an entry of a plugin tree is; throws UnsafeFileError for what a tree may not hold. */
+export async function classify(root: string, rel: string, abs: string, st: fs.Stats): Promise<'d' | 'f' | 'l'> {
   if (st.isDirectory()) return 'd';
   if (st.isFile()) {
     if ((st.mode & 0o6000) !== 0) throw new UnsafeFileError(rel, 'setuid', 'setuid/setgid bit set');

@@ -31,7 +31,7 @@ export interface TrustEntry {
   trust: TrustLevel;
   /** Permission names granted (sorted, unique); their meaning belongs to the policy layer. */
   permissions: string[];
-  /** Resource limits granted, e.g. { memoryBytes: 268435456, pids: 64 }; non-negative integers. */
+  /** Resource limits granted, e.g. { memory: 268435456, pids: 64 }; non-negative integers (names: lib/plugins/limits.ts). */
   limits: Record<string, number>;
 }
 

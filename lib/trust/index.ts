@@ -7,6 +7,7 @@ export {
   writeEnvelopeKeyFile, loadPublicKey, loadSigningKey, loadEnvelopeKey, publicKeyToJson,
 } from './keys';
 export { digestDirectory, isDigest, DigestOptions } from './digest';
+export { readPluginTree, PluginTree, TreeEntry, TreeLimits, DEFAULT_TREE_LIMITS } from './tree';
 export {
   TrustLevel, TRUST_LEVELS, TrustEntry, KeySet, DeclaredKey, SignedTrustList, TrustSignature, TrustListDocument,
   parseTrustList, serializeTrustList, signedBytes, createTrustList, editTrustList, addEntry, removeEntry, signTrustList,
@@ -19,4 +20,4 @@ export {
 export { encryptEnvelope, decryptEnvelope, isEnvelope, Envelope } from './envelope';
 export { TrustState, readTrustState, writeTrustState } from './state';
 export { TrustStore, TrustStoreOptions } from './store';
-export { PluginManifest, HostContext, checkManifest, compatibilityProblems, assertCompatible } from './compat';
+export { CompatManifest, HostContext, checkManifest, compatibilityProblems, assertCompatible } from './compat';

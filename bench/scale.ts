@@ -1,0 +1,238 @@
+/**
+ * npm run bench:scale — N plugins (default 200, --plugins N) loaded at once by one PluginHost, each in
+ * its own sandbox with a memory limit (so each has its cgroups), then:
+ *  - load: wall time of start() with everything loading at once;
+ *  - calls: a parallel hook every plugin handles, a 'first' hook that walks the plugins until the one
+ *    named answers, and targeted calls of one plugin's own hook, spread at random; every answer is
+ *    checked, and any failure makes the run exit 1;
+ *  - memory: host RSS, the sandboxes' memory cgroups, the runners' PSS and RSS, per plugin;
+ *  - idle: with everything loaded and no call for --idle seconds (default 10), the cpu time and the
+ *    main-thread wake-ups (voluntary context switches) of the host and of all runners. Target ~0:
+ *    nothing may poll per plugin.
+ *  - close: time to unload everything; fds and sandbox cgroups back to where they were.
+ * Peer, measured in the same run: an idle bare `node` (child_process, no sandbox, no runner) for memory.
+ *
+ * Options: --plugins N, --rounds R (parallel hook invocations, default 20), --targeted T (default
+ * 4000), --first F (default 100), --concurrency C (targeted calls in flight, default 64), --idle S,
+ * --launcher <module> (see bench/launcher-arg.ts), --load-timeout MS (default: PluginHost's), --pids N
+ * or none (each plugin's pids limit, default 64 as PluginHost's default; on a cgroup v1 host a pids
+ * limit keeps one 10 ms timer running in the host, since v1 does not notify a refused fork).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+
+import { PluginHost, type PluginInfo } from '../lib/plugins';
+import type { HookResult } from '../lib/hooks';
+import {
+  argNumber, argValue, cgroupCount, fdCount, hostCpuMs, hostRss, mib, processCpuMs, processMemory, runnerPids, sandboxTotals,
+  scaleHooks, scaleWorld, table,
+} from '../test/helpers/scale';
+import { launcherFromArgs } from './launcher-arg';
+import { pollStats } from '../lib/limits/events';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function ctxSwitches(pid: number | 'self'): number {
+  try {
+    // /proc/<pid>/status counts the main thread only: for a Node process, its event loop.
+    const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+interface CallStats {
+  invokes: number;
+  pluginCalls: number;
+  failures: string[];
+  ms: number;
+  latencies: number[];
+}
+
+async function runPool<T>(count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < count) await fn(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+}
+
+async function calls(host: PluginHost, names: string[], what: 'all' | 'first' | 'one', count: number, concurrency: number): Promise<CallStats> {
+  const s: CallStats = { invokes: 0, pluginCalls: 0, failures: [], ms: 0, latencies: [] };
+  const t0 = performance.now();
+  await runPool(count, concurrency, async (i) => {
+    const target = names[Math.floor(Math.random() * names.length)]!;
+    const started = performance.now();
+    let r: HookResult;
+    try {
+      if (what === 'all') r = await host.invoke('scale.all', [i]);
+      else if (what === 'first') r = await host.invoke('scale.first', [target]);
+      else r = await host.invoke(`scale.one.${target}`, [i]);
+    } catch (e) {
+      s.failures.push(`${what} #${i}: invoke threw ${(e as Error).message}`);
+      return;
+    }
+    s.latencies.push(performance.now() - started);
+    s.invokes++;
+    s.pluginCalls += r.outcomes.length;
+    for (const o of r.outcomes) if (!o.ok) s.failures.push(`${what} #${i}: ${o.owner}: ${o.error?.code ?? ''} ${o.error?.message ?? ''}`);
+    if (what === 'all' && r.values.length !== names.length) s.failures.push(`all #${i}: ${r.values.length} answers of ${names.length}`);
+    if (what === 'first' && r.value !== target) s.failures.push(`first #${i}: answered ${String(r.value)}, expected ${target}`);
+    if (what === 'one' && (r.values.length !== 1 || r.values[0] !== i)) s.failures.push(`one #${i}: answered ${JSON.stringify(r.values)}`);
+  });
+  s.ms = performance.now() - t0;
+  s.latencies.sort((a, b) => a - b);
+  return s;
+}
+
+/** An idle bare node (no sandbox, no runner, no plugin): the floor of what a Node process costs. */
+async function bareNodePeer(): Promise<{ rss: number; pss: number } | undefined> {
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  await sleep(1000);
+  const m = child.pid === undefined ? undefined : processMemory(child.pid);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  return m;
+}
+
+async function main(): Promise<void> {
+  const n = argNumber('plugins', 200);
+  const rounds = argNumber('rounds', 20);
+  const targeted = argNumber('targeted', 4000);
+  const firsts = argNumber('first', 100);
+  const concurrency = Math.max(1, argNumber('concurrency', 64));
+  const idleS = argNumber('idle', 10);
+  const loadTimeout = argValue('load-timeout');
+  const pids = argValue('pids') ?? '64';
+  const choice = await launcherFromArgs();
+
+  process.stderr.write(`creating and signing ${n} plugins...\n`);
+  const { world, names } = await scaleWorld(n);
+  const failures: string[] = [];
+  const rows: Array<[string, string]> = [];
+  let exitCode = 0;
+  const fds0 = fdCount();
+  const cgroups0 = cgroupCount();
+  const rss0 = hostRss();
+  const host = new PluginHost({
+    pluginDirs: [world.pluginsDir],
+    trust: { store: world.store(), file: world.trustFile },
+    hostApiVersion: '1.2.0',
+    hooks: scaleHooks(names),
+    audit: world.auditPath,
+    // The default limits, spelled out: a memory limit gives every sandbox its cgroups.
+    limits: pids === 'none' ? { memory: '256M', callTimeout: '5s' } : { memory: '256M', pids: Number(pids), callTimeout: '5s' },
+    launcher: choice.launcher,
+    ...(loadTimeout !== undefined ? { loadTimeoutMs: Number(loadTimeout) } : {}),
+  });
+  try {
+    process.stderr.write(`loading ${n} plugins at once (${choice.name})...\n`);
+    const cpuLoad0 = hostCpuMs();
+    const t0 = performance.now();
+    await host.start();
+    const loadMs = performance.now() - t0;
+    const loadCpu = hostCpuMs() - cpuLoad0;
+    const infos = host.plugins();
+    const notActive = infos.filter((p: PluginInfo) => p.status !== 'active');
+    for (const p of notActive) failures.push(`load ${p.name}: ${p.status} ${p.reason?.message ?? ''}`);
+    rows.push(['plugins active after start()', `${infos.length - notActive.length} of ${n}`]);
+    rows.push(['load wall time, all at once', `${(loadMs / 1000).toFixed(2)} s (${(loadMs / n).toFixed(1)} ms per plugin)`]);
+    rows.push(['host cpu during load', `${(loadCpu / 1000).toFixed(2)} s`]);
+    rows.push(['launcher; limits per plugin', `${choice.name}; memory 256M, pids ${pids}`]);
+
+    const active = names.filter((name) => host.status(name) === 'active');
+    if (active.length > 0) {
+      process.stderr.write('calling...\n');
+      const all = await calls(host, active, 'all', rounds, 4);
+      const one = await calls(host, active, 'one', targeted, concurrency);
+      const first = await calls(host, active, 'first', firsts, 8);
+      for (const [label, s] of [[`parallel hook over all ${active.length} (4 in flight)`, all], [`targeted hook of one plugin (${concurrency} in flight)`, one], ['first hook, walks until the named one (8 in flight)', first]] as const) {
+        failures.push(...s.failures);
+        rows.push([`${label}`, `${s.invokes} invokes, ${s.pluginCalls} plugin calls, ${s.failures.length} failed; ${(s.pluginCalls / (s.ms / 1000)).toFixed(0)} plugin calls/s; invoke p50 ${pct(s.latencies, 50).toFixed(2)} ms, p99 ${pct(s.latencies, 99).toFixed(2)} ms`]);
+      }
+    }
+
+    await sleep(1000);
+    const runners = runnerPids(host);
+    const totals = sandboxTotals();
+    let pss = 0;
+    let rss = 0;
+    for (const pid of runners) {
+      const m = processMemory(pid);
+      if (m) {
+        pss += m.pss;
+        rss += m.rss;
+      }
+    }
+    const hostRssNow = hostRss();
+    const k = Math.max(1, runners.length);
+    rows.push(['host RSS', `${mib(hostRssNow)} MiB (${mib(rss0)} MiB before start: +${mib(hostRssNow - rss0)} MiB, ${((hostRssNow - rss0) / k / 1024).toFixed(0)} KiB per plugin)`]);
+    rows.push(['sandboxes, memory cgroups (sum of usage)', `${mib(totals.cgroupMemory)} MiB over ${totals.sandboxes} sandboxes, ${mib(totals.cgroupMemory / Math.max(1, totals.sandboxes))} MiB each`]);
+    rows.push(['runners, PSS (sum)', `${mib(pss)} MiB, ${mib(pss / k)} MiB each`]);
+    rows.push(['runners, RSS (sum, shared pages counted each time)', `${mib(rss)} MiB, ${mib(rss / k)} MiB each`]);
+    const peer = await bareNodePeer();
+    if (peer) rows.push(['peer: idle bare node (no sandbox, no runner)', `PSS ${mib(peer.pss)} MiB, RSS ${mib(peer.rss)} MiB`]);
+
+    if (idleS > 0) {
+      process.stderr.write(`idle for ${idleS} s...\n`);
+      await sleep(1000); // let the calls' garbage and timers settle
+      const pt0 = { ...pollStats };
+      const hc0 = hostCpuMs();
+      const hs0 = ctxSwitches('self');
+      const sb0 = sandboxTotals().cpuNs;
+      const rc0 = runners.map((p) => processCpuMs(p) ?? 0).reduce((a, b) => a + b, 0);
+      const rs0 = runners.map((p) => ctxSwitches(p)).reduce((a, b) => a + b, 0);
+      const i0 = performance.now();
+      await sleep(idleS * 1000);
+      const idleMs = performance.now() - i0;
+      const hostIdle = hostCpuMs() - hc0;
+      const hostWakes = ctxSwitches('self') - hs0;
+      const sbIdle = (sandboxTotals().cpuNs - sb0) / 1e6;
+      const rcIdle = runners.map((p) => processCpuMs(p) ?? 0).reduce((a, b) => a + b, 0) - rc0;
+      const rsIdle = runners.map((p) => ctxSwitches(p)).reduce((a, b) => a + b, 0) - rs0;
+      const perS = (v: number) => (v / (idleMs / 1000)).toFixed(1);
+      rows.push([`idle ${idleS} s: host cpu`, `${hostIdle.toFixed(1)} ms (${perS(hostIdle)} ms/s; the sleep timer of this benchmark included)`]);
+      rows.push([`idle ${idleS} s: host main-thread wake-ups`, `${hostWakes} (${perS(hostWakes)}/s)`]);
+      rows.push([`idle ${idleS} s: v1 pids poll ticks / counter sweeps`, `${pollStats.ticks - pt0.ticks} / ${pollStats.sweeps - pt0.sweeps}`]);
+      rows.push([`idle ${idleS} s: sandboxes cpu (cgroups)`, `${sbIdle.toFixed(1)} ms (${perS(sbIdle)} ms/s over ${runners.length} sandboxes)`]);
+      rows.push([`idle ${idleS} s: runners cpu (/proc/<pid>/stat, 10 ms ticks)`, `${rcIdle.toFixed(0)} ms`]);
+      rows.push([`idle ${idleS} s: runners main-thread wake-ups`, `${rsIdle} (${perS(rsIdle)}/s over ${runners.length} runners)`]);
+    }
+
+    process.stderr.write('closing...\n');
+    const c0 = performance.now();
+    await host.close();
+    rows.push(['close (unload all)', `${((performance.now() - c0) / 1000).toFixed(2)} s`]);
+  } finally {
+    await host.close();
+    await choice.close();
+  }
+  await sleep(100);
+  const fds1 = fdCount();
+  const cgroups1 = cgroupCount();
+  rows.push(['fds before start / after close', `${fds0} / ${fds1}`]);
+  rows.push(['sandbox cgroups before start / after close', `${cgroups0} / ${cgroups1}`]);
+  if (fds1 !== fds0) failures.push(`fds: ${fds0} before, ${fds1} after close`);
+  if (cgroups1 !== cgroups0) failures.push(`sandbox cgroups: ${cgroups0} before, ${cgroups1} after close`);
+  world.cleanup();
+
+  rows.push(['failures', String(failures.length)]);
+  process.stdout.write(`\n### bench:scale — ${n} plugins, one host\n\n`);
+  process.stdout.write(table(['measure', 'value'], rows));
+  if (failures.length > 0) {
+    exitCode = 1;
+    process.stdout.write(`\nFAILED (${failures.length}):\n${failures.slice(0, 20).map((f) => `- ${f}`).join('\n')}\n`);
+  }
+  process.exitCode = exitCode;
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error)?.stack ?? String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,118 @@
+/** `warden audit`: show, filter and verify an audit log. */
+import { readAuditLog, AuditReadResult } from '../audit/read';
+import { AUDIT_SEVERITIES, AuditEvent, AuditFilter, AuditSeverity } from '../audit/format';
+import { flag, list, parse, positiveInt, run, str, UsageError } from './trust-common';
+
+const USAGE = `usage: warden audit [--file FILE] [--plugin NAME] [--event E]... [--severity MIN]
+                    [--since WHEN] [--until WHEN] [--limit N] [--json] [--verify]
+
+Shows the events of an audit log (time, severity, event, plugin, reason), oldest first.
+
+  --file FILE       the log; default: $WARDEN_AUDIT_LOG (one of the two is required)
+  --plugin NAME     only this plugin's events
+  --event E         only these events (repeat, or separate with commas): load, violation, ...
+  --severity MIN    only MIN and above: ${AUDIT_SEVERITIES.join(' < ')}
+  --since WHEN      events at or after WHEN: a date (2030-01-31, 2030-01-31T12:00Z) or an age (30m, 12h, 7d, 2w)
+  --until WHEN      events at or before WHEN
+  --limit N         only the last N events that match
+  --json            one JSON event per line instead of the table
+  --verify          check the hash chain and print a summary instead of the events
+
+Exit status: 0; 1 when the file cannot be read or (--verify) the chain is broken; 2 for a bad option.
+Damaged lines are reported on stderr. The chain shows edits, insertions and deletions in the middle of
+the file; it cannot show lines cut off the end, nor a file rewritten as a whole by someone who can write it.
+`;
+
+/** An age ("30m", "12h", "7d", "2w", "45s") before now, or a date. */
+function parseTime(value: string, option: string, now = Date.now()): Date {
+  const m = /^([1-9][0-9]{0,6})([smhdw])$/.exec(value);
+  if (m !== null) {
+    const unit = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 }[m[2] as 's' | 'm' | 'h' | 'd' | 'w'];
+    return new Date(now - Number(m[1]) * unit * 1000);
+  }
+  if (/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:\d{2})?)?$/.test(value)) {
+    const d = new Date(value);
+    if (!Number.isNaN(d.getTime())) return d;
+  }
+  throw new UsageError(`${option} must be an age like 30m, 12h, 7d or a date like 2030-01-31, got '${value}'`);
+}
+
+// C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides: a plugin-chosen
+// string must not move the cursor, recolour the terminal or reorder what is shown.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+function escapeText(s: string): string {
+  return s.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function cell(s: string | undefined, max: number): string {
+  const t = escapeText(s ?? '-');
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+function table(events: AuditEvent[]): string {
+  const rows = events.map((e) => [
+    e.time,
+    e.severity,
+    cell(e.event, 24),
+    cell(e.plugin === undefined ? undefined : e.version === undefined ? e.plugin : `${e.plugin}@${e.version}`, 40),
+    cell(e.reason, 160),
+  ]);
+  const head = ['TIME', 'SEVERITY', 'EVENT', 'PLUGIN', 'REASON'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [fmt(head), ...rows.map(fmt)].join('\n') + '\n';
+}
+
+function reportProblems(file: string, r: AuditReadResult, max = 20): void {
+  for (const p of r.problems.slice(0, max)) process.stderr.write(`warden audit: ${escapeText(file)}:${p.line}: ${p.problem}\n`);
+  if (r.problems.length > max) process.stderr.write(`warden audit: … ${r.problems.length - max} more problem line(s)\n`);
+}
+
+export async function audit(args: string[]): Promise<number> {
+  return run('audit', USAGE, args, async () => {
+    const p = parse(args, {
+      file: { type: 'string' }, plugin: { type: 'string' }, event: { type: 'string', multiple: true }, severity: { type: 'string' },
+      since: { type: 'string' }, until: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, verify: { type: 'boolean' },
+    }, { min: 0, max: 0, names: '' });
+    const file = str(p, 'file') ?? (process.env.WARDEN_AUDIT_LOG || undefined);
+    if (file === undefined) throw new UsageError('--file FILE is required (or set WARDEN_AUDIT_LOG to the audit log)');
+    const filter: AuditFilter = {};
+    const plugin = str(p, 'plugin');
+    if (plugin !== undefined) filter.plugin = plugin;
+    const events = list(p, 'event').flatMap((e) => e.split(',')).map((e) => e.trim()).filter((e) => e !== '');
+    if (events.length > 0) filter.event = events;
+    const severity = str(p, 'severity');
+    if (severity !== undefined) {
+      if (!(AUDIT_SEVERITIES as readonly string[]).includes(severity)) throw new UsageError(`--severity must be one of ${AUDIT_SEVERITIES.join(', ')}, got '${severity}'`);
+      filter.minSeverity = severity as AuditSeverity;
+    }
+    const since = str(p, 'since');
+    if (since !== undefined) filter.since = parseTime(since, '--since');
+    const until = str(p, 'until');
+    if (until !== undefined) filter.until = parseTime(until, '--until');
+    const limit = str(p, 'limit');
+    if (limit !== undefined) filter.limit = positiveInt(limit, '--limit');
+
+    const r = await readAuditLog(file, filter);
+    reportProblems(file, r);
+    if (flag(p, 'verify')) {
+      if (!r.chainOk) {
+        process.stdout.write(`BROKEN: ${escapeText(file)}: the hash chain is broken (see the lines above); ${r.lines} line(s)\n`);
+        return 1;
+      }
+      const note = r.problems.length > 0 ? `, ${r.problems.length} problem(s) reported above` : '';
+      process.stdout.write(`OK: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${note}; last line sha256 ${r.head}\n`);
+      return 0;
+    }
+    if (flag(p, 'json')) {
+      // JSON.stringify leaves C1 controls and bidi overrides raw; escape them too (still valid JSON).
+      process.stdout.write(r.events.map((e) => `${escapeText(JSON.stringify(e))}\n`).join(''));
+    } else if (r.events.length === 0) {
+      process.stderr.write(`warden audit: no matching event in ${escapeText(file)} (${r.lines} line(s))\n`);
+    } else {
+      process.stdout.write(table(r.events));
+    }
+    return 0;
+  });
+}

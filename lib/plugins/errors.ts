@@ -1,0 +1,62 @@
+/**
+ * Errors of the plugin host. Each has a stable `code` and names the plugin; messages say what to do.
+ */
+import { WardenError } from '../errors';
+
+export class PluginError extends WardenError {
+  readonly plugin: string;
+  constructor(code: string, plugin: string, message: string) {
+    super(code, message);
+    this.plugin = plugin;
+  }
+}
+
+/** The manifest (warden.json, or the `warden` section of package.json) is missing or malformed. */
+export class PluginManifestError extends PluginError {
+  readonly field: string;
+  readonly file: string;
+  constructor(plugin: string, file: string, field: string, reason: string) {
+    super('ERR_PLUGIN_MANIFEST', plugin, `${file}: ${field}: ${reason}`);
+    this.field = field;
+    this.file = file;
+  }
+}
+
+/** The plugin asks for a permission (or more of a limit) than its trust list entry grants. */
+export class PermissionDeniedError extends PluginError {
+  /** The requested permission, e.g. "fs:read:/srv/data", or "limits.memory". */
+  readonly permission: string;
+  constructor(plugin: string, permission: string, reason: string) {
+    super('ERR_PLUGIN_PERMISSION', plugin, `${plugin} requests ${permission}, which ${reason}; grant it in the trust list or remove it from the manifest`);
+    this.permission = permission;
+  }
+}
+
+/** The plugin registered a hook it did not declare, or one the host does not know. */
+export class PluginHookError extends PluginError {
+  readonly hook: string;
+  constructor(plugin: string, hook: string, reason: string) {
+    super('ERR_PLUGIN_HOOK', plugin, `${plugin}: hook '${hook}': ${reason}`);
+    this.hook = hook;
+  }
+}
+
+/** The operation does not fit the plugin's state (unknown plugin, quarantined, host closed, ...). */
+export class PluginStateError extends PluginError {
+  constructor(plugin: string, message: string, code = 'ERR_PLUGIN_STATE') {
+    super(code, plugin, message);
+  }
+}
+
+/** Loading failed: wraps the cause (trust, compatibility, sandbox setup, runner) with the stage. */
+export class PluginLoadError extends PluginError {
+  /** 'discover' | 'verify' | 'compat' | 'permissions' | 'spawn' (the sandbox) | 'init' (the plugin's module or activate) | 'handshake' | 'hooks' */
+  readonly stage: string;
+  override readonly cause: unknown;
+  constructor(plugin: string, stage: string, cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super('ERR_PLUGIN_LOAD', plugin, `loading ${plugin} failed at ${stage}: ${why}`);
+    this.stage = stage;
+    this.cause = cause;
+  }
+}

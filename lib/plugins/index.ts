@@ -1,0 +1,8 @@
+/** The plugin host: manifests, permissions, lifecycle, hot reload, auto-unload. */
+export * from './errors';
+export { PluginManifest, readManifest, HOOK_NAME_RE } from './manifest';
+export { Permission, parsePermission, permissionToString, decidePermissions, sandboxOptionsFor, covers, PERMISSION_KINDS } from './permissions';
+export { PluginLimits, PluginLimitsInput, effectiveLimits, parsePluginLimits, trustEntryLimits } from './limits';
+export { discoverPlugins, Discovered } from './discovery';
+export { PluginReason, PluginReasonKind } from './instance';
+export { PluginHost, PluginHostOptions, PluginInfo, PluginStatus, PluginStatusEvent, PluginLauncher } from './host';

@@ -1,0 +1,163 @@
+/**
+ * One running version of a plugin: its sandboxed runner, the hooks it registered, the calls in
+ * flight. The host may hold two instances of one plugin during a hot reload (the new one serving,
+ * the old one draining); each instance knows only itself.
+ */
+import { CallTimeoutError } from '../errors';
+import type { HandlerContext, HookHandler } from '../hooks';
+import type { PluginProcess, RunnerExit } from '../runner/host';
+import { HOOK_METHOD_PREFIX, M_SHUTDOWN, type HookRegistration } from '../runner/protocol';
+import type { PluginManifest } from './manifest';
+import type { PluginLimits } from './limits';
+import type { Permission } from './permissions';
+import type { TrustEntry } from '../trust/document';
+
+/** Why a plugin stopped or was refused: a violation kind, or what the host decided. */
+export type PluginReasonKind =
+  | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'crash'
+  | 'refused' | 'revoked' | 'unloaded' | 'replaced' | 'load-failed' | 'host-shutdown';
+
+export interface PluginReason {
+  kind: PluginReasonKind;
+  message: string;
+  /** seccomp: the syscall. */
+  syscall?: string;
+  limit?: number | string;
+  observed?: number | string;
+  /** crash: how the runner ended. */
+  exit?: { code: number | null; signal: string | null };
+  /** load-failed / refused: the stage and error code. */
+  stage?: string;
+  code?: string;
+}
+
+export const VIOLATION_KINDS: readonly PluginReasonKind[] = ['memory', 'pids', 'cpu-time', 'timeout', 'seccomp', 'protocol', 'crash'];
+
+export interface InstanceInfo {
+  manifest: PluginManifest;
+  trust: TrustEntry;
+  permissions: Permission[];
+  limits: PluginLimits;
+}
+
+export class PluginInstance {
+  readonly name: string;
+  readonly version: string;
+  readonly startedAt = Date.now();
+  hooks: HookRegistration[] = [];
+  /** Set once the host stops routing to this instance (unload, reload, violation). */
+  retired = false;
+  /** Set when the process ended or was told to end. */
+  stopped = false;
+  private inflight = 0;
+  private idleWaiters: Array<() => void> = [];
+  /** Called on the first violation of this instance (once). */
+  onViolation: (reason: PluginReason) => void = () => undefined;
+  private violated = false;
+  /** Set by the host when it replaced this instance, so stragglers go to the successor. */
+  successor: PluginInstance | undefined;
+
+  constructor(
+    readonly proc: PluginProcess & { warm?: boolean },
+    readonly info: InstanceInfo,
+  ) {
+    this.name = info.manifest.name;
+    this.version = info.manifest.version;
+    proc.on('violation', (v: { kind?: string; syscall?: string; limit?: number | string; observed?: number | string; message?: string }) => {
+      const kind = (VIOLATION_KINDS as readonly string[]).includes(String(v?.kind)) ? (v.kind as PluginReasonKind) : 'protocol';
+      const what = kind === 'seccomp' ? `forbidden syscall ${v.syscall ?? '?'}` : kind === 'protocol' ? `broke the channel protocol: ${v.message ?? ''}` : `exceeded its ${kind} limit`;
+      this.violation({ kind, message: what, syscall: v.syscall, limit: v.limit, observed: v.observed });
+    });
+    void proc.exited.then((r: RunnerExit) => {
+      this.stopped = true;
+      if (this.retired) return;
+      const v = r.violation as { kind?: string } | null | undefined;
+      if (v && typeof v === 'object' && v.kind) return; // reported through 'violation' already
+      this.violation({
+        kind: 'crash',
+        message: `the plugin's process ended on its own (${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`})`,
+        exit: { code: r.code, signal: r.signal },
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  get busy(): number {
+    return this.inflight;
+  }
+
+  violation(reason: PluginReason): void {
+    if (this.violated || this.retired) return;
+    this.violated = true;
+    this.onViolation(reason);
+  }
+
+  /** The registry handler for one hook of this instance. */
+  hookHandler(hook: string): HookHandler {
+    return (args: unknown[], ctx: HandlerContext) => this.callHook(hook, args, ctx);
+  }
+
+  private async callHook(hook: string, args: unknown[], ctx: HandlerContext): Promise<unknown> {
+    // A caller that snapshotted the handlers just before a reload switched them lands here after
+    // this instance retired: send it to the successor rather than fail it.
+    if (this.retired && this.successor !== undefined && !this.successor.retired && this.successor.hooks.some((h) => h.hook === hook)) {
+      return this.successor.callHook(hook, args, ctx);
+    }
+    this.inflight++;
+    const started = Date.now();
+    try {
+      return await this.proc.callWith({ timeout: this.info.limits.callTimeout ?? 0, signal: ctx.signal }, HOOK_METHOD_PREFIX + hook, ...args);
+    } catch (e) {
+      if (e instanceof CallTimeoutError) {
+        this.violation({ kind: 'timeout', message: `hook '${hook}' got no answer within ${e.timeout} ms`, limit: e.timeout });
+      } else if (ctx.signal.aborted && ctx.timeout > 0 && Date.now() - started >= ctx.timeout - 1) {
+        this.violation({ kind: 'timeout', message: `hook '${hook}' got no answer within the hook's ${ctx.timeout} ms`, limit: ctx.timeout });
+      }
+      throw e;
+    } finally {
+      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Resolves when no hook call is in flight, or after `ms` (true if drained). */
+  drain(ms: number): Promise<boolean> {
+    if (this.inflight === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.idleWaiters = this.idleWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, ms);
+      const done = (): void => {
+        clearTimeout(t);
+        resolve(true);
+      };
+      this.idleWaiters.push(done);
+    });
+  }
+
+  /**
+   * Stops the instance: drain (up to drainMs), the plugin's shutdown (up to shutdownMs), then the
+   * channel and the sandbox. With `now`, kills at once (a violation: nothing of it is trusted).
+   */
+  async stop(opts: { drainMs: number; shutdownMs: number; now?: boolean }): Promise<void> {
+    this.retired = true;
+    if (opts.now) {
+      this.proc.kill('SIGKILL');
+      await this.proc.exited.catch(() => undefined);
+      this.stopped = true;
+      return;
+    }
+    if (!this.stopped) {
+      await this.drain(opts.drainMs);
+      if (!this.stopped) {
+        // A plugin whose shutdown fails or takes too long is stopped anyway; that is not a violation.
+        await this.proc.callWith({ timeout: Math.max(1, opts.shutdownMs) }, M_SHUTDOWN).catch(() => undefined);
+      }
+    }
+    await this.proc.close(opts.shutdownMs);
+    this.stopped = true;
+  }
+}

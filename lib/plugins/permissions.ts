@@ -1,0 +1,107 @@
+/**
+ * Permissions: what a plugin asks for in its manifest, what its trust list entry grants, and the
+ * sandbox options that follow. Deny by default: a plugin gets exactly what it requested, and only if
+ * the grant covers every request; anything requested and not granted refuses the load.
+ *
+ * String forms (manifest `permissions`, trust entry `permissions`):
+ *   fs:read:/abs/path    the path is bound read-only at the same place inside the sandbox
+ *   fs:write:/abs/path   bound read-write (the sandbox's uid must be able to write it on the host)
+ *   net:outbound         the host's network is shared (no network namespace; inet sockets allowed)
+ *   sys:exec             the plugin may run programs (execve); without it a stacked seccomp filter forbids exec
+ *
+ * A grant of a directory covers requests for paths under it; fs:write covers fs:read of the same tree.
+ */
+import * as path from 'node:path';
+
+import type { BindMount } from '../sandbox/types';
+import { PermissionDeniedError } from './errors';
+
+export type Permission =
+  | { kind: 'fs:read'; path: string }
+  | { kind: 'fs:write'; path: string }
+  | { kind: 'net:outbound' }
+  | { kind: 'sys:exec' };
+
+export const PERMISSION_KINDS = ['fs:read', 'fs:write', 'net:outbound', 'sys:exec'] as const;
+
+export function permissionToString(p: Permission): string {
+  return p.kind === 'fs:read' || p.kind === 'fs:write' ? `${p.kind}:${p.path}` : p.kind;
+}
+
+/** Parses one permission string; throws an Error saying what is wrong. */
+export function parsePermission(s: string): Permission {
+  if (s === 'net:outbound' || s === 'sys:exec') return { kind: s };
+  const m = /^(fs:read|fs:write):(.*)$/s.exec(s);
+  if (m === null) throw new Error(`'${s.slice(0, 100)}' is not a permission; use one of fs:read:/path, fs:write:/path, net:outbound, sys:exec`);
+  const p = m[2]!;
+  if (!path.isAbsolute(p)) throw new Error(`${m[1]} needs an absolute path, got '${p.slice(0, 100)}'`);
+  if (p.includes('\0') || p.length > 4096) throw new Error(`${m[1]}: the path has a NUL byte or is too long`);
+  // A path with '..' or '//' could be made to look narrower than it is; demand the normal form.
+  if (path.posix.normalize(p) !== p || (p.length > 1 && p.endsWith('/'))) throw new Error(`${m[1]}: '${p}' is not a normalized path (no '..', '.', '//' or trailing '/')`);
+  return { kind: m[1] as 'fs:read' | 'fs:write', path: p };
+}
+
+function within(child: string, parent: string): boolean {
+  if (parent === '/') return true;
+  return child === parent || child.startsWith(parent + '/');
+}
+
+/** True if `grant` covers `request`. */
+export function covers(grant: Permission, request: Permission): boolean {
+  if (request.kind === 'net:outbound' || request.kind === 'sys:exec') return grant.kind === request.kind;
+  if (grant.kind !== 'fs:read' && grant.kind !== 'fs:write') return false;
+  if (request.kind === 'fs:write' && grant.kind !== 'fs:write') return false;
+  return within(request.path, grant.path);
+}
+
+export interface PermissionDecision {
+  /** What the plugin will have: its requests, each covered by a grant. */
+  effective: Permission[];
+  /** For the audit log: each request and the grant that covered it. */
+  decisions: Array<{ permission: string; grantedBy: string }>;
+}
+
+/**
+ * Checks every request against the grants. Throws PermissionDeniedError for the first request no
+ * grant covers (or a malformed grant string: the trust list is then wrong, and nothing is guessed).
+ */
+export function decidePermissions(plugin: string, requested: readonly Permission[], granted: readonly string[]): PermissionDecision {
+  const grants: Permission[] = granted.map((g) => {
+    try {
+      return parsePermission(g);
+    } catch (e) {
+      throw new PermissionDeniedError(plugin, g, `is granted in a form this host does not understand (${(e as Error).message})`);
+    }
+  });
+  const decisions: PermissionDecision['decisions'] = [];
+  for (const r of requested) {
+    const g = grants.find((x) => covers(x, r));
+    if (g === undefined) throw new PermissionDeniedError(plugin, permissionToString(r), 'the trust list does not grant');
+    decisions.push({ permission: permissionToString(r), grantedBy: permissionToString(g) });
+  }
+  return { effective: [...requested], decisions };
+}
+
+export interface PermissionSandboxOptions {
+  binds: BindMount[];
+  shareNet: boolean;
+  allowExec: boolean;
+}
+
+/** The sandbox options the effective permissions translate to. */
+export function sandboxOptionsFor(effective: readonly Permission[]): PermissionSandboxOptions {
+  const binds: BindMount[] = [];
+  for (const p of effective) {
+    if (p.kind === 'fs:read' || p.kind === 'fs:write') {
+      // fs:write wins when both name the same path.
+      const existing = binds.find((b) => b.source === p.path);
+      if (existing !== undefined) existing.writable = existing.writable === true || p.kind === 'fs:write';
+      else binds.push({ source: p.path, target: p.path, writable: p.kind === 'fs:write' });
+    }
+  }
+  return {
+    binds,
+    shareNet: effective.some((p) => p.kind === 'net:outbound'),
+    allowExec: effective.some((p) => p.kind === 'sys:exec'),
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * RunnerPool: warm starts really come from runners started beforehand, a runner serves one plugin
+ * only, the pool refills, size 0 disables it, and what a pooled sandbox cannot be fitted to starts
+ * cold and works.
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { RunnerPool } from '../lib/pool';
+import { PROBE_PLUGIN, pluginDir } from './helpers/plugin-dir';
+
+t.test('a warm start takes a runner started before start() was called, and never hands it out twice', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const entry = path.join(dir, 'index.js');
+  const pool = new RunnerPool({ size: 2 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  t.same(pool.stats(), { idle: 2, starting: 0, warm: 0, cold: 0 });
+
+  const asked = Date.now();
+  const a = await pool.start(entry);
+  const b = await pool.start(entry);
+  t.teardown(() => { a.kill(); b.kill(); });
+  t.ok(a.warm && b.warm, 'both starts are warm');
+  t.ok(a.launchedAt <= asked && b.launchedAt <= asked, 'their processes were started before start() was called');
+  t.not(a.pid, b.pid, 'two plugins, two runners');
+  t.equal(await a.call('ping'), 'pong');
+  t.equal(await a.call('where'), '/plugin/index.js', 'the plugin runs from the files it was sent');
+  t.equal(await b.call('pid'), 1, 'the runner is pid 1 of its own sandbox');
+
+  // A third start with both runners taken and none ready yet is cold, and never reuses a or b.
+  const st = pool.stats();
+  const c = await pool.start(entry);
+  t.teardown(() => c.kill());
+  if (st.idle === 0) t.notOk(c.warm, 'no ready runner: cold');
+  t.not(c.pid, a.pid);
+  t.not(c.pid, b.pid);
+
+  // The runner of a plugin that ended is gone with it, not back in the pool.
+  await a.close();
+  await pool.waitIdle();
+  const d = await pool.start(entry);
+  t.teardown(() => d.kill());
+  t.ok(d.warm, 'refilled: warm again');
+  t.not(d.pid, a.pid);
+  t.equal(await d.call('ping'), 'pong');
+});
+
+t.test('a second $load on a runner is refused', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  const p = await pool.start(path.join(dir, 'index.js'));
+  t.teardown(() => p.kill());
+  await t.rejects(p.load(path.join(dir, 'index.js'), undefined, undefined), /never reused/);
+});
+
+t.test('the pool refills after each take, in the background', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  for (let i = 0; i < 3; i++) {
+    await pool.waitIdle();
+    const p = await pool.start(path.join(dir, 'index.js'));
+    t.ok(p.warm, `start ${i + 1} is warm`);
+    const s = pool.stats();
+    t.equal(s.idle + s.starting, 1, 'a replacement is on its way');
+    await p.close();
+  }
+  t.equal(pool.stats().warm, 3);
+});
+
+t.test('a pooled runner that dies while idle is replaced', async (t) => {
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  const first = (pool as unknown as { idle: Array<{ handle: { pid: number; kill(): void; exited: Promise<unknown> } }> }).idle[0]!.handle;
+  first.kill();
+  await first.exited;
+  t.match(pool.lastError?.message ?? '', /exited while idle/);
+  await pool.waitIdle();
+  const second = (pool as unknown as { idle: Array<{ handle: { pid: number } }> }).idle[0]!.handle;
+  t.not(second.pid, first.pid, 'a new runner took its place');
+});
+
+t.test('size 0 disables the pool: every start is cold and works', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const pool = new RunnerPool({ size: 0 });
+  t.teardown(() => pool.close());
+  t.match(pool.warmRefusal({}), /disabled/);
+  const p = await pool.start(path.join(dir, 'index.js'));
+  t.teardown(() => p.kill());
+  t.equal(p.warm, false);
+  t.equal(await p.call('where'), '/plugin/index.js', 'cold starts get their files the same way');
+  t.same(pool.stats(), { idle: 0, starting: 0, warm: 0, cold: 1 });
+});
+
+t.test('policies a pooled sandbox cannot meet start cold, correctly', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const data = pluginDir(t, { 'data.txt': 'bound for this plugin only' });
+  const entry = path.join(dir, 'index.js');
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+
+  t.match(pool.warmRefusal({ binds: [{ source: data }] }), /^binds:/);
+  t.match(pool.warmRefusal({ seccomp: 'default' }), /^seccomp:/);
+  t.match(pool.warmRefusal({ shareNet: true }), /^shareNet:/);
+  t.match(pool.warmRefusal({ rlimits: { nofile: 64 } }), /^rlimits:/);
+  t.match(pool.warmRefusal({ env: { NODE_OPTIONS: '--max-old-space-size=64' } }), /^env\.NODE_OPTIONS:/);
+  t.match(pool.warmRefusal({ limits: { memory: '64M' } }), /^limits:/, 'a pool without a ceiling has no cgroup to lower');
+  t.match(pool.warmRefusal({ pluginFiles: 'bind' }), /^pluginFiles:/);
+  t.equal(pool.warmRefusal({ env: { GREETING: 'hi' }, allowExec: true, timeout: 5000 }), undefined);
+
+  const p = await pool.start(entry, { binds: [{ source: data }] });
+  t.teardown(() => p.kill());
+  t.equal(p.warm, false, 'extra binds: cold');
+  t.equal(await p.call('read', path.join(data, 'data.txt')), 'bound for this plugin only', 'the bind is there');
+  t.equal(pool.stats().idle, 1, 'the pooled runner was not touched');
+
+  const q = await pool.start(entry, { env: { GREETING: 'hi' } });
+  t.teardown(() => q.kill());
+  t.ok(q.warm, 'env is set in the runner before the plugin loads');
+  t.equal(await q.call('env', 'GREETING'), 'hi');
+});
+
+t.test('limits: lowered in place under the pool ceiling, cold above it', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const entry = path.join(dir, 'index.js');
+  const pool = new RunnerPool({ size: 1, limits: { memory: '512M', pids: 64 } });
+  t.teardown(() => pool.close());
+  t.match(pool.warmRefusal({}), /capped at/, 'a plugin without limits is not silently capped');
+  t.match(pool.warmRefusal({ limits: { memory: '1G', pids: 32 } }), /above the pool's ceiling/);
+  t.match(pool.warmRefusal({ limits: { memory: '256M' } }), /^limits\.pids:/);
+  await pool.waitIdle();
+  const p = await pool.start(entry, { limits: { memory: '256M', pids: 32 } });
+  t.teardown(() => p.kill());
+  t.ok(p.warm);
+  const sb = (p.process as unknown as { narrowLimits: unknown });
+  t.type(sb.narrowLimits, 'function');
+  // The sandbox's own view of its memory limit, from inside (cgroup namespace: its cgroup is the root).
+  const limit = await p.call('read', '/sys/fs/cgroup/memory/memory.limit_in_bytes').catch(() => undefined)
+    ?? await p.call('read', '/sys/fs/cgroup/memory.max').catch(() => undefined);
+  if (limit !== undefined) t.equal(Number(String(limit).trim()), 256 * 1024 * 1024, 'the cgroup says 256M');
+  const big = await pool.start(entry, { limits: { memory: '1G', pids: 32 } });
+  t.teardown(() => big.kill());
+  t.equal(big.warm, false, 'above the ceiling: cold');
+  t.equal(await big.call('ping'), 'pong');
+});
+
+t.test('a missing entry fails the load and the runner is not reused', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  fs.writeFileSync(path.join(dir, 'broken.js'), 'throw new Error("broken plugin")', { mode: 0o644 });
+  await t.rejects(pool.start(path.join(dir, 'broken.js')), { message: 'broken plugin' });
+  await t.rejects(pool.start(path.join(dir, 'nope.js')), { code: 'ERR_INVALID_OPTION' }, 'an entry outside the tree is refused before any runner is used');
+  await pool.waitIdle();
+  t.equal(pool.stats().warm, 1, 'only the broken plugin used a runner');
+});
