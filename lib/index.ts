@@ -1,6 +1,7 @@
 /** The public API of warden. Everything a host uses is exported from here. */
 export { WardenError, InvalidOptionError, ChannelError, CallTimeoutError, RemoteError } from './errors';
 export { Sandbox } from './sandbox/sandbox';
+export { releasePreparedMounts } from './sandbox/plan';
 export { SandboxSetupError } from './sandbox/errors';
 export type {
   SpawnOptions, ExitResult, Violation, BindMount, TmpfsMount, StdioOption, NamespaceName, RlimitName, RlimitValue,

@@ -51,6 +51,8 @@ export interface NativeMountSet {
   readonly templateNamespace: boolean;
   /** Why not, when they do not ('' when they do both). */
   readonly noTemplateReason: string;
+  /** Drops this object's hold: the fds close once no sandbox launched from it is still running. */
+  close(): void;
 }
 
 export interface NativeViolation {

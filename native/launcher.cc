@@ -314,12 +314,6 @@ int TrampolineMain(void* arg) {
   return 0;
 }
 
-// The host's /proc, opened once: the release writes the id maps through it from inside the
-// template namespace too.
-int HostProcDir() {
-  static const int fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  return fd;
-}
 
 }  // namespace
 
@@ -345,7 +339,11 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   // Everything the release needs, prepared now (no allocation once the child exists).
   Release release;
   release.plan = plan;
-  release.proc_dir = HostProcDir();
+  // The host's /proc, opened per launch (a few microseconds; an fd kept for the process's life
+  // would outlive every host that closes): the release writes the id maps through it, from inside
+  // the template namespace too.
+  Fd proc_dir(open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  release.proc_dir = proc_dir.get();
   if (plan->user_ns && release.proc_dir < 0) return ParentFail(error, Stage::kUidMap, errno, "/proc");
   release.uid_len = snprintf(release.uid_line, sizeof release.uid_line, "%u %u 1\n", plan->map_uid_inside,
                              plan->map_uid_outside);

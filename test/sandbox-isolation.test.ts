@@ -166,6 +166,21 @@ t.test('a root host prepares the root once per mount list', { skip: !isRoot && '
   t.equal(a, b, 'the same mount list is prepared once');
 });
 
+t.test('prepared mount lists are bounded and released: their fds do not pile up', { skip: !isRoot && 'an unprivileged host builds the root per spawn' }, async (t) => {
+  const { releasePreparedMounts } = await import('../lib/sandbox/plan');
+  const fdCount = () => fs.readdirSync('/proc/self/fd').length;
+  releasePreparedMounts();
+  const before = fdCount();
+  // 80 distinct lists (more than the 64 kept): each evicted one closes its template at once.
+  for (let i = 0; i < 80; i++) await sh('true', { tmpfs: [{ target: `/scratch${i}` }], ...SECCOMP });
+  const held = fdCount() - before;
+  t.ok(held > 0, `prepared lists hold fds (${held})`);
+  t.ok(held <= 64 * 2, `at most two fds (template root and namespace) per kept list (${held})`);
+  releasePreparedMounts();
+  t.equal(fdCount(), before, 'releasePreparedMounts closes them all');
+  t.equal((await sh('echo again', SECCOMP)).stdout, 'again\n', 'and the next spawn prepares its list again');
+});
+
 t.test('capabilities all empty, no_new_privs set, no controlling tty', async (t) => {
   const r = await sh('grep -E "^(Cap|NoNewPrivs|Seccomp:)" /proc/self/status; cat /proc/self/stat', SECCOMP);
   t.match(r.stdout, /Seccomp:\s+2/, 'the default profile is installed');

@@ -21,6 +21,7 @@ import { AuditLog, type AuditEventInput, type AuditSeverity } from '../audit';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
 import { spawnNode, type SpawnNodeOptions } from '../sandbox/node';
+import { releasePreparedMounts } from '../sandbox/plan';
 import type { PluginProcess } from '../runner/host';
 import { M_HOOKS, type HookRegistration } from '../runner/protocol';
 import type { TrustStore } from '../trust/store';
@@ -333,6 +334,7 @@ export class PluginHost extends EventEmitter {
       ),
     );
     await this.pool?.close();
+    releasePreparedMounts();
     if (this.ownsAudit) this.audit.close();
     // The cgroup event watches close their eventfds in libuv close callbacks, which run at the end
     // of this loop turn, after setImmediate: a timer resolves after them, so a caller counting fds

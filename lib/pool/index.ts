@@ -23,6 +23,7 @@
  * epoll.
  */
 import { LimitError } from '../errors';
+import { releasePreparedMounts } from '../sandbox/plan';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limits/options';
 import { parseSize } from '../limits/units';
 import type { PluginProcess } from '../runner/host';
@@ -350,6 +351,7 @@ export class RunnerPool {
     for (const r of left) r.handle?.kill();
     await Promise.all(left.map((r) => r.handle?.exited));
     this.starting.clear();
+    releasePreparedMounts();
     // The handles' fds (eventfds, pidfds) are closed by libuv in its close-callback phase, which
     // follows the check phase: two immediates later they are gone.
     await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));

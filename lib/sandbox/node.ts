@@ -116,9 +116,18 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
   );
 }
 
-/** tmpfs bytes for a tree: its contents plus a page per entry (tmpfs rounds each file up), and slack. */
+/**
+ * tmpfs bytes for a tree: its contents plus a page per entry (tmpfs rounds each file up), and slack,
+ * rounded up to a power of two (at least 4 MiB). The rounding lets plugins of similar size share one
+ * prepared mount list (lib/sandbox/plan.ts), so a cold load reuses its template root instead of
+ * building one per plugin. The size is a ceiling, not an allocation, and what is written there is
+ * charged to the plugin's memory limit.
+ */
 export function tmpfsBytesFor(bytes: number, entries: number): number {
-  return bytes + entries * 4096 + (1 << 20);
+  const need = bytes + entries * 4096 + (1 << 20);
+  let size = 4 << 20;
+  while (size < need) size *= 2;
+  return size;
 }
 
 export function wireTree(tree: PluginTree): LoadSetup['tree'] {

@@ -149,8 +149,22 @@ function mountListFor(spec: MountListSpec): MountList {
 
   const list: MountList = { descriptions, set: new (addon().MountSet)(mounts) };
   mountLists.set(key, list);
-  if (mountLists.size > MAX_MOUNT_LISTS) mountLists.delete(mountLists.keys().next().value!);
+  if (mountLists.size > MAX_MOUNT_LISTS) {
+    const oldest = mountLists.keys().next().value!;
+    mountLists.get(oldest)!.set.close();
+    mountLists.delete(oldest);
+  }
   return list;
+}
+
+/**
+ * Closes every prepared mount list (their template roots and namespaces hold fds). Sandboxes already
+ * running keep theirs until they exit; later spawns prepare their list again. The plugin host and the
+ * runner pool call it when they close, so that a shut-down host leaves no fd behind.
+ */
+export function releasePreparedMounts(): void {
+  for (const list of mountLists.values()) list.set.close();
+  mountLists.clear();
 }
 
 export interface BuiltPlan {

@@ -31,15 +31,6 @@ function signalNumber(signal: NodeJS.Signals | number): number {
   return n;
 }
 
-/**
- * /dev/null for 'ignore', opened once per process (close-on-exec, so only the sandboxes that are
- * handed a copy ever see it): two fewer syscalls per ignored stream and spawn.
- */
-const devNullFds: { r?: number; w?: number } = {};
-function devNull(mode: 'r' | 'w'): number {
-  return (devNullFds[mode] ??= fs.openSync('/dev/null', mode));
-}
-
 export interface SandboxEvents {
   violation: [Violation];
   exit: [ExitResult];
@@ -93,7 +84,12 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     try {
       stdio.forEach((s: StdioOption, i: number) => {
         if (s === 'inherit') fds.push({ source: i, target: i });
-        else if (s === 'ignore') fds.push({ source: devNull(i === 0 ? 'r' : 'w'), target: i }); else if (s === 'pipe') {
+        else if (s === 'ignore') {
+          // Opened per spawn: an fd cached for the process's life would outlive a host that closes.
+          const fd = fs.openSync('/dev/null', i === 0 ? 'r' : 'w');
+          toClose.push(fd);
+          fds.push({ source: fd, target: i });
+        } else if (s === 'pipe') {
           const [r, w] = addon().pipe();
           const [mine, theirs] = i === 0 ? [w, r] : [r, w];
           ours[i] = mine;
