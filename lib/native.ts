@@ -27,6 +27,8 @@ export interface NativePlan {
   fds: Array<{ source: number; target: number }>;
   seccomp: Buffer | null;
   cgroupProcs: string[];
+  /** A cgroup2 directory the child is cloned into (CLONE_INTO_CGROUP); '' for none. */
+  cgroupDir: string;
 }
 
 export interface NativeMount {

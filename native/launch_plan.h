@@ -140,6 +140,9 @@ struct LaunchPlan {
   bool seccomp_listener = false;
 
   std::vector<std::string> cgroup_procs;  // files the parent writes the child's pid into
+  // A cgroup2 directory the child is created in (CLONE_INTO_CGROUP), or empty. Where the host's
+  // seccomp hides clone3 (ENOSYS, as container runtimes do), its cgroup.procs is written instead.
+  std::string cgroup_dir;
 
   int last_cap = 40;
   int timeout_ms = 10000;  // setup must finish within this, or the child is killed

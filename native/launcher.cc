@@ -165,6 +165,9 @@ struct Release {
   char uid_line[48] = {}, gid_line[48] = {};
   int uid_len = 0, gid_len = 0;
   std::vector<int> cgroup_fds;         // cgroup.procs files, open for writing
+  int into_dir = -1;                   // the cgroup2 directory to clone the child into, or -1
+  int into_procs = -1;                 // ... its cgroup.procs, written when clone3 is unavailable
+  bool into_done = false;              // the child was created in into_dir
   int mounts[kMaxBinds];               // per bind, proc and tmpfs op, in order; -1 until made
   int nmounts = 0;
   int proc_slot = -1;                  // the proc op's slot, made by the release
@@ -231,6 +234,10 @@ bool RunRelease(Release& r, pid_t pid, int pidfd) {
     e = Sys(SYS_write, fd, pid_text, pid_len);
     if (e < 0) return ReleaseFail(r, Stage::kCgroupPlace, e);
   }
+  if (r.into_procs >= 0 && !r.into_done) {
+    e = Sys(SYS_write, r.into_procs, pid_text, pid_len);
+    if (e < 0) return ReleaseFail(r, Stage::kCgroupPlace, e);
+  }
   if (r.proc_slot >= 0) {
     e = MakeProcMount(pidfd);
     if (e < 0) return ReleaseFail(r, Stage::kProc, e, r.proc_index);
@@ -283,6 +290,7 @@ bool RunRelease(Release& r, pid_t pid, int pidfd) {
 // the child our usual affinity back, so the child starts wherever the scheduler finds room.
 struct Trampoline {
   Release* release;
+  void* child_stack_low;
   void* child_stack_top;
   const cpu_set_t* affinity = nullptr;  // the launching thread's usual one, for the child
   int pid = -1;
@@ -290,6 +298,23 @@ struct Trampoline {
   Stage stage = Stage::kNone;  // of a failure before the child exists
   int error = 0;
 };
+
+// Clones the sandbox's first process (ChildMain) on [stack_low, stack_top): into its cgroup2
+// directory with clone3 when there is one, else (or where the host's seccomp answers clone3 with
+// ENOSYS) with clone, the release then writing that cgroup's cgroup.procs. Raw syscalls only: the
+// trampoline runs it too. The new task's id, or -errno.
+long CloneChild(Release& r, unsigned long extra_flags, void* stack_low, void* stack_top, int* pidfd) {
+  LaunchPlan* plan = r.plan;
+  const unsigned long flags = CLONE_VM | CLONE_PIDFD | extra_flags | plan->clone_flags;
+  if (r.into_dir >= 0) {
+    long pid = RawClone3(flags, r.into_dir, pidfd, stack_low, stack_top, ChildMain, plan);
+    if (pid != -ENOSYS) {
+      r.into_done = pid >= 0;
+      return pid;
+    }
+  }
+  return RawClone(flags, stack_top, pidfd, nullptr, ChildMain, plan);
+}
 
 int TrampolineMain(void* arg) {
   Trampoline& t = *static_cast<Trampoline*>(arg);
@@ -301,8 +326,7 @@ int TrampolineMain(void* arg) {
     t.error = static_cast<int>(-r);
     return 0;
   }
-  r = RawClone(CLONE_VM | CLONE_PIDFD | CLONE_PARENT | plan->clone_flags, t.child_stack_top, &t.pidfd,
-               nullptr, ChildMain, plan);
+  r = CloneChild(*t.release, CLONE_PARENT, t.child_stack_low, t.child_stack_top, &t.pidfd);
   if (r < 0) {
     t.stage = Stage::kClone;
     t.error = static_cast<int>(-r);
@@ -360,6 +384,16 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     if (fd < 0) return ParentFail(error, Stage::kCgroupPlace, errno, procs);
     release.cgroup_fds.push_back(fd);
   }
+  Fd into_dir, into_procs;
+  if (!plan->cgroup_dir.empty()) {
+    into_dir.Reset(open(plan->cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (into_dir.get() < 0) return ParentFail(error, Stage::kCgroupPlace, errno, plan->cgroup_dir);
+    const std::string procs = plan->cgroup_dir + "/cgroup.procs";
+    into_procs.Reset(open(procs.c_str(), O_WRONLY | O_CLOEXEC));
+    if (into_procs.get() < 0) return ParentFail(error, Stage::kCgroupPlace, errno, procs);
+    release.into_dir = into_dir.get();
+    release.into_procs = into_procs.get();
+  }
   if (plan->prepared()) {
     for (const MountOp& op : plan->mounts) {
       if (op.kind != MountOpKind::kBind && op.kind != MountOpKind::kProc && op.kind != MountOpKind::kTmpfs) continue;
@@ -401,7 +435,8 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   pid_t pid = -1;
   int clone_errno = 0;
   pid_t trampoline = -1;
-  Trampoline t{&release, stack_top};
+  void* stack_low = ChildStack::ForThisThread().trampoline_top();  // the trampoline's stack is below
+  Trampoline t{&release, stack_low, stack_top};
   if (plan->root_namespace >= 0) {
     cpu_set_t usual, here;
     bool pinned = false;
@@ -419,8 +454,9 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   } else {
     // Exit signal 0: no SIGCHLD, so no waitpid(-1) anywhere in the host can reap our child; we reap
     // through the pidfd (with __WALL).
-    pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_PIDFD | plan->clone_flags, plan, &pidfd);
-    clone_errno = errno;
+    long r = CloneChild(release, 0, stack_low, stack_top, &pidfd);
+    pid = r < 0 ? -1 : static_cast<pid_t>(r);
+    clone_errno = r < 0 ? static_cast<int>(-r) : 0;
     SPAWN_TRACE(3, "p-cloned");
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);

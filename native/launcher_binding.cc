@@ -262,6 +262,7 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
   if (js.Get("cgroupProcs").IsArray()) {
     if (!GetStrings(js, "cgroupProcs", &plan->cgroup_procs, &err)) return err;
   }
+  plan->cgroup_dir = GetString(js, "cgroupDir");
   return "";
 }
 

@@ -62,4 +62,48 @@ inline long RawClone(unsigned long flags, void* stack_top, int* ptid, int* ctid,
   return ret;
 }
 
+// clone3(2) without libc, creating the new task in the cgroup2 directory `cgroup_fd`
+// (CLONE_INTO_CGROUP): it is in that cgroup from its first instruction, with no cgroup.procs write,
+// which takes the global cgroup threadgroup lock for writing and, after an idle spell, waits for an
+// RCU grace period (several ms). Otherwise as RawClone: fn(arg) runs on the stack
+// [stack_low, stack_top), then SYS_exit; with CLONE_PIDFD the pidfd goes to *pidfd; no exit signal.
+struct CloneArgs {
+  unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+      set_tid_size, cgroup;
+};
+
+inline long RawClone3(unsigned long flags, int cgroup_fd, int* pidfd, void* stack_low, void* stack_top,
+                      int (*fn)(void*), void* arg) {
+  void** sp = static_cast<void**>(stack_top);
+  *--sp = arg;
+  *--sp = reinterpret_cast<void*>(fn);
+  CloneArgs args;
+  __builtin_memset(&args, 0, sizeof args);
+  args.flags = flags | 0x200000000ULL;  // CLONE_INTO_CGROUP (5.7)
+  args.pidfd = reinterpret_cast<unsigned long long>(pidfd);
+  // The kernel starts the task at stack + stack_size: where fn and arg wait to be popped.
+  args.stack = reinterpret_cast<unsigned long long>(stack_low);
+  args.stack_size = reinterpret_cast<unsigned long long>(sp) - args.stack;
+  args.cgroup = static_cast<unsigned long long>(cgroup_fd);
+  long ret;
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      // The new task, on its stack: pop fn and arg, call, exit with the result.
+      "xor %%ebp, %%ebp\n\t"
+      "pop %%rax\n\t"
+      "pop %%rdi\n\t"
+      "call *%%rax\n\t"
+      "mov %%eax, %%edi\n\t"
+      "mov %[exit_nr], %%eax\n\t"
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(SYS_clone3), "D"(&args), "S"(sizeof args), [exit_nr] "i"(SYS_exit)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+
 }  // namespace warden

@@ -35,6 +35,44 @@ t.test('the child is in its cgroup from its first instruction', { skip }, async 
   t.equal(r.violation, null);
 });
 
+t.test('the child is created in its cgroup2 directory (clone3 CLONE_INTO_CGROUP) and written into the v1 ones', { skip }, async (t) => {
+  const cg = SandboxCgroup.create({ memory: '64M', pids: 16 });
+  t.teardown(() => cg.destroy());
+  const v2 = cg.backend?.v2Dir;
+  if (v2 === undefined) {
+    t.equal(cg.cloneIntoDir, undefined, 'no cgroup2 directory: every placement is a cgroup.procs write');
+    return;
+  }
+  t.equal(cg.cloneIntoDir, v2);
+  t.notOk(cg.procsFilesAfterClone.includes(`${v2}/cgroup.procs`), 'its cgroup.procs is not written');
+  t.same(cg.procsFilesAfterClone, cg.procsFiles.filter((f) => !f.startsWith(`${v2}/`)), 'the v1 ones are');
+});
+
+t.test('where the host answers clone3 with ENOSYS (as container runtimes\' seccomp does), the child is still placed before it runs', { skip }, async (t) => {
+  // A node process under a filter that fails clone3 with ENOSYS spawns a sandbox that prints its cgroups.
+  const script = `
+    const lib = require(process.argv[1]);
+    const bpf = Buffer.alloc(32);
+    const ins = (i, code, jt, jf, k) => { bpf.writeUInt16LE(code, i * 8); bpf[i * 8 + 2] = jt; bpf[i * 8 + 3] = jf; bpf.writeUInt32LE(k >>> 0, i * 8 + 4); };
+    ins(0, 0x20, 0, 0, 0);             // A = syscall number
+    ins(1, 0x15, 0, 1, 435);           // clone3?
+    ins(2, 0x06, 0, 0, 0x00050000 | 38); // ERRNO(ENOSYS)
+    ins(3, 0x06, 0, 0, 0x7fff0000);    // ALLOW
+    require(process.argv[2]).restrictSelf(bpf);
+    const sb = lib.Sandbox.spawn({ command: ['/bin/cat', '/proc/self/cgroup'], seccomp: 'none', namespaces: { cgroup: false },
+      stdio: ['ignore', 'inherit', 'inherit'], limits: { memory: '64M', pids: 16 } });
+    sb.exited.then((r) => process.exit(r.code ?? 99));`;
+  const { spawnSync } = await import('node:child_process');
+  const path = await import('node:path');
+  const r = spawnSync(process.execPath, ['-e', script, path.join(__dirname, '..', 'lib'), path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node')], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  const placed = (re: RegExp) => lines.find((l) => re.test(l)) ?? '';
+  t.match(placed(/^0::/), /warden\.\d+\.\d+/, 'in its cgroup2 directory');
+  const layout = hostLayout();
+  if (layout.v1.has('memory')) t.match(placed(/:memory:/), /warden\.\d+\.\d+/, 'and in its v1 memory cgroup');
+});
+
 t.test('memory balloon: violation event, exited result, stats', { skip }, async (t) => {
   const sb = Sandbox.spawn({
     command: ['/bin/sh', '-c', 'x=0123456789abcdef; while :; do x="$x$x"; done'], seccomp: 'none', limits: { memory: '32M' },

@@ -5,13 +5,14 @@
  *
  * Lifecycle (the launcher drives it):
  *   const cg = SandboxCgroup.create(limits)   // directories + limits + event watches, nothing runs yet
- *   launcher(cgroupProcs: cg.procsFiles)      // the child enters before it runs code of its own
+ *   launcher(cgroupDir: cg.cloneIntoDir, cgroupProcs: cg.procsFilesAfterClone)  // placed before its first instruction
  *   cg.start(pid)                             // timeout and cpu-time clocks start
  *   ... 'violation' events, cg.stats() ...
  *   await cg.destroy()                        // after the child exited: kill the rest, rmdir
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { LimitError } from '../errors';
 import type { Backend, KernelEvent, WeakerLimit } from './backend';
 import { removeCgroupDir } from './cgroupfs';
@@ -97,6 +98,14 @@ export class SandboxCgroup extends EventEmitter {
   readonly backend: Backend | undefined;
   /** cgroup.procs files for the launcher (empty in degraded mode). */
   readonly procsFiles: string[];
+  /**
+   * The cgroup2 directory the launcher creates the child in with clone3(CLONE_INTO_CGROUP), when
+   * there is one (unified hosts, and the controller-less v2 hierarchy of hybrid hosts): no
+   * cgroup.procs write for it, which after an idle spell waits for an RCU grace period.
+   */
+  readonly cloneIntoDir: string | undefined;
+  /** The cgroup.procs files still to write once the child exists (the v1 hierarchies'). */
+  readonly procsFilesAfterClone: string[];
   /** Limits that hold less strictly than requested, with the reason. Empty when all hold. */
   readonly weaker: WeakerLimit[];
   /** rlimits the launcher must set in the child (degraded mode only). */
@@ -143,6 +152,9 @@ export class SandboxCgroup extends EventEmitter {
     this.mode = mode;
     this.backend = backend;
     this.procsFiles = backend?.procsFiles.slice() ?? [];
+    const intoProcs = backend?.v2Dir === undefined ? undefined : path.join(backend.v2Dir, 'cgroup.procs');
+    this.cloneIntoDir = intoProcs !== undefined && this.procsFiles.includes(intoProcs) ? backend!.v2Dir : undefined;
+    this.procsFilesAfterClone = this.procsFiles.filter((f) => f !== intoProcs || this.cloneIntoDir === undefined);
     this.weaker = [...(backend?.weaker ?? []), ...(degraded?.weaker ?? [])];
     this.rlimits = degraded?.rlimits ?? [];
     this.killMethod = backend ? killMethod(backend) : 'process';

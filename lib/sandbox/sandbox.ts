@@ -126,7 +126,10 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         const plan = built.plan as NativePlan;
         plan.fds = fds;
         plan.seccomp = seccomp;
-        plan.cgroupProcs = this.cgroup?.procsFiles ?? [];
+        // The child is created in the cgroup2 directory (CLONE_INTO_CGROUP) and written into the
+        // v1 hierarchies' cgroup.procs.
+        plan.cgroupDir = this.cgroup?.cloneIntoDir ?? '';
+        plan.cgroupProcs = this.cgroup?.procsFilesAfterClone ?? [];
         this.native = new (addon().SandboxProcess)(
           plan,
           (code, signal) => this.onExit(code, signal),
