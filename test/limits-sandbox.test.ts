@@ -49,28 +49,43 @@ t.test('the child is created in its cgroup2 directory (clone3 CLONE_INTO_CGROUP)
 });
 
 t.test('where the host answers clone3 with ENOSYS (as container runtimes\' seccomp does), the child is still placed before it runs', { skip }, async (t) => {
-  // A node process under a filter that fails clone3 with ENOSYS spawns a sandbox that prints its cgroups.
-  const script = `
-    const lib = require(process.argv[1]);
-    const bpf = Buffer.alloc(32);
-    const ins = (i, code, jt, jf, k) => { bpf.writeUInt16LE(code, i * 8); bpf[i * 8 + 2] = jt; bpf[i * 8 + 3] = jf; bpf.writeUInt32LE(k >>> 0, i * 8 + 4); };
-    ins(0, 0x20, 0, 0, 0);             // A = syscall number
-    ins(1, 0x15, 0, 1, 435);           // clone3?
-    ins(2, 0x06, 0, 0, 0x00050000 | 38); // ERRNO(ENOSYS)
-    ins(3, 0x06, 0, 0, 0x7fff0000);    // ALLOW
-    require(process.argv[2]).restrictSelf(bpf);
-    const sb = lib.Sandbox.spawn({ command: ['/bin/cat', '/proc/self/cgroup'], seccomp: 'none', namespaces: { cgroup: false },
-      stdio: ['ignore', 'inherit', 'inherit'], limits: { memory: '64M', pids: 16 } });
-    sb.exited.then((r) => process.exit(r.code ?? 99));`;
-  const { spawnSync } = await import('node:child_process');
+  // A second host process, under a filter that fails clone3 with ENOSYS, spawns a sandbox that
+  // prints its cgroups. It gets a cgroup of its own first (cgroup v2 gives no controllers to the
+  // children of a cgroup that holds other processes, such as this test's).
+  const { spawn } = await import('node:child_process');
   const path = await import('node:path');
-  const r = spawnSync(process.execPath, ['-e', script, path.join(__dirname, '..', 'lib'), path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node')], { encoding: 'utf8', timeout: 20_000 });
-  t.equal(r.status, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n');
+  const holder = SandboxCgroup.create({ pids: 256 });
+  const script = `
+    process.stdin.once('data', () => {
+      const bpf = Buffer.alloc(32);
+      const ins = (i, code, jt, jf, k) => { bpf.writeUInt16LE(code, i * 8); bpf[i * 8 + 2] = jt; bpf[i * 8 + 3] = jf; bpf.writeUInt32LE(k >>> 0, i * 8 + 4); };
+      ins(0, 0x20, 0, 0, 0);               // A = syscall number
+      ins(1, 0x15, 0, 1, 435);             // clone3?
+      ins(2, 0x06, 0, 0, 0x00050000 | 38); // ERRNO(ENOSYS)
+      ins(3, 0x06, 0, 0, 0x7fff0000);      // ALLOW
+      require(process.argv[2]).restrictSelf(bpf);
+      const sb = require(process.argv[1]).Sandbox.spawn({ command: ['/bin/cat', '/proc/self/cgroup'], seccomp: 'none',
+        namespaces: { cgroup: false }, stdio: ['ignore', 'inherit', 'inherit'], limits: { memory: '64M', pids: 16 } });
+      sb.exited.then((r) => process.exit(r.code ?? 99));
+    });`;
+  const child = spawn(process.execPath, ['-e', script, path.join(__dirname, '..', 'lib'), path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d; });
+  child.stderr!.on('data', (d: Buffer) => { err += d; });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  holder.attach(child.pid!);
+  child.stdin!.end('go\n');
+  const code = await withTimeout(exited, 20_000, 'the second host');
+  // What the second host made in its cgroup (on cgroup v2, the leaf it moved itself into).
+  for (const dir of holder.backend?.dirs ?? []) {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) fs.rmdirSync(path.join(dir, e.name));
+  }
+  await holder.destroy();
+  t.equal(code, 0, err);
+  const lines = out.trim().split('\n');
   const placed = (re: RegExp) => lines.find((l) => re.test(l)) ?? '';
-  t.match(placed(/^0::/), /warden\.\d+\.\d+/, 'in its cgroup2 directory');
-  const layout = hostLayout();
-  if (layout.v1.has('memory')) t.match(placed(/:memory:/), /warden\.\d+\.\d+/, 'and in its v1 memory cgroup');
+  t.match(placed(/^0::/), new RegExp(`warden\\.${child.pid}\\.\\d+`), 'in its cgroup2 directory');
+  if (hostLayout().v1.has('memory')) t.match(placed(/:memory:/), new RegExp(`warden\\.${child.pid}\\.\\d+`), 'and in its v1 memory cgroup');
 });
 
 t.test('memory balloon: violation event, exited result, stats', { skip }, async (t) => {
