@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +46,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     t[i] = (b.tv_sec - a.tv_sec) * 1e6 + (b.tv_nsec - a.tv_nsec) / 1e3;
+  }
+  // "all": every sample (µs), for a caller that pools rounds interleaved with its own measurements.
+  if (argc > 3 && strcmp(argv[3], "all") == 0) {
+    for (int i = 0; i < n; i++) printf("%.1f%c", t[i], i + 1 < n ? ' ' : '\n');
+    return 0;
   }
   qsort(t, n, sizeof *t, cmp);
   printf("%.1f %.1f\n", t[n / 2], t[(int)(n * 0.9)]);
