@@ -31,6 +31,23 @@ inline long Sys(long nr, Args... args) {
   return RawSyscall(nr, (long)args...);
 }
 
+// The clone system call and what the new task does after it, shared by RawClone and RawClone3: the
+// parent jumps to 1 with the id (or -errno) in rax; the new task, on a stack whose top holds fn then
+// arg, pops them, calls fn(arg) and exits with its result. Needs [exit_nr] "i"(SYS_exit).
+#define WARDEN_CLONE_ASM \
+  "syscall\n\t"                  \
+  "test %%rax, %%rax\n\t"        \
+  "jnz 1f\n\t"                   \
+  "xor %%ebp, %%ebp\n\t"         \
+  "pop %%rax\n\t"                \
+  "pop %%rdi\n\t"                \
+  "call *%%rax\n\t"              \
+  "mov %%eax, %%edi\n\t"         \
+  "mov %[exit_nr], %%eax\n\t"    \
+  "syscall\n\t"                  \
+  "hlt\n\t"                      \
+  "1:\n\t"
+
 // clone(2) without libc: the new task runs fn(arg) on `stack_top` (16-byte aligned) and ends with
 // SYS_exit when fn returns. With CLONE_PIDFD its pidfd goes to *ptid; with CLONE_CHILD_CLEARTID,
 // *ctid. Returns the new task's id or -errno. For code that runs on a TLS another thread is using
@@ -43,19 +60,7 @@ inline long RawClone(unsigned long flags, void* stack_top, int* ptid, int* ctid,
   register long r10 asm("r10") = reinterpret_cast<long>(ctid);
   register long r8 asm("r8") = 0;
   asm volatile(
-      "syscall\n\t"
-      "test %%rax, %%rax\n\t"
-      "jnz 1f\n\t"
-      // The new task, on its stack: pop fn and arg, call, exit with the result.
-      "xor %%ebp, %%ebp\n\t"
-      "pop %%rax\n\t"
-      "pop %%rdi\n\t"
-      "call *%%rax\n\t"
-      "mov %%eax, %%edi\n\t"
-      "mov %[exit_nr], %%eax\n\t"
-      "syscall\n\t"
-      "hlt\n\t"
-      "1:\n\t"
+      WARDEN_CLONE_ASM
       : "=a"(ret)
       : "a"(SYS_clone), "D"(flags), "S"(sp), "d"(ptid), "r"(r10), "r"(r8), [exit_nr] "i"(SYS_exit)
       : "rcx", "r11", "memory");
@@ -87,19 +92,7 @@ inline long RawClone3(unsigned long flags, int cgroup_fd, int* pidfd, void* stac
   args.cgroup = static_cast<unsigned long long>(cgroup_fd);
   long ret;
   asm volatile(
-      "syscall\n\t"
-      "test %%rax, %%rax\n\t"
-      "jnz 1f\n\t"
-      // The new task, on its stack: pop fn and arg, call, exit with the result.
-      "xor %%ebp, %%ebp\n\t"
-      "pop %%rax\n\t"
-      "pop %%rdi\n\t"
-      "call *%%rax\n\t"
-      "mov %%eax, %%edi\n\t"
-      "mov %[exit_nr], %%eax\n\t"
-      "syscall\n\t"
-      "hlt\n\t"
-      "1:\n\t"
+      WARDEN_CLONE_ASM
       : "=a"(ret)
       : "a"(SYS_clone3), "D"(&args), "S"(sizeof args), [exit_nr] "i"(SYS_exit)
       : "rcx", "r11", "memory");
