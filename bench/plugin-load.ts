@@ -7,7 +7,7 @@
  * warden rows time RunnerPool.start() until it resolves: reading and digesting the plugin's files,
  * fitting the runner (limits lowered, exec guard stacked), sending the files, the runner writing
  * them and loading the plugin, and its answer with the plugin's methods. The plugin: three small
- * files, strict seccomp, no network, no exec. After a warm start the pool refills; the next round
+ * files, strict seccomp, no network, no exec. After a warm start the pool refills; every row
  * waits for it, so the refill's CPU never lands in a measurement.
  *
  * Targets (issue 7): warm p50 ≤ 5 ms; cold p50 ≤ 1.2 × `node -e 0`.
@@ -110,10 +110,6 @@ async function main(): Promise<void> {
   const settle = () => new Promise((r) => setTimeout(r, 20));
 
   const warden = (p: RunnerPool, options: Parameters<RunnerPool['start']>[1], expectWarm: boolean): Sample => async () => {
-    if (expectWarm) {
-      await p.waitIdle();
-      await settle();
-    }
     const t0 = performance.now();
     const h = await p.start(entry, options);
     const t = performance.now() - t0;
@@ -149,6 +145,10 @@ async function main(): Promise<void> {
     for (const r of rows) {
       if (r.run === undefined) continue;
       try {
+        // Every row waits for the pool's refill after a warm start: its Node boot would otherwise
+        // share the two cores with whichever row comes next.
+        await pool.waitIdle();
+        await settle();
         const t = await r.run();
         if (round >= WARMUP) r.xs.push(t);
       } catch (e) {

@@ -26,7 +26,8 @@ export interface NativePlan {
   rlimits: ReadonlyArray<{ resource: number; soft: number; hard: number }>;
   fds: Array<{ source: number; target: number }>;
   seccomp: Buffer | null;
-  cgroupProcs: string[];
+  /** cgroup v1 `tasks` files the child writes "0" into, moving itself, before anything else. */
+  cgroupTasks: string[];
   /** A cgroup2 directory the child is cloned into (CLONE_INTO_CGROUP); '' for none. */
   cgroupDir: string;
 }

@@ -112,6 +112,15 @@ int ChildMain(void* arg) {
   // the parent's death while waiting below.
   Sys(SYS_close, plan.parent_status_fd);
 
+  // Into our cgroup v1 hierarchies before anything else, so that what the setup costs is charged
+  // there. "0" to `tasks` moves the calling thread, which the kernel does without taking the
+  // global threadgroup lock (see LaunchPlan::cgroup_tasks); the file's opener, the host, is the
+  // one whose permission counts. We are one thread, so the thread is the process.
+  for (int i = 0; i < plan.ncgroup_task_fds; i++) {
+    r = Sys(SYS_write, plan.cgroup_task_fds[i], "0", 1);
+    if (r < 0) Report(plan, status, Stage::kCgroupPlace, r, i);
+  }
+
   // Node installs handlers (and ignores SIGPIPE); handlers point into the parent's code and an
   // ignored disposition would survive execve. Every signal goes back to its default. Signals stay
   // blocked (the parent blocked them around clone) until just before execve.
@@ -128,8 +137,8 @@ int ChildMain(void* arg) {
   r = Sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kWaitParent, r);
 
-  // Until the 'G' below, the parent is writing our id maps and placing us in our cgroups. What needs
-  // neither is done meanwhile.
+  // Until the 'G' below, the parent is writing our id maps (and, where clone3 is hidden, placing us
+  // in our cgroup2 directory). What needs neither is done meanwhile.
 
   // No controlling terminal: TIOCSTI injection into the host's terminal becomes impossible.
   r = Sys(SYS_setsid);
@@ -169,7 +178,7 @@ int ChildMain(void* arg) {
     if (r < 0) Report(plan, status, Stage::kHostname, r);
   }
 
-  // Wait until the parent has written our id maps and placed us in our cgroups (prepared mode: and
+  // Wait until the parent has written our id maps (prepared mode: and
   // made our binds, /proc and tmpfs). Usually it is about done: spin a little (about 0.1 ms of TSC
   // cycles) on its flag before sleeping in recvmsg, since waking a sleeper costs more than that on
   // an idle virtual CPU.
@@ -178,7 +187,8 @@ int ChildMain(void* arg) {
   if (!ReceiveRelease(status, trees, plan.prepared() ? plan.parent_mounts : 0)) Exit(127);
   SPAWN_TRACE(12, "c-go");
 
-  // Now that the parent has placed us, our cgroup becomes the root of the new cgroup namespace.
+  // Now that we are placed in every hierarchy, our cgroups become the roots of the new cgroup
+  // namespace.
   if (plan.cgroup_ns) {
     r = Sys(SYS_unshare, CLONE_NEWCGROUP);
     if (r < 0) Report(plan, status, Stage::kCgroupNamespace, r);

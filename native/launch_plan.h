@@ -18,6 +18,8 @@ namespace warden {
 
 class MountSet;
 
+constexpr int kMaxCgroupTasks = 16;  // cgroup v1 hierarchies a sandbox is placed in (the kernel has 14 controllers)
+
 // Setup stages, reported by the child (or the parent) when a step fails. Names in StageName().
 enum class Stage : uint32_t {
   kNone = 0,
@@ -139,7 +141,13 @@ struct LaunchPlan {
   std::vector<sock_filter> seccomp;
   bool seccomp_listener = false;
 
-  std::vector<std::string> cgroup_procs;  // files the parent writes the child's pid into
+  // The `tasks` files of the sandbox's cgroup v1 hierarchies. The child moves itself in by writing
+  // "0" to each, first thing after clone: a task moving itself (one thread, pid 0) skips the
+  // cgroup's global threadgroup lock, whose write side waits for an RCU grace period (5-20 ms)
+  // after an idle spell, where the parent's cgroup.procs write would wait it on every cold spawn.
+  std::vector<std::string> cgroup_tasks;
+  int cgroup_task_fds[kMaxCgroupTasks];  // opened by the parent before clone
+  int ncgroup_task_fds = 0;
   // A cgroup2 directory the child is created in (CLONE_INTO_CGROUP), or empty. Where the host's
   // seccomp hides clone3 (ENOSYS, as container runtimes do), its cgroup.procs is written instead.
   std::string cgroup_dir;

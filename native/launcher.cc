@@ -110,6 +110,19 @@ bool ParentFail(LaunchError* error, Stage stage, int err, std::string detail = "
   return false;
 }
 
+// A failure the child (or the release) reported. A cgroup placement names the file.
+bool ChildFail(LaunchError* error, const ChildFailure& failure, const LaunchPlan& plan) {
+  error->stage = static_cast<Stage>(failure.stage);
+  error->error = failure.error;
+  error->index = failure.index;
+  if (error->stage == Stage::kCgroupPlace && failure.index >= 0 &&
+      static_cast<size_t>(failure.index) < plan.cgroup_tasks.size()) {
+    error->detail = plan.cgroup_tasks[failure.index];
+    error->index = -1;
+  }
+  return false;
+}
+
 // Reads the child's messages until EOF (execve closed its end, or it exited). Returns false on
 // timeout or a socket error.
 bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* failed, int* listener,
@@ -164,7 +177,6 @@ struct Release {
   int proc_dir = -1;                   // the host's /proc
   char uid_line[48] = {}, gid_line[48] = {};
   int uid_len = 0, gid_len = 0;
-  std::vector<int> cgroup_fds;         // cgroup.procs files, open for writing
   int into_dir = -1;                   // the cgroup2 directory to clone the child into, or -1
   int into_procs = -1;                 // ... its cgroup.procs, written when clone3 is unavailable
   bool into_done = false;              // the child was created in into_dir
@@ -229,11 +241,8 @@ bool RunRelease(Release& r, pid_t pid, int pidfd) {
     }
   }
   SPAWN_TRACE(4, "p-maps");
-  // Placed before it runs any code of its own (it is still waiting for 'G').
-  for (int fd : r.cgroup_fds) {
-    e = Sys(SYS_write, fd, pid_text, pid_len);
-    if (e < 0) return ReleaseFail(r, Stage::kCgroupPlace, e);
-  }
+  // The v1 hierarchies: the child placed itself (see LaunchPlan::cgroup_tasks). The cgroup2 one
+  // where clone3 is hidden: the child only waits for 'G' so far.
   if (r.into_procs >= 0 && !r.into_done) {
     e = Sys(SYS_write, r.into_procs, pid_text, pid_len);
     if (e < 0) return ReleaseFail(r, Stage::kCgroupPlace, e);
@@ -373,16 +382,18 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
                              plan->map_uid_outside);
   release.gid_len = snprintf(release.gid_line, sizeof release.gid_line, "%u %u 1\n", plan->map_gid_inside,
                              plan->map_gid_outside);
-  struct CloseAll {
-    std::vector<int>* fds;
-    ~CloseAll() {
-      for (int fd : *fds) close(fd);
+  struct CloseTasks {
+    LaunchPlan* plan;
+    ~CloseTasks() {
+      for (int i = 0; i < plan->ncgroup_task_fds; i++) close(plan->cgroup_task_fds[i]);
+      plan->ncgroup_task_fds = 0;
     }
-  } close_cgroups{&release.cgroup_fds};
-  for (const std::string& procs : plan->cgroup_procs) {
-    int fd = open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return ParentFail(error, Stage::kCgroupPlace, errno, procs);
-    release.cgroup_fds.push_back(fd);
+  } close_tasks{plan};
+  plan->ncgroup_task_fds = 0;
+  for (const std::string& tasks : plan->cgroup_tasks) {
+    int fd = open(tasks.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return ParentFail(error, Stage::kCgroupPlace, errno, tasks);
+    plan->cgroup_task_fds[plan->ncgroup_task_fds++] = fd;
   }
   Fd into_dir, into_procs;
   if (!plan->cgroup_dir.empty()) {
@@ -494,10 +505,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     ChildFailure reported{};
     const ChildFailure& cause = TakeChildFailure(parent_end.get(), &reported) ? reported : release.failure;
     KillAndReap(pidfd);
-    error->stage = static_cast<Stage>(cause.stage);
-    error->error = cause.error;
-    error->index = cause.index;
-    return false;
+    return ChildFail(error, cause, *plan);
   }
 
   ChildFailure failure{};
@@ -518,10 +526,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
            errno == EINTR) {
     }
     if (failed) {
-      error->stage = static_cast<Stage>(failure.stage);
-      error->error = failure.error;
-      error->index = failure.index;
-      return false;
+      return ChildFail(error, failure, *plan);
     }
     return ParentFail(error, Stage::kDiedInSetup, 0,
                       "the child died before execve (status " + std::to_string(info.si_status) + ")");

@@ -259,8 +259,11 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
     }
   }
 
-  if (js.Get("cgroupProcs").IsArray()) {
-    if (!GetStrings(js, "cgroupProcs", &plan->cgroup_procs, &err)) return err;
+  if (js.Get("cgroupTasks").IsArray()) {
+    if (!GetStrings(js, "cgroupTasks", &plan->cgroup_tasks, &err)) return err;
+    if (plan->cgroup_tasks.size() > static_cast<size_t>(kMaxCgroupTasks)) {
+      return "cgroupTasks: at most " + std::to_string(kMaxCgroupTasks) + " cgroup v1 tasks files";
+    }
   }
   plan->cgroup_dir = GetString(js, "cgroupDir");
   return "";

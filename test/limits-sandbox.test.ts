@@ -2,9 +2,14 @@
 // handle reports violations and stats, and teardown leaves nothing. Plus fail-closed and degraded mode.
 import t from 'tap';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { Sandbox } from '../lib';
 import { LimitError } from '../lib/errors';
 import { SandboxCgroup, hostLayout, listSandboxCgroups, type CgroupLayout } from '../lib/limits';
+import { discoverOwnCgroups } from '../lib/limits/discover';
+import { addon, type NativePlan, type NativeSetupError } from '../lib/native';
+import { buildPlan } from '../lib/sandbox/plan';
 import { alive, firstLine, withTimeout } from './limits-helpers';
 
 function launcherUnavailable(): string | undefined {
@@ -19,6 +24,18 @@ function launcherUnavailable(): string | undefined {
 const skip = launcherUnavailable();
 if (skip !== undefined) t.comment(`SKIP: ${skip}`);
 
+// The paths, in a /proc/<pid>/cgroup text, of the hierarchies a { memory, pids } sandbox is placed
+// in: the cgroup2 one (where there is one) and the v1 memory and pids ones (where they are v1).
+function limitedHierarchies(text: string): string[] {
+  return text.trim().split('\n').map((l) => l.split(':'))
+    .filter(([id, c]) => (id === '0' && c === '') || c!.split(',').some((n) => n === 'memory' || n === 'pids'))
+    .map((f) => f.slice(2).join(':'));
+}
+function expectedHierarchies(): number {
+  const layout = hostLayout();
+  return (layout.v2 !== undefined ? 1 : 0) + new Set([layout.v1.get('memory'), layout.v1.get('pids')].filter((h) => h !== undefined)).size;
+}
+
 t.test('the child is in its cgroup from its first instruction', { skip }, async (t) => {
   const sb = Sandbox.spawn({
     command: ['/bin/sh', '-c', 'cat /proc/self/cgroup'], seccomp: 'none', namespaces: { cgroup: false },
@@ -31,21 +48,82 @@ t.test('the child is in its cgroup from its first instruction', { skip }, async 
   }), 5000, 'output');
   const r = await sb.exited;
   t.equal(r.code, 0);
-  t.match(text, new RegExp(`warden\\.${process.pid}\\.\\d+`), 'its /proc/self/cgroup names the sandbox cgroup');
+  // Every hierarchy that holds a limit or serves the kill (memory, pids, the cgroup2 one) names
+  // the one sandbox cgroup: the v1 ones by the child's own write, the cgroup2 one by clone3.
+  const placed = limitedHierarchies(text);
+  t.equal(placed.length, expectedHierarchies(), 'the cgroup2 hierarchy and the memory and pids ones are listed');
+  const names = new Set(placed.map((p) => /\/(warden\.\d+\.\d+)$/.exec(p)?.[1]));
+  t.same([...names], [[...names][0]], 'one cgroup name in each of them');
+  t.match([...names][0], new RegExp(`^warden\\.${process.pid}\\.\\d+$`), 'the sandbox cgroup, named after this host');
   t.equal(r.violation, null);
 });
 
-t.test('the child is created in its cgroup2 directory (clone3 CLONE_INTO_CGROUP) and written into the v1 ones', { skip }, async (t) => {
+t.test('placed before the cgroup namespace is made: inside, each of its hierarchies is the root', { skip }, async (t) => {
+  const sb = Sandbox.spawn({
+    command: ['/bin/sh', '-c', 'cat /proc/self/cgroup; read x'], seccomp: 'none',
+    stdio: ['pipe', 'pipe', 'ignore'], limits: { memory: '64M', pids: 16 },
+  });
+  const text = await withTimeout(new Promise<string>((resolve) => {
+    let out = '';
+    sb.stdout!.on('data', (d: Buffer) => { out += d; });
+    sb.stdout!.on('end', () => resolve(out));
+    setTimeout(() => {
+      // Seen from the host meanwhile, the same process is in the sandbox cgroup.
+      const host = limitedHierarchies(fs.readFileSync(`/proc/${sb.pid}/cgroup`, 'utf8'));
+      t.equal(host.length, expectedHierarchies());
+      const sandboxCgroup = new RegExp(`/warden\\.${process.pid}\\.\\d+$`);
+      t.ok(host.every((p) => sandboxCgroup.test(p)), `the host sees it in its sandbox cgroup in each (${host.join(' ')})`);
+      sb.stdin!.end('x\n');
+    }, 100);
+  }), 5000, 'output');
+  t.equal((await sb.exited).code, 0);
+  const inside = limitedHierarchies(text);
+  t.equal(inside.length, expectedHierarchies());
+  t.ok(inside.every((p) => p === '/'), `each is the root of its cgroup namespace (${inside.join(' ')})`);
+});
+
+t.test('a child that cannot move itself into a v1 cgroup stops before execve, naming the file', async (t) => {
+  // An empty cpuset cgroup (no cpus, no mems) refuses every task with ENOSPC: a real kernel refusal
+  // of the child's own tasks write, driven through the launcher directly.
+  const layout = hostLayout();
+  const cpuset = layout.v1.get('cpuset');
+  const own = cpuset === undefined ? undefined : discoverOwnCgroups(layout).v1.get('cpuset');
+  if (own === undefined) {
+    t.comment('SKIP: no cgroup v1 cpuset hierarchy on this host');
+    return;
+  }
+  const dir = path.join(own, `warden-test.${process.pid}.empty-cpuset`);
+  fs.mkdirSync(dir);
+  t.teardown(() => fs.rmdirSync(dir));
+  t.equal(fs.readFileSync(path.join(dir, 'cpuset.cpus'), 'utf8').trim(), '', 'the cpuset is empty');
+  const built = buildPlan({ command: ['/bin/true'] });
+  const plan = { ...built.plan, fds: [], seccomp: null, cgroupDir: '', cgroupTasks: [path.join(dir, 'tasks')] } as NativePlan;
+  let err: NativeSetupError | undefined;
+  try {
+    new (addon().SandboxProcess)(plan, () => {}, () => {});
+  } catch (e) {
+    err = e as NativeSetupError;
+  }
+  t.ok(err, 'the launch fails');
+  t.equal(err?.code, 'ERR_SANDBOX_SETUP');
+  t.equal(err?.stage, 'cgroup-place');
+  t.equal(err?.errno, os.constants.errno.ENOSPC, 'the kernel\'s ENOSPC');
+  t.equal(err?.detail, path.join(dir, 'tasks'), 'the file is named');
+  t.equal(fs.readFileSync(path.join(dir, 'tasks'), 'utf8'), '', 'nothing is left in it');
+});
+
+t.test('the child is created in its cgroup2 directory (clone3 CLONE_INTO_CGROUP) and moves itself into the v1 ones', { skip }, async (t) => {
   const cg = SandboxCgroup.create({ memory: '64M', pids: 16 });
   t.teardown(() => cg.destroy());
   const v2 = cg.backend?.v2Dir;
+  const v1Dirs = cg.procsFiles.filter((f) => v2 === undefined || !f.startsWith(`${v2}/`)).map((f) => f.slice(0, -'/cgroup.procs'.length));
+  t.same(cg.tasksFiles, v1Dirs.map((d) => `${d}/tasks`), 'each v1 hierarchy: its tasks file, which the child writes itself into');
   if (v2 === undefined) {
-    t.equal(cg.cloneIntoDir, undefined, 'no cgroup2 directory: every placement is a cgroup.procs write');
+    t.equal(cg.cloneIntoDir, undefined, 'no cgroup2 directory');
     return;
   }
   t.equal(cg.cloneIntoDir, v2);
-  t.notOk(cg.procsFilesAfterClone.includes(`${v2}/cgroup.procs`), 'its cgroup.procs is not written');
-  t.same(cg.procsFilesAfterClone, cg.procsFiles.filter((f) => !f.startsWith(`${v2}/`)), 'the v1 ones are');
+  t.notOk(cg.tasksFiles.some((f) => f.startsWith(`${v2}/`)), 'the cgroup2 directory is not among them');
 });
 
 t.test('where the host answers clone3 with ENOSYS (as container runtimes\' seccomp does), the child is still placed before it runs', { skip }, async (t) => {
@@ -53,7 +131,6 @@ t.test('where the host answers clone3 with ENOSYS (as container runtimes\' secco
   // prints its cgroups. It gets a cgroup of its own first (cgroup v2 gives no controllers to the
   // children of a cgroup that holds other processes, such as this test's).
   const { spawn } = await import('node:child_process');
-  const path = await import('node:path');
   const holder = SandboxCgroup.create({ pids: 256 });
   const script = `
     process.stdin.once('data', () => {

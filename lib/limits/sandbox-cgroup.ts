@@ -5,7 +5,7 @@
  *
  * Lifecycle (the launcher drives it):
  *   const cg = SandboxCgroup.create(limits)   // directories + limits + event watches, nothing runs yet
- *   launcher(cgroupDir: cg.cloneIntoDir, cgroupProcs: cg.procsFilesAfterClone)  // placed before its first instruction
+ *   launcher(cgroupDir: cg.cloneIntoDir, cgroupTasks: cg.tasksFiles)  // placed before its first instruction
  *   cg.start(pid)                             // timeout and cpu-time clocks start
  *   ... 'violation' events, cg.stats() ...
  *   await cg.destroy()                        // after the child exited: kill the rest, rmdir
@@ -104,8 +104,13 @@ export class SandboxCgroup extends EventEmitter {
    * cgroup.procs write for it, which after an idle spell waits for an RCU grace period.
    */
   readonly cloneIntoDir: string | undefined;
-  /** The cgroup.procs files still to write once the child exists (the v1 hierarchies'). */
-  readonly procsFilesAfterClone: string[];
+  /**
+   * The v1 hierarchies' `tasks` files, which the child writes "0" into to move itself before it
+   * does anything else. The kernel moves a thread that moves itself without its global
+   * threadgroup lock; a cgroup.procs write by the host takes that lock for writing, which after an
+   * idle spell waits for an RCU grace period (5-20 ms on every cold spawn with limits).
+   */
+  readonly tasksFiles: string[];
   /** Limits that hold less strictly than requested, with the reason. Empty when all hold. */
   readonly weaker: WeakerLimit[];
   /** rlimits the launcher must set in the child (degraded mode only). */
@@ -154,7 +159,8 @@ export class SandboxCgroup extends EventEmitter {
     this.procsFiles = backend?.procsFiles.slice() ?? [];
     const intoProcs = backend?.v2Dir === undefined ? undefined : path.join(backend.v2Dir, 'cgroup.procs');
     this.cloneIntoDir = intoProcs !== undefined && this.procsFiles.includes(intoProcs) ? backend!.v2Dir : undefined;
-    this.procsFilesAfterClone = this.procsFiles.filter((f) => f !== intoProcs || this.cloneIntoDir === undefined);
+    // Every file but the clone3 one is a v1 hierarchy's: the v2 directory, if any, is cloneIntoDir.
+    this.tasksFiles = this.procsFiles.filter((f) => f !== intoProcs).map((f) => path.join(path.dirname(f), 'tasks'));
     this.weaker = [...(backend?.weaker ?? []), ...(degraded?.weaker ?? [])];
     this.rlimits = degraded?.rlimits ?? [];
     this.killMethod = backend ? killMethod(backend) : 'process';

@@ -168,7 +168,7 @@ export function releasePreparedMounts(): void {
 }
 
 export interface BuiltPlan {
-  plan: Omit<NativePlan, 'fds' | 'seccomp' | 'cgroupProcs' | 'cgroupDir'>;
+  plan: Omit<NativePlan, 'fds' | 'seccomp' | 'cgroupTasks' | 'cgroupDir'>;
   mountDescriptions: MountDescription[];
   rlimitNames: readonly string[];
   namespaces: Record<NamespaceName, boolean>;

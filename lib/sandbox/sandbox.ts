@@ -126,10 +126,10 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         const plan = built.plan as NativePlan;
         plan.fds = fds;
         plan.seccomp = seccomp;
-        // The child is created in the cgroup2 directory (CLONE_INTO_CGROUP) and written into the
-        // v1 hierarchies' cgroup.procs.
+        // The child is created in the cgroup2 directory (CLONE_INTO_CGROUP) and moves itself into
+        // the v1 hierarchies first thing.
         plan.cgroupDir = this.cgroup?.cloneIntoDir ?? '';
-        plan.cgroupProcs = this.cgroup?.procsFilesAfterClone ?? [];
+        plan.cgroupTasks = this.cgroup?.tasksFiles ?? [];
         this.native = new (addon().SandboxProcess)(
           plan,
           (code, signal) => this.onExit(code, signal),
