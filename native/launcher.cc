@@ -168,10 +168,10 @@ bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* fail
   }
 }
 
-// The release of the child: its id maps, its cgroups, in prepared mode its /proc and every mount
-// the parent made for it, then 'G' (with the mounts, as SCM_RIGHTS) on the status socket.
+// The release of the child: its id maps, its cgroup2 placement where clone3 is hidden, in prepared
+// mode its /proc, then 'G' with every mount made for it (as SCM_RIGHTS) on the status socket.
 // Everything is prepared before the clone, so that running it takes raw syscalls only: in namespace
-// mode the trampoline runs it, on our TLS, while this thread makes the host mounts.
+// mode the trampoline runs it, on our TLS, while this thread waits for it (vfork).
 struct Release {
   LaunchPlan* plan = nullptr;
   int proc_dir = -1;                   // the host's /proc
