@@ -24,6 +24,7 @@ export interface NativePlan {
   /** The mount list, prepared once (see MountSet); null without a mount namespace. */
   mountSet: NativeMountSet | null;
   rlimits: ReadonlyArray<{ resource: number; soft: number; hard: number }>;
+  /** Host fd → sandbox fd; source -1 is the host's /dev/null, which the launcher opens. */
   fds: Array<{ source: number; target: number }>;
   seccomp: Buffer | null;
   /** cgroup v1 `tasks` files the child writes "0" into, moving itself, before anything else. */

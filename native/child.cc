@@ -178,12 +178,15 @@ int ChildMain(void* arg) {
     if (r < 0) Report(plan, status, Stage::kHostname, r);
   }
 
-  // Wait until the parent has written our id maps (prepared mode: and
-  // made our binds, /proc and tmpfs). Usually it is about done: spin a little (about 0.1 ms of TSC
-  // cycles) on its flag before sleeping in recvmsg, since waking a sleeper costs more than that on
-  // an idle virtual CPU.
-  const unsigned long long spin_start = __builtin_ia32_rdtsc();
-  while (!plan.released && __builtin_ia32_rdtsc() - spin_start < 300000) __builtin_ia32_pause();
+  // Wait until the parent has written our id maps (prepared mode: and made our binds, /proc and
+  // tmpfs). Usually it is about done: poll its flag for a while (about 0.1 ms of TSC cycles) before
+  // sleeping in recvmsg, since waking a sleeper costs more than that on an idle virtual CPU. Poll by
+  // yielding, not spinning: when the scheduler started us on the CPU of the task that releases us
+  // (it does when the other CPUs are busy), a spin would hold that task off for the whole while.
+  const unsigned long long poll_start = __builtin_ia32_rdtsc();
+  while (!__atomic_load_n(&plan.released, __ATOMIC_ACQUIRE) && __builtin_ia32_rdtsc() - poll_start < 300000) {
+    Sys(SYS_sched_yield);
+  }
   if (!ReceiveRelease(status, trees, plan.prepared() ? plan.parent_mounts : 0)) Exit(127);
   SPAWN_TRACE(12, "c-go");
 

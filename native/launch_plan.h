@@ -77,6 +77,7 @@ struct MountOp {
 };
 
 struct FdMapping {
+  static constexpr int kDevNull = -1;  // source: the host's /dev/null, opened by Launch
   int source;  // fd in the parent
   int target;  // fd number in the sandbox
 };

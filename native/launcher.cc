@@ -359,6 +359,18 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   Fd child_end(sv[1]);
   plan->parent_status_fd = parent_end.get();
   plan->child_status_fd = child_end.get();
+  // One /dev/null for every stream the caller ignores: opened here, a raw open, rather than by
+  // the caller through Node's fs (several times the cost, on every spawn's path).
+  Fd dev_null;
+  for (FdMapping& m : plan->fds) {
+    if (m.source != FdMapping::kDevNull) continue;
+    if (dev_null.get() < 0) dev_null.Reset(open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (dev_null.get() < 0) {
+      error->index = static_cast<int>(&m - plan->fds.data());
+      return ParentFail(error, Stage::kFds, errno, "/dev/null");
+    }
+    m.source = dev_null.get();
+  }
   int ceiling = std::max(parent_end.get(), child_end.get());
   for (const FdMapping& m : plan->fds) ceiling = std::max({ceiling, m.source, m.target});
   plan->fd_ceiling = ceiling + 1;
@@ -531,6 +543,8 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     return ParentFail(error, Stage::kDiedInSetup, 0,
                       "the child died before execve (status " + std::to_string(info.si_status) + ")");
   }
+  // The command runs: what the next launch of this mount list can have made ahead is made now.
+  if (plan->prepared() && plan->mount_set != nullptr) plan->mount_set->RefillSpareTmpfs(*plan);
   out->pid = pid;
   out->pidfd = pidfd_owner.release();
   out->listener = listener_owner.release();

@@ -231,12 +231,12 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
   if (fa.Length() > kMaxFds) return "fds: at most " + std::to_string(kMaxFds) + " descriptors";
   for (uint32_t i = 0; i < fa.Length(); i++) {
     Napi::Object f = fa.Get(i).As<Napi::Object>();
-    int source = static_cast<int>(GetInt(f, "source", -1));
+    int source = static_cast<int>(GetInt(f, "source", -2));
     int target = static_cast<int>(GetInt(f, "target", -1));
-    if (source < 0 || target < 0 || target > 1 << 20) {
-      return "fds[" + std::to_string(i) + "] needs a source and a target fd";
+    if (source < FdMapping::kDevNull || target < 0 || target > 1 << 20) {
+      return "fds[" + std::to_string(i) + "] needs a source (an fd, or -1 for /dev/null) and a target fd";
     }
-    if (fcntl(source, F_GETFD) < 0) {
+    if (source != FdMapping::kDevNull && fcntl(source, F_GETFD) < 0) {
       return "fds[" + std::to_string(i) + "].source " + std::to_string(source) + " is not open";
     }
     plan->fds.push_back({source, target});

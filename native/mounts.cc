@@ -152,6 +152,10 @@ bool Fail(ChildFailure* f, Stage stage, long ret, int index = -1) {
   return false;
 }
 
+// The host ids that own a sandbox's tmpfs: the sandbox's ids, as the host sees them.
+unsigned TmpfsOwnerUid(const LaunchPlan& plan) { return plan.user_ns ? plan.map_uid_outside : plan.uid; }
+unsigned TmpfsOwnerGid(const LaunchPlan& plan) { return plan.user_ns ? plan.map_gid_outside : plan.gid; }
+
 // Whether proc accepts pidns= (an nsfs fd of the PID namespace to show), tried once on our own.
 bool ProcPidnsSupported() {
   static const bool supported = [] {
@@ -174,6 +178,7 @@ bool Beneath(const char* path, const char* mount) {
 }  // namespace
 
 MountSet::~MountSet() {
+  CloseSpareTmpfs();
   if (template_fd_ >= 0) close(template_fd_);
   if (namespace_fd_ >= 0) close(namespace_fd_);
 }
@@ -358,35 +363,85 @@ bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* f) {
       if (r < 0) return Fail(f, Stage::kBindAttrs, -errno, idx);
     } else if (op.kind == MountOpKind::kTmpfs) {
       // Owned by the sandbox's ids, as if the sandbox had mounted it.
-      const unsigned owner_uid = plan.user_ns ? plan.map_uid_outside : plan.uid;
-      const unsigned owner_gid = plan.user_ns ? plan.map_gid_outside : plan.gid;
-      int fs = static_cast<int>(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
-      r = fs;
-      std::string options = op.data == nullptr ? "" : op.data;
-      options += (options.empty() ? "" : ",") + std::string("uid=") + std::to_string(owner_uid) +
-                 ",gid=" + std::to_string(owner_gid);
-      for (size_t pos = 0; r >= 0 && pos < options.size();) {
-        size_t end = options.find(',', pos);
-        if (end == std::string::npos) end = options.size();
-        const std::string item = options.substr(pos, end - pos);
-        const size_t eq = item.find('=');
-        if (!item.empty()) {
-          r = eq == std::string::npos
-                  ? syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, item.c_str(), nullptr, 0)
-                  : syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, item.substr(0, eq).c_str(),
-                            item.substr(eq + 1).c_str(), 0);
-        }
-        pos = end + 1;
-      }
-      if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
-      if (r >= 0) r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-      int saved = errno;
-      if (fs >= 0) close(fs);
-      if (r < 0) return Fail(f, Stage::kTmpfs, -saved, idx);
+      const unsigned uid = TmpfsOwnerUid(plan), gid = TmpfsOwnerGid(plan);
+      r = plan.mount_set == nullptr ? -1 : plan.mount_set->TakeSpareTmpfs(&op - plan.mounts.data(), uid, gid);
+      if (r < 0) r = MakeTmpfs(op, uid, gid);
+      if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
       fds[slot] = static_cast<int>(r);
     }
   }
   return true;
+}
+
+long MakeTmpfs(const MountOp& op, unsigned uid, unsigned gid) {
+  int fs = static_cast<int>(syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
+  long r = fs;
+  std::string options = op.data == nullptr ? "" : op.data;
+  options += (options.empty() ? "" : ",") + std::string("uid=") + std::to_string(uid) + ",gid=" + std::to_string(gid);
+  for (size_t pos = 0; r >= 0 && pos < options.size();) {
+    size_t end = options.find(',', pos);
+    if (end == std::string::npos) end = options.size();
+    const std::string item = options.substr(pos, end - pos);
+    const size_t eq = item.find('=');
+    if (!item.empty()) {
+      r = eq == std::string::npos
+              ? syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, item.c_str(), nullptr, 0)
+              : syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, item.substr(0, eq).c_str(),
+                        item.substr(eq + 1).c_str(), 0);
+    }
+    pos = end + 1;
+  }
+  if (r >= 0) r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0);
+  if (r >= 0) r = syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  const int saved = errno;
+  if (fs >= 0) close(fs);
+  return r < 0 ? -saved : r;
+}
+
+namespace {
+// The set whose spares this thread keeps (see MountSet::RefillSpareTmpfs). Weak: the set goes when
+// its last holder lets go, and its spares with it.
+thread_local std::weak_ptr<MountSet> t_spared_set;
+}  // namespace
+
+int MountSet::TakeSpareTmpfs(size_t op, unsigned uid, unsigned gid) {
+  for (SpareTmpfs& s : spare_tmpfs_) {
+    if (s.op == op && s.fd >= 0 && s.uid == uid && s.gid == gid) {
+      const int fd = s.fd;
+      s.fd = -1;
+      return fd;
+    }
+  }
+  return -1;
+}
+
+void MountSet::RefillSpareTmpfs(const LaunchPlan& plan) {
+  // A set belongs to one JS environment, so to one thread, whose launches are synchronous.
+  const std::shared_ptr<MountSet> previous = t_spared_set.lock();
+  if (previous.get() != this) {
+    if (previous != nullptr) previous->CloseSpareTmpfs();
+    t_spared_set = plan.mount_set;
+  }
+  const unsigned uid = TmpfsOwnerUid(plan), gid = TmpfsOwnerGid(plan);
+  for (size_t i = 0; i < plan.mounts.size(); i++) {
+    if (plan.mounts[i].kind != MountOpKind::kTmpfs) continue;
+    SpareTmpfs* spare = nullptr;
+    for (SpareTmpfs& s : spare_tmpfs_) {
+      if (s.op == i) spare = &s;
+    }
+    if (spare == nullptr) spare = &spare_tmpfs_.emplace_back(SpareTmpfs{i, 0, 0, -1});
+    if (spare->fd >= 0 && spare->uid == uid && spare->gid == gid) continue;
+    if (spare->fd >= 0) close(spare->fd);
+    const long fd = MakeTmpfs(plan.mounts[i], uid, gid);
+    *spare = SpareTmpfs{i, uid, gid, fd < 0 ? -1 : static_cast<int>(fd)};
+  }
+}
+
+void MountSet::CloseSpareTmpfs() {
+  for (SpareTmpfs& s : spare_tmpfs_) {
+    if (s.fd >= 0) close(s.fd);
+  }
+  spare_tmpfs_.clear();
 }
 
 long MakeProcMount(int pidfd) {

@@ -66,6 +66,16 @@ class MountSet {
   // Why there is no template, or no template namespace ("" when there are both): for tests.
   const std::string& no_template_reason() const { return no_template_reason_; }
 
+  // Spare tmpfs (prepared mode). A sandbox's tmpfs is a new, empty filesystem that depends on
+  // nothing but its options and owner, so it can be made ahead: after a launch, while its command
+  // runs, for the next launch of the same set. Only the set launched last on a thread keeps spares
+  // (one per tmpfs op), so a host that varies its mount lists holds at most one list's worth.
+  // Takes the spare made for op `op` with owner `uid`:`gid`, or -1.
+  int TakeSpareTmpfs(size_t op, unsigned uid, unsigned gid);
+  // Makes the spares `plan`'s next launch of this set will take (failures are left to that launch).
+  void RefillSpareTmpfs(const LaunchPlan& plan);
+  void CloseSpareTmpfs();
+
  private:
   bool BuildTemplate(std::string* why);
   bool BuildNamespace(std::string* why);
@@ -76,6 +86,12 @@ class MountSet {
   int template_fd_ = -1;
   int namespace_fd_ = -1;
   std::string no_template_reason_;
+  struct SpareTmpfs {
+    size_t op;
+    unsigned uid, gid;
+    int fd;
+  };
+  std::vector<SpareTmpfs> spare_tmpfs_;
 };
 
 // Mount options of a fresh (per-spawn) root: it belongs to the sandbox's ids, because mount points
@@ -87,6 +103,8 @@ std::string FreshRootOptions(uid_t uid, gid_t gid);
 // The binds and tmpfs, which need nothing of the child (tmpfs belong to the sandbox's ids), into
 // their slots; the proc slots are left untouched. False with `failure` set.
 bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* failure);
+// A new tmpfs for `op`, owned by `uid`:`gid`, as a detached mount: its fd, or -errno.
+long MakeTmpfs(const MountOp& op, unsigned uid, unsigned gid);
 // The proc of the sandbox's PID namespace (found through its `pidfd`): a detached mount fd or
 // -errno. Raw syscalls only: it also runs on the trampoline (launcher.cc).
 long MakeProcMount(int pidfd);

@@ -81,19 +81,11 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     const cleanup = () => {
       for (const fd of toClose) fs.closeSync(fd);
     };
-    let devNull = -1;
     try {
       stdio.forEach((s: StdioOption, i: number) => {
         if (s === 'inherit') fds.push({ source: i, target: i });
-        else if (s === 'ignore') {
-          // Opened per spawn (an fd cached for the process's life would outlive a host that
-          // closes), once for every ignored stream.
-          if (devNull < 0) {
-            devNull = fs.openSync('/dev/null', 'r+');
-            toClose.push(devNull);
-          }
-          fds.push({ source: devNull, target: i });
-        } else if (s === 'pipe') {
+        else if (s === 'ignore') fds.push({ source: -1, target: i }); // the launcher's /dev/null
+        else if (s === 'pipe') {
           const [r, w] = addon().pipe();
           const [mine, theirs] = i === 0 ? [w, r] : [r, w];
           ours[i] = mine;
