@@ -352,7 +352,8 @@ int TrampolineMain(void* arg) {
 
 bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+  const bool spare = plan->prepared() && plan->mount_set != nullptr && plan->mount_set->TakeSpareSocketPair(sv);
+  if (!spare && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     return ParentFail(error, Stage::kClone, errno, "socketpair");
   }
   Fd parent_end(sv[0]);
@@ -544,7 +545,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
                       "the child died before execve (status " + std::to_string(info.si_status) + ")");
   }
   // The command runs: what the next launch of this mount list can have made ahead is made now.
-  if (plan->prepared() && plan->mount_set != nullptr) plan->mount_set->RefillSpareTmpfs(*plan);
+  if (plan->prepared() && plan->mount_set != nullptr) plan->mount_set->RefillSpares(*plan);
   out->pid = pid;
   out->pidfd = pidfd_owner.release();
   out->listener = listener_owner.release();

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -178,7 +179,7 @@ bool Beneath(const char* path, const char* mount) {
 }  // namespace
 
 MountSet::~MountSet() {
-  CloseSpareTmpfs();
+  CloseSpares();
   if (template_fd_ >= 0) close(template_fd_);
   if (namespace_fd_ >= 0) close(namespace_fd_);
 }
@@ -399,7 +400,7 @@ long MakeTmpfs(const MountOp& op, unsigned uid, unsigned gid) {
 }
 
 namespace {
-// The set whose spares this thread keeps (see MountSet::RefillSpareTmpfs). Weak: the set goes when
+// The set whose spares this thread keeps (see MountSet::RefillSpares). Weak: the set goes when
 // its last holder lets go, and its spares with it.
 thread_local std::weak_ptr<MountSet> t_spared_set;
 }  // namespace
@@ -415,11 +416,11 @@ int MountSet::TakeSpareTmpfs(size_t op, unsigned uid, unsigned gid) {
   return -1;
 }
 
-void MountSet::RefillSpareTmpfs(const LaunchPlan& plan) {
+void MountSet::RefillSpares(const LaunchPlan& plan) {
   // A set belongs to one JS environment, so to one thread, whose launches are synchronous.
   const std::shared_ptr<MountSet> previous = t_spared_set.lock();
   if (previous.get() != this) {
-    if (previous != nullptr) previous->CloseSpareTmpfs();
+    if (previous != nullptr) previous->CloseSpares();
     t_spared_set = plan.mount_set;
   }
   const unsigned uid = TmpfsOwnerUid(plan), gid = TmpfsOwnerGid(plan);
@@ -435,13 +436,28 @@ void MountSet::RefillSpareTmpfs(const LaunchPlan& plan) {
     const long fd = MakeTmpfs(plan.mounts[i], uid, gid);
     *spare = SpareTmpfs{i, uid, gid, fd < 0 ? -1 : static_cast<int>(fd)};
   }
+  if (spare_pair_[0] < 0 && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, spare_pair_) != 0) {
+    spare_pair_[0] = spare_pair_[1] = -1;
+  }
 }
 
-void MountSet::CloseSpareTmpfs() {
+bool MountSet::TakeSpareSocketPair(int sv[2]) {
+  if (spare_pair_[0] < 0) return false;
+  sv[0] = spare_pair_[0];
+  sv[1] = spare_pair_[1];
+  spare_pair_[0] = spare_pair_[1] = -1;
+  return true;
+}
+
+void MountSet::CloseSpares() {
   for (SpareTmpfs& s : spare_tmpfs_) {
     if (s.fd >= 0) close(s.fd);
   }
   spare_tmpfs_.clear();
+  for (int& fd : spare_pair_) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
 }
 
 long MakeProcMount(int pidfd) {

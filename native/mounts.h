@@ -66,15 +66,18 @@ class MountSet {
   // Why there is no template, or no template namespace ("" when there are both): for tests.
   const std::string& no_template_reason() const { return no_template_reason_; }
 
-  // Spare tmpfs (prepared mode). A sandbox's tmpfs is a new, empty filesystem that depends on
-  // nothing but its options and owner, so it can be made ahead: after a launch, while its command
-  // runs, for the next launch of the same set. Only the set launched last on a thread keeps spares
-  // (one per tmpfs op), so a host that varies its mount lists holds at most one list's worth.
-  // Takes the spare made for op `op` with owner `uid`:`gid`, or -1.
+  // Spares (prepared mode): what a launch needs that depends on nothing but its options can be
+  // made ahead, after a launch, while its command runs, for the next launch of the same set:
+  // a sandbox's tmpfs (a new, empty filesystem: one per tmpfs op, by owner) and the status socket
+  // pair. Only the set launched last on a thread keeps spares, so a host that varies its mount
+  // lists holds at most one list's worth; closing the set (releasePreparedMounts) closes them.
+  // The spare made for op `op` with owner `uid`:`gid`, or -1.
   int TakeSpareTmpfs(size_t op, unsigned uid, unsigned gid);
+  // A fresh SOCK_SEQPACKET pair (close-on-exec) into `sv`, if there is one.
+  bool TakeSpareSocketPair(int sv[2]);
   // Makes the spares `plan`'s next launch of this set will take (failures are left to that launch).
-  void RefillSpareTmpfs(const LaunchPlan& plan);
-  void CloseSpareTmpfs();
+  void RefillSpares(const LaunchPlan& plan);
+  void CloseSpares();
 
  private:
   bool BuildTemplate(std::string* why);
@@ -92,6 +95,7 @@ class MountSet {
     int fd;
   };
   std::vector<SpareTmpfs> spare_tmpfs_;
+  int spare_pair_[2] = {-1, -1};
 };
 
 // Mount options of a fresh (per-spawn) root: it belongs to the sandbox's ids, because mount points
