@@ -192,7 +192,7 @@ int ChildMain(void* arg) {
 
   // Now that we are placed in every hierarchy, our cgroups become the roots of the new cgroup
   // namespace.
-  if (plan.cgroup_ns) {
+  if (plan.cgroup_ns && !plan.cgroup_ns_with_clone()) {
     r = Sys(SYS_unshare, CLONE_NEWCGROUP);
     if (r < 0) Report(plan, status, Stage::kCgroupNamespace, r);
   }

@@ -101,7 +101,11 @@ struct LaunchPlan {
   bool user_ns = false;
   bool mount_ns = false;
   bool uts_ns = false;
-  bool cgroup_ns = false;  // unshared in the child after cgroup placement
+  bool cgroup_ns = false;
+  // The cgroup namespace's root must be the sandbox's own cgroup, so a child that is placed in
+  // cgroups (v1 tasks, or a cgroup2 directory) unshares it after placement. A child placed nowhere
+  // stays in our cgroups, and the namespace comes with the clone (one syscall less).
+  bool cgroup_ns_with_clone() const { return cgroup_ns && cgroup_tasks.empty() && cgroup_dir.empty(); }
 
   // exec: candidates are tried in order (PATH search done by the parent); first non-ENOENT error wins
   std::vector<std::string> exec_candidates_storage;

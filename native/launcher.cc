@@ -314,7 +314,8 @@ struct Trampoline {
 // trampoline runs it too. The new task's id, or -errno.
 long CloneChild(Release& r, unsigned long extra_flags, void* stack_low, void* stack_top, int* pidfd) {
   LaunchPlan* plan = r.plan;
-  const unsigned long flags = CLONE_VM | CLONE_PIDFD | extra_flags | plan->clone_flags;
+  const unsigned long flags = CLONE_VM | CLONE_PIDFD | extra_flags | plan->clone_flags |
+                              (plan->cgroup_ns_with_clone() ? CLONE_NEWCGROUP : 0);
   if (r.into_dir >= 0) {
     long pid = RawClone3(flags, r.into_dir, pidfd, stack_low, stack_top, ChildMain, plan);
     if (pid != -ENOSYS) {
