@@ -72,6 +72,29 @@ function hostPlacement(layout?: CgroupLayout, own?: OwnCgroups): { layout: Cgrou
 
 let seq = 0;
 
+/**
+ * Cgroups named with this process's pid that existed before it made any: a crashed host's that had
+ * the same pid (pids are reused, and quickly where pid_max is small). They are not ours: new names
+ * step over them (a mkdir would fail with EEXIST) and listSandboxCgroups() leaves them out.
+ * Found once, by the first create or list, before this process has made a cgroup of its own.
+ */
+let inherited: { dirs: Set<string>; names: Set<string> } | undefined;
+function inheritedCgroups(): { dirs: Set<string>; names: Set<string> } {
+  if (inherited === undefined) {
+    const dirs = sandboxCgroupsNamed(`${CGROUP_PREFIX}${process.pid}.`);
+    inherited = { dirs: new Set(dirs), names: new Set(dirs.map((d) => path.basename(d))) };
+  }
+  return inherited;
+}
+
+function nextName(): string {
+  const { names } = inheritedCgroups();
+  let name: string;
+  do name = `${CGROUP_PREFIX}${process.pid}.${++seq}`;
+  while (names.has(name));
+  return name;
+}
+
 function createBackend(l: ResolvedLimits, name: string, layout: CgroupLayout, own: OwnCgroups): Backend {
   if (layout.mode === 'none') {
     throw new LimitError('cgroup', 'no cgroup hierarchy is mounted on this host; mount cgroup2 on /sys/fs/cgroup');
@@ -134,7 +157,7 @@ export class SandboxCgroup extends EventEmitter {
    */
   static create(limits: LimitsOptions | ResolvedLimits | undefined, opts: CreateOptions = {}): SandboxCgroup {
     const l = isResolved(limits) ? limits : resolveLimits(limits);
-    const name = opts.name ?? `${CGROUP_PREFIX}${process.pid}.${++seq}`;
+    const name = opts.name ?? nextName();
     let backend: Backend | undefined;
     let mode: CgroupMode = 'none';
     let degraded: ReturnType<typeof degradedLimits> | undefined;
@@ -352,13 +375,19 @@ function isResolved(x: unknown): x is ResolvedLimits {
  * Tests use it to prove nothing is left; `warden doctor` to show leftovers of crashed hosts.
  */
 export function listSandboxCgroups(hostPid: number | undefined = process.pid): string[] {
+  if (hostPid !== process.pid) return sandboxCgroupsNamed(hostPid === undefined ? CGROUP_PREFIX : `${CGROUP_PREFIX}${hostPid}.`);
+  const { dirs } = inheritedCgroups();
+  return sandboxCgroupsNamed(`${CGROUP_PREFIX}${hostPid}.`).filter((dir) => !dirs.has(dir));
+}
+
+/** Directories whose name starts with `prefix` under the host's own cgroups, in every hierarchy. */
+function sandboxCgroupsNamed(prefix: string): string[] {
   let placement: { layout: CgroupLayout; own: OwnCgroups };
   try {
     placement = hostPlacement();
   } catch {
     return [];
   }
-  const prefix = hostPid === undefined ? CGROUP_PREFIX : `${CGROUP_PREFIX}${hostPid}.`;
   const parents = new Set<string>([...placement.own.v1.values()]);
   if (placement.own.v2 !== undefined) parents.add(placement.own.v2);
   const found: string[] = [];
