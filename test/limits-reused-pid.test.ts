@@ -29,7 +29,9 @@ t.test('cgroups left by a dead host with the same pid are stepped over, not reus
     for (const p of parents) for (const n of [1, 2]) { const d = path.join(p, 'warden.' + process.pid + '.' + n); fs.mkdirSync(d); stale.push(d); }
     const { Sandbox } = require(${JSON.stringify(SANDBOX)});
     const out = { stale: stale.length };
-    const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'cat /proc/self/cgroup'], limits: { memory: '64M' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let sb;
+    try { sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'cat /proc/self/cgroup'], limits: { memory: '64M' }, stdio: ['ignore', 'pipe', 'inherit'] }); }
+    catch (e) { for (const d of stale) fs.rmdirSync(d); console.log(JSON.stringify({ error: String(e) })); process.exit(0); }
     let text = ''; sb.stdout.on('data', (d) => text += d);
     out.during = listSandboxCgroups().map((d) => path.basename(d));
     sb.exited.then((r) => {

@@ -4,7 +4,7 @@
  */
 import { hostReport } from '../sandbox/host';
 import { NAMESPACES } from '../sandbox/types';
-import { cgroupReport, formatCgroupReport } from '../limits';
+import { cgroupReport, deadHostCgroups, formatCgroupReport, type LeftoverCgroup } from '../limits';
 import { buildPlan, releasePreparedMounts } from '../sandbox/plan';
 
 /**
@@ -23,17 +23,31 @@ function preparedRootReport(root: boolean): { template: boolean; templateNamespa
   }
 }
 
+function leftoverText(l: LeftoverCgroup): string {
+  const what = `leftover sandbox cgroup ${l.path} of host pid ${l.hostPid}`;
+  switch (l.outcome) {
+    case 'removed': return `${what}: removed (its host is gone)`;
+    case 'removable': return `${what}: its host is gone; \`warden doctor --clean\` removes it`;
+    case 'host-alive': return `${what}: kept, a process with that pid is alive`;
+    case 'has-processes': return `${what}: kept, it still holds ${l.detail}`;
+    case 'failed': return `${what}: could not be removed (${l.detail})`;
+  }
+}
+
 export async function doctorCommand(args: string[]): Promise<number> {
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: warden doctor [--json]\n\nWhat this host offers (namespaces, seccomp, cgroups, Landlock) and what warden will degrade or refuse.\n');
+    process.stdout.write('usage: warden doctor [--json] [--clean]\n\nWhat this host offers (namespaces, seccomp, cgroups, Landlock) and what warden will degrade or refuse.\n--clean  remove the empty sandbox cgroups of hosts that died (under this process\'s own cgroups)\n');
     return 0;
   }
-  const unknown = args.filter((a) => a !== '--json');
+  const unknown = args.filter((a) => a !== '--json' && a !== '--clean');
   if (unknown.length > 0) {
-    process.stderr.write(`warden doctor: unknown option '${unknown[0]}' (only --json)\n`);
+    process.stderr.write(`warden doctor: unknown option '${unknown[0]}' (--json, --clean)\n`);
     return 2;
   }
   const r = hostReport();
+  // Leftovers of hosts that died without their teardown; --clean removes the empty ones.
+  const leftovers = deadHostCgroups(args.includes('--clean'));
+  for (const l of leftovers) r.findings.push({ level: 'info', text: leftoverText(l) });
   // Which limits this host enforces, found by creating (and removing) one probe cgroup per limit.
   const limits = await cgroupReport();
   for (const [limit, state] of Object.entries(limits.limits)) {
@@ -44,7 +58,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
     r.findings.push({ level: 'degraded', text: `spawns are slower: ${preparedRoot.template ? 'no template mount namespace' : 'no prepared root'} (${preparedRoot.reason}); each spawn builds more of its root` });
   }
   if (args.includes('--json')) {
-    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot, leftoverCgroups: leftovers }, null, 2)}\n`);
   } else {
     const yes = (b: boolean) => (b ? 'yes' : 'no');
     const lines = [

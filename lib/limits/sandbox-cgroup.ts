@@ -79,6 +79,10 @@ let seq = 0;
  * Found once, by the first create or list, before this process has made a cgroup of its own.
  */
 let inherited: { dirs: Set<string>; names: Set<string> } | undefined;
+/** The directories of those cgroups that still exist as far as this process knows (cleanup.ts removes them). */
+export function inheritedSandboxCgroups(): Set<string> {
+  return inheritedCgroups().dirs;
+}
 function inheritedCgroups(): { dirs: Set<string>; names: Set<string> } {
   if (inherited === undefined) {
     const dirs = sandboxCgroupsNamed(`${CGROUP_PREFIX}${process.pid}.`);
@@ -381,7 +385,7 @@ export function listSandboxCgroups(hostPid: number | undefined = process.pid): s
 }
 
 /** Directories whose name starts with `prefix` under the host's own cgroups, in every hierarchy. */
-function sandboxCgroupsNamed(prefix: string): string[] {
+export function sandboxCgroupsNamed(prefix: string): string[] {
   let placement: { layout: CgroupLayout; own: OwnCgroups };
   try {
     placement = hostPlacement();

@@ -31,6 +31,7 @@ import { assertCompatible } from '../trust/compat';
 import { DigestMismatchError } from '../trust/errors';
 import { readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
 import { RunnerPool } from '../pool';
+import { deadHostCgroups } from '../limits';
 import { discoverPlugins } from './discovery';
 import { PluginError, PluginHookError, PluginLoadError, PluginStateError } from './errors';
 import { PluginInstance, type PluginReason } from './instance';
@@ -214,6 +215,7 @@ export class PluginHost extends EventEmitter {
     if (this.closed) throw new PluginStateError('*', 'the host is closed');
     if (this.started) throw new PluginStateError('*', 'start() was already called');
     this.started = true;
+    this.removeLeftoversOfDeadHosts();
     await this.refreshTrust();
     this.scan();
     if (this.opts.watch) {
@@ -733,6 +735,17 @@ export class PluginHost extends EventEmitter {
       recentViolations: r.violationTimes.filter((t) => now - t < q.windowMs).length,
       restarts: r.restarts,
     };
+  }
+
+  /**
+   * A host that died (SIGKILL, OOM) left its sandbox cgroups behind; its sandboxes died with it
+   * (parent-death signal). Removing the empty ones at start is what a restart owes; each is audited.
+   */
+  private removeLeftoversOfDeadHosts(): void {
+    for (const l of deadHostCgroups(true)) {
+      if (l.outcome === 'removed') this.log('warning', 'cleanup', undefined, `removed sandbox cgroup ${l.path} of host pid ${l.hostPid}, which is gone`);
+      else if (l.outcome !== 'host-alive') this.log('warning', 'cleanup', undefined, `sandbox cgroup ${l.path} of host pid ${l.hostPid} left in place: ${l.outcome}${l.detail === undefined ? '' : ` (${l.detail})`}`);
+    }
   }
 
   private log(severity: AuditSeverity, event: string, r: PluginRecord | undefined, reason: string, details?: Record<string, unknown>): void {

@@ -18,7 +18,7 @@ export interface HostReport {
   cgroups: { layout: CgroupLayout; v2Path: string | null; v1Controllers: string[]; v2Controllers: string[] };
   launcher: { mountSetattr: boolean; closeRange: boolean };
   /** What warden will refuse or degrade on this host, in words. */
-  findings: Array<{ level: 'ok' | 'degraded' | 'refused'; text: string }>;
+  findings: Array<{ level: 'ok' | 'info' | 'degraded' | 'refused'; text: string }>;
 }
 
 interface Probe {
