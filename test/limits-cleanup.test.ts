@@ -87,3 +87,20 @@ t.test('PluginHost.start() removes a dead host\'s cgroups and audits it', { skip
   for (const d of dead.cgroups) t.ok(cleanup.some((e) => e.severity === 'warning' && e.reason === `removed sandbox cgroup ${d} of host pid ${dead.proc.pid}, which is gone`), `audited: ${d}`);
   t.same(deadHostCgroups(false).filter((l) => l.hostPid === dead.proc.pid), [], 'nothing of it is left');
 });
+
+t.test('the runner bundle of a killed host is removed by the next host', async (t) => {
+  const BUNDLE = path.join(__dirname, '..', 'lib', 'runner', 'bundle.js');
+  const ENTRY = path.join(__dirname, '..', 'lib', 'runner', 'main.js');
+  const make = `const { runnerBundle } = require(${JSON.stringify(BUNDLE)}); process.stdout.write(String(runnerBundle(${JSON.stringify(ENTRY)})) + '\\n');`;
+  const dead = spawn(process.execPath, ['-e', `${make} setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(dead.stdout!.setEncoding('utf8'), 'data')) as [string];
+  const deadBundle = line.trim();
+  t.match(path.basename(path.dirname(deadBundle)), new RegExp(`^warden-runner-${dead.pid}-`), 'the bundle directory names its host');
+  dead.kill('SIGKILL');
+  await once(dead, 'exit');
+  t.ok(fs.existsSync(deadBundle), 'a killed host leaves its bundle');
+  const next = spawnSync(process.execPath, ['-e', make], { encoding: 'utf8' });
+  t.equal(next.status, 0, next.stderr);
+  t.notOk(fs.existsSync(path.dirname(deadBundle)), 'the next host removed it');
+  t.notOk(fs.existsSync(next.stdout.trim()), 'and its own is removed at its exit');
+});

@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pidAlive } from '../pid-alive';
 import { CGROUP_PREFIX, inheritedSandboxCgroups, sandboxCgroupsNamed } from './sandbox-cgroup';
 
 export interface LeftoverCgroup {
@@ -64,15 +65,6 @@ export function deadHostCgroups(remove: boolean): LeftoverCgroup[] {
     }
   }
   return out;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Processes in a cgroup (v1 and v2 both have cgroup.procs); unreadable counts as in use. */

@@ -8,12 +8,15 @@
  *
  * The bundle is made once per host process from the compiled modules (it is always exactly the
  * code of this package), written to a private directory (mkdtemp, readable by the sandbox's uid)
- * and bound read-only into each runner's sandbox. It is removed when the host exits. Any failure
- * falls back to the plain entry file. WARDEN_RUNNER_BUNDLE=0 turns it off (debugging).
+ * and bound read-only into each runner's sandbox. It is removed when the host exits; a host killed
+ * before it could (SIGKILL, OOM) leaves it, so the directory's name carries the host's pid and the
+ * next host removes those of dead pids. Any failure falls back to the plain entry file.
+ * WARDEN_RUNNER_BUNDLE=0 turns it off (debugging).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { pidAlive } from '../pid-alive';
 
 const REQUIRE_RE = /\brequire\((["'])(\.{1,2}\/[^"']+)\1\)/g;
 
@@ -71,6 +74,36 @@ function resolveJs(dir: string, spec: string): string {
 
 let built: string | null | undefined;
 
+const BUNDLE_DIR_PREFIX = 'warden-runner-';
+const BUNDLE_DIR = new RegExp(`^${BUNDLE_DIR_PREFIX}(\\d+)-[A-Za-z0-9]{6}$`);
+
+/**
+ * Removes bundle directories that hosts killed before their exit handler left in the temporary
+ * directory: only ours by name, owned by our uid, real directories (never a symlink someone planted),
+ * and only when no process has the pid in the name.
+ */
+function removeBundlesOfDeadHosts(): void {
+  const tmp = os.tmpdir();
+  let names: string[];
+  try {
+    names = fs.readdirSync(tmp);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = BUNDLE_DIR.exec(name);
+    if (m === null || Number(m[1]) === process.pid || pidAlive(Number(m[1]))) continue;
+    const dir = path.join(tmp, name);
+    try {
+      const st = fs.lstatSync(dir);
+      if (!st.isDirectory() || st.uid !== process.getuid?.()) continue;
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // another host removed it first, or it is not ours to remove
+    }
+  }
+}
+
 /** The bundle's path (made on first use), or null when it cannot be made or is turned off. */
 export function runnerBundle(entry: string): string | null {
   if (built !== undefined) return built;
@@ -79,7 +112,8 @@ export function runnerBundle(entry: string): string | null {
   let dir: string | undefined;
   try {
     const source = bundleSource(entry);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-runner-'));
+    removeBundlesOfDeadHosts();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `${BUNDLE_DIR_PREFIX}${process.pid}-`));
     // The sandbox's uid reads it; nobody but us writes.
     fs.chmodSync(dir, 0o755);
     const file = path.join(dir, 'runner.js');
