@@ -319,7 +319,7 @@ void MountSet::DropTemplate() {
   no_template_reason_ = "the kernel refused to clone the template into the sandbox";
 }
 
-std::string MountSet::Build(const std::vector<MountSpec>& specs) {
+std::string MountSet::Build(const std::vector<MountSpec>& specs, bool allow_template) {
   all_ops_.clear();
   strings_.clear();
   strings_.reserve(specs.size() * kStringsPerSpec + 8);
@@ -381,7 +381,9 @@ std::string MountSet::Build(const std::vector<MountSpec>& specs) {
         break;
     }
   }
-  if (!BuildTemplate(&no_template_reason_)) {
+  if (!allow_template) {
+    no_template_reason_ = "the template was switched off";
+  } else if (!BuildTemplate(&no_template_reason_)) {
     if (template_fd_ >= 0) close(template_fd_);
     template_fd_ = -1;
     spawn_ops_.clear();

@@ -48,8 +48,9 @@ class MountSet {
   MountSet& operator=(const MountSet&) = delete;
 
   // Turns the caller's list into the flat op list, creating the directories each target needs, then
-  // tries to build the template. Returns "" or an error naming the entry.
-  std::string Build(const std::vector<MountSpec>& specs);
+  // (unless `allow_template` is false: the way kernels before 6.17 go, for tests) tries to build
+  // the template. Returns "" or an error naming the entry.
+  std::string Build(const std::vector<MountSpec>& specs, bool allow_template = true);
 
   // The ops a spawn executes, and the template to clone as its root (-1: a fresh tmpfs per spawn).
   const std::vector<MountOp>& ops() const { return template_fd_ >= 0 ? spawn_ops_ : all_ops_; }

@@ -161,7 +161,9 @@ function mountListFor(spec: MountListSpec): MountList {
     targets.set(m.target, descriptions[i].entry);
   });
 
-  const list: MountList = { descriptions, set: new (addon().MountSet)(mounts) };
+  // WARDEN_MOUNT_TEMPLATE=0: no template root, the way a kernel without proc's pidns= (before 6.17)
+  // or an unprivileged host goes; for testing that way on a newer kernel.
+  const list: MountList = { descriptions, set: new (addon().MountSet)(mounts, { template: process.env.WARDEN_MOUNT_TEMPLATE !== '0' }) };
   mountLists.set(key, list);
   if (mountLists.size > MAX_MOUNT_LISTS) {
     const oldest = mountLists.keys().next().value!;
