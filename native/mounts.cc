@@ -221,8 +221,7 @@ long OpenResolved(int dir, const char* path, uint64_t resolve) {
   long fd = Sys(SYS_openat2, dir, path, &how, sizeof how);
   if (fd != -ENOSYS) return fd;
   if (dir != AT_FDCWD) return OpenWalk(dir, path);
-  // An absolute path: the walk starts from the root directory.
-  long root = Sys(SYS_open, "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  long root = Sys(SYS_open, path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) return root;
   fd = OpenWalk(static_cast<int>(root), path);
   Sys(SYS_close, root);
@@ -788,20 +787,24 @@ bool ChildPivot(const LaunchPlan& plan, ChildFailure* f) {
 namespace {
 
 // The directory holding `target` (absolute, normalized, not "/") beneath `root`, reached without
-// following any symlink, with the target's last component in *base: an O_PATH fd, `root` itself
-// for a top-level target, or -errno.
-long OpenParent(int root, const char* target, const char** base) {
-  char dir[4096];
+// following any symlink, into *dir (`root` itself for a top-level target), with the target's last
+// component in *base. 0 or -errno.
+long OpenParent(int root, const char* target, int* dir, const char** base) {
+  char path[4096];
   long slash = 0;
   for (long i = 0; target[i] != '\0'; i++) {
     if (target[i] == '/') slash = i;
   }
   *base = target + slash + 1;
-  if (slash == 0) return root;
-  if (slash >= static_cast<long>(sizeof dir)) return -ENAMETOOLONG;
-  __builtin_memcpy(dir, target, slash);
-  dir[slash] = '\0';
-  return OpenBeneath(root, dir);
+  *dir = root;
+  if (slash == 0) return 0;
+  if (slash >= static_cast<long>(sizeof path)) return -ENAMETOOLONG;
+  __builtin_memcpy(path, target, slash);
+  path[slash] = '\0';
+  const long fd = OpenBeneath(root, path);
+  if (fd < 0) return fd;
+  *dir = static_cast<int>(fd);
+  return 0;
 }
 
 // Moves the detached mount `tree` onto `target`, reached beneath `root` without symlinks; closes
@@ -811,7 +814,6 @@ long MoveOnto(int root, int tree, const char* target, Stage stage_on_move, Stage
   *stage = Stage::kMountTarget;
   if (to < 0) return to;
   long r = Sys(SYS_move_mount, tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-  Sys(SYS_close, to);
   Sys(SYS_close, tree);
   *stage = stage_on_move;
   return r;
@@ -823,9 +825,11 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
   long r;
   int k = 0;
   // Targets are reached from the new root without following symlinks: a target under a writable
-  // bind lies in a host directory that some sandbox may have filled with symlinks.
-  const long root = Sys(SYS_open, "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) return Fail(f, Stage::kMountTarget, root);
+  // bind lies in a host directory that some sandbox may have filled with symlinks. Our working
+  // directory is the new root in every mode (ChildPivot's chdir, or the setns into the template
+  // namespace that we were cloned after), so it is the directory they are resolved beneath. The fds
+  // of the targets are close-on-exec and left to execve: one system call less per mount.
+  const int root = AT_FDCWD;
   for (size_t i = 0; i < plan.mounts.size(); i++) {
     const MountOp& op = plan.mounts[i];
     const int idx = op.logical_index;
@@ -835,12 +839,10 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
       case MountOpKind::kTouch:
       case MountOpKind::kSymlink: {
         const char* base;
-        const long dir = OpenParent(static_cast<int>(root), op.target, &base);
-        if (dir < 0) {
-          r = dir;
-          stage = Stage::kMountTarget;
-          break;
-        }
+        int dir;
+        r = OpenParent(root, op.target, &dir, &base);
+        stage = Stage::kMountTarget;
+        if (r < 0) break;
         if (op.kind == MountOpKind::kMkdir) {
           r = Sys(SYS_mkdirat, dir, base, op.mode);
           stage = Stage::kMkdir;
@@ -853,41 +855,35 @@ bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f
           stage = Stage::kSymlink;
         }
         if (r == -EEXIST) r = 0;
-        if (dir != root) Sys(SYS_close, dir);
         break;
       }
       case MountOpKind::kBind:
-        r = MoveOnto(static_cast<int>(root), trees[k++], op.target, Stage::kBind, &stage);
+        r = MoveOnto(root, trees[k++], op.target, Stage::kBind, &stage);
         break;
       case MountOpKind::kTmpfs:
         if (plan.prepared()) {
-          r = MoveOnto(static_cast<int>(root), trees[k++], op.target, Stage::kTmpfs, &stage);
+          r = MoveOnto(root, trees[k++], op.target, Stage::kTmpfs, &stage);
           break;
         }
         // mount(2) takes a path: the target is checked first. What could change it in between
         // is only a sandbox writing the same host directory, and the path resolves inside our root.
-        r = OpenBeneath(static_cast<int>(root), op.target);
+        r = OpenBeneath(root, op.target);
         stage = Stage::kMountTarget;
         if (r < 0) break;
-        Sys(SYS_close, r);
         r = Sys(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.data);
         stage = Stage::kTmpfs;
         break;
       case MountOpKind::kProc:
-        r = MoveOnto(static_cast<int>(root), trees[k++], op.target, Stage::kProc, &stage);
+        r = MoveOnto(root, trees[k++], op.target, Stage::kProc, &stage);
         break;
     }
-    if (r < 0) {
-      Sys(SYS_close, root);
-      return Fail(f, stage, r, idx);
-    }
+    if (r < 0) return Fail(f, stage, r, idx);
 #ifdef WARDEN_SPAWN_TRACE
     static const char* const kKindNames[] = {"c-mkdir", "c-touch", "c-bind", "c-tmpfs", "c-proc", "c-symlink"};
     SPAWN_TRACE(0, kKindNames[static_cast<int>(op.kind)]);
 #endif
   }
 
-  Sys(SYS_close, root);
   SPAWN_TRACE(22, "c-ops");
   if (plan.prepared()) return true;  // cloned read-only
   // The root itself is read-only: the sandbox writes only where a writable mount says so.
