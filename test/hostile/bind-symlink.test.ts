@@ -4,6 +4,7 @@
  * a clear error, and never mount what the symlink names (the host's /proc, /etc, a 0700 directory).
  */
 import t, { Test } from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -214,4 +215,52 @@ t.test('permission coverage compares locations: non-normal forms and symlinked p
   t.throws(() => decidePermissions('p', [parsePermission(`fs:read:${base}/a/etc`)], grant), { code: 'ERR_PLUGIN_PERMISSION', message: new RegExp(`'${base}/a/etc' is a symlink \\(to '/etc'\\).*real path`) });
   t.throws(() => decidePermissions('p', [parsePermission(`fs:read:${base}/a/etc/passwd`)], grant), { code: 'ERR_PLUGIN_PERMISSION', message: /is a symlink/ });
   t.doesNotThrow(() => decidePermissions('p', [parsePermission(`fs:read:${base}/a`)], grant));
+});
+
+t.test('without openat2 (a host seccomp answers ENOSYS) the O_PATH|O_NOFOLLOW walk refuses the same', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-noopenat2-'));
+  fs.chmodSync(dir, 0o755);
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const wrapper = path.join(dir, 'no-openat2');
+  execFileSync('cc', ['-O2', '-Wall', '-o', wrapper, path.join(__dirname, '..', '..', '..', 'test', 'fixtures', 'no-openat2.c')], { stdio: 'inherit' });
+  const s = shared(t);
+  fs.mkdirSync(path.join(s, 'real'), { mode: 0o755 });
+  fs.writeFileSync(path.join(s, 'real', 'f'), 'real file\n', { mode: 0o644 });
+  fs.symlinkSync('/etc', path.join(s, 'e'));
+  const priv = privateDir(t);
+  const sandbox = path.join(__dirname, '..', '..', 'lib', 'sandbox', 'sandbox.js');
+  const script = `
+    const { Sandbox } = require(${JSON.stringify(sandbox)});
+    const out = {};
+    const tries = {
+      real: [{ source: ${JSON.stringify(path.join(s, 'real'))}, target: '/x' }],
+      link: [{ source: ${JSON.stringify(path.join(s, 'e'))}, target: '/x' }],
+      under: [{ source: ${JSON.stringify(path.join(s, 'e', 'ssl'))}, target: '/x' }],
+      private: [{ source: ${JSON.stringify(path.join(priv, 'inner'))}, target: '/x' }],
+      target: [{ source: ${JSON.stringify(s)}, target: '/data' }, { source: ${JSON.stringify(path.join(s, 'real'))}, target: '/data/e/x' }],
+    };
+    (async () => {
+      for (const [name, binds] of Object.entries(tries)) {
+        try {
+          const sb = Sandbox.spawn({ command: ['/bin/cat', '/x/f'], binds, stdio: ['ignore', 'pipe', 'ignore'] });
+          let text = '';
+          sb.stdout.setEncoding('utf8').on('data', (d) => (text += d));
+          await sb.exited;
+          out[name] = 'ran: ' + text;
+        } catch (e) {
+          out[name] = e.stage + ' ' + e.errnoName;
+        }
+      }
+      out.seccomp = /^Seccomp:\\s+(\\d)/m.exec(require('fs').readFileSync('/proc/self/status', 'utf8'))[1];
+      console.log(JSON.stringify(out));
+    })();`;
+  const r = spawnSync(wrapper, [process.execPath, '-e', script], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Record<string, string>;
+  t.equal(out.seccomp, '2', 'the host process runs under the filter that hides openat2');
+  t.equal(out.real, 'ran: real file\n', 'a real path is bound');
+  t.equal(out.link, 'bind-source ELOOP', 'a symlink as the last component is refused');
+  t.equal(out.under, 'bind-source ELOOP', 'a symlink in the middle is refused');
+  if (isRoot) t.equal(out.private, 'bind-source EACCES', 'a path inside a 0700 root directory is refused');
+  t.equal(out.target, 'mount-target ELOOP', 'a target through a symlink is refused');
 });
