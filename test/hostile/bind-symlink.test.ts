@@ -244,8 +244,8 @@ t.test('without openat2 (a host seccomp answers ENOSYS) the O_PATH|O_NOFOLLOW wa
         try {
           const sb = Sandbox.spawn({ command: ['/bin/cat', '/x/f'], binds, stdio: ['ignore', 'pipe', 'ignore'] });
           let text = '';
-          sb.stdout.setEncoding('utf8').on('data', (d) => (text += d));
-          await sb.exited;
+          const drained = new Promise((resolve) => sb.stdout.setEncoding('utf8').on('data', (d) => (text += d)).on('end', resolve));
+          await Promise.all([sb.exited, drained]);
           out[name] = 'ran: ' + text;
         } catch (e) {
           out[name] = e.stage + ' ' + e.errnoName;
