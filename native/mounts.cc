@@ -188,9 +188,11 @@ long OpenWalk(int dir, const char* path) {
   while (*p != '\0') {
     size_t n = 0;
     while (p[n] != '\0' && p[n] != '/') n++;
-    if (n >= sizeof name) {
+    // "." and ".." would step outside "beneath"; callers pass normalized paths, this makes sure.
+    const bool dots = (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+    if (n >= sizeof name || dots) {
       Sys(SYS_close, cur);
-      return -ENAMETOOLONG;
+      return dots ? -EINVAL : -ENAMETOOLONG;
     }
     __builtin_memcpy(name, p, n);
     name[n] = '\0';
