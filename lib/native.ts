@@ -89,7 +89,7 @@ export interface Addon {
   ) => NativeSandboxProcess;
   pipe(): [number, number];
   /** Throws a TypeError (code ERR_INVALID_OPTION) naming a bad entry. */
-  MountSet: new (mounts: NativeMount[]) => NativeMountSet;
+  MountSet: new (mounts: NativeMount[], options?: { template?: boolean }) => NativeMountSet;
   [name: string]: unknown;
 }
 

@@ -18,6 +18,7 @@ namespace warden {
 
 class MountSet;
 
+constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind, proc and tmpfs in a fixed array
 constexpr int kMaxCgroupTasks = 16;  // cgroup v1 hierarchies a sandbox is placed in (the kernel has 14 controllers)
 
 // Setup stages, reported by the child (or the parent) when a step fails. Names in StageName().
@@ -39,6 +40,8 @@ enum class Stage : uint32_t {
   kTouch,
   kBind,
   kBindAttrs,
+  kBindSource,   // a bind source could not be opened: a symlink in it, or out of the sandbox's reach
+  kMountTarget,  // a mount target inside the new root could not be reached without a symlink
   kTmpfs,
   kProc,
   kSymlink,
@@ -134,6 +137,11 @@ struct LaunchPlan {
   std::vector<MountOp> mounts;          // what the child executes
   int root_template = -1;               // detached tree to clone as the root, or -1
   int root_namespace = -1;              // template namespace to clone the child from, or -1
+  // Per-spawn mode on a root host: the bind sources' clones, made by the parent before the clone as
+  // the sandbox's host identity (the child, still kuid 0, would look them up with root's rights),
+  // one per bind op in order; the child inherits them (its fd table is a copy) and attaches them.
+  bool parent_sources = false;
+  int source_trees[kMaxBinds];
   // Prepared mode (either of the two above): how many mounts (bind, proc, tmpfs ops, in order) the
   // parent makes and hands over with the release. Set by Launch.
   int parent_mounts = 0;

@@ -439,6 +439,28 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     }
   } close_mounts{&release};
 
+  // Per-spawn mode on a root host: the bind sources are cloned here, as the sandbox's host identity,
+  // and inherited by the child (see LaunchPlan::source_trees); our copies go when we return.
+  struct CloseSources {
+    LaunchPlan* plan;
+    ~CloseSources() {
+      if (!plan->parent_sources) return;
+      for (size_t i = 0; i < kMaxBinds; i++) {
+        if (plan->source_trees[i] >= 0) close(plan->source_trees[i]);
+      }
+      plan->parent_sources = false;
+    }
+  } close_sources{plan};
+  if (plan->mount_ns && !plan->prepared() && geteuid() == 0) {
+    for (int& fd : plan->source_trees) fd = -1;
+    plan->parent_sources = true;
+    ChildFailure f{};
+    if (!ParentCloneSources(*plan, plan->source_trees, &f)) {
+      error->index = f.index;
+      return ParentFail(error, static_cast<Stage>(f.stage), f.error);
+    }
+  }
+
   // Namespace mode: the binds and tmpfs first, for the trampoline to hand over (it cannot reach
   // host paths from inside the template namespace).
   if (plan->root_namespace >= 0) {
@@ -572,6 +594,8 @@ const char* StageName(Stage stage) {
     case Stage::kTouch: return "touch";
     case Stage::kBind: return "bind";
     case Stage::kBindAttrs: return "bind-attrs";
+    case Stage::kBindSource: return "bind-source";
+    case Stage::kMountTarget: return "mount-target";
     case Stage::kTmpfs: return "tmpfs";
     case Stage::kProc: return "proc";
     case Stage::kSymlink: return "symlink";

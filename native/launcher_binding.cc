@@ -94,7 +94,13 @@ class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
     std::string err = info.Length() > 0 ? SpecsFromJs(info[0], &specs) : "MountSet(mounts)";
     if (err.empty()) {
       set_ = std::make_shared<MountSet>();
-      err = set_->Build(specs);
+      // MountSet(mounts, { template: false }): the per-spawn way, as on kernels without proc's pidns=.
+      bool allow_template = true;
+      if (info.Length() > 1 && info[1].IsObject()) {
+        Napi::Value v = info[1].As<Napi::Object>().Get("template");
+        allow_template = !v.IsBoolean() || v.As<Napi::Boolean>().Value();
+      }
+      err = set_->Build(specs, allow_template);
     }
     if (!err.empty()) {
       Napi::Error e = Napi::TypeError::New(env, err);

@@ -114,18 +114,16 @@ bool TemplateOp(int root, const MountOp& op, std::string* why) {
       break;
     case MountOpKind::kBind: {
       what = "bind";
-      int tree = static_cast<int>(
-          syscall(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
-      r = tree;
+      // The host's device nodes, which every sandbox may use: reached without symlinks all the same.
+      long source = OpenBindSource(op.source);
+      Stage stage;
+      long tree = source < 0 ? source : CloneTree(static_cast<int>(source), op.attr_set, &stage);
+      if (source >= 0) close(static_cast<int>(source));
+      r = tree < 0 ? tree : syscall(SYS_move_mount, tree, "", dir, base.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
+      if (tree < 0) errno = static_cast<int>(-tree);
       if (tree >= 0) {
-        struct mount_attr attr;
-        memset(&attr, 0, sizeof attr);
-        attr.attr_set = op.attr_set;
-        attr.propagation = MS_PRIVATE;
-        r = syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
-        if (r >= 0) r = syscall(SYS_move_mount, tree, "", dir, base.c_str(), MOVE_MOUNT_F_EMPTY_PATH);
         int saved = errno;
-        close(tree);
+        close(static_cast<int>(tree));
         errno = saved;
       }
       break;
@@ -176,7 +174,127 @@ bool Beneath(const char* path, const char* mount) {
   return strncmp(path, mount, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
+constexpr uint64_t kNoSymlinks = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+
+// The fallback of OpenResolved where openat2 is missing: one O_PATH | O_NOFOLLOW open per component
+// of `path` (relative to `dir`, normalized: no "." or ".." and no empty component), each checked
+// not to be a symlink (O_NOFOLLOW opens the link itself). Beneath `dir` by construction.
+long OpenWalk(int dir, const char* path) {
+  char name[256];
+  long cur = Sys(SYS_fcntl, dir, F_DUPFD_CLOEXEC, 0);
+  if (cur < 0) return cur;
+  const char* p = path;
+  while (*p == '/') p++;
+  while (*p != '\0') {
+    size_t n = 0;
+    while (p[n] != '\0' && p[n] != '/') n++;
+    // "." and ".." would step outside "beneath"; callers pass normalized paths, this makes sure.
+    const bool dots = (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.');
+    if (n >= sizeof name || dots) {
+      Sys(SYS_close, cur);
+      return dots ? -EINVAL : -ENAMETOOLONG;
+    }
+    __builtin_memcpy(name, p, n);
+    name[n] = '\0';
+    long next = Sys(SYS_openat, cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    Sys(SYS_close, cur);
+    if (next < 0) return next;
+    struct stat st;
+    long r = Sys(SYS_fstat, next, &st);
+    if (r == 0 && S_ISLNK(st.st_mode)) r = -ELOOP;
+    if (r < 0) {
+      Sys(SYS_close, next);
+      return r;
+    }
+    cur = next;
+    p += n;
+    while (*p == '/') p++;
+  }
+  return cur;
+}
+
+// `path` relative to `dir` as an O_PATH fd, following no symlink (`resolve` adds RESOLVE_* flags
+// to RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), or -errno.
+long OpenResolved(int dir, const char* path, uint64_t resolve) {
+  struct open_how how;
+  __builtin_memset(&how, 0, sizeof how);
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = kNoSymlinks | resolve;
+  long fd = Sys(SYS_openat2, dir, path, &how, sizeof how);
+  if (fd != -ENOSYS) return fd;
+  if (dir != AT_FDCWD) return OpenWalk(dir, path);
+  long root = Sys(SYS_open, path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return root;
+  fd = OpenWalk(static_cast<int>(root), path);
+  Sys(SYS_close, root);
+  return fd;
+}
+
 }  // namespace
+
+long OpenBindSource(const char* path) { return OpenResolved(AT_FDCWD, path, 0); }
+
+long OpenBeneath(int root, const char* path) {
+  while (*path == '/') path++;
+  return OpenResolved(root, path, RESOLVE_BENEATH);
+}
+
+long CloneTree(int source, uint64_t attr_set, Stage* stage) {
+  *stage = Stage::kBind;
+  long tree = Sys(SYS_open_tree, source, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+  if (tree < 0) return tree;
+  // mount_setattr applies to every submount too (a remount would miss them), and only ever adds
+  // restrictions, so flags the kernel locked on the source stay as they are.
+  struct mount_attr attr;
+  __builtin_memset(&attr, 0, sizeof attr);
+  attr.attr_set = attr_set;
+  attr.propagation = MS_PRIVATE;
+  long r = Sys(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+  if (r < 0) {
+    Sys(SYS_close, tree);
+    *stage = Stage::kBindAttrs;
+    return r;
+  }
+  return tree;
+}
+
+SandboxFsIdentity::SandboxFsIdentity(uid_t uid, gid_t gid) {
+  if (geteuid() != 0) return;  // an unprivileged host looks paths up as itself, the sandbox's host uid
+  const int n = getgroups(0, nullptr);
+  if (n > 0) {
+    saved_groups_.resize(static_cast<size_t>(n));
+    if (getgroups(n, saved_groups_.data()) != n) {
+      error_ = -EAGAIN;
+      return;
+    }
+  }
+  saved_uid_ = static_cast<uid_t>(syscall(SYS_setfsuid, -1));  // -1 changes nothing, returns the current
+  saved_gid_ = static_cast<gid_t>(syscall(SYS_setfsgid, -1));
+  active_ = true;
+  // The sandbox has no supplementary groups (the child drops them as root): neither has the lookup.
+  if (syscall(SYS_setgroups, 0, nullptr) != 0) {
+    error_ = -errno;
+    return;  // the destructor restores
+  }
+  syscall(SYS_setfsgid, gid);
+  syscall(SYS_setfsuid, uid);
+  // setfsuid and setfsgid answer with the previous value even when they refuse: ask again.
+  if (static_cast<uid_t>(syscall(SYS_setfsuid, -1)) != uid || static_cast<gid_t>(syscall(SYS_setfsgid, -1)) != gid) {
+    error_ = -EPERM;
+  }
+}
+
+SandboxFsIdentity::~SandboxFsIdentity() {
+  if (!active_) return;
+  syscall(SYS_setfsuid, saved_uid_);
+  syscall(SYS_setfsgid, saved_gid_);
+  const long r = syscall(SYS_setgroups, saved_groups_.size(), saved_groups_.data());
+  // A thread left with another identity would make every later lookup of the host wrong: fail hard.
+  if (r != 0 || static_cast<uid_t>(syscall(SYS_setfsuid, -1)) != saved_uid_ ||
+      static_cast<gid_t>(syscall(SYS_setfsgid, -1)) != saved_gid_) {
+    abort();
+  }
+}
 
 MountSet::~MountSet() {
   CloseSpares();
@@ -202,7 +320,7 @@ void MountSet::DropTemplate() {
   no_template_reason_ = "the kernel refused to clone the template into the sandbox";
 }
 
-std::string MountSet::Build(const std::vector<MountSpec>& specs) {
+std::string MountSet::Build(const std::vector<MountSpec>& specs, bool allow_template) {
   all_ops_.clear();
   strings_.clear();
   strings_.reserve(specs.size() * kStringsPerSpec + 8);
@@ -264,7 +382,9 @@ std::string MountSet::Build(const std::vector<MountSpec>& specs) {
         break;
     }
   }
-  if (!BuildTemplate(&no_template_reason_)) {
+  if (!allow_template) {
+    no_template_reason_ = "the template was switched off";
+  } else if (!BuildTemplate(&no_template_reason_)) {
     if (template_fd_ >= 0) close(template_fd_);
     template_fd_ = -1;
     spawn_ops_.clear();
@@ -343,26 +463,59 @@ bool MountSet::BuildTemplate(std::string* why) {
   return true;
 }
 
-bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* f) {
+namespace {
+
+// Every bind source of `plan`, opened (O_PATH, no symlinks) as the sandbox's host identity, then
+// cloned: into fds[slot] for the bind ops among the ops counted by `counts` (the slots of the other
+// counted ops are left alone). False with `f` set.
+bool CloneSourcesAs(const LaunchPlan& plan, bool (*counts)(const MountOp&), int* fds, ChildFailure* f) {
+  {
+    SandboxFsIdentity as(TmpfsOwnerUid(plan), TmpfsOwnerGid(plan));
+    if (as.error() < 0) return Fail(f, Stage::kBindSource, as.error());
+    int k = 0;
+    for (const MountOp& op : plan.mounts) {
+      if (!counts(op)) continue;
+      const int slot = k++;
+      if (op.kind != MountOpKind::kBind) continue;
+      const long r = OpenBindSource(op.source);
+      if (r < 0) return Fail(f, Stage::kBindSource, r, op.logical_index);
+      fds[slot] = static_cast<int>(r);
+    }
+  }  // the host identity is back: the clones need none (open_tree of an fd checks no path)
   int k = 0;
   for (const MountOp& op : plan.mounts) {
-    if (op.kind != MountOpKind::kBind && op.kind != MountOpKind::kProc && op.kind != MountOpKind::kTmpfs) continue;
+    if (!counts(op)) continue;
+    const int slot = k++;
+    if (op.kind != MountOpKind::kBind) continue;
+    Stage stage;
+    const long tree = CloneTree(fds[slot], op.attr_set, &stage);
+    close(fds[slot]);
+    fds[slot] = tree < 0 ? -1 : static_cast<int>(tree);
+    if (tree < 0) return Fail(f, stage, tree, op.logical_index);
+  }
+  return true;
+}
+
+bool IsParentMount(const MountOp& op) {
+  return op.kind == MountOpKind::kBind || op.kind == MountOpKind::kProc || op.kind == MountOpKind::kTmpfs;
+}
+bool IsBind(const MountOp& op) { return op.kind == MountOpKind::kBind; }
+
+}  // namespace
+
+bool ParentCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
+  return CloneSourcesAs(plan, IsBind, trees, f);
+}
+
+bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* f) {
+  if (!CloneSourcesAs(plan, IsParentMount, fds, f)) return false;
+  int k = 0;
+  for (const MountOp& op : plan.mounts) {
+    if (!IsParentMount(op)) continue;
     const int idx = op.logical_index;
     const int slot = k++;  // proc slots are not ours: the release fills them, maybe meanwhile
     long r = 0;
-    if (op.kind == MountOpKind::kBind) {
-      r = syscall(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-      if (r < 0) return Fail(f, Stage::kBind, -errno, idx);
-      fds[slot] = static_cast<int>(r);
-      // Recursively, before it is attached anywhere; only ever adds restrictions, so flags locked
-      // on the source stay as they are.
-      struct mount_attr attr;
-      memset(&attr, 0, sizeof attr);
-      attr.attr_set = op.attr_set;
-      attr.propagation = MS_PRIVATE;
-      r = syscall(SYS_mount_setattr, fds[slot], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
-      if (r < 0) return Fail(f, Stage::kBindAttrs, -errno, idx);
-    } else if (op.kind == MountOpKind::kTmpfs) {
+    if (op.kind == MountOpKind::kTmpfs) {
       // Owned by the sandbox's ids, as if the sandbox had mounted it.
       const unsigned uid = TmpfsOwnerUid(plan), gid = TmpfsOwnerGid(plan);
       r = plan.mount_set == nullptr ? -1 : plan.mount_set->TakeSpareTmpfs(&op - plan.mounts.data(), uid, gid);
@@ -556,10 +709,11 @@ bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
   SPAWN_TRACE(14, "c-private");
   if (plan.prepared()) return true;  // the parent makes the per-spawn mounts
 
-  // Clone every bind source now, while we still resolve host paths with the host identity, and
-  // restrict each clone (read-only, nosuid, nodev, recursively) before it is attached anywhere.
-  // The clones are detached trees held by fd: the host tree can go right after.
+  // Clone every bind source now, while we still see the host's tree, and restrict each clone
+  // (read-only, nosuid, nodev, recursively) before it is attached anywhere. The clones are
+  // detached trees held by fd: the host tree can go right after.
   int k = 0;
+  int binds = 0;
   for (size_t i = 0; i < plan.mounts.size(); i++) {
     const MountOp& op = plan.mounts[i];
     if (op.kind == MountOpKind::kProc) {
@@ -579,20 +733,20 @@ bool ChildCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* f) {
       continue;
     }
     if (op.kind != MountOpKind::kBind) continue;
-    r = Sys(SYS_open_tree, AT_FDCWD, op.source, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
-    if (r < 0) return Fail(f, Stage::kBind, r, op.logical_index);
-    trees[k] = static_cast<int>(r);
+    if (plan.parent_sources) {
+      // A root host cloned them as the sandbox's host identity (we are still kuid 0 here).
+      trees[k++] = plan.source_trees[binds++];
+      continue;
+    }
+    // An unprivileged host: our identity is the sandbox's host identity already.
+    long source = OpenBindSource(op.source);
+    if (source < 0) return Fail(f, Stage::kBindSource, source, op.logical_index);
+    Stage stage;
+    r = CloneTree(static_cast<int>(source), op.attr_set, &stage);
+    Sys(SYS_close, source);
+    if (r < 0) return Fail(f, stage, r, op.logical_index);
+    trees[k++] = static_cast<int>(r);
     SPAWN_TRACE(0, "c-open_tree");
-    // mount_setattr applies to every submount too (a remount would miss them), and only ever adds
-    // restrictions, so flags the kernel locked on the source stay as they are.
-    struct mount_attr attr;
-    __builtin_memset(&attr, 0, sizeof attr);
-    attr.attr_set = op.attr_set;
-    attr.propagation = MS_PRIVATE;
-    r = Sys(SYS_mount_setattr, trees[k], "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
-    if (r < 0) return Fail(f, Stage::kBindAttrs, r, op.logical_index);
-    SPAWN_TRACE(0, "c-setattr");
-    k++;
   }
 
   SPAWN_TRACE(15, "c-trees");
@@ -632,50 +786,100 @@ bool ChildPivot(const LaunchPlan& plan, ChildFailure* f) {
   return true;
 }
 
+namespace {
+
+// The directory holding `target` (absolute, normalized, not "/") beneath `root`, reached without
+// following any symlink, into *dir (`root` itself for a top-level target), with the target's last
+// component in *base. 0 or -errno.
+long OpenParent(int root, const char* target, int* dir, const char** base) {
+  char path[4096];
+  long slash = 0;
+  for (long i = 0; target[i] != '\0'; i++) {
+    if (target[i] == '/') slash = i;
+  }
+  *base = target + slash + 1;
+  *dir = root;
+  if (slash == 0) return 0;
+  if (slash >= static_cast<long>(sizeof path)) return -ENAMETOOLONG;
+  __builtin_memcpy(path, target, slash);
+  path[slash] = '\0';
+  const long fd = OpenBeneath(root, path);
+  if (fd < 0) return fd;
+  *dir = static_cast<int>(fd);
+  return 0;
+}
+
+// Moves the detached mount `tree` onto `target`, reached beneath `root` without symlinks; closes
+// `tree`. On failure, *stage is kMountTarget (the target) or `stage_on_move`.
+long MoveOnto(int root, int tree, const char* target, Stage stage_on_move, Stage* stage) {
+  long to = OpenBeneath(root, target);
+  *stage = Stage::kMountTarget;
+  if (to < 0) return to;
+  long r = Sys(SYS_move_mount, tree, "", to, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+  Sys(SYS_close, tree);
+  *stage = stage_on_move;
+  return r;
+}
+
+}  // namespace
+
 bool ChildPopulateRoot(const LaunchPlan& plan, const int* trees, ChildFailure* f) {
   long r;
   int k = 0;
+  // Targets are reached from the new root without following symlinks: a target under a writable
+  // bind lies in a host directory that some sandbox may have filled with symlinks. Our working
+  // directory is the new root in every mode (ChildPivot's chdir, or the setns into the template
+  // namespace that we were cloned after), so it is the directory they are resolved beneath. The fds
+  // of the targets are close-on-exec and left to execve: one system call less per mount.
+  const int root = AT_FDCWD;
   for (size_t i = 0; i < plan.mounts.size(); i++) {
     const MountOp& op = plan.mounts[i];
     const int idx = op.logical_index;
+    Stage stage = Stage::kNone;
     switch (op.kind) {
       case MountOpKind::kMkdir:
-        r = Sys(SYS_mkdir, op.target, op.mode);
-        if (r < 0 && r != -EEXIST) return Fail(f, Stage::kMkdir, r, idx);
-        break;
       case MountOpKind::kTouch:
-        r = Sys(SYS_open, op.target, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (r < 0 && r != -EEXIST) return Fail(f, Stage::kTouch, r, idx);
-        if (r >= 0) Sys(SYS_close, r);
+      case MountOpKind::kSymlink: {
+        const char* base;
+        int dir;
+        r = OpenParent(root, op.target, &dir, &base);
+        stage = Stage::kMountTarget;
+        if (r < 0) break;
+        if (op.kind == MountOpKind::kMkdir) {
+          r = Sys(SYS_mkdirat, dir, base, op.mode);
+          stage = Stage::kMkdir;
+        } else if (op.kind == MountOpKind::kTouch) {
+          r = Sys(SYS_openat, dir, base, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+          if (r >= 0) r = Sys(SYS_close, r);
+          stage = Stage::kTouch;
+        } else {
+          r = Sys(SYS_symlinkat, op.source, dir, base);
+          stage = Stage::kSymlink;
+        }
+        if (r == -EEXIST) r = 0;
         break;
+      }
       case MountOpKind::kBind:
-        r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
-        if (r < 0) return Fail(f, Stage::kBind, r, idx);
-        Sys(SYS_close, trees[k]);
-        k++;
+        r = MoveOnto(root, trees[k++], op.target, Stage::kBind, &stage);
         break;
       case MountOpKind::kTmpfs:
         if (plan.prepared()) {
-          r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
-          if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
-          Sys(SYS_close, trees[k]);
-          k++;
+          r = MoveOnto(root, trees[k++], op.target, Stage::kTmpfs, &stage);
           break;
         }
+        // mount(2) takes a path: the target is checked first. What could change it in between
+        // is only a sandbox writing the same host directory, and the path resolves inside our root.
+        r = OpenBeneath(root, op.target);
+        stage = Stage::kMountTarget;
+        if (r < 0) break;
         r = Sys(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.data);
-        if (r < 0) return Fail(f, Stage::kTmpfs, r, idx);
+        stage = Stage::kTmpfs;
         break;
       case MountOpKind::kProc:
-        r = Sys(SYS_move_mount, trees[k], "", AT_FDCWD, op.target, MOVE_MOUNT_F_EMPTY_PATH);
-        if (r < 0) return Fail(f, Stage::kProc, r, idx);
-        Sys(SYS_close, trees[k]);
-        k++;
-        break;
-      case MountOpKind::kSymlink:
-        r = Sys(SYS_symlink, op.source, op.target);
-        if (r < 0 && r != -EEXIST) return Fail(f, Stage::kSymlink, r, idx);
+        r = MoveOnto(root, trees[k++], op.target, Stage::kProc, &stage);
         break;
     }
+    if (r < 0) return Fail(f, stage, r, idx);
 #ifdef WARDEN_SPAWN_TRACE
     static const char* const kKindNames[] = {"c-mkdir", "c-touch", "c-bind", "c-tmpfs", "c-proc", "c-symlink"};
     SPAWN_TRACE(0, kKindNames[static_cast<int>(op.kind)]);

@@ -39,8 +39,6 @@ struct MountSpec {
   uint32_t mode = 0755;  // kDir
 };
 
-constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind, proc and tmpfs in a fixed array
-
 // A mount list turned into ops once, shared (read-only) by every spawn that uses it.
 class MountSet {
  public:
@@ -50,8 +48,9 @@ class MountSet {
   MountSet& operator=(const MountSet&) = delete;
 
   // Turns the caller's list into the flat op list, creating the directories each target needs, then
-  // tries to build the template. Returns "" or an error naming the entry.
-  std::string Build(const std::vector<MountSpec>& specs);
+  // (unless `allow_template` is false: the way kernels before 6.17 go, for tests) tries to build
+  // the template. Returns "" or an error naming the entry.
+  std::string Build(const std::vector<MountSpec>& specs, bool allow_template = true);
 
   // The ops a spawn executes, and the template to clone as its root (-1: a fresh tmpfs per spawn).
   const std::vector<MountOp>& ops() const { return template_fd_ >= 0 ? spawn_ops_ : all_ops_; }
@@ -101,6 +100,50 @@ class MountSet {
 // Mount options of a fresh (per-spawn) root: it belongs to the sandbox's ids, because mount points
 // are created after the identity change; it is read-only once populated anyway.
 std::string FreshRootOptions(uid_t uid, gid_t gid);
+
+// Bind sources and mount targets are reached component by component without following any symlink
+// (a sandbox with a writable bind can plant one anywhere under it, for the next spawn to follow):
+// openat2 with RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, or where openat2 is missing (ENOSYS:
+// kernels before 5.6, or a host seccomp that hides it) a walk of O_PATH | O_NOFOLLOW opens. A
+// symlink anywhere in the path is -ELOOP. Raw syscalls, no allocation: the child uses them too.
+// The source `path` (absolute, normalized) as an O_PATH fd, or -errno.
+long OpenBindSource(const char* path);
+// `path` (absolute, normalized) beneath the directory `root` (RESOLVE_BENEATH as well) as an
+// O_PATH fd, or -errno.
+long OpenBeneath(int root, const char* path);
+// A detached clone of the tree at the O_PATH fd `source`, restricted by `attr_set` (recursively,
+// before it is attached anywhere): its fd, or -errno with *stage set.
+long CloneTree(int source, uint64_t attr_set, Stage* stage);
+
+// The calling thread's filesystem identity switched to the sandbox's host ids for this object's
+// life (parent side, a root host only), so that bind sources are looked up with the rights the
+// sandbox has on the host: a bind never shows what the sandbox's host uid could not reach itself
+// (a file inside a 0700 root directory). setfsuid/setfsgid and setgroups are made as raw system
+// calls, which change this thread's credentials only (glibc's setgroups() changes every thread's);
+// an fsuid change from 0 drops the filesystem capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+// ...) from the effective set and the change back restores them. The lookups are synchronous on
+// this thread: nothing else runs with the switched identity.
+class SandboxFsIdentity {
+ public:
+  SandboxFsIdentity(uid_t uid, gid_t gid);
+  ~SandboxFsIdentity();  // restores the thread's identity; aborts if the kernel refuses (never seen)
+  SandboxFsIdentity(const SandboxFsIdentity&) = delete;
+  SandboxFsIdentity& operator=(const SandboxFsIdentity&) = delete;
+  // 0, or -errno if the switch failed (then nothing is switched).
+  long error() const { return error_; }
+
+ private:
+  bool active_ = false;
+  long error_ = 0;
+  uid_t saved_uid_ = 0;
+  gid_t saved_gid_ = 0;
+  std::vector<gid_t> saved_groups_;
+};
+
+// Parent side, a root host in per-spawn mode: the bind sources' clones into `trees` (one per bind
+// op, in order), opened as the sandbox's host identity. The child attaches them. False with
+// `failure` set (the caller closes what was made).
+bool ParentCloneSources(const LaunchPlan& plan, int* trees, ChildFailure* failure);
 
 // Parent side, prepared mode: the mounts a sandbox gets of its own, one per bind, proc and tmpfs op
 // of plan.mounts, in order (`fds` has a slot for each; the caller closes them).

@@ -26,8 +26,8 @@ export class PluginManifestError extends PluginError {
 export class PermissionDeniedError extends PluginError {
   /** The requested permission, e.g. "fs:read:/srv/data", or "limits.memory". */
   readonly permission: string;
-  constructor(plugin: string, permission: string, reason: string) {
-    super('ERR_PLUGIN_PERMISSION', plugin, `${plugin} requests ${permission}, which ${reason}; grant it in the trust list or remove it from the manifest`);
+  constructor(plugin: string, permission: string, reason: string, advice = 'grant it in the trust list or remove it from the manifest') {
+    super('ERR_PLUGIN_PERMISSION', plugin, `${plugin} requests ${permission}, which ${reason}; ${advice}`);
     this.permission = permission;
   }
 }

@@ -10,8 +10,14 @@
  *   sys:exec             the plugin may run programs (execve); without it a stacked seccomp filter forbids exec
  *
  * A grant of a directory covers requests for paths under it; fs:write covers fs:read of the same tree.
+ * Coverage is decided on locations, not text: paths must be in normal form (no '..', '.', '//' or
+ * trailing '/'), and a requested path must have no symlink in it (checked at every load, and again
+ * by the kernel at every spawn, which never follows one in a bind source): a plugin with fs:write
+ * could otherwise point a path under its grant anywhere, for another plugin or its own next start.
  */
 import * as path from 'node:path';
+
+import { symlinkComponent } from '../sandbox/bind-path';
 
 import type { BindMount } from '../sandbox/types';
 import { PermissionDeniedError } from './errors';
@@ -77,6 +83,11 @@ export function decidePermissions(plugin: string, requested: readonly Permission
   for (const r of requested) {
     const g = grants.find((x) => covers(x, r));
     if (g === undefined) throw new PermissionDeniedError(plugin, permissionToString(r), 'the trust list does not grant');
+    // In normal form and free of symlinks, a path under the grant's text is under the grant's location.
+    const link = r.kind === 'fs:read' || r.kind === 'fs:write' ? symlinkComponent(r.path) : undefined;
+    if (link !== undefined) {
+      throw new PermissionDeniedError(plugin, permissionToString(r), `is not a real path: '${link.component}' is a symlink (to '${link.to}'), which a sandbox that can write there could point anywhere`, 'grant and request the real path');
+    }
     decisions.push({ permission: permissionToString(r), grantedBy: permissionToString(g) });
   }
   return { effective: [...requested], decisions };

@@ -14,6 +14,8 @@ const HINTS: Record<string, string> = {
   mkdir: 'a mount point could not be created: a target may lie under a read-only bind or a symlink',
   touch: 'a mount point could not be created: a target may lie under a read-only bind or a symlink',
   bind: 'a bind mount failed: check that the source exists and that this user can read it',
+  'bind-source': 'a bind source is opened component by component without following symlinks, with the rights of the sandbox\'s host identity: bind the real path, one the sandbox\'s host uid can reach',
+  'mount-target': 'a mount target inside the sandbox is reached without following symlinks: pick a target with none on the way',
   'bind-attrs': 'making a bind mount read-only/nosuid/nodev failed (mount_setattr needs Linux 5.12)',
   tmpfs: 'a tmpfs could not be mounted: check its size option',
   proc: 'mounting /proc failed: it needs the pid namespace (and, unprivileged, the user namespace)',
@@ -32,7 +34,7 @@ const HINTS: Record<string, string> = {
   'died-in-setup': 'the child died during setup; this is a bug in warden, please report it',
 };
 
-function errnoName(errno: number): string {
+export function errnoName(errno: number): string {
   for (const [name, value] of Object.entries(os.constants.errno)) {
     if (value === errno) return name;
   }

@@ -69,19 +69,21 @@ export interface RunnerSandboxOptions extends Pick<SpawnNodeOptions,
   pluginTmpfs?: number;
 }
 
-let nodeBinary: { node: string; underSystem: boolean } | undefined;
+let nodeBinary: { node: string; underSystem: boolean; packageDir: string } | undefined;
 
 /** Starts a sandboxed runner that waits for its plugin (`handle.load`). */
 export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginProcess> {
   if (nodeBinary === undefined) {
     const node = fs.realpathSync(process.execPath);
     // The default system binds already show /usr and friends; only a node installed elsewhere needs its own.
-    nodeBinary = { node, underSystem: ['/usr/', '/bin/', '/lib/', '/lib64/'].some((d) => node.startsWith(d)) };
+    // A bind never goes through a symlink: this package, reached by a linked node_modules say, is
+    // bound from its real path to where the runner's command names it.
+    nodeBinary = { node, underSystem: ['/usr/', '/bin/', '/lib/', '/lib64/'].some((d) => node.startsWith(d)), packageDir: fs.realpathSync(PACKAGE_DIR) };
   }
-  const { node, underSystem } = nodeBinary;
+  const { node, underSystem, packageDir } = nodeBinary;
   const binds: BindMount[] = [
     ...(underSystem ? [] : [{ source: node }]),
-    { source: PACKAGE_DIR },
+    { source: packageDir, target: PACKAGE_DIR },
     ...(options.pluginDir === undefined ? [] : [{ source: options.pluginDir }]),
     ...(options.binds ?? []),
   ];

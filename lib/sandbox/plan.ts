@@ -73,7 +73,17 @@ function defaultSystemMounts(): NativeMount[] {
     const link = st.isSymbolicLink() ? fs.readlinkSync(p) : null;
     const into = link === null ? null : path.posix.resolve(path.posix.dirname(p), link);
     if (link !== null && (into!.startsWith('/usr/') || DEFAULT_SYSTEM_DIRS.includes(p))) mounts.push({ kind: 'symlink', source: link, target: p });
-    else mounts.push({ kind: 'bind', source: p, target: p });
+    // Bind sources are never followed through symlinks: a host file that is one (chosen by the
+    // host's administrator, not by a sandbox) is bound by its real path.
+    else {
+      let source = p;
+      try {
+        if (link !== null) source = fs.realpathSync(p);
+      } catch {
+        continue; // a dangling link: nothing to bind
+      }
+      mounts.push({ kind: 'bind', source, target: p });
+    }
   }
   systemMounts = mounts;
   return mounts;
@@ -83,6 +93,10 @@ function defaultSystemMounts(): NativeMount[] {
 export interface MountDescription {
   entry: string;
   text: string;
+  /** A bind's host path. */
+  source?: string;
+  /** The path inside the sandbox. */
+  target: string;
 }
 
 /** What decides a sandbox's mount list. */
@@ -123,7 +137,7 @@ function mountListFor(spec: MountListSpec): MountList {
   const descriptions: MountDescription[] = [];
   const add = (m: NativeMount, entry: string) => {
     mounts.push(m);
-    descriptions.push({ entry, text: m.kind === 'bind' ? `${m.source} → ${m.target}` : `${m.kind} ${m.target}` });
+    descriptions.push({ entry, text: m.kind === 'bind' ? `${m.source} → ${m.target}` : `${m.kind} ${m.target}`, source: m.kind === 'bind' ? m.source : undefined, target: m.target });
   };
   if (spec.defaults) {
     for (const m of defaultSystemMounts()) add(m, `default ${m.target}`);
@@ -147,7 +161,9 @@ function mountListFor(spec: MountListSpec): MountList {
     targets.set(m.target, descriptions[i].entry);
   });
 
-  const list: MountList = { descriptions, set: new (addon().MountSet)(mounts) };
+  // WARDEN_MOUNT_TEMPLATE=0: no template root, the way a kernel without proc's pidns= (before 6.17)
+  // or an unprivileged host goes; for testing that way on a newer kernel.
+  const list: MountList = { descriptions, set: new (addon().MountSet)(mounts, { template: process.env.WARDEN_MOUNT_TEMPLATE !== '0' }) };
   mountLists.set(key, list);
   if (mountLists.size > MAX_MOUNT_LISTS) {
     const oldest = mountLists.keys().next().value!;

@@ -7,7 +7,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import { InvalidOptionError, LimitError } from '../errors';
 import { addon, type NativePlan, type NativeSandboxProcess, type NativeSetupError, type NativeViolation } from '../native';
-import { SandboxSetupError } from './errors';
+import { explainBindSource, explainMountTarget } from './bind-path';
+import { errnoName, SandboxSetupError } from './errors';
 import { buildPlan } from './plan';
 import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
@@ -137,10 +138,16 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         let entry: string | undefined;
         let detail = e.detail;
         if (e.index >= 0) {
-          if (['mkdir', 'touch', 'bind', 'bind-attrs', 'tmpfs', 'proc', 'symlink'].includes(e.stage)) {
+          if (['mkdir', 'touch', 'bind', 'bind-attrs', 'bind-source', 'mount-target', 'tmpfs', 'proc', 'symlink'].includes(e.stage)) {
             const m = built.mountDescriptions[e.index];
             entry = m?.entry;
             detail = m?.text ?? detail;
+            const errno = errnoName(e.errno);
+            const { plan } = built;
+            const hostUid = plan.namespaces.user ? plan.mapUidOutside : plan.uid;
+            const hostGid = plan.namespaces.user ? plan.mapGidOutside : plan.gid;
+            if (e.stage === 'bind-source' && m?.source !== undefined) detail += `: ${explainBindSource(m.source, errno, hostUid, hostGid)}`;
+            if (e.stage === 'mount-target' && m !== undefined) detail += `: ${explainMountTarget(m.target, errno)}`;
           } else if (e.stage === 'rlimit') entry = `rlimits.${built.rlimitNames[e.index]}`;
           else if (e.stage === 'fds') entry = e.index < 3 ? `stdio[${e.index}]` : `fds[${e.index - 3}]`;
         }

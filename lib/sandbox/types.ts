@@ -8,9 +8,13 @@ export const NAMESPACES: readonly NamespaceName[] = ['user', 'pid', 'mount', 'ne
 export type StdioOption = 'pipe' | 'inherit' | 'ignore' | number;
 
 export interface BindMount {
-  /** Host path. */
+  /**
+   * Host path: a real path (no component may be a symlink) that the sandbox's host uid can reach.
+   * Opened at every spawn without following symlinks and as that uid; else the spawn fails at stage
+   * 'bind-source' (ELOOP, EACCES).
+   */
   source: string;
-  /** Path inside the sandbox; defaults to `source`. */
+  /** Path inside the sandbox (reached without symlinks, else stage 'mount-target'); defaults to `source`. */
   target?: string;
   /** Read-write; binds are read-only unless this is true. */
   writable?: boolean;

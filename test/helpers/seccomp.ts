@@ -20,6 +20,8 @@ let tmp: string | undefined;
 export function tmpDir(): string {
   if (tmp === undefined) {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-seccomp-'));
+    // Sandboxes bind the driver from here: their host uid must be able to reach it.
+    fs.chmodSync(tmp, 0o755);
     process.on('exit', () => fs.rmSync(tmp!, { recursive: true, force: true }));
   }
   return tmp;
