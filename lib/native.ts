@@ -39,6 +39,8 @@ export interface NativeMount {
   target: string;
   writable?: boolean;
   device?: boolean;
+  /** bind: opened with the host's rights instead of the sandbox's host identity (still no symlinks). */
+  hostAccess?: boolean;
   options?: string;
   mode?: number;
 }

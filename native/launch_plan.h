@@ -77,6 +77,7 @@ struct MountOp {
   uint32_t mode;        // kMkdir
   bool device;          // kBind of a device node (part of the template when there is one)
   int logical_index;    // which entry of the caller's `mounts` this op serves, for error messages
+  bool host_access;     // kBind: opened with the host's rights (a path the host chose), not the sandbox's
 };
 
 struct FdMapping {

@@ -151,6 +151,7 @@ class MountSetWrap : public Napi::ObjectWrap<MountSetWrap> {
       s.target = GetString(m, "target");
       s.writable = GetBool(m, "writable");
       s.device = GetBool(m, "device");
+      s.host_access = GetBool(m, "hostAccess");
       s.options = GetString(m, "options");
       s.mode = static_cast<uint32_t>(GetInt(m, "mode", 0755));
       specs->push_back(std::move(s));

@@ -56,12 +56,12 @@ class OpBuilder {
 
   void Dir(const std::string& path, uint32_t mode, int index) {
     if (!made_.insert(path).second) return;
-    ops_->push_back({MountOpKind::kMkdir, nullptr, Keep(path), nullptr, 0, mode, false, index});
+    ops_->push_back({MountOpKind::kMkdir, nullptr, Keep(path), nullptr, 0, mode, false, index, false});
   }
 
   void Touch(const std::string& path, int index) {
     if (!made_.insert(path).second) return;
-    ops_->push_back({MountOpKind::kTouch, nullptr, Keep(path), nullptr, 0, 0, false, index});
+    ops_->push_back({MountOpKind::kTouch, nullptr, Keep(path), nullptr, 0, 0, false, index, false});
   }
 
   void Add(MountOp op) { ops_->push_back(op); }
@@ -363,19 +363,19 @@ std::string MountSet::Build(const std::vector<MountSpec>& specs, bool allow_temp
         }
         if (!s.writable) attrs |= MOUNT_ATTR_RDONLY;
         b.Add({MountOpKind::kBind, b.Keep(s.source), b.Keep(s.target), nullptr, attrs, 0, s.device,
-               index});
+               index, s.host_access});
         break;
       }
       case MountSpec::Kind::kTmpfs:
         b.Dir(s.target, 0755, index);
-        b.Add({MountOpKind::kTmpfs, nullptr, b.Keep(s.target), b.Keep(s.options), 0, 0, false, index});
+        b.Add({MountOpKind::kTmpfs, nullptr, b.Keep(s.target), b.Keep(s.options), 0, 0, false, index, false});
         break;
       case MountSpec::Kind::kProc:
         b.Dir(s.target, 0555, index);
-        b.Add({MountOpKind::kProc, nullptr, b.Keep(s.target), nullptr, 0, 0, false, index});
+        b.Add({MountOpKind::kProc, nullptr, b.Keep(s.target), nullptr, 0, 0, false, index, false});
         break;
       case MountSpec::Kind::kSymlink:
-        b.Add({MountOpKind::kSymlink, b.Keep(s.source), b.Keep(s.target), nullptr, 0, 0, false, index});
+        b.Add({MountOpKind::kSymlink, b.Keep(s.source), b.Keep(s.target), nullptr, 0, 0, false, index, false});
         break;
       case MountSpec::Kind::kDir:
         b.Dir(s.target, s.mode, index);
@@ -468,7 +468,22 @@ namespace {
 // Every bind source of `plan`, opened (O_PATH, no symlinks) as the sandbox's host identity, then
 // cloned: into fds[slot] for the bind ops among the ops counted by `counts` (the slots of the other
 // counted ops are left alone). False with `f` set.
+// Binds marked host_access are opened with the host's own rights, before the switch: paths the host
+// chose for its own use (the package the runner loads, the node binary), which may lie under a
+// directory the sandbox's uid cannot search (a 0700 home or mkdtemp directory). Symlinks are refused
+// for them all the same.
 bool CloneSourcesAs(const LaunchPlan& plan, bool (*counts)(const MountOp&), int* fds, ChildFailure* f) {
+  {
+    int k = 0;
+    for (const MountOp& op : plan.mounts) {
+      if (!counts(op)) continue;
+      const int slot = k++;
+      if (op.kind != MountOpKind::kBind || !op.host_access) continue;
+      const long r = OpenBindSource(op.source);
+      if (r < 0) return Fail(f, Stage::kBindSource, r, op.logical_index);
+      fds[slot] = static_cast<int>(r);
+    }
+  }
   {
     SandboxFsIdentity as(TmpfsOwnerUid(plan), TmpfsOwnerGid(plan));
     if (as.error() < 0) return Fail(f, Stage::kBindSource, as.error());
@@ -476,7 +491,7 @@ bool CloneSourcesAs(const LaunchPlan& plan, bool (*counts)(const MountOp&), int*
     for (const MountOp& op : plan.mounts) {
       if (!counts(op)) continue;
       const int slot = k++;
-      if (op.kind != MountOpKind::kBind) continue;
+      if (op.kind != MountOpKind::kBind || op.host_access) continue;
       const long r = OpenBindSource(op.source);
       if (r < 0) return Fail(f, Stage::kBindSource, r, op.logical_index);
       fds[slot] = static_cast<int>(r);

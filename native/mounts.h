@@ -35,6 +35,7 @@ struct MountSpec {
   std::string target;  // absolute path in the sandbox
   bool writable = false;
   bool device = false;   // kBind of a device node: keep dev, add noexec
+  bool host_access = false;  // kBind of a path the host chose (its own code): opened with its rights
   std::string options;   // kTmpfs: "size=...,mode=..."
   uint32_t mode = 0755;  // kDir
 };

@@ -82,8 +82,11 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
   }
   const { node, underSystem, packageDir } = nodeBinary;
   const binds: BindMount[] = [
-    ...(underSystem ? [] : [{ source: node }]),
-    { source: packageDir, target: PACKAGE_DIR },
+    // The node binary and this package are the host's own files, chosen by it, which no sandbox can
+    // write: opened with the host's rights, so that a package installed under a 0700 directory
+    // (/root, a mkdtemp checkout) still runs its plugins. Symlinks are refused all the same.
+    ...(underSystem ? [] : [{ source: node, hostAccess: true }]),
+    { source: packageDir, target: PACKAGE_DIR, hostAccess: true },
     ...(options.pluginDir === undefined ? [] : [{ source: options.pluginDir }]),
     ...(options.binds ?? []),
   ];
@@ -92,7 +95,7 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
       const sb = Sandbox.spawn({
         command: [node, ...req.command.slice(1)],
         env: req.env,
-        binds: [...binds, ...(req.binds ?? []).map((source) => ({ source }))],
+        binds: [...binds, ...(req.binds ?? []).map((source) => ({ source, hostAccess: true }))],
         tmpfs: options.pluginTmpfs === undefined ? undefined : [{ target: PLUGIN_ROOT, size: options.pluginTmpfs }],
         fds: req.fds,
         seccomp: options.seccomp ?? 'strict',

@@ -104,7 +104,7 @@ interface MountListSpec {
   defaults: boolean;
   proc: boolean;
   tmpSize: number;
-  binds: Array<{ source: string; target: string; writable: boolean }>;
+  binds: Array<{ source: string; target: string; writable: boolean; hostAccess: boolean }>;
   tmpfs: Array<{ target: string; size: number }>;
 }
 
@@ -124,7 +124,7 @@ const MAX_MOUNT_LISTS = 64;
 
 function mountListFor(spec: MountListSpec): MountList {
   let key = `${spec.defaults ? 1 : 0}${spec.proc ? 1 : 0}${spec.tmpSize}`;
-  for (const b of spec.binds) key += `\0b${b.source}\0${b.target}\0${b.writable ? 1 : 0}`;
+  for (const b of spec.binds) key += `\0b${b.source}\0${b.target}\0${b.writable ? 1 : 0}${b.hostAccess ? 1 : 0}`;
   for (const t of spec.tmpfs) key += `\0t${t.target}\0${t.size}`;
   const hit = mountLists.get(key);
   if (hit !== undefined) {
@@ -149,7 +149,7 @@ function mountListFor(spec: MountListSpec): MountList {
   add({ kind: 'symlink', source: '/proc/self/fd', target: '/dev/fd' }, 'default /dev/fd');
   ['stdin', 'stdout', 'stderr'].forEach((s, i) => add({ kind: 'symlink', source: `/proc/self/fd/${i}`, target: `/dev/${s}` }, `default /dev/${s}`));
   add({ kind: 'tmpfs', target: '/tmp', options: `mode=1777,size=${spec.tmpSize}` }, 'default /tmp');
-  spec.binds.forEach((b, i) => add({ kind: 'bind', source: b.source, target: b.target, writable: b.writable }, `binds[${i}]`));
+  spec.binds.forEach((b, i) => add({ kind: 'bind', source: b.source, target: b.target, writable: b.writable, hostAccess: b.hostAccess }, `binds[${i}]`));
   spec.tmpfs.forEach((t, i) => add({ kind: 'tmpfs', target: t.target, options: `mode=0755,size=${t.size}` }, `tmpfs[${i}]`));
 
   const targets = new Map<string, string>();
@@ -328,7 +328,8 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
       const target = b.target === undefined ? source : checkSandboxPath(`${field}.target`, b.target);
       if (target === '/') throw new InvalidOptionError(`${field}.target`, 'cannot be /: the root is the sandbox\'s own tmpfs');
       if (b.writable !== undefined && typeof b.writable !== 'boolean') throw new InvalidOptionError(`${field}.writable`, 'must be true or false');
-      spec.binds.push({ source, target, writable: b.writable === true });
+      if (b.hostAccess !== undefined && typeof b.hostAccess !== 'boolean') throw new InvalidOptionError(`${field}.hostAccess`, 'must be true or false');
+      spec.binds.push({ source, target, writable: b.writable === true, hostAccess: b.hostAccess === true });
     });
     if (options.tmpfs !== undefined && !Array.isArray(options.tmpfs)) throw new InvalidOptionError('tmpfs', 'must be an array of { target, size? }');
     (options.tmpfs ?? []).forEach((t, i) => {

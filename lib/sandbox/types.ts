@@ -18,6 +18,12 @@ export interface BindMount {
   target?: string;
   /** Read-write; binds are read-only unless this is true. */
   writable?: boolean;
+  /**
+   * Open the source with the host's own rights instead of the sandbox's host uid's (symlinks are
+   * refused all the same). Only for paths the host chose for its own use and no sandbox can write,
+   * such as the package a runner loads from a 0700 home directory; never for a path a plugin names.
+   */
+  hostAccess?: boolean;
 }
 
 export interface TmpfsMount {

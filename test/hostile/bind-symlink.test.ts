@@ -91,6 +91,21 @@ t.test('a bind gives no more than the sandbox\'s host identity can reach: a path
   t.fail(`a file inside a 0700 root directory became readable through a bind: ${JSON.stringify(seen)}`);
 });
 
+t.test('hostAccess: the host\'s own files under a 0700 directory are bound with its rights, and still never through a symlink', { skip: !isRoot && 'needs root: an unprivileged host binds as itself' }, async (t) => {
+  // The runner binds the package it loads this way: a host installed under /root or a mkdtemp
+  // directory must still run plugins. A plugin can name no such bind: it is the host's option.
+  const priv = privateDir(t);
+  const r = await sh('cat /x/secret', { binds: [{ source: path.join(priv, 'inner'), target: '/x', hostAccess: true }] });
+  t.equal(r.stdout, 'root-only secret\n', 'bound with the host\'s rights');
+  fs.symlinkSync(path.join(priv, 'inner'), path.join(priv, 'link'));
+  await t.rejects(
+    sh('cat /x/secret', { binds: [{ source: path.join(priv, 'link'), target: '/x', hostAccess: true }] }),
+    { code: 'ERR_SANDBOX_SETUP', stage: 'bind-source', errnoName: 'ELOOP' },
+    'a symlink is refused with the host\'s rights too',
+  );
+  t.throws(() => Sandbox.spawn({ command: ['/bin/true'], binds: [{ source: priv, hostAccess: 'yes' as unknown as boolean }] }), { code: 'ERR_INVALID_OPTION', field: 'binds[0].hostAccess' });
+});
+
 t.test('mount targets inside the new root are reached without following symlinks', async (t) => {
   // S is bound writable at /data and a second bind goes to /data/sub: a sandbox made /S/sub a
   // symlink to /etc, so following it would put the bind over the sandbox's own /etc view.
