@@ -739,10 +739,15 @@ export class PluginHost extends EventEmitter {
     }
   }
 
-  /** A fresh list after an expiry: plugins unloaded for it come back (eager) or wait for a call (lazy). */
+  /**
+   * A fresh list after an expiry: plugins unloaded for it, or refused because of it, come back
+   * (eager) or wait for their next call (lazy).
+   */
   private restoreAfterExpiry(): void {
     for (const r of this.records.values()) {
-      if (r.status !== 'unloaded' || r.reason?.kind !== 'trust-expired') continue;
+      const unloaded = r.status === 'unloaded' && r.reason?.kind === 'trust-expired';
+      const refused = r.status === 'failed' && r.reason?.code === 'ERR_TRUST_EXPIRED';
+      if (!unloaded && !refused) continue;
       if (this.opts.loading === 'lazy') this.setStatus(r, 'idle', { kind: 'unloaded', message: 'a fresh trust list was accepted' });
       else this.ensureLoaded(r, []).catch(() => undefined);
     }
