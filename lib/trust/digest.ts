@@ -132,6 +132,7 @@ const MAX_LINK_HOPS = 40;
  * Returns the tree-relative path it reaches ('' for the top), or throws UnsafeFileError.
  */
 export async function resolveInTree(root: string, rel: string, target: string): Promise<string> {
+  if (path.isAbsolute(target)) throw new UnsafeFileError(rel, 'symlink-absolute', `symlink to absolute path ${target}`);
   const stack = rel.split('/').slice(0, -1);
   let pending = target.split('/');
   let hops = 0;
@@ -184,8 +185,7 @@ export async function classify(root: string, rel: string, abs: string, st: fs.St
     } catch {
       throw new UnsafeFileError(rel, 'symlink-not-utf8', 'symlink target is not valid UTF-8');
     }
-    if (path.isAbsolute(target)) throw new UnsafeFileError(rel, 'symlink-absolute', `symlink to absolute path ${target}`);
-    // Resolved inside the tree, not with realpath here: see resolveInTree.
+    // Resolved inside the tree, not with realpath here: see resolveInTree (which refuses absolute targets too).
     await resolveInTree(root, rel, target);
     return 'l';
   }
