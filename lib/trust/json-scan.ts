@@ -14,11 +14,11 @@ import { MalformedError } from './errors';
 
 interface Frame {
   /** Keys seen so far, for an object; null for an array. */
-  keys: Set<string> | null;
-  /** Where this container is ("$.signed.entries"), for error messages. */
-  where: string;
-  /** Where its current member is. */
-  child: string;
+  keys: string[] | null;
+  /** The same keys as a set, once there are many (a short array is cheaper to search than a Set is to make). */
+  keySet: Set<string> | undefined;
+  /** Object: the current member's key. */
+  key: string;
   /** Array: index of the current element. */
   index: number;
 }
@@ -26,6 +26,13 @@ interface Frame {
 const ESCAPES: Record<number, string> = {
   0x22: '"', 0x5c: '\\', 0x2f: '/', 0x62: '\b', 0x66: '\f', 0x6e: '\n', 0x72: '\r', 0x74: '\t',
 };
+
+/** A run of plain string characters (up to a quote, a backslash or a control character), and of whitespace. */
+const STRING_RUN = /[^"\\\u0000-\u001f]*/y;
+const WS_RUN = /[ \t\n\r]*/y;
+
+/** Keys an object may have before they are kept in a Set. */
+const SMALL_OBJECT = 16;
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
@@ -51,38 +58,42 @@ export function scanJson(text: string, maxDepth: number, file?: string): void {
   const n = text.length;
   let i = 0;
   const stack: Frame[] = [];
-  const here = (): string => (stack.length === 0 ? '$' : stack[stack.length - 1].child);
-  const fail = (reason: string, where = here()): never => {
-    throw new MalformedError(where, `${reason} (at character ${i})`, file);
+  // The JSON path of where the scan is, built only for an error message.
+  const here = (): string => {
+    let where = '$';
+    for (const f of stack) where += f.keys !== null ? `.${f.key}` : `[${f.index}]`;
+    return where;
+  };
+  const fail = (reason: string): never => {
+    throw new MalformedError(here(), `${reason} (at character ${i})`, file);
   };
 
   const ws = (): void => {
-    while (i < n) {
-      const c = text.charCodeAt(i);
-      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return;
-      i++;
-    }
+    WS_RUN.lastIndex = i;
+    WS_RUN.test(text);
+    i = WS_RUN.lastIndex;
   };
 
   /** Reads a string at text[i] === '"'; returns its value if `decode`, else ''. */
   const readString = (decode: boolean): string => {
     i++; // opening quote
-    const parts: string[] = [];
+    let parts: string[] | undefined; // only for a string with escapes
     let runStart = i;
     for (;;) {
+      // Skip plain characters with one native search (a sticky regex; test() allocates nothing).
+      STRING_RUN.lastIndex = i;
+      STRING_RUN.test(text);
+      i = STRING_RUN.lastIndex;
       if (i >= n) fail('unterminated string');
       const c = text.charCodeAt(i);
       if (c === 0x22) {
-        if (decode) parts.push(text.slice(runStart, i));
+        const tail = decode ? text.slice(runStart, i) : '';
         i++;
-        return decode ? parts.join('') : '';
+        return parts === undefined ? tail : parts.join('') + tail;
       }
       if (c < 0x20) fail('control character in a string (escape it)');
-      if (c !== 0x5c) {
-        i++;
-        continue;
-      }
-      if (decode) parts.push(text.slice(runStart, i));
+      // A backslash.
+      if (decode) (parts ??= []).push(text.slice(runStart, i));
       const e = text.charCodeAt(i + 1);
       if (e === 0x75 /* u */) {
         let code = 0;
@@ -91,12 +102,12 @@ export function scanJson(text: string, maxDepth: number, file?: string): void {
           if (h < 0) fail('bad \\u escape');
           code = code * 16 + h;
         }
-        if (decode) parts.push(String.fromCharCode(code));
+        if (decode) parts!.push(String.fromCharCode(code));
         i += 6;
       } else {
         const m = ESCAPES[e];
         if (m === undefined) fail('bad escape in a string');
-        if (decode) parts.push(m);
+        if (decode) parts!.push(m);
         i += 2;
       }
       runStart = i;
@@ -130,12 +141,15 @@ export function scanJson(text: string, maxDepth: number, file?: string): void {
   /** Reads `"key" :` into the object frame `f`, refusing a key it already has. */
   const readKey = (f: Frame): void => {
     ws();
-    if (text.charCodeAt(i) !== 0x22) fail('expected a string key', f.where);
+    if (text.charCodeAt(i) !== 0x22) fail('expected a string key');
     const key = readString(true);
-    const child = `${f.where}.${key}`;
-    if (f.keys!.has(key)) fail(`duplicate key ${show(key)}: a JSON parser keeps only one of them, so the document is refused`, child);
-    f.keys!.add(key);
-    f.child = child;
+    f.key = key;
+    const keys = f.keys!;
+    if (f.keySet !== undefined ? f.keySet.has(key) : keys.includes(key)) {
+      fail(`duplicate key ${show(key)}: a JSON parser keeps only one of them, so the document is refused`);
+    }
+    if (f.keySet !== undefined) f.keySet.add(key);
+    else if (keys.push(key) > SMALL_OBJECT) f.keySet = new Set(keys);
     ws();
     if (text.charCodeAt(i) !== 0x3a /* : */) fail('expected ":" after a key');
     i++;
@@ -143,8 +157,7 @@ export function scanJson(text: string, maxDepth: number, file?: string): void {
 
   const open = (isObject: boolean): Frame => {
     if (stack.length + 1 > maxDepth) fail(`nested deeper than ${maxDepth} levels`);
-    const where = here();
-    return { keys: isObject ? new Set() : null, where, child: isObject ? where : `${where}[0]`, index: 0 };
+    return { keys: isObject ? [] : null, keySet: undefined, key: '', index: 0 };
   };
 
   for (;;) {
@@ -197,12 +210,8 @@ export function scanJson(text: string, maxDepth: number, file?: string): void {
       const d = text.charCodeAt(i);
       if (d === 0x2c /* , */) {
         i++;
-        if (top.keys !== null) {
-          readKey(top);
-        } else {
-          top.index++;
-          top.child = `${top.where}[${top.index}]`;
-        }
+        if (top.keys !== null) readKey(top);
+        else top.index++;
         break;
       }
       if ((top.keys !== null && d === 0x7d) || (top.keys === null && d === 0x5d)) {
