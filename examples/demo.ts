@@ -108,7 +108,7 @@ async function main(): Promise<void> {
   const auditFile = path.join(root, 'audit.jsonl');
   const host = new PluginHost({
     pluginDirs: [plugins],
-    trust: { store: new TrustStore({ anchor: { keys: [key], threshold: 1 }, statePath: path.join(root, 'trust-state.json') }), file: trust.file },
+    trust: { store: new TrustStore({ anchor: { keys: [key], threshold: 1 }, statePath: path.join(root, 'trust-state.json'), startOver: true /* a new host: no state file yet */ }), file: trust.file },
     hostApiVersion: '1.3.0',
     hooks: [
       { name: 'request', mode: 'waterfall', timeout: 2000 },

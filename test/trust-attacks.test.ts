@@ -87,13 +87,13 @@ t.test('an older list replayed: ERR_TRUST_ROLLBACK', async (t) => {
   const [k] = await keys(1);
   const v1 = await signedList({ declared: [k], threshold: 1, signers: [k], version: 1 });
   const v2 = await signedList({ declared: [k], threshold: 1, signers: [k], version: 2 });
-  const store = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 'state.json') });
+  const store = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 'state.json'), startOver: true });
   t.equal((await store.loadBytes(v1.text)).version, 1);
   t.equal((await store.loadBytes(v2.text)).version, 2);
   t.equal((await store.loadBytes(v2.text)).version, 2, 'the same list again is fine');
   await t.rejects(store.loadBytes(v1.text), { code: 'ERR_TRUST_ROLLBACK', version: 1, highestAccepted: 2 });
   // A fresh store on the same state file remembers.
-  const again = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 'state.json') });
+  const again = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 'state.json'), startOver: true });
   await t.rejects(again.loadBytes(v1.text), { code: 'ERR_TRUST_ROLLBACK' });
 });
 
@@ -103,7 +103,7 @@ t.test('a different list reusing an accepted version: ERR_TRUST_ROLLBACK', async
   const [k] = await keys(1);
   const a = await signedList({ declared: [k], threshold: 1, signers: [k], version: 3 });
   const b = await signedList({ declared: [k], threshold: 1, signers: [k], version: 3, plugins: { alpha: makePlugin(root, 'alpha') } });
-  const store = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 'state.json') });
+  const store = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 'state.json'), startOver: true });
   await store.loadBytes(a.text);
   await t.rejects(store.loadBytes(b.text), { code: 'ERR_TRUST_ROLLBACK', version: 3, highestAccepted: 3 });
 });
@@ -159,7 +159,7 @@ t.test('key rotation needs a threshold of the old AND the new keys', async (t) =
   const dir = tmpdir();
   const [old1, old2, new1, new2] = await keys(4);
   const statePath = path.join(dir, 'state.json');
-  const store = new TrustStore({ anchor: anchorOf([old1, old2], 2), statePath });
+  const store = new TrustStore({ anchor: anchorOf([old1, old2], 2), statePath, startOver: true });
   await store.loadBytes((await signedList({ declared: [old1, old2], threshold: 2, signers: [old1, old2], version: 1 })).text);
 
   // Signed only by the new keys: the old (pinned) set never agreed.
@@ -204,7 +204,7 @@ t.test('truncated, garbage, huge and deeply nested list files: ERR_TRUST_MALFORM
   const huge = path.join(dir, 'huge.json');
   fs.writeFileSync(huge, '');
   fs.truncateSync(huge, 4 * 1024 * 1024 * 1024);
-  const store = new TrustStore({ anchor, statePath: path.join(dir, 'state.json') });
+  const store = new TrustStore({ anchor, statePath: path.join(dir, 'state.json'), startOver: true });
   const started = process.hrtime.bigint();
   await t.rejects(store.load(huge), { code: 'ERR_TRUST_MALFORMED', where: '$' });
   t.ok(process.hrtime.bigint() - started < 2_000_000_000n, 'refused without reading it');
@@ -239,9 +239,9 @@ t.test('a tampered ciphertext: ERR_TRUST_DECRYPT', async (t) => {
 
   // Through the store: the envelope is opened, then the signature still checked.
   const dir = tmpdir();
-  const store = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 's.json'), envelopeKey: key });
+  const store = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 's.json'), envelopeKey: key, startOver: true });
   t.equal((await store.loadBytes(sealed)).version, 1);
-  const noKey = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 's2.json') });
+  const noKey = new TrustStore({ anchor: anchorOf([k], 1), statePath: path.join(dir, 's2.json'), startOver: true });
   await t.rejects(noKey.loadBytes(sealed), { code: 'ERR_TRUST_MALFORMED' });
 });
 

@@ -55,6 +55,12 @@ t.test('whole flow: keygen → hash → init → add → sign → verify → sho
 
   const state = path.join(home, 'state.json');
   r = warden('trust', 'verify', list, '--pin', pub, '--state', state, '--plugin', plugin);
+  t.equal(r.status, 1, 'a --state file that does not exist is refused');
+  t.match(r.stderr, /ERR_TRUST_STATE_MISSING/);
+  t.notOk(fs.existsSync(state), 'and not created');
+  r = warden('trust', 'reset-state', state, '--reason', 'new host', '--audit', path.join(home, 'audit.jsonl'));
+  t.equal(r.status, 0, r.stderr);
+  r = warden('trust', 'verify', list, '--pin', pub, '--state', state, '--plugin', plugin);
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, /^TRUSTED: .* version 1/);
   t.match(r.stdout, new RegExp(`signed by ${keyId}`));
@@ -91,7 +97,7 @@ t.test('whole flow: keygen → hash → init → add → sign → verify → sho
   // remove
   t.equal(warden('trust', 'remove', list, 'alpha@1.0.0').status, 0);
   t.match(warden('trust', 'show', list).stdout, /entries\s+0/);
-  t.same(leftovers(home, ['.warden', 'alpha', 'trust.json', 'state.json', 'old.json']), [], 'no temporary files left');
+  t.same(leftovers(home, ['.warden', 'alpha', 'trust.json', 'state.json', 'old.json', 'audit.jsonl']), [], 'no temporary files left');
 });
 
 t.test('encrypt and decrypt; a tampered envelope is refused', async (t) => {
@@ -147,6 +153,7 @@ t.test('verify levels: unpinned key exits 3; threshold and rotation through the 
   t.match(r.stderr, /ERR_TRUST_THRESHOLD/);
   warden('trust', 'sign', l2, '--key', k('b', 'key'));
   const state = path.join(home, 'state.json');
+  t.equal(warden('trust', 'reset-state', state, '--reason', 'new host', '--audit', path.join(home, 'audit.jsonl')).status, 0);
   r = warden('trust', 'verify', l2, '--pin', k('a', 'pub'), '--pin', k('b', 'pub'), '--threshold', '2', '--state', state);
   t.equal(r.status, 0, r.stderr);
 
@@ -180,7 +187,7 @@ t.test('bad input: clear errors naming the argument, nothing half-written', asyn
   t.match(r.stderr, /missing argument: NAME/);
   r = warden('hash', path.join(home, 'missing'));
   t.equal(r.status, 1);
-  t.match(r.stderr, /missing: no such file or directory/);
+  t.match(r.stderr, /missing: cannot read the plugin's files \(ENOENT: no such file or directory.*\[ERR_TRUST_TREE_UNREADABLE\]/);
   r = warden('trust', 'frob');
   t.equal(r.status, 2);
   t.match(r.stderr, /unknown subcommand 'frob'/);

@@ -115,5 +115,5 @@ t.test('not a directory', async (t) => {
   const root = tmpdir();
   fs.writeFileSync(path.join(root, 'f'), 'x');
   await t.rejects(digestDirectory(path.join(root, 'f')), { code: 'ERR_TRUST_UNSAFE_FILE', kind: 'not-directory' });
-  await t.rejects(digestDirectory(path.join(root, 'missing')), { code: 'ENOENT' });
+  await t.rejects(digestDirectory(path.join(root, 'missing')), { code: 'ERR_TRUST_TREE_UNREADABLE', errno: 'ENOENT' });
 });

@@ -22,7 +22,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   doctor: { run: doctorCommand, summary: 'what this host offers and what warden will degrade or refuse' },
   keygen: { run: keygen, summary: 'create a signing key pair (or --envelope key) for trust lists' },
   hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
-  trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists' },
+  trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists; reset-state' },
   audit: { run: audit, summary: 'show, filter and verify an audit log (--file or $WARDEN_AUDIT_LOG)' },
 };
 

@@ -15,7 +15,8 @@ import { MalformedError } from '../trust/errors';
 import { DEFAULT_MAX_BYTES, readBounded, writeFileAtomic } from '../trust/io';
 import { loadEnvelopeKey, loadPublicKey, loadSigningKey, PublicKey } from '../trust/keys';
 import { parseJsonBounded } from '../trust/canonical';
-import { readTrustState, writeTrustState } from '../trust/state';
+import { isResetState, readTrustState, StateRecord, writeResetState, writeTrustState } from '../trust/state';
+import { AuditLog } from '../audit/log';
 import { checkTrustList, TrustAnchor } from '../trust/verify';
 import { flag, list, parse, Parsed, parseWhen, positiveInt, run, str, UsageError } from './trust-common';
 import { readManifest } from '../plugins/manifest';
@@ -36,7 +37,12 @@ const USAGE = `usage: warden trust <subcommand> LIST [options]
   sign LIST --key SECRET          add a signature
   verify LIST --pin PUB... [--threshold N] [--state FILE] [--envelope-key KEY]
         [--plugin DIR [--name N] [--version V]]
+        --state FILE must exist (create it with reset-state)
         exit 0: verified and trusted; 3: valid signature from a key that is not pinned; 1: failed
+  reset-state STATE --reason TEXT [--audit FILE]
+        start over: forget the highest accepted version (the next list signed by the pinned
+        keys is accepted whatever its version); recorded at critical in the audit log
+        (--audit or $WARDEN_AUDIT_LOG, required). Run it while the host is stopped.
   show LIST [--envelope-key KEY] [--json]
   encrypt LIST --key ENVKEY [--out FILE]      default FILE: LIST.enc
   decrypt FILE --key ENVKEY --out LIST
@@ -195,7 +201,8 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
     const pins = await loadKeys(list(p, 'pin'), '--pin');
     const anchor: TrustAnchor = { keys: pins, threshold: threshold(p, new Set(pins.map((k) => k.keyId)).size) };
     const statePath = str(p, 'state');
-    const state = statePath === undefined ? undefined : await readTrustState(statePath);
+    const record = statePath === undefined ? undefined : await readTrustState(statePath);
+    const state = record === undefined || isResetState(record) ? undefined : record;
     if (statePath === undefined) process.stderr.write('warden trust verify: no --state file: rollback to an older list is not detected\n');
     let bytes: Uint8Array = await readBounded(file, DEFAULT_MAX_BYTES);
     const envKeyFile = str(p, 'envelope-key');
@@ -214,6 +221,7 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
     }
     const listed = check.list;
     if (statePath !== undefined && (state === undefined || state.version !== listed.version || listed.rotated)) await writeTrustState(statePath, listed);
+    if (record !== undefined && isResetState(record)) process.stderr.write(`warden trust verify: ${statePath} had been reset (${record.resetAt}); version ${listed.version} is now the floor\n`);
     const pluginDir = str(p, 'plugin');
     let plugin = '';
     if (pluginDir !== undefined) {
@@ -222,6 +230,38 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
       plugin = `; plugin ${e.name}@${e.version} matches (trust ${e.trust}, publisher ${e.publisher})`;
     }
     process.stdout.write(`TRUSTED: ${file} version ${listed.version}, expires ${listed.document.signed.expires}, signed by ${listed.signers.join(', ')}${listed.rotated ? ' (key rotation accepted)' : ''}${plugin}\n`);
+    return 0;
+  },
+
+  async 'reset-state'(args) {
+    const p = parse(args, { reason: { type: 'string' }, audit: { type: 'string' } }, { min: 1, max: 1, names: 'STATE' });
+    const file = p.positionals[0];
+    const reason = str(p, 'reason');
+    if (reason === undefined || reason.trim() === '') throw new UsageError('--reason TEXT is required: say why the rollback protection is reset (it goes to the audit log)');
+    const auditFile = str(p, 'audit') ?? process.env.WARDEN_AUDIT_LOG;
+    if (auditFile === undefined || auditFile === '') throw new UsageError('--audit FILE (or $WARDEN_AUDIT_LOG) is required: a reset is recorded at critical in the audit log');
+    let before: StateRecord | undefined;
+    let was: string;
+    try {
+      before = await readTrustState(file);
+      was = isResetState(before) ? `already reset at ${before.resetAt}` : `version ${before.version} accepted at ${before.acceptedAt}`;
+    } catch (e) {
+      was = (e as Error).message.split('. The state file')[0];
+    }
+    // The audit line first: a reset that could not be recorded is not made.
+    const failures: Error[] = [];
+    const log = new AuditLog({ path: auditFile, sync: true, onError: (e) => failures.push(e) });
+    try {
+      log.append({
+        severity: 'critical', event: 'trust-state-reset', reason: `trust state ${file} reset by the operator: ${reason}`,
+        details: { statePath: file, previous: was, previousVersion: before !== undefined && !isResetState(before) ? before.version : null, user: process.env.SUDO_USER ?? process.env.USER ?? null },
+      });
+    } finally {
+      log.close();
+    }
+    if (failures.length > 0) throw new UsageError(`cannot write the audit log ${auditFile} (${failures[0].message}); the state was NOT reset`);
+    await writeResetState(file, reason);
+    process.stdout.write(`reset ${file} (was: ${was}). The next trust list signed by the host's pinned keys is accepted whatever its version; start the host now.\n`);
     return 0;
   },
 

@@ -10,6 +10,13 @@
  *          (shutdownTimeout) → stop the sandbox → free everything
  *
  * Every decision goes to the audit log; every status change is a 'status' event with a reason.
+ *
+ * Trust is enforced for as long as the host runs, not only when a list is read: at the moment the
+ * list in force expires (a timer, re-armed in steps since setTimeout cannot wait longer than
+ * 2^31-1 ms), the host stops loading and reloading from it, emits 'trust-expired', writes a
+ * `critical` audit line and applies `onTrustExpired` to the running plugins. Every load also checks
+ * the expiry itself, before it starts and again before the new instance takes calls, so a late
+ * timer (a busy loop, a wall clock jump) cannot let one through. A fresh list ends it.
  */
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -28,7 +35,8 @@ import type { TrustStore } from '../trust/store';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { TrustEntry } from '../trust/document';
 import { assertCompatible } from '../trust/compat';
-import { DigestMismatchError } from '../trust/errors';
+import { DigestMismatchError, ExpiredError } from '../trust/errors';
+import type { StartOverEvent } from '../trust/store';
 import { readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
 import { RunnerPool } from '../pool';
 import { deadHostCgroups } from '../limits';
@@ -103,6 +111,15 @@ export interface PluginHostOptions {
   shutdownTimeoutMs?: number;
   /** How long a plugin may take to load (module + activate). Default 10000 ms. */
   loadTimeoutMs?: number;
+  /**
+   * What happens to running plugins when the trust list in force expires (loads and reloads stop
+   * either way, until a fresh list is accepted):
+   * - 'unload' (default): they are unloaded (status reason 'trust-expired') and loaded again once a
+   *   fresh list lists them. Fail closed: an expired list can no longer vouch that they were not revoked.
+   * - 'keep-serving': they keep serving, each with a `warning` audit line; choose it when an outage
+   *   costs more than running code whose revocation the host may not have seen.
+   */
+  onTrustExpired?: 'unload' | 'keep-serving';
   /** Reload plugins when their directory or the trust list changes. Default false. */
   watch?: boolean | { debounceMs?: number };
   /**
@@ -160,6 +177,16 @@ export class PluginHost extends EventEmitter {
   private readonly launcher: PluginLauncher;
   private readonly pool: RunnerPool | undefined;
   private trustList: VerifiedTrustList | undefined;
+  /** The list in force has expired (and no fresh one was accepted since). */
+  private trustExpired = false;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private readonly onStartOver = (ev: StartOverEvent): void => {
+    this.log('critical', 'trust-state-reset', undefined,
+      ev.how === 'option'
+        ? `no trust state file at ${ev.statePath}: started over (startOver option), version ${ev.version} accepted without rollback protection`
+        : `trust state ${ev.statePath} was reset by the operator (${ev.resetAt}: ${ev.reason}); version ${ev.version} accepted without rollback protection`,
+      { ...ev });
+  };
   private watcher: PluginWatcher | undefined;
   private closed = false;
   private started = false;
@@ -177,6 +204,9 @@ export class PluginHost extends EventEmitter {
       throw new InvalidOptionError('hostApiVersion', 'must be an exact semver version like 1.0.0');
     }
     if (o.loading !== undefined && o.loading !== 'eager' && o.loading !== 'lazy') throw new InvalidOptionError('loading', "must be 'eager' or 'lazy'");
+    if (o.onTrustExpired !== undefined && o.onTrustExpired !== 'unload' && o.onTrustExpired !== 'keep-serving') {
+      throw new InvalidOptionError('onTrustExpired', "must be 'unload' or 'keep-serving'");
+    }
     if (o.restart !== undefined && o.restart.policy !== 'off' && o.restart.policy !== 'restart') throw new InvalidOptionError('restart.policy', "must be 'off' or 'restart'");
     for (const [f, v] of [
       ['drainTimeoutMs', o.drainTimeoutMs], ['shutdownTimeoutMs', o.shutdownTimeoutMs], ['loadTimeoutMs', o.loadTimeoutMs],
@@ -189,6 +219,8 @@ export class PluginHost extends EventEmitter {
     this.defaults = parsePluginLimits(o.limits ?? DEFAULT_LIMITS, 'limits');
     this.opts = o;
     for (const h of o.hooks ?? []) this.registry.declare(h);
+    // A store that starts over (reset record, startOver option) says so; it is audited at critical.
+    if (typeof (o.trust.store as Partial<EventEmitter>).on === 'function') o.trust.store.on('start-over', this.onStartOver);
     if (o.audit instanceof AuditLog) {
       this.audit = o.audit;
       this.ownsAudit = false;
@@ -298,8 +330,12 @@ export class PluginHost extends EventEmitter {
   async refreshTrust(): Promise<VerifiedTrustList> {
     try {
       const list = await this.opts.trust.store.load(this.opts.trust.file);
+      const wasExpired = this.trustExpired;
       this.trustList = list;
-      this.log('info', 'verify', undefined, `trust list version ${list.version} accepted`, { version: list.version, signers: list.signers, rotated: list.rotated });
+      this.trustExpired = false;
+      this.armExpiry(list);
+      this.log('info', 'verify', undefined, `trust list version ${list.version} accepted (expires ${list.document.signed.expires})`, { version: list.version, signers: list.signers, rotated: list.rotated, expires: list.document.signed.expires });
+      if (wasExpired) this.restoreAfterExpiry();
       return list;
     } catch (e) {
       this.log('critical', 'verify', undefined, `trust list refused: ${errorFields(e).message}`, { code: errorFields(e).code });
@@ -329,6 +365,9 @@ export class PluginHost extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.watcher?.close();
+    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (typeof (this.opts.trust.store as Partial<EventEmitter>).off === 'function') this.opts.trust.store.off('start-over', this.onStartOver);
     for (const r of this.records.values()) this.clearRestart(r);
     await Promise.all(
       [...this.records.values()].map((r) =>
@@ -411,6 +450,7 @@ export class PluginHost extends EventEmitter {
     let entry: TrustEntry;
     let tree: PluginTree;
     try {
+      this.assertNotExpired(list);
       entry = list.entry(manifest.name, manifest.version);
       // The files are read once: digested here and these very bytes copied into the sandbox, so
       // what was verified is what runs, whatever happens to the directory afterwards.
@@ -530,6 +570,7 @@ export class PluginHost extends EventEmitter {
     try {
       const prep = await this.prepare(r, chain);
       inst = await this.startInstance(r, prep);
+      await this.stillTrusted(r, inst);
     } catch (e) {
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
       const refused = err.stage === 'verify' || err.stage === 'permissions' || err.stage === 'compat';
@@ -560,6 +601,7 @@ export class PluginHost extends EventEmitter {
     try {
       const prep = await this.prepare(r, []);
       inst = await this.startInstance(r, prep);
+      await this.stillTrusted(r, inst);
     } catch (e) {
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
       this.log('warning', 'reload', r, `reload failed, ${old.version} keeps serving: ${err.message}`, { stage: err.stage });
@@ -630,6 +672,87 @@ export class PluginHost extends EventEmitter {
   private clearRestart(r: PluginRecord): void {
     if (r.restartTimer !== undefined) clearTimeout(r.restartTimer);
     r.restartTimer = undefined;
+  }
+
+  // ---------------------------------------------------------------- trust list expiry
+
+  /** The longest delay setTimeout honours; a longer one fires at once (with a warning). */
+  private static readonly MAX_TIMER_MS = 2 ** 31 - 1;
+
+  /** Fires expire() at the list's expiry: in steps of at most MAX_TIMER_MS, re-checked each time. */
+  private armExpiry(list: VerifiedTrustList): void {
+    if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (this.closed) return;
+    const left = list.expires.getTime() - Date.now();
+    if (left <= 0) {
+      this.expire(list);
+      return;
+    }
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      // A step of a long wait, or a timer a little early for the wall clock: wait the rest.
+      if (this.trustList === list) this.armExpiry(list);
+    }, Math.min(left, PluginHost.MAX_TIMER_MS));
+    // The expiry alone must not keep the application alive.
+    this.expiryTimer.unref();
+  }
+
+  /** Throws (ExpiredError) if `list` has expired, handling the expiry first if nothing did yet. */
+  private assertNotExpired(list: VerifiedTrustList): void {
+    const now = Date.now();
+    if (now < list.expires.getTime()) return;
+    this.expire(list);
+    throw new ExpiredError(list.document.signed.expires, new Date(now).toISOString());
+  }
+
+  /** After a new instance started: the list it was verified against may have expired meanwhile. */
+  private async stillTrusted(r: PluginRecord, inst: PluginInstance): Promise<void> {
+    const list = this.trustList;
+    try {
+      if (list === undefined) throw new Error('no trust list is in force');
+      this.assertNotExpired(list);
+    } catch (e) {
+      await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+      this.log('warning', 'verify', r, `${r.name} refused after it started: ${errorFields(e).message}`, { code: errorFields(e).code });
+      throw new PluginLoadError(r.name, 'verify', e);
+    }
+  }
+
+  /** The list in force expired: stop trusting it. Idempotent. */
+  private expire(list: VerifiedTrustList): void {
+    if (this.trustList !== list || this.trustExpired || this.closed) return;
+    this.trustExpired = true;
+    const policy = this.opts.onTrustExpired ?? 'unload';
+    const expires = list.document.signed.expires;
+    const running = [...this.records.values()].filter((r) => r.instance !== undefined);
+    this.log('critical', 'trust-expired', undefined,
+      `trust list version ${list.version} expired at ${expires}: no plugin is loaded or reloaded until a fresh list is accepted; ` +
+        `${running.length} running plugin(s) ${policy === 'unload' ? 'unloaded' : 'keep serving'} (onTrustExpired: ${policy})`,
+      { version: list.version, expires, policy, running: running.map((r) => r.name) });
+    this.emit('trust-expired', { version: list.version, expires, policy });
+    for (const r of running) {
+      if (policy === 'keep-serving') {
+        this.log('warning', 'trust-expired', r, `keeps serving on expired trust list version ${list.version} (onTrustExpired: keep-serving)`);
+        continue;
+      }
+      this.clearRestart(r);
+      this.enqueue(r, () => this.doUnload(r, { kind: 'trust-expired', message: `trust list version ${list.version} expired at ${expires}` })).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A fresh list after an expiry: plugins unloaded for it, or refused because of it, come back
+   * (eager) or wait for their next call (lazy).
+   */
+  private restoreAfterExpiry(): void {
+    for (const r of this.records.values()) {
+      const unloaded = r.status === 'unloaded' && r.reason?.kind === 'trust-expired';
+      const refused = r.status === 'failed' && r.reason?.code === 'ERR_TRUST_EXPIRED';
+      if (!unloaded && !refused) continue;
+      if (this.opts.loading === 'lazy') this.setStatus(r, 'idle', { kind: 'unloaded', message: 'a fresh trust list was accepted' });
+      else this.ensureLoaded(r, []).catch(() => undefined);
+    }
   }
 
   // ---------------------------------------------------------------- hot reload triggers

@@ -15,7 +15,7 @@ import type { TrustEntry } from '../trust/document';
 /** Why a plugin stopped or was refused: a violation kind, or what the host decided. */
 export type PluginReasonKind =
   | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'crash'
-  | 'refused' | 'revoked' | 'unloaded' | 'replaced' | 'load-failed' | 'host-shutdown';
+  | 'refused' | 'revoked' | 'unloaded' | 'replaced' | 'load-failed' | 'host-shutdown' | 'trust-expired';
 
 export interface PluginReason {
   kind: PluginReasonKind;

@@ -4,10 +4,11 @@
  * JSON.stringify writes them, and only safe integers as numbers: floats have several spellings and
  * are not needed in a trust list.
  *
- * Parsing is bounded: a size cap and a nesting-depth check run before JSON.parse, so a huge or deeply
- * nested document is refused in linear time without recursion.
+ * Parsing is bounded and strict: a size cap, then a scan (json-scan.ts) that refuses nesting deeper
+ * than a limit and duplicate keys, in linear time without recursion, before JSON.parse.
  */
 import { MalformedError } from './errors';
+import { scanJson } from './json-scan';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
@@ -51,8 +52,8 @@ function write(v: unknown, out: string[], where: string, depth: number): void {
 }
 
 /**
- * Parses JSON text after checking its size and nesting depth. Every failure is a MalformedError.
- * The depth scan skips string contents, so brackets inside strings do not count.
+ * Parses JSON text after checking its size, nesting depth and that no object has a key twice.
+ * Every failure is a MalformedError.
  */
 export function parseJsonBounded(
   input: string | Uint8Array,
@@ -67,21 +68,8 @@ export function parseJsonBounded(
   } catch {
     throw new MalformedError('$', 'not valid UTF-8 text', opts.file);
   }
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c /* \ */) i++;
-      else if (c === 0x22 /* " */) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x5b /* [ */ || c === 0x7b /* { */) {
-      if (++depth > maxDepth) throw new MalformedError('$', `nested deeper than ${maxDepth} levels`, opts.file);
-    } else if (c === 0x5d || c === 0x7d) {
-      depth--;
-    }
-  }
+  // Structure, depth and duplicate keys first (json-scan.ts): JSON.parse would keep the last of two equal keys.
+  scanJson(text, maxDepth, opts.file);
   try {
     return JSON.parse(text) as JsonValue;
   } catch (e) {

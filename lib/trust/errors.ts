@@ -155,6 +155,17 @@ export class UnsafeFileError extends TrustError {
   }
 }
 
+/** A plugin directory could not be read (missing, permission, I/O error): `errno` says which. */
+export class TreeReadError extends TrustError {
+  readonly path: string;
+  readonly errno: string;
+  constructor(path: string, errno: string, detail: string) {
+    super('ERR_TRUST_TREE_UNREADABLE', `${path}: cannot read the plugin's files (${detail}). Check that the directory exists and is readable.`);
+    this.path = path;
+    this.errno = errno;
+  }
+}
+
 /** A key file is unreadable, of the wrong kind, or too widely readable. */
 export class KeyFileError extends TrustError {
   readonly path: string;
@@ -164,15 +175,47 @@ export class KeyFileError extends TrustError {
   }
 }
 
-/** The host state file (highest accepted version) is unreadable or corrupt. Refused, never reset silently. */
+/**
+ * The host state file (highest accepted version) is unreadable, corrupt, or a symlink (never
+ * followed). Refused, never reset silently: starting over is `warden trust reset-state`.
+ */
 export class StateFileError extends TrustError {
   readonly path: string;
-  constructor(path: string, reason: string) {
+  constructor(path: string, reason: string, code = 'ERR_TRUST_STATE') {
     super(
-      'ERR_TRUST_STATE',
-      `${path}: ${reason}. The state file protects against rollbacks; restore it from backup rather than deleting it.`,
+      code,
+      `${path}: ${reason}. The state file protects against rollbacks: restore it from backup, or start over ` +
+        'deliberately (warden trust reset-state; see the trust section of the README).',
     );
     this.path = path;
+  }
+}
+
+/**
+ * The state file does not exist. At a host's start this is a fresh install or a deletion, which look
+ * the same: both need an operator to say so (warden trust reset-state, or the store's startOver
+ * option). While running, the file vanished under the host.
+ */
+export class StateMissingError extends StateFileError {
+  constructor(path: string, running: boolean) {
+    super(
+      path,
+      running
+        ? 'the state file disappeared while this host was running (it still enforces the version it accepted)'
+        : 'no state file: nothing tells which trust list version was accepted last',
+      'ERR_TRUST_STATE_MISSING',
+    );
+  }
+}
+
+/** The state file records less than this running host accepted: it was replaced, or reset under it. */
+export class StateReplacedError extends StateFileError {
+  readonly recorded: number;
+  readonly highestAccepted: number;
+  constructor(path: string, recorded: number, highestAccepted: number, what: string) {
+    super(path, `${what} (this host accepted version ${highestAccepted}; a reset takes effect when the host starts)`, 'ERR_TRUST_STATE_REPLACED');
+    this.recorded = recorded;
+    this.highestAccepted = highestAccepted;
   }
 }
 

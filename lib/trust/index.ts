@@ -6,7 +6,7 @@ export {
   PublicKey, SigningKey, EnvelopeKey, keyIdOf, generateSigningKey, generateEnvelopeKey, writeSigningKeyFiles,
   writeEnvelopeKeyFile, loadPublicKey, loadSigningKey, loadEnvelopeKey, publicKeyToJson,
 } from './keys';
-export { digestDirectory, isDigest, DigestOptions } from './digest';
+export { digestDirectory, isDigest, DigestOptions, resolveInTree } from './digest';
 export { readPluginTree, PluginTree, TreeEntry, TreeLimits, DEFAULT_TREE_LIMITS } from './tree';
 export {
   TrustLevel, TRUST_LEVELS, TrustEntry, KeySet, DeclaredKey, SignedTrustList, TrustSignature, TrustListDocument,
@@ -18,6 +18,6 @@ export {
   verifyTrustList, verifyTrustDocument, checkTrustList, tallySignatures, documentDigest,
 } from './verify';
 export { encryptEnvelope, decryptEnvelope, isEnvelope, Envelope } from './envelope';
-export { TrustState, readTrustState, writeTrustState } from './state';
-export { TrustStore, TrustStoreOptions } from './store';
+export { TrustState, ResetState, StateRecord, isResetState, readTrustState, writeTrustState, writeResetState } from './state';
+export { TrustStore, TrustStoreOptions, StartOverEvent } from './store';
 export { CompatManifest, HostContext, checkManifest, compatibilityProblems, assertCompatible } from './compat';

@@ -15,8 +15,10 @@ export const DEFAULT_MAX_BYTES = 8 * 1024 * 1024;
  * Reads a regular file of at most `maxBytes`. Refuses anything else (a fifo or /dev/zero would never end)
  * and refuses by size before reading, so a 10 GB file costs one fstat.
  */
-export async function readBounded(file: string, maxBytes: number = DEFAULT_MAX_BYTES): Promise<Buffer> {
-  const fh = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+export async function readBounded(file: string, maxBytes: number = DEFAULT_MAX_BYTES, opts: { noFollow?: boolean } = {}): Promise<Buffer> {
+  // noFollow: a symlink as the last component fails with ELOOP instead of being followed.
+  const flags = fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | (opts.noFollow === true ? fs.constants.O_NOFOLLOW : 0);
+  const fh = await fs.promises.open(file, flags);
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw new MalformedError('$', 'not a regular file', file);

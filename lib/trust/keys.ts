@@ -114,8 +114,9 @@ async function readKeyDoc(file: string, secret: boolean): Promise<Record<string,
   let doc;
   try {
     doc = parseJsonBounded(buf, { maxBytes: KEY_FILE_MAX, maxDepth: 2 });
-  } catch {
-    throw new KeyFileError(file, 'not a warden key file (not JSON)');
+  } catch (e) {
+    // The reason (not JSON, too deep, a key given twice) without the file name the error repeats.
+    throw new KeyFileError(file, `not a warden key file (${(e as Error).message.replace(/^\$: /, '')})`);
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new KeyFileError(file, 'not a warden key file');
   return doc;

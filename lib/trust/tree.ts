@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { DIGEST_PREFIX, classify } from './digest';
+import { DIGEST_PREFIX, childPath, classify, treeError } from './digest';
 import { UnsafeFileError } from './errors';
 
 export interface TreeLimits {
@@ -69,6 +69,15 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 export async function readPluginTree(dir: string, limits: TreeLimits = {}): Promise<PluginTree> {
   const maxFiles = limitOf(limits.maxFiles, DEFAULT_TREE_LIMITS.maxFiles, 'maxFiles');
   const maxBytes = limitOf(limits.maxBytes, DEFAULT_TREE_LIMITS.maxBytes, 'maxBytes');
+  try {
+    return await readTree(dir, maxFiles, maxBytes);
+  } catch (e) {
+    // A missing directory or an unreadable file is a refusal of the tree too: ERR_TRUST_TREE_UNREADABLE.
+    throw treeError(e, dir);
+  }
+}
+
+async function readTree(dir: string, maxFiles: number, maxBytes: number): Promise<PluginTree> {
   const root = fs.realpathSync(dir);
   const st = fs.lstatSync(root);
   if (!st.isDirectory()) throw new UnsafeFileError(dir, 'not-directory', 'not a directory');
@@ -77,8 +86,8 @@ export async function readPluginTree(dir: string, limits: TreeLimits = {}): Prom
   const pending: string[] = [''];
   while (pending.length > 0) {
     const relDir = pending.pop() as string;
-    for (const name of fs.readdirSync(path.join(root, relDir))) {
-      const rel = relDir === '' ? name : `${relDir}/${name}`;
+    for (const raw of fs.readdirSync(path.join(root, relDir), { encoding: 'buffer' })) {
+      const rel = childPath(relDir, raw);
       const abs = path.join(root, rel);
       const lst = fs.lstatSync(abs);
       // classify() is async only for symlinks (it resolves them); files and directories need no await.

@@ -8,8 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import {
-  addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore,
-  type SigningKey, type TrustEntry, type TrustListDocument,
+  addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore, writeResetState,
+  type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
 } from '../../lib/trust';
 import { PluginHost, type PluginHostOptions } from '../../lib/plugins';
 
@@ -30,6 +30,8 @@ export interface Grant {
   permissions?: string[];
   limits?: Record<string, number>;
   trust?: TrustEntry['trust'];
+  /** The digest to list instead of digestDirectory's (a publisher whose tool does not refuse what ours does). */
+  digest?: string;
 }
 
 export class PluginWorld {
@@ -56,6 +58,8 @@ export class PluginWorld {
   static async create(): Promise<PluginWorld> {
     const w = new PluginWorld();
     w.key = await generateSigningKey('test');
+    // What an operator does before a host's first start (warden trust reset-state).
+    await writeResetState(w.statePath, 'new test world');
     return w;
   }
 
@@ -96,7 +100,7 @@ export class PluginWorld {
     const dir = path.join(this.pluginsDir, dirName);
     const m = JSON.parse(fs.readFileSync(path.join(dir, 'warden.json'), 'utf8')) as { version: string };
     const e: TrustEntry = {
-      name, version: m.version, digest: await digestDirectory(dir), publisher: 'test', trust: grant.trust ?? 'standard',
+      name, version: m.version, digest: grant.digest ?? (await digestDirectory(dir)), publisher: 'test', trust: grant.trust ?? 'standard',
       permissions: grant.permissions ?? [], limits: grant.limits ?? {},
     };
     this.listed.set(`${name}@${m.version}`, e);
@@ -108,9 +112,10 @@ export class PluginWorld {
     for (const k of [...this.listed.keys()]) if (k.startsWith(`${name}@`) && (version === undefined || k === `${name}@${version}`)) this.listed.delete(k);
   }
 
-  /** Signs and writes the trust list (atomically, by rename), with a new version number. */
-  async publish(): Promise<TrustListDocument> {
-    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: new Date(Date.now() + 86400_000), version: ++this.version });
+  /** Signs and writes the trust list (atomically, by rename), with a new version number (or `version`). */
+  async publish(opts: { expires?: Date; version?: number } = {}): Promise<TrustListDocument> {
+    const version = opts.version ?? ++this.version;
+    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: opts.expires ?? new Date(Date.now() + 86400_000), version });
     for (const e of this.listed.values()) doc = addEntry(doc, e);
     doc = await signTrustList(doc, this.key);
     const tmp = `${this.trustFile}.tmp`;
@@ -119,8 +124,8 @@ export class PluginWorld {
     return doc;
   }
 
-  store(): TrustStore {
-    return new TrustStore({ anchor: { keys: [this.key], threshold: 1 }, statePath: this.statePath });
+  store(opts: Partial<TrustStoreOptions> = {}): TrustStore {
+    return new TrustStore({ anchor: { keys: [this.key], threshold: 1 }, statePath: this.statePath, ...opts });
   }
 
   host(opts: Partial<PluginHostOptions> = {}): PluginHost {
