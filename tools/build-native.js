@@ -2,7 +2,8 @@
 'use strict';
 // Builds the native addon from source (native/binding.gyp, with node-gyp) and installs it as
 // prebuilds/<platform>-<arch>/warden.node, stripped: the file the package ships and loads
-// (lib/native-file.ts). `npm run build:native`. Needs python3, make and a C++17 compiler.
+// (lib/native-file.ts). `npm run build:native`; `--out FILE` writes FILE instead (CI compares it
+// with the committed binary). Needs python3, make and a C++17 compiler.
 //
 // The build is reproducible: the same sources and toolchain give the same bytes (no build paths,
 // no build id, no timestamps; see binding.gyp), so CI rebuilds the committed linux-x64 binary and
@@ -18,7 +19,8 @@ const root = path.join(__dirname, '..');
 const isLinux = process.platform === 'linux';
 const glibc = isLinux && Boolean(process.report.getReport().header.glibcVersionRuntime);
 const tag = `${process.platform}-${process.arch}${isLinux && !glibc ? '-musl' : ''}`;
-const out = path.join(root, 'prebuilds', tag, 'warden.node');
+const outArg = process.argv.indexOf('--out');
+const out = outArg > 0 && process.argv[outArg + 1] ? path.resolve(process.argv[outArg + 1]) : path.join(root, 'prebuilds', tag, 'warden.node');
 
 const env = { ...process.env, LC_ALL: 'C', SOURCE_DATE_EPOCH: '0' };
 // Node's own headers when the running node ships them (no download); else node-gyp fetches them.
@@ -40,4 +42,4 @@ fs.renameSync(`${out}.tmp`, out);
 if (tag === 'linux-x64') execFileSync(path.join(root, 'tools', 'check-glibc.sh'), [out], { stdio: 'inherit' });
 const bytes = fs.readFileSync(out);
 const sha = crypto.createHash('sha256').update(bytes).digest('hex');
-console.log(`build-native: ${path.relative(root, out)}: ${bytes.length} bytes, sha256 ${sha}`);
+console.log(`build-native: ${out} (${tag}): ${bytes.length} bytes, sha256 ${sha}`);
