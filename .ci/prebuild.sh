@@ -17,4 +17,5 @@ if ! cmp -s "$committed" "$work/warden.node"; then
     "($(sha256sum < "$work/warden.node" | cut -c1-16)): run npm run build:native and commit it" >&2
   exit 1
 fi
+node tools/build-native.js --check || { echo "prebuild: run npm run build:native and commit native/prebuild-sources.sha256" >&2; exit 1; }
 echo "prebuild: $committed is reproduced byte for byte from the sources ($((SECONDS - start)) s)"
