@@ -19,6 +19,10 @@ t.test('the ES module entry re-exports exactly the names of the CommonJS entry',
   t.same(esmNames, Object.keys(cjs).sort(), 'same names (after changing lib/index.ts: node tools/gen-esm.js)');
   for (const name of esmNames) t.equal(esm[name], cjs[name], `${name} is the CommonJS binding itself`);
   t.equal(esm.default, cjs, 'the default export is the CommonJS module');
+  // The package's own name, imported, goes through the exports map's import condition.
+  const self = await importEsm('warden');
+  t.equal(self.Sandbox, cjs.Sandbox, "import('warden') gets the named exports");
+  t.equal(self.PluginHost, cjs.PluginHost);
 });
 
 t.test('exports map: require, import and types resolve to files that exist', async (t) => {
