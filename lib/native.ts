@@ -1,7 +1,8 @@
 /**
- * Loads the addon once. A load failure says how to fix it instead of a bare dlopen message.
+ * The addon's interface, loaded once through native-file.ts (which finds the prebuilt binary and says
+ * how to build one when none fits).
  */
-import * as path from 'node:path';
+import { requireAddon } from './native-file';
 
 /** The plan object native/launcher_binding.cc reads (built by lib/sandbox/plan.ts). */
 export interface NativePlan {
@@ -98,18 +99,6 @@ export interface Addon {
 let loaded: Addon | undefined;
 
 export function addon(): Addon {
-  if (loaded !== undefined) return loaded;
-  const file = path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node');
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    loaded = require(file) as Addon;
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new Error(
-      `warden: cannot load the native addon (${reason}).\n` +
-        `warden runs on Linux x86_64 only. Build it with 'npm rebuild warden' (or 'npx node-gyp rebuild' in the package), ` +
-        `which needs python3, make and g++.`,
-    );
-  }
+  if (loaded === undefined) loaded = requireAddon() as Addon;
   return loaded;
 }

@@ -8,6 +8,7 @@ import {
   AuditLog, AuditLogError, readAuditLog, AUDIT_GENESIS, AUDIT_MAX_LINE_BYTES, InvalidOptionError,
 } from '../lib';
 import type { AuditEvent } from '../lib';
+import { addonFile } from '../lib/native-file';
 
 const lines = (file: string) => fs.readFileSync(file, 'utf8').split('\n').slice(0, -1);
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
@@ -356,14 +357,14 @@ t.test('concurrent appenders in two processes keep lines whole and one linear ch
 t.test('a lock held by another process delays an append by a bounded time, then it is written and reported', async (t) => {
   const file = path.join(t.testdir(), 'audit.log');
   fill(file, 2);
-  const addonFile = path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node');
+  const addon = addonFile();
   // A process that takes the lock and keeps it until told to exit.
   const holder = spawn(process.execPath, ['-e', `
     const fs = require('fs');
     const fd = fs.openSync(process.argv[1], 'a');
     if (require(process.argv[2]).flockFile(fd, 'exclusive') !== 0) process.exit(3);
     process.stdout.write('locked\\n');
-    process.stdin.on('data', () => process.exit(0));`, file, addonFile], { stdio: ['pipe', 'pipe', 'inherit'] });
+    process.stdin.on('data', () => process.exit(0));`, file, addon], { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     holder.stdout!.once('data', () => resolve());
     holder.once('exit', (code) => reject(new Error(`holder exited with ${code}`)));

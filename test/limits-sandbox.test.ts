@@ -9,6 +9,7 @@ import { LimitError } from '../lib/errors';
 import { SandboxCgroup, hostLayout, listSandboxCgroups, type CgroupLayout } from '../lib/limits';
 import { discoverOwnCgroups } from '../lib/limits/discover';
 import { addon, type NativePlan, type NativeSetupError } from '../lib/native';
+import { addonFile } from '../lib/native-file';
 import { buildPlan } from '../lib/sandbox/plan';
 import { alive, firstLine, withTimeout } from './limits-helpers';
 
@@ -145,7 +146,7 @@ t.test('where the host answers clone3 with ENOSYS (as container runtimes\' secco
         namespaces: { cgroup: false }, stdio: ['ignore', 'inherit', 'inherit'], limits: { memory: '64M', pids: 16 } });
       sb.exited.then((r) => process.exit(r.code ?? 99));
     });`;
-  const child = spawn(process.execPath, ['-e', script, path.join(__dirname, '..', 'lib'), path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node')], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['-e', script, path.join(__dirname, '..', 'lib'), addonFile()], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '', err = '';
   child.stdout!.on('data', (d: Buffer) => { out += d; });
   child.stderr!.on('data', (d: Buffer) => { err += d; });

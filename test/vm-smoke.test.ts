@@ -6,6 +6,7 @@ import t, { Test } from 'tap';
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { requireAddon } from '../lib/native-file';
 
 const CG = '/sys/fs/cgroup';
 const CGROUP2_SUPER_MAGIC = 0x63677270;
@@ -161,8 +162,7 @@ function smoke(): void {
   });
 
   t.test('the addon loads; sandbox namespaces through it', async (t) => {
-    const addon = path.join(__dirname, '..', '..', 'build', 'Release', 'warden.node');
-    t.doesNotThrow(() => require(addon), 'build/Release/warden.node loads in the VM');
+    t.doesNotThrow(() => requireAddon(), 'prebuilds/linux-x64/warden.node loads in the VM');
     const sandbox = path.join(__dirname, '..', 'lib', 'sandbox');
     if (!fs.existsSync(sandbox) && !fs.existsSync(`${sandbox}.js`)) {
       t.comment('SKIP namespaces through the addon: lib/sandbox is not there yet');

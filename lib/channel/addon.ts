@@ -1,5 +1,5 @@
 /** The native side of the channel (native/channel_binding.cc), typed. */
-import * as path from 'node:path';
+import { requireAddon } from '../native-file';
 
 export interface ChildFds {
   memfd: number;
@@ -90,8 +90,7 @@ let addon: Addon | undefined;
 /** The addon is loaded lazily and from the package itself (the runner loads it read-only inside the sandbox). */
 export function loadAddon(): Addon {
   if (addon === undefined) {
-    // dist/lib/channel → package root
-    addon = require(path.join(__dirname, '..', '..', '..', 'build', 'Release', 'warden.node')) as Addon;
+    addon = requireAddon() as Addon;
   }
   return addon;
 }

@@ -2,7 +2,7 @@
  * The addon functions this module uses. Loaded lazily: only v1 OOM notification needs native code,
  * so a unified host never loads it here.
  */
-import * as path from 'node:path';
+import { requireAddon } from '../native-file';
 
 export interface CgroupEventWatch {
   readonly fd: number;
@@ -18,9 +18,7 @@ let addon: CgroupEventsAddon | undefined;
 
 export function cgroupEventsAddon(): CgroupEventsAddon {
   if (addon === undefined) {
-    // dist/lib/limits/native.js → build/Release/warden.node at the package root.
-    const file = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'warden.node');
-    addon = require(file) as CgroupEventsAddon;
+    addon = requireAddon() as CgroupEventsAddon;
   }
   return addon;
 }

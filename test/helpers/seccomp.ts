@@ -5,6 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { requireAddon } from '../../lib/native-file';
+
 export const root = path.join(__dirname, '..', '..', '..');
 
 export interface SeccompAddon {
@@ -13,8 +15,7 @@ export interface SeccompAddon {
   syscallNumber(name: string): number | null;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-export const addon: SeccompAddon = require(path.join(root, 'build', 'Release', 'warden.node'));
+export const addon = requireAddon() as SeccompAddon;
 
 let tmp: string | undefined;
 export function tmpDir(): string {

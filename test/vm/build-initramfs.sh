@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build the VM's root file system as a compressed initramfs: busybox, node and the shared libraries
-# it links, and the built package (package.json, dist/, bin/, build/Release/warden.node, the
+# it links, and the built package (package.json, dist/, bin/, prebuilds/linux-x64/warden.node, the
 # node_modules the tests load at run time), with test/vm/init as /init and the test list.
 # Usage: build-initramfs.sh [OUTPUT]   (default build/vm/initramfs.cpio.zst; prints the path)
-# Needs: npm install done (dist/ and the addon built), busybox-static, cpio, zstd.
+# Needs: npm ci done (dist/ compiled, the addon prebuilt or built), busybox-static, cpio, zstd.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -17,7 +17,8 @@ if ldd "$busybox" >/dev/null 2>&1; then die "$busybox is not static (apt-get ins
 command -v cpio >/dev/null || die "cpio not found (apt-get install cpio)"
 command -v zstd >/dev/null || die "zstd not found (apt-get install zstd)"
 node="$(readlink -f "$(command -v node)")"
-[ -f "$repo/build/Release/warden.node" ] || die "build/Release/warden.node missing: run npm install (or npm run build)"
+addon="$repo/prebuilds/linux-x64/warden.node"
+[ -f "$addon" ] || die "$addon missing: run npm run build:native"
 [ -d "$repo/dist/test" ] || die "dist/test missing: run npx tsc -p ."
 
 mkdir -p "$(dirname "$out")"
@@ -44,7 +45,7 @@ copy_libs() {
   done
 }
 copy_libs "$node"
-copy_libs "$repo/build/Release/warden.node"
+copy_libs "$addon"
 # glibc wants these for getpwuid (os.userInfo) and name lookups
 echo 'root:x:0:0:root:/root:/bin/sh' > "$root/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >> "$root/etc/passwd"
@@ -56,8 +57,8 @@ echo '127.0.0.1 localhost' > "$root/etc/hosts"
 w="$root/warden"
 cp "$repo/package.json" "$w/"
 cp -r "$repo/dist" "$repo/bin" "$w/"
-mkdir -p "$w/build/Release" "$w/test/vm"
-cp "$repo/build/Release/warden.node" "$w/build/Release/"
+mkdir -p "$w/prebuilds/linux-x64" "$w/test/vm"
+cp "$addon" "$w/prebuilds/linux-x64/"
 cp "$here/runner.js" "$w/test/vm/"
 node "$here/trace-modules.js" "$repo" > "$root/modules.txt"
 while read -r pkg; do
