@@ -179,3 +179,52 @@ export function releaseHostId(id: number): void {
 export function hostIdUsage(): { live: number; blocks: number[] } {
   return { live: live.size, blocks: [...blocks.keys()].sort((a, b) => a - b) };
 }
+
+/** For `warden doctor`: the range, what of it is skipped or overlaps, and blocks other processes hold. */
+export interface HostIdReport {
+  range: string;
+  count: number;
+  /** Ids of the range that /etc/passwd or /etc/group name (skipped). */
+  named: number;
+  /** /etc/subuid and /etc/subgid entries that overlap the range. */
+  subidOverlaps: string[];
+  /** Blocks of the range that other processes hold now. */
+  blocksHeldElsewhere: number;
+}
+
+export function hostIdReport(range: HostIdRange = DEFAULT_HOST_ID_RANGE): HostIdReport {
+  const lo = range.first;
+  const hi = range.first + range.count - 1;
+  let namedCount = 0;
+  for (const id of named()) if (id >= lo && id <= hi) namedCount++;
+  const subidOverlaps: string[] = [];
+  for (const file of ['/etc/subuid', '/etc/subgid']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const [who, start, n] = line.split(':');
+      const s = Number(start);
+      const c = Number(n);
+      if (Number.isInteger(s) && Number.isInteger(c) && s <= hi && s + c - 1 >= lo) subidOverlaps.push(`${file}: ${who} ${s}-${s + c - 1}`);
+    }
+  }
+  let held = 0;
+  for (let start = Math.floor(lo / BLOCK) * BLOCK; start <= hi; start += BLOCK) {
+    if (blocks.has(start)) continue;
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(LOCK_DIR, String(start)), fs.constants.O_RDWR | fs.constants.O_NOFOLLOW);
+    } catch {
+      continue; // never claimed
+    }
+    const flock = addon().flockFile as (fd: number, mode: 'exclusive' | 'unlock') => number;
+    if (flock(fd, 'exclusive') !== 0) held++;
+    else flock(fd, 'unlock');
+    fs.closeSync(fd);
+  }
+  return { range: formatRange(range), count: range.count, named: namedCount, subidOverlaps, blocksHeldElsewhere: held };
+}
