@@ -159,6 +159,12 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
           } else if (e.stage === 'rlimit') entry = `rlimits.${built.rlimitNames[e.index]}`;
           else if (e.stage === 'fds') entry = e.index < 3 ? `stdio[${e.index}]` : `fds[${e.index - 3}]`;
         }
+        if (e.stage === 'exec') {
+          // Name the command, and where a PATH search looked for it (paths inside the sandbox).
+          const tried = built.plan.candidates;
+          entry = 'command[0]';
+          detail = `'${options.command[0]}'${tried.length > 1 || tried[0] !== options.command[0] ? ` (tried ${tried.join(', ')})` : ''}`;
+        }
         throw new SandboxSetupError(e.stage, e.errno, entry, detail);
       }
     } catch (err) {
