@@ -175,6 +175,20 @@ export function releaseHostId(id: number): void {
   live.delete(id);
 }
 
+/**
+ * Gives back the blocks none of whose ids is live (closing their lock files): a host that shut
+ * down leaves no fd behind. Kept otherwise, so that spawning does not claim a block each time.
+ */
+export function releaseIdleHostIdBlocks(): void {
+  for (const [start, block] of blocks) {
+    let used = false;
+    for (const id of live) if (id >= start && id < start + BLOCK) used = true;
+    if (used) continue;
+    fs.closeSync(block.fd); // drops the flock
+    blocks.delete(start);
+  }
+}
+
 /** For `warden doctor` and tests: what this process holds. */
 export function hostIdUsage(): { live: number; blocks: number[] } {
   return { live: live.size, blocks: [...blocks.keys()].sort((a, b) => a - b) };

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidOptionError } from '../errors';
+import { releaseIdleHostIdBlocks } from './ids';
 import { parseSize } from '../limits/units';
 import { addon, type NativeMount, type NativeMountSet, type NativePlan } from '../native';
 import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from './types';
@@ -158,13 +159,16 @@ function mountListFor(spec: MountListSpec): MountList {
 }
 
 /**
- * Closes every prepared mount list (their template roots and namespaces hold fds). Sandboxes already
+ * Closes every prepared mount list (their template roots and namespaces hold fds), and the lock
+ * files of host id blocks that no live sandbox uses (lib/sandbox/ids.ts). Sandboxes already
  * running keep theirs until they exit; later spawns prepare their list again. The plugin host and the
  * runner pool call it when they close, so that a shut-down host leaves no fd behind.
  */
 export function releasePreparedMounts(): void {
   for (const list of mountLists.values()) list.set.close();
   mountLists.clear();
+  // Likewise the lock files of host id blocks no live sandbox uses.
+  releaseIdleHostIdBlocks();
 }
 
 export interface BuiltPlan {
