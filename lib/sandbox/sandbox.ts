@@ -73,6 +73,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
 
   private constructor(options: SpawnOptions) {
     super();
+    const stdio = options?.stdio ?? ['ignore', 'pipe', 'pipe'];
+    if (!Array.isArray(stdio) || stdio.length !== 3) throw new InvalidOptionError('stdio', "must be three entries of 'pipe', 'inherit', 'ignore' or an fd number");
     const range = options?.hostIds === undefined ? undefined : checkRange('hostIds', options.hostIds);
     // As root, an id of its own (given back on every failure below and at exit).
     this.hostId = process.getuid?.() === 0 && options?.hostUid === undefined ? acquireHostId(range) : undefined;
@@ -88,8 +90,6 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       throw err;
     }
 
-    const stdio = options.stdio ?? ['ignore', 'pipe', 'pipe'];
-    if (!Array.isArray(stdio) || stdio.length !== 3) throw new InvalidOptionError('stdio', "must be three entries of 'pipe', 'inherit', 'ignore' or an fd number");
     const fds: Array<{ source: number; target: number }> = [];
     const toClose: number[] = []; // our copies of the sandbox's ends, closed once it has them
     const ours: Array<number | null> = [null, null, null];
