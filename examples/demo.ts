@@ -90,7 +90,7 @@ async function main(): Promise<void> {
   const greeterManifest = path.join(plugins, 'greeter', 'warden.json');
   fs.writeFileSync(greeterManifest, fs.readFileSync(greeterManifest, 'utf8').replace('${DEMO_DATA}', data));
 
-  out(`warden plugin demo — host uid ${process.getuid?.()}${asRoot ? ' (root: each sandbox maps to uid 65534)' : ' (unprivileged: sandboxes through user namespaces)'}`);
+  out(`warden plugin demo — host uid ${process.getuid?.()}${asRoot ? ' (root: each sandbox maps to a host uid of its own)' : ' (unprivileged: sandboxes through user namespaces)'}`);
   if (!asRoot) {
     out('  degraded as an ordinary user: no cgroup limits without delegation, so memory and pids limits');
     out('  fall back to rlimits (RLIMIT_AS, RLIMIT_NPROC). A leak then ends as a crash, not a memory violation.');

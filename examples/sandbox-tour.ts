@@ -17,7 +17,7 @@ async function show(title: string, options: SpawnOptions): Promise<void> {
 
 async function main(): Promise<void> {
   const sh = (script: string): SpawnOptions => ({ command: ['/bin/sh', '-c', script] });
-  process.stdout.write(`warden demo, host uid ${process.getuid?.()}${process.getuid?.() === 0 ? ' (root: the sandbox maps to uid 65534)' : ' (unprivileged: through a user namespace)'}\n`);
+  process.stdout.write(`warden demo, host uid ${process.getuid?.()}${process.getuid?.() === 0 ? ' (root: the sandbox maps to a host uid of its own)' : ' (unprivileged: through a user namespace)'}\n`);
   await show('who am I, where am I', sh('echo "uid $(id -u), hostname $(hostname), pid $$"; echo "processes: $(ls /proc | grep -cE "^[0-9]+$")"; echo "network: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " ")"'));
   await show('the filesystem: system dirs read-only, host files invisible', sh('ls /; touch /usr/evil 2>&1; cat /etc/shadow 2>&1; ls /home 2>&1; echo ok > /tmp/scratch && echo "/tmp is private and writable"'));
   await show('privileges: none', sh('grep -E "^(CapEff|CapBnd|NoNewPrivs|Seccomp):" /proc/self/status'));

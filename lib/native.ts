@@ -17,6 +17,8 @@ export interface NativePlan {
   mapGidInside: number;
   mapGidOutside: number;
   denySetgroups: boolean;
+  /** Root only: the clone runs with the host ids as effective ids, which then own the user namespace. */
+  ownUserNamespace: boolean;
   dropGroups: boolean;
   uid: number;
   gid: number;

@@ -63,6 +63,7 @@ enum class Stage : uint32_t {
   kSeccompListener,
   kExec,
   kDiedInSetup,
+  kNamespaceOwner,
 };
 const char* StageName(Stage stage);
 
@@ -122,6 +123,9 @@ struct LaunchPlan {
   uid_t map_uid_inside = 0, map_uid_outside = 0;
   gid_t map_gid_inside = 0, map_gid_outside = 0;
   bool deny_setgroups = false;
+  // Root only: the clone runs with map_uid_outside / map_gid_outside as effective ids, so that the
+  // user namespace belongs to them (see SwitchToOwner in launcher.cc).
+  bool own_user_ns = false;
 
   // identity the child switches to before exec
   uid_t uid = 0;

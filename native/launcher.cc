@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/prctl.h>
+#include <linux/securebits.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -80,6 +82,57 @@ class ChildStack {
   ChildStack() = default;
   void* base_ = nullptr;
 };
+
+// The creator of a user namespace owns it (its effective uid at the clone), and the kernel charges
+// what every process inside takes of the per-user counts (inotify instances and watches, message
+// queue bytes, pending signals, locked memory, processes: kernel/ucount.c) to its own uid in the
+// namespace *and* to the owner in the parent namespace, against the parent's limits. Created by
+// root, every sandbox would draw on root's counts: one sandbox holding 128 inotify instances would
+// leave none to any other sandbox or to root on the host. So the clone runs with the sandbox's host
+// ids as effective ids: the namespace is then owned by them, and what it takes is counted against
+// them alone. SECBIT_NO_SETUID_FIXUP keeps our capabilities over the switch (the clone and the
+// release need them: cgroup placement, the template namespace, the id maps). Raw syscalls change
+// only the calling thread's credentials (glibc's setresuid would change every thread's); the
+// switch lasts from here to RestoreIds, with every signal blocked. A vfork-style trampoline starts
+// with these credentials and restores its own copy the same way.
+struct SavedIds {
+  bool switched = false;
+  long securebits = 0;
+  uid_t euid = 0;
+  gid_t egid = 0;
+};
+
+long SwitchToOwner(const LaunchPlan& plan, SavedIds* saved) {
+  if (!plan.own_user_ns) return 0;
+  long bits = Sys(SYS_prctl, PR_GET_SECUREBITS, 0, 0, 0, 0);
+  if (bits < 0) return bits;
+  uid_t ruid, euid, suid;
+  gid_t rgid, egid, sgid;
+  long r = Sys(SYS_getresuid, &ruid, &euid, &suid);
+  if (r == 0) r = Sys(SYS_getresgid, &rgid, &egid, &sgid);
+  if (r < 0) return r;
+  r = Sys(SYS_prctl, PR_SET_SECUREBITS, bits | SECBIT_NO_SETUID_FIXUP, 0, 0, 0);
+  if (r < 0) return r;
+  saved->securebits = bits;
+  saved->euid = euid;
+  saved->egid = egid;
+  saved->switched = true;
+  r = Sys(SYS_setresgid, -1, plan.map_gid_outside, -1);
+  if (r == 0) r = Sys(SYS_setresuid, -1, plan.map_uid_outside, -1);
+  return r;
+}
+
+// Back to the ids saved by SwitchToOwner. The real and saved ids never changed, so going back is
+// always permitted; a thread of the host left with another identity would be worse than a crash,
+// so a failure ends the process (a raw exit: this runs in the trampoline too).
+void RestoreIds(SavedIds* saved) {
+  if (!saved->switched) return;
+  if (Sys(SYS_setresuid, -1, saved->euid, -1) != 0 || Sys(SYS_setresgid, -1, saved->egid, -1) != 0 ||
+      Sys(SYS_prctl, PR_SET_SECUREBITS, saved->securebits, 0, 0, 0) != 0) {
+    for (;;) Sys(SYS_exit_group, 134);
+  }
+  saved->switched = false;
+}
 
 // A failure the child already reported, if any (it may have failed before we released it).
 bool TakeChildFailure(int fd, ChildFailure* failure) {
@@ -306,6 +359,7 @@ struct Trampoline {
   int pidfd = -1;
   Stage stage = Stage::kNone;  // of a failure before the child exists
   int error = 0;
+  SavedIds ids;  // the host thread's, switched to the owner's for the clone (a copy of its state)
 };
 
 // Clones the sandbox's first process (ChildMain) on [stack_low, stack_top): into its cgroup2
@@ -330,13 +384,16 @@ int TrampolineMain(void* arg) {
   Trampoline& t = *static_cast<Trampoline*>(arg);
   LaunchPlan* plan = t.release->plan;
   if (t.affinity != nullptr) Sys(SYS_sched_setaffinity, 0, sizeof(cpu_set_t), t.affinity);
+  SavedIds ids = t.ids;  // ours to restore: t.ids is the host thread's, in the memory we share
   long r = Sys(SYS_setns, plan->root_namespace, CLONE_NEWNS);
   if (r < 0) {
+    RestoreIds(&ids);
     t.stage = Stage::kMountRoot;
     t.error = static_cast<int>(-r);
     return 0;
   }
   r = CloneChild(*t.release, CLONE_PARENT, t.child_stack_low, t.child_stack_top, &t.pidfd);
+  RestoreIds(&ids);
   if (r < 0) {
     t.stage = Stage::kClone;
     t.error = static_cast<int>(-r);
@@ -484,6 +541,12 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   pid_t trampoline = -1;
   void* stack_low = ChildStack::ForThisThread().trampoline_top();  // the trampoline's stack is below
   Trampoline t{&release, stack_low, stack_top};
+  long owner = SwitchToOwner(*plan, &t.ids);
+  if (owner < 0) {
+    RestoreIds(&t.ids);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return ParentFail(error, Stage::kNamespaceOwner, static_cast<int>(-owner), "switching to the sandbox's host ids for the clone");
+  }
   if (plan->root_namespace >= 0) {
     cpu_set_t usual, here;
     bool pinned = false;
@@ -506,6 +569,7 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     clone_errno = r < 0 ? static_cast<int>(-r) : 0;
     SPAWN_TRACE(3, "p-cloned");
   }
+  RestoreIds(&t.ids);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (plan->root_namespace >= 0 && trampoline < 0) return ParentFail(error, Stage::kClone, clone_errno);
   if (plan->root_namespace < 0 && pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
@@ -617,6 +681,7 @@ const char* StageName(Stage stage) {
     case Stage::kSeccompListener: return "seccomp-listener";
     case Stage::kExec: return "exec";
     case Stage::kDiedInSetup: return "died-in-setup";
+    case Stage::kNamespaceOwner: return "namespace-owner";
   }
   return "unknown";
 }

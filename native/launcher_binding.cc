@@ -200,6 +200,7 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
   plan->map_gid_inside = static_cast<gid_t>(GetInt(js, "mapGidInside", 0));
   plan->map_gid_outside = static_cast<gid_t>(GetInt(js, "mapGidOutside", 0));
   plan->deny_setgroups = GetBool(js, "denySetgroups");
+  plan->own_user_ns = plan->user_ns && GetBool(js, "ownUserNamespace");
   plan->drop_supplementary_groups = GetBool(js, "dropGroups");
   plan->uid = static_cast<uid_t>(GetInt(js, "uid", 65534));
   plan->gid = static_cast<gid_t>(GetInt(js, "gid", 65534));

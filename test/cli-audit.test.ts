@@ -105,6 +105,25 @@ t.test('--verify: 0 for an intact chain, 1 for a broken one', async (t) => {
   t.match(r.stdout, /OK: .*1 problem\(s\) reported above/);
 });
 
+t.test('--verify fails on any line that is not a chained event, naming the line', async (t) => {
+  const dir = t.testdir();
+  const garbage = path.join(dir, 'garbage.log');
+  fs.writeFileSync(garbage, 'hello\nworld\n{"not":"an event"}\n');
+  let r = warden(['audit', '--file', garbage, '--verify']);
+  t.equal(r.status, 1, 'a file of garbage is not an intact log');
+  t.match(r.stdout, /^BROKEN: .*garbage\.log: line 1 is not a chained audit event \(not valid JSON\); 3 of 3 line\(s\) are not events\n$/);
+
+  // One foreign line in an otherwise intact chain, at the end (the chain cannot catch it there).
+  const file = makeLog(dir);
+  fs.appendFileSync(file, 'appended by someone\n');
+  r = warden(['audit', '--file', file, '--verify']);
+  t.equal(r.status, 1);
+  t.match(r.stdout, /line 6 is not a chained audit event/);
+  const blank = makeLog(t.testdir());
+  fs.appendFileSync(blank, '\n');
+  t.match(warden(['audit', '--file', blank, '--verify']).stdout, /line 6 is not a chained audit event \(empty line\)/);
+});
+
 t.test('bad options exit 2 and name the option', async (t) => {
   const file = makeLog(t.testdir());
   const cases: Array<[string[], RegExp]> = [

@@ -24,6 +24,28 @@ t.test('128+n for a signal, 159 for a seccomp violation, 125 for setup errors', 
   t.match(s.stderr, /stage 'chdir' \(ENOENT\)/);
 });
 
+t.test('a memory limit below what a process can start with is refused up front, with the minimum', async (t) => {
+  for (const m of ['1', '4096', '32K']) {
+    const r = warden('run', '--memory', m, '--', '/bin/true');
+    t.equal(r.status, 125, `--memory ${m}: a setup error, not a killed warden (137)`);
+    t.match(r.stderr, /^warden run: limits\.memory: is \d+ bytes, below the minimum of 1M \(1048576 bytes\).*give at least 1M\n$/, 'the minimum is stated');
+  }
+  t.equal(warden('run', '--memory', '1M', '--', '/bin/true').status, 0, 'the minimum itself runs /bin/true');
+  const p = warden('run', '--pids', '0', '--', '/bin/true');
+  t.equal(p.status, 125);
+  t.match(p.stderr, /limits\.pids: must be a positive whole number/);
+});
+
+t.test('a missing command is named, with what to bind', async (t) => {
+  const abs = warden('run', '--', '/no/such/cmd');
+  t.equal(abs.status, 125);
+  t.match(abs.stderr, /stage 'exec' \(ENOENT\) for command\[0\]: '\/no\/such\/cmd'; the path must exist inside the sandbox.*--ro-bind/);
+  const byName = warden('run', '--', 'no-such-cmd');
+  t.match(byName.stderr, /for command\[0\]: 'no-such-cmd' \(tried \/usr\/local\/bin\/no-such-cmd, \/usr\/bin\/no-such-cmd, \/bin\/no-such-cmd\)/, 'a PATH search says where it looked');
+  const unbound = warden('run', '--no-default-binds', '--', '/bin/true');
+  t.match(unbound.stderr, /for command\[0\]: '\/bin\/true'; the path must exist inside the sandbox/, 'a host program that is not bound in');
+});
+
 t.test('flags: binds, env, rlimits, namespaces, profile', async (t) => {
   const r = warden('run', '--ro-bind', '/etc/hostname', '/h', '--env', 'A=1', '--rlimit', 'nofile=77', '--share-net', '--profile', 'strict', '--', '/bin/sh', '-c', 'cat /h >/dev/null && echo $A; ulimit -n; env | grep -c =');
   t.equal(r.status, 0, r.stderr);

@@ -38,6 +38,8 @@ t.test('cpu', async (t) => {
 });
 
 t.test('resolveLimits validates every field and refuses unknown ones', async (t) => {
+  t.throws(() => resolveLimits({ memory: 4096 }), { code: 'ERR_INVALID_OPTION', field: 'limits.memory', message: /below the minimum of 1M/ }, 'below 1M: refused (a sandbox could not start, and too little for its setup kills the host)');
+  t.equal(resolveLimits({ memory: '1M' }).memory, 1024 * 1024);
   const r = resolveLimits({ memory: '256M', pids: 64, cpu: '0.5', cpuTime: '10s', timeout: '30s' });
   t.same(r, { memory: 256 * 1024 ** 2, swap: 0, pids: 64, cpu: 0.5, cpuTime: 10_000, timeout: 30_000, io: [], allowDegraded: false, addressSpaceOverhead: 0 });
   t.throws(() => resolveLimits({ memroy: '1M' } as never), { code: 'ERR_INVALID_OPTION', field: 'limits.memroy' });

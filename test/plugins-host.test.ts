@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { readAuditLog } from '../lib/audit';
 import { listSandboxCgroups } from '../lib/limits';
 import { spawnNode } from '../lib/sandbox/node';
+import { DEFAULT_HOST_ID_RANGE } from '../lib/sandbox/ids';
 import type { PluginLauncher, PluginStatusEvent } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
 
@@ -91,7 +92,13 @@ t.test('a trusted plugin is loaded and its hooks run in every mode, mixed with h
   const proc = host.process('good')!;
   const who = (await proc.call('whoami')) as { uid: number; pid: number };
   t.equal(who.pid, 1, 'the plugin runs as pid 1 of its own sandbox');
-  if (process.getuid?.() === 0) t.equal(who.uid, 65534);
+  if (process.getuid?.() === 0) {
+    t.equal(who.uid, 65534, 'nobody inside');
+    const hostUid = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    const ids = [hostUid(proc.pid), hostUid(host.process('other')!.pid)];
+    t.not(ids[0], ids[1], `each plugin has a host uid of its own (${ids.join(', ')})`);
+    t.ok(ids.every((id) => id >= DEFAULT_HOST_ID_RANGE.first && id < DEFAULT_HOST_ID_RANGE.first + DEFAULT_HOST_ID_RANGE.count), 'from the host id range');
+  }
 });
 
 t.test('a plugin not in the trust list is never started; a modified one neither', async (t) => {

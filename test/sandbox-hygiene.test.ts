@@ -79,7 +79,8 @@ t.test('setup failures are SandboxSetupError with stage and errno; the command n
   t.equal(e1.code, 'ERR_SANDBOX_SETUP');
   t.equal(e1.stage, 'exec');
   t.equal(e1.errnoName, 'ENOENT');
-  t.match(e1.message, /is it .* bound in/);
+  t.equal(e1.entry, 'command[0]');
+  t.match(e1.message, /for command\[0\]: '\/no\/such\/program'; the path must exist inside the sandbox.*bind it/, 'names the command and what to bind');
 
   const e2 = err(() => Sandbox.spawn({ command: ['/bin/true'], cwd: '/nowhere', ...SECCOMP }));
   t.equal(e2.stage, 'chdir');

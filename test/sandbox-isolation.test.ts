@@ -6,9 +6,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Sandbox } from '../lib/sandbox/sandbox';
+import { DEFAULT_HOST_ID_RANGE, HostIdsExhaustedError } from '../lib/sandbox/ids';
 import { isRoot, sh } from './helpers/sandbox';
 
 const SECCOMP = {}; // the default profile
+
+const inDefaultRange = (id: number) => id >= DEFAULT_HOST_ID_RANGE.first && id < DEFAULT_HOST_ID_RANGE.first + DEFAULT_HOST_ID_RANGE.count;
+const hostIds = (pid: number) => {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return { uid: Number(/^Uid:\s+(\d+)/m.exec(status)![1]), gid: Number(/^Gid:\s+(\d+)/m.exec(status)![1]) };
+};
 
 t.test('identity: unprivileged uid/gid inside, and the host sees an unprivileged uid', async (t) => {
   const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'id -u; id -g; id -G; read x'], stdio: ['pipe', 'pipe', 'inherit'], ...SECCOMP });
@@ -25,8 +32,9 @@ t.test('identity: unprivileged uid/gid inside, and the host sees an unprivileged
     t.equal(uid, '65534', 'uid inside');
     t.equal(gid, '65534', 'gid inside');
     t.equal(groups, '65534', 'no supplementary groups (host root group dropped)');
-    t.equal(hostUid, 65534, 'host uid of the sandboxed process is not root');
-    t.equal(hostGid, 65534, 'host gid of the sandboxed process is not root');
+    t.ok(inDefaultRange(hostUid), `host uid ${hostUid} is from the host id range, not root`);
+    t.equal(hostGid, hostUid, 'host gid: the same number');
+    t.notOk(fs.readFileSync('/etc/passwd', 'utf8').split('\n').some((l) => l.split(':')[2] === String(hostUid)), 'no /etc/passwd user has it');
   } else {
     t.equal(Number(uid), process.getuid!(), 'uid inside is the caller');
     t.equal(hostUid, process.getuid!(), 'host uid is the caller');
@@ -38,7 +46,33 @@ t.test('chosen inside uid maps to the unprivileged host uid', { skip: !isRoot &&
   const r = await sh('id -u; cat /proc/self/uid_map', { uid: 0, gid: 0, ...SECCOMP });
   const [uid, map] = r.stdout.trim().split('\n');
   t.equal(uid, '0');
-  t.match(map.trim(), /^0\s+65534\s+1$/, 'inside 0 is host 65534');
+  const m = /^0\s+(\d+)\s+1$/.exec(map.trim());
+  t.ok(m !== null && inDefaultRange(Number(m[1])), `inside 0 is host ${m?.[1]}, from the host id range`);
+});
+
+t.test('host ids: distinct per live sandbox, given back at exit, refused clearly when the range is used up', { skip: !isRoot && 'needs root: unprivileged sandboxes map to the caller' }, async (t) => {
+  // A range of three, far from the default one, for this test alone.
+  const range = { first: 0x7ffd0000 + (process.pid % 1000) * 4, count: 3 };
+  const spawn = () => Sandbox.spawn({ command: ['/bin/sh', '-c', 'read x'], stdio: ['pipe', 'ignore', 'ignore'], hostIds: range });
+  // Failed spawns give their id back: a setup failure, a bad option, a bad stdio.
+  for (let i = 0; i < 4; i++) {
+    t.throws(() => Sandbox.spawn({ command: ['/no/such/program'], hostIds: range }), { stage: 'exec' } as never);
+    t.throws(() => Sandbox.spawn({ command: ['/bin/true'], hostIds: range, tmpSize: 'huge' }), { field: 'tmpSize' } as never);
+    t.throws(() => Sandbox.spawn({ command: ['/bin/true'], hostIds: range, stdio: ['pipe'] as never }), { field: 'stdio' } as never);
+  }
+  const running = [spawn(), spawn(), spawn()];
+  const ids = running.map((sb) => hostIds(sb.pid));
+  t.equal(new Set(ids.map((i) => i.uid)).size, 3, `three live sandboxes, three host uids (${ids.map((i) => i.uid).join(', ')})`);
+  t.ok(ids.every((i) => i.uid >= range.first && i.uid < range.first + range.count && i.gid === i.uid), 'each from the range, gid = uid');
+  t.throws(spawn, HostIdsExhaustedError, 'a fourth is refused');
+  t.throws(spawn, { code: 'ERR_HOST_IDS_EXHAUSTED', message: new RegExp(`no free host uid in ${range.first}-${range.first + 2}.*wider range`) }, 'naming the range and what to do');
+  running[1].stdin!.end('\n');
+  await running[1].exited;
+  const again = spawn();
+  t.equal(hostIds(again.pid).uid, ids[1].uid, 'the id of the one that exited is handed out again');
+  for (const sb of [...running, again]) sb.stdin!.end('\n');
+  await Promise.all([...running, again].map((sb) => sb.exited));
+  t.throws(() => Sandbox.spawn({ command: ['/bin/true'], hostIds: { first: 65000, count: 1000 } }), { code: 'ERR_INVALID_OPTION', field: 'hostIds' }, 'a range with nobody (65534) in it is refused');
 });
 
 t.test('hostname is the sandbox\'s own', async (t) => {
@@ -208,7 +242,8 @@ t.test('prepared mount lists are bounded and released: their fds do not pile up'
   t.ok(held > 0, `prepared lists hold fds (${held})`);
   // Plus what was made ahead for the list launched last (its /tmp, its one tmpfs and a status
   // socket pair), which only that list keeps.
-  t.ok(held <= 64 * 2 + 4, `at most two fds (template root and namespace) per kept list, and four spares (${held})`);
+  // As root, also the lock of the block of host ids the sandboxes were given ids from.
+  t.ok(held <= 64 * 2 + 4 + (isRoot ? 1 : 0), `at most two fds (template root and namespace) per kept list, four spares and a host id block's lock (${held})`);
   releasePreparedMounts();
   t.equal(fdCount(), before, 'releasePreparedMounts closes them all');
   t.equal((await sh('echo again', SECCOMP)).stdout, 'again\n', 'and the next spawn prepares its list again');

@@ -26,6 +26,13 @@ export interface AuditReadResult {
   chainOk: boolean;
   /** Lines in the file, a torn last line included. */
   lines: number;
+  /**
+   * Complete lines that are not an audit event (not JSON, not an event, too long): nothing chains
+   * them, so a verifier must not call such a file intact. A torn last line is not counted here.
+   */
+  nonEvents: number;
+  /** The first of them (1-based), with what is wrong with it. */
+  firstNonEvent: AuditProblem | undefined;
   /** sha256 of the last line: compare it with a copy kept elsewhere to detect a cut tail. */
   head: string;
 }
@@ -49,6 +56,13 @@ export async function readAuditLog(path: string, filter?: AuditFilter): Promise<
   let lineNo = 0;
   let expectedPrev = AUDIT_GENESIS;
   let lastSeq: number | undefined;
+  let nonEvents = 0;
+  let firstNonEvent: AuditProblem | undefined;
+  const notAnEvent = (line: number, complete: boolean, text: string): void => {
+    if (!complete) return;
+    nonEvents++;
+    firstNonEvent ??= { line, problem: text };
+  };
 
   const problem = (line: number, text: string): void => {
     if (problems.length < MAX_PROBLEMS - 1) problems.push({ line, problem: text });
@@ -73,6 +87,7 @@ export async function readAuditLog(path: string, filter?: AuditFilter): Promise<
     if (!complete) problem(lineNo, 'the last line has no newline: a write was interrupted (crash or full disk); the event on it may be incomplete');
     if (data === undefined) {
       problem(lineNo, `line of ${size} bytes, more than ${MAX_LINE}: not an audit event`);
+      notAnEvent(lineNo, complete, `line of ${size} bytes, more than ${MAX_LINE}`);
       return;
     }
     let v: unknown;
@@ -80,11 +95,13 @@ export async function readAuditLog(path: string, filter?: AuditFilter): Promise<
       v = JSON.parse(data.toString('utf8'));
     } catch {
       if (complete) problem(lineNo, size === 0 ? 'empty line' : 'not valid JSON');
+      notAnEvent(lineNo, complete, size === 0 ? 'empty line' : 'not valid JSON');
       return;
     }
     const what = eventProblem(v);
     if (what !== undefined) {
       problem(lineNo, `not an audit event: ${what}`);
+      notAnEvent(lineNo, complete, what);
       return;
     }
     const e = v as AuditEvent;
@@ -135,5 +152,5 @@ export async function readAuditLog(path: string, filter?: AuditFilter): Promise<
   }
   if (more > 0) problems.push({ line: lineNo, problem: `… and ${more} more problem(s) not listed` });
   const out = f.limit !== undefined && events.length > f.limit ? events.slice(events.length - f.limit) : events;
-  return { events: out, problems, chainOk, lines: lineNo, head: expectedPrev };
+  return { events: out, problems, chainOk, lines: lineNo, nonEvents, firstNonEvent, head: expectedPrev };
 }

@@ -18,7 +18,8 @@ Shows the events of an audit log (time, severity, event, plugin, reason), oldest
   --json            one JSON event per line instead of the table
   --verify          check the hash chain and print a summary instead of the events
 
-Exit status: 0; 1 when the file cannot be read or (--verify) the chain is broken; 2 for a bad option.
+Exit status: 0; 1 when the file cannot be read or (--verify) the chain is broken or a line is not a
+chained event (only a torn last line, an interrupted write, is let through); 2 for a bad option.
 Damaged lines are reported on stderr. The chain shows edits, insertions and deletions in the middle of
 the file; it cannot show lines cut off the end, nor a file rewritten as a whole by someone who can write it.
 `;
@@ -99,6 +100,11 @@ export async function audit(args: string[]): Promise<number> {
     if (flag(p, 'verify')) {
       if (!r.chainOk) {
         process.stdout.write(`BROKEN: ${escapeText(file)}: the hash chain is broken (see the lines above); ${r.lines} line(s)\n`);
+        return 1;
+      }
+      // Lines that are not events are outside the chain: a file of them proves nothing.
+      if (r.firstNonEvent !== undefined) {
+        process.stdout.write(`BROKEN: ${escapeText(file)}: line ${r.firstNonEvent.line} is not a chained audit event (${escapeText(r.firstNonEvent.problem)}); ${r.nonEvents} of ${r.lines} line(s) are not events\n`);
         return 1;
       }
       const note = r.problems.length > 0 ? `, ${r.problems.length} problem(s) reported above` : '';

@@ -6,6 +6,7 @@ import { hostReport } from '../sandbox/host';
 import { NAMESPACES } from '../sandbox/types';
 import { cgroupReport, deadHostCgroups, formatCgroupReport, type LeftoverCgroup } from '../limits';
 import { buildPlan, releasePreparedMounts } from '../sandbox/plan';
+import { checkRange, hostIdReport, type HostIdReport } from '../sandbox/ids';
 
 /**
  * Whether spawns clone a prepared root (a root host on a kernel with what it needs), found by
@@ -54,11 +55,24 @@ export async function doctorCommand(args: string[]): Promise<number> {
     if (state !== 'ok') r.findings.push({ level: 'degraded', text: `limits.${limit} fails closed (allowDegraded substitutes rlimits): ${state}` });
   }
   const preparedRoot = preparedRootReport(r.root);
+  // As root each sandbox runs as a host uid/gid of its own from this range (lib/sandbox/ids.ts).
+  let hostIds: HostIdReport | undefined;
+  if (r.root) {
+    try {
+      hostIds = hostIdReport(process.env.WARDEN_HOST_IDS === undefined ? undefined : checkRange('WARDEN_HOST_IDS', process.env.WARDEN_HOST_IDS));
+      if (hostIds.subidOverlaps.length > 0) r.findings.push({ level: 'degraded', text: `the host id range ${hostIds.range} overlaps subordinate ids (${hostIds.subidOverlaps.join('; ')}): a container of that user could share a sandbox's uid; choose another range (WARDEN_HOST_IDS, hostIds)` });
+    } catch (e) {
+      r.findings.push({ level: 'refused', text: `host ids: ${(e as Error).message}` });
+    }
+  } else {
+    r.findings.push({ level: 'degraded', text: `unprivileged: every sandbox maps to uid ${process.getuid?.()} and shares its per-user kernel counts (processes, inotify instances, message queues) with the other sandboxes and with this process; as root each gets a host uid of its own` });
+  }
   if (r.root && !preparedRoot.templateNamespace) {
     r.findings.push({ level: 'degraded', text: `spawns are slower: ${preparedRoot.template ? 'no template mount namespace' : 'no prepared root'} (${preparedRoot.reason}); each spawn builds more of its root` });
   }
   if (args.includes('--json')) {
-    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot, leftoverCgroups: leftovers }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot, hostIds, leftoverCgroups: leftovers }, null, 2)}
+`);
   } else {
     const yes = (b: boolean) => (b ? 'yes' : 'no');
     const lines = [
@@ -72,6 +86,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
       `landlock          ${r.landlock.abi === null ? `no (${r.landlock.reason})` : `ABI ${r.landlock.abi}`}`,
       `mount_setattr     ${yes(r.launcher.mountSetattr)}`,
       `close_range       ${yes(r.launcher.closeRange)}`,
+      `host ids          ${hostIds === undefined ? (r.root ? 'invalid range (see below)' : 'the caller\'s (unprivileged)') : `${hostIds.range} (${hostIds.count} uids and gids, one per live sandbox; ${hostIds.named} named in /etc/passwd or /etc/group, skipped; ${hostIds.blocksHeldElsewhere} block(s) of 1024 held by other processes)`}`,
       `prepared root     ${preparedRoot.templateNamespace ? 'yes (template mount namespace)' : preparedRoot.template ? `template only (${preparedRoot.reason})` : `no (${preparedRoot.reason})`}`,
       '',
       ...r.findings.map((f) => `${f.level.toUpperCase().padEnd(9)} ${f.text}`),

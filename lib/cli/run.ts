@@ -10,6 +10,7 @@
 import * as os from 'node:os';
 import { InvalidOptionError, WardenError } from '../errors';
 import { Sandbox } from '../sandbox/sandbox';
+import { checkRange, DEFAULT_HOST_ID_RANGE, formatRange } from '../sandbox/ids';
 import { LIMIT_FLAGS, LIMIT_FLAGS_HELP, takeLimitFlags } from '../limits/cli';
 import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from '../sandbox/types';
 
@@ -31,7 +32,10 @@ Runs CMD in a new sandbox: every namespace, a tmpfs root with read-only system d
   --share-net              keep the host network (no network namespace; inet sockets allowed)
   --no-NS                  switch off a namespace: --no-user --no-pid --no-mount --no-net --no-ipc --no-uts --no-cgroup
   --uid N, --gid N         ids inside the sandbox
-  --host-uid N, --host-gid N   as root: the unprivileged host ids to map to (default 65534)
+  --host-uid N, --host-gid N   as root: the unprivileged host ids to map to (default: an id of the
+                           sandbox's own, drawn from the host id range)
+  --host-ids FIRST-LAST    as root: the range host ids are drawn from (default \$WARDEN_HOST_IDS,
+                           else ${formatRange(DEFAULT_HOST_ID_RANGE)})
   --hostname NAME          hostname inside (default warden)
   --chdir DIR              working directory inside (default /)
   --env NAME=VALUE         set a variable (repeatable); nothing is inherited but what --env-pass names
@@ -119,6 +123,7 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
       case '--gid': o.gid = parseId(a, value(a)); break;
       case '--host-uid': o.hostUid = parseId(a, value(a)); break;
       case '--host-gid': o.hostGid = parseId(a, value(a)); break;
+      case '--host-ids': o.hostIds = checkRange('--host-ids', value(a)); break;
       case '--hostname': o.hostname = value(a); break;
       case '--chdir': o.cwd = value(a); break;
       case '--env': {
@@ -153,6 +158,7 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
         throw new UsageError(`unknown option '${a}' (warden run --help lists them)`);
     }
   }
+  if (o.hostIds === undefined && process.env.WARDEN_HOST_IDS !== undefined) o.hostIds = checkRange('WARDEN_HOST_IDS', process.env.WARDEN_HOST_IDS);
   const command = args.slice(i);
   if (command.length === 0) throw new UsageError('missing command: warden run [options] -- CMD [ARGS...]');
   if (envGiven && env.PATH === undefined) env.PATH = '/usr/local/bin:/usr/bin:/bin';

@@ -82,6 +82,15 @@ function resolveDevice(field: string, device: string): string {
   return `${major}:${minor}`;
 }
 
+/**
+ * The smallest memory limit accepted. Measured (x86_64, 6.x kernels): /bin/true needs about 192 KiB,
+ * and below about 48 KiB the kernel's allocations for the sandbox's setup, made while its first
+ * task still shares the host's address space (CLONE_VM, before execve), hit the limit: the OOM
+ * killer then kills every process sharing that address space, the host included. 1 MiB leaves a
+ * wide margin above both.
+ */
+export const MIN_MEMORY = 1024 * 1024;
+
 export function resolveLimits(opts: LimitsOptions | undefined, prefix = 'limits'): ResolvedLimits {
   const o = opts ?? {};
   if (typeof o !== 'object' || o === null) throw new InvalidOptionError(prefix, 'must be an object');
@@ -90,7 +99,12 @@ export function resolveLimits(opts: LimitsOptions | undefined, prefix = 'limits'
   }
   const r: ResolvedLimits = { swap: 0, io: [], allowDegraded: o.allowDegraded === true, addressSpaceOverhead: 0 };
   if (o.addressSpaceOverhead !== undefined && o.addressSpaceOverhead !== 0) r.addressSpaceOverhead = parseSize(`${prefix}.addressSpaceOverhead`, o.addressSpaceOverhead);
-  if (o.memory !== undefined) r.memory = parseSize(`${prefix}.memory`, o.memory);
+  if (o.memory !== undefined) {
+    r.memory = parseSize(`${prefix}.memory`, o.memory);
+    if (r.memory < MIN_MEMORY) {
+      throw new InvalidOptionError(`${prefix}.memory`, `is ${r.memory} bytes, below the minimum of 1M (${MIN_MEMORY} bytes): nothing can start with less (/bin/true needs about 192K); give at least 1M`);
+    }
+  }
   if (o.swap !== undefined) {
     r.swap = o.swap === 0 || o.swap === '0' ? 0 : parseSize(`${prefix}.swap`, o.swap);
     if (r.memory === undefined && r.swap > 0) throw new InvalidOptionError(`${prefix}.swap`, 'needs limits.memory');

@@ -18,6 +18,7 @@
  * the expiry itself, before it starts and again before the new instance takes calls, so a late
  * timer (a busy loop, a wall clock jump) cannot let one through. A fresh list ends it.
  */
+import { checkRange } from '../sandbox/ids';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -134,6 +135,11 @@ export interface PluginHostOptions {
   launcher?: PluginLauncher;
   /** The runner's stderr (the plugin's own console goes to 'log' events). Default 'ignore'. */
   pluginStderr?: 'inherit' | 'ignore';
+  /**
+   * As root: the range each plugin's sandbox draws a host uid/gid of its own from, for its life
+   * (see SpawnOptions.hostIds). Default 2147221504-2147287039.
+   */
+  hostIds?: { first: number; count: number };
 }
 
 interface PluginRecord {
@@ -228,11 +234,12 @@ export class PluginHost extends EventEmitter {
       this.audit = new AuditLog({ path: o.audit });
       this.ownsAudit = true;
     }
+    if (o.hostIds !== undefined) checkRange('hostIds', o.hostIds);
     if (o.warmPool !== undefined && (!Number.isSafeInteger(o.warmPool) || o.warmPool < 0)) throw new InvalidOptionError('warmPool', 'must be a whole number of runners (0: no pool)');
     if (o.warmPool !== undefined && o.warmPool > 0 && o.launcher === undefined) {
       // The pool's ceiling is the host's default limits: a plugin within them is fitted in place.
       const d = sandboxLimits(this.defaults, o.allowDegradedLimits === true);
-      this.pool = new RunnerPool({ size: o.warmPool, limits: d, treeLimits: o.treeLimits, stdio: ['ignore', 'ignore', o.pluginStderr ?? 'ignore'] });
+      this.pool = new RunnerPool({ size: o.warmPool, limits: d, treeLimits: o.treeLimits, stdio: ['ignore', 'ignore', o.pluginStderr ?? 'ignore'], hostIds: o.hostIds });
       const pool = this.pool;
       this.launcher = (entry, options) => pool.start(entry, options);
     } else {
@@ -504,6 +511,7 @@ export class PluginHost extends EventEmitter {
       timeout: 0,
       loadTimeout: this.opts.loadTimeoutMs ?? 10000,
       stdio: ['ignore', 'ignore', this.opts.pluginStderr ?? 'ignore'],
+      hostIds: this.opts.hostIds,
     };
     return { manifest, entry, spawn, limits, permissions };
   }

@@ -24,6 +24,7 @@
  */
 import { LimitError } from '../errors';
 import { releasePreparedMounts } from '../sandbox/plan';
+import { checkRange } from '../sandbox/ids';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limits/options';
 import { parseSize } from '../limits/units';
 import type { PluginProcess } from '../runner/host';
@@ -53,6 +54,12 @@ export interface RunnerPoolOptions {
   stdio?: readonly [StdioOption, StdioOption, StdioOption];
   /** Milliseconds a runner may take to start before it is given up. Default 10000. */
   readyTimeout?: number;
+  /**
+   * As root: the range the runners' host ids are drawn from (see SpawnOptions.hostIds). Each runner
+   * has an id of its own from its start, and serves one plugin only. Only plugins asking for the
+   * same range are served warm.
+   */
+  hostIds?: { first: number; count: number };
 }
 
 export interface RunnerPoolStats {
@@ -87,6 +94,7 @@ export class RunnerPool {
   private readonly treeLimits: Required<TreeLimits>;
   private readonly stdio: readonly [StdioOption, StdioOption, StdioOption];
   private readonly readyTimeout: number;
+  private readonly hostIds: { first: number; count: number } | undefined;
 
   private readonly idle: Runner[] = [];
   private readonly starting = new Set<Runner>();
@@ -111,6 +119,7 @@ export class RunnerPool {
     if (seccomp !== 'strict' && seccomp !== 'default') throw new InvalidOptionError('seccomp', "a pool runs 'strict' or 'default'; other policies start cold");
     this.seccomp = seccomp;
     if (options.shareNet !== undefined && typeof options.shareNet !== 'boolean') throw new InvalidOptionError('shareNet', 'must be true or false');
+    this.hostIds = options.hostIds === undefined ? undefined : checkRange('hostIds', options.hostIds);
     this.shareNet = options.shareNet === true;
     if (options.limits !== undefined) {
       const l = resolveLimits(options.limits);
@@ -149,6 +158,7 @@ export class RunnerPool {
     if (seccomp !== this.seccomp) return `seccomp: the pool's runners run '${this.seccomp}', the plugin asks for '${seccomp}' (a profile is set at start; a stacked filter could narrow but not name violations)`;
     if ((o.shareNet === true) !== this.shareNet) return `shareNet: the pool's runners ${this.shareNet ? 'share' : 'do not share'} the host's network; a network namespace is chosen at start`;
     if (o.rlimits !== undefined && Object.keys(o.rlimits).length > 0) return 'rlimits: set at start; a pooled runner has the defaults';
+    if (o.hostIds?.first !== this.hostIds?.first || o.hostIds?.count !== this.hostIds?.count) return "hostIds: a pooled runner's host ids were drawn at its start, from the pool's range";
     if (o.tmpSize !== undefined) {
       let bytes: number | undefined;
       try {
@@ -285,6 +295,7 @@ export class RunnerPool {
       handle = await launchNodeRunner({
         seccomp: this.seccomp,
         shareNet: this.shareNet,
+        hostIds: this.hostIds,
         limits: this.limitsOption,
         stdio: this.stdio,
         pluginTmpfs: tmpfsBytesFor(this.treeLimits.maxBytes, this.treeLimits.maxFiles),

@@ -34,6 +34,8 @@ export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   limits?: SpawnOptions['limits'];
   /** Share the host's network (no network namespace; inet sockets allowed). Default false. */
   shareNet?: boolean;
+  /** As root: the range the sandbox's host uid/gid is drawn from (see SpawnOptions.hostIds). */
+  hostIds?: SpawnOptions['hostIds'];
   /**
    * The `sys:exec` permission: the plugin may run programs. Default false: after node has started
    * and before the plugin's code is loaded, the runner stacks a seccomp filter on all its threads
@@ -62,7 +64,7 @@ const PACKAGE_DIR = path.resolve(__dirname, '..', '..', '..');
 
 /** What the runner's sandbox is made of, apart from the plugin. */
 export interface RunnerSandboxOptions extends Pick<SpawnNodeOptions,
-  'seccomp' | 'rlimits' | 'tmpSize' | 'stdio' | 'binds' | 'limits' | 'shareNet' | 'env' | 'ringSize' | 'maxMessage' | 'timeout' | 'handlers'> {
+  'seccomp' | 'rlimits' | 'tmpSize' | 'stdio' | 'binds' | 'limits' | 'shareNet' | 'hostIds' | 'env' | 'ringSize' | 'maxMessage' | 'timeout' | 'handlers'> {
   /** A directory to bind read-only (the plugin's, for 'bind'). */
   pluginDir?: string;
   /** Bytes of the tmpfs at /plugin that receives a copied tree; none when undefined. */
@@ -106,6 +108,7 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
         // memory limit (degraded mode) must leave room for it, or the runner cannot even start.
         limits: options.limits?.allowDegraded && options.limits.addressSpaceOverhead === undefined ? { ...options.limits, addressSpaceOverhead: NODE_ADDRESS_SPACE_OVERHEAD } : options.limits,
         shareNet: options.shareNet,
+        hostIds: options.hostIds,
       });
       return {
         pid: sb.pid,

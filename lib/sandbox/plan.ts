@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InvalidOptionError } from '../errors';
+import { releaseIdleHostIdBlocks } from './ids';
 import { parseSize } from '../limits/units';
 import { addon, type NativeMount, type NativeMountSet, type NativePlan } from '../native';
 import { NAMESPACES, type NamespaceName, type RlimitName, type SpawnOptions } from './types';
@@ -174,13 +175,16 @@ function mountListFor(spec: MountListSpec): MountList {
 }
 
 /**
- * Closes every prepared mount list (their template roots and namespaces hold fds). Sandboxes already
+ * Closes every prepared mount list (their template roots and namespaces hold fds), and the lock
+ * files of host id blocks that no live sandbox uses (lib/sandbox/ids.ts). Sandboxes already
  * running keep theirs until they exit; later spawns prepare their list again. The plugin host and the
  * runner pool call it when they close, so that a shut-down host leaves no fd behind.
  */
 export function releasePreparedMounts(): void {
   for (const list of mountLists.values()) list.set.close();
   mountLists.clear();
+  // Likewise the lock files of host id blocks no live sandbox uses.
+  releaseIdleHostIdBlocks();
 }
 
 export interface BuiltPlan {
@@ -194,10 +198,14 @@ export interface BuiltPlan {
 const KNOWN_OPTIONS = new Set([
   'command', 'env', 'cwd', 'namespaces', 'shareNet', 'uid', 'gid', 'hostUid', 'hostGid', 'hostname',
   'defaultBinds', 'binds', 'tmpfs', 'tmpSize', 'stdio', 'fds', 'rlimits', 'seccomp', 'setupTimeout',
-  'limits',
+  'limits', 'hostIds',
 ]);
 
-export function buildPlan(options: SpawnOptions): BuiltPlan {
+/**
+ * `allocatedId`: as root, the host uid (and gid) the sandbox drew from its range (lib/sandbox/ids.ts),
+ * used where hostUid / hostGid are not given.
+ */
+export function buildPlan(options: SpawnOptions, allocatedId?: number): BuiltPlan {
   if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object');
   for (const key in options) {
     if (!KNOWN_OPTIONS.has(key) && Object.hasOwn(options, key)) throw new InvalidOptionError(key, 'is not a sandbox option (typo?)');
@@ -248,8 +256,8 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
   if (!root && (options.hostUid !== undefined || options.hostGid !== undefined)) {
     throw new InvalidOptionError(options.hostUid !== undefined ? 'hostUid' : 'hostGid', 'only root can choose the host ids; an unprivileged sandbox always maps to the caller');
   }
-  const hostUid = options.hostUid === undefined ? NOBODY : checkId('hostUid', options.hostUid);
-  const hostGid = options.hostGid === undefined ? NOBODY : checkId('hostGid', options.hostGid);
+  const hostUid = options.hostUid === undefined ? allocatedId ?? NOBODY : checkId('hostUid', options.hostUid);
+  const hostGid = options.hostGid === undefined ? allocatedId ?? NOBODY : checkId('hostGid', options.hostGid);
   if (root && hostUid === 0) throw new InvalidOptionError('hostUid', 'must not be 0: a sandbox never runs as host root');
   if (root && hostGid === 0) throw new InvalidOptionError('hostGid', 'must not be 0: a sandbox never runs in the host root group');
   if (namespaces.user) {
@@ -386,6 +394,9 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
       namespaces,
       mapUidInside, mapUidOutside, mapGidInside, mapGidOutside,
       denySetgroups,
+      // As root the user namespace is created with the host ids as owner, so that the per-user
+      // counts of what runs inside are charged to them, not to root (native/launcher.cc).
+      ownUserNamespace: root && namespaces.user,
       dropGroups,
       uid,
       gid,

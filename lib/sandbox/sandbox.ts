@@ -10,6 +10,7 @@ import { addon, type NativePlan, type NativeSandboxProcess, type NativeSetupErro
 import { explainBindSource, explainMountTarget } from './bind-path';
 import { errnoName, SandboxSetupError } from './errors';
 import { buildPlan } from './plan';
+import { acquireHostId, checkRange, releaseHostId } from './ids';
 import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
 import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
@@ -68,14 +69,28 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     return spawnNode(entry, options);
   }
 
+  /** The host id drawn for this sandbox (lib/sandbox/ids.ts), given back when it has exited. */
+  private hostId: number | undefined;
+
   private constructor(options: SpawnOptions) {
     super();
-    let built = buildPlan(options);
-    const limits = validateLimits(options.limits);
-    const seccomp = compiledSeccomp(options.seccomp, built.network);
-
-    const stdio = options.stdio ?? ['ignore', 'pipe', 'pipe'];
+    const stdio = options?.stdio ?? ['ignore', 'pipe', 'pipe'];
     if (!Array.isArray(stdio) || stdio.length !== 3) throw new InvalidOptionError('stdio', "must be three entries of 'pipe', 'inherit', 'ignore' or an fd number");
+    const range = options?.hostIds === undefined ? undefined : checkRange('hostIds', options.hostIds);
+    // As root, an id of its own (given back on every failure below and at exit).
+    this.hostId = process.getuid?.() === 0 && options?.hostUid === undefined ? acquireHostId(range) : undefined;
+    let built: ReturnType<typeof buildPlan>;
+    let limits: ReturnType<typeof validateLimits>;
+    let seccomp: ReturnType<typeof compiledSeccomp>;
+    try {
+      built = buildPlan(options, this.hostId);
+      limits = validateLimits(options.limits);
+      seccomp = compiledSeccomp(options.seccomp, built.network);
+    } catch (err) {
+      if (this.hostId !== undefined) releaseHostId(this.hostId);
+      throw err;
+    }
+
     const fds: Array<{ source: number; target: number }> = [];
     const toClose: number[] = []; // our copies of the sandbox's ends, closed once it has them
     const ours: Array<number | null> = [null, null, null];
@@ -116,7 +131,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       // Created last among the fallible steps before the clone; removed again if the clone fails.
       this.cgroup = limits === undefined ? undefined : SandboxCgroup.create(limits);
       if (this.cgroup !== undefined && this.cgroup.rlimits.length > 0) {
-        built = buildPlan({ ...options, rlimits: mergeRlimits(options.rlimits, this.cgroup) });
+        built = buildPlan({ ...options, rlimits: mergeRlimits(options.rlimits, this.cgroup) }, this.hostId);
       }
       try {
         // The plan object is this call's own: completed in place rather than copied.
@@ -151,14 +166,25 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
           } else if (e.stage === 'rlimit') entry = `rlimits.${built.rlimitNames[e.index]}`;
           else if (e.stage === 'fds') entry = e.index < 3 ? `stdio[${e.index}]` : `fds[${e.index - 3}]`;
         }
+        if (e.stage === 'exec') {
+          // Name the command, and where a PATH search looked for it (paths inside the sandbox).
+          const tried = built.plan.candidates;
+          entry = 'command[0]';
+          detail = `'${options.command[0]}'${tried.length > 1 || tried[0] !== options.command[0] ? ` (tried ${tried.join(', ')})` : ''}`;
+        }
         throw new SandboxSetupError(e.stage, e.errno, entry, detail);
       }
     } catch (err) {
       for (const fd of ours) if (fd !== null) fs.closeSync(fd);
       cleanup();
       this.cgroup?.destroy().catch(() => {});
+      if (this.hostId !== undefined) releaseHostId(this.hostId);
       throw err;
     }
+    // Without a PID namespace or a cgroup nothing ends the sandbox's other processes with its
+    // first: its id is then never handed out again (another sandbox would share counts and signals
+    // with what is left).
+    if (this.hostId !== undefined && !built.namespaces.pid && this.cgroup === undefined) this.hostId = undefined;
     cleanup();
     this.pid = this.native.pid;
     this.stdin = ours[0] === null ? null : new net.Socket({ fd: ours[0], readable: false, writable: true });
@@ -246,6 +272,9 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   private finishExit(code: number | null, signal: number | null): void {
+    // Everything of the sandbox is gone (its PID namespace, or its cgroup killed and removed).
+    if (this.hostId !== undefined) releaseHostId(this.hostId);
+    this.hostId = undefined;
     this.result = {
       code,
       signal: signal === null ? null : SIGNAL_NAMES.get(signal) ?? (`SIG${signal}` as NodeJS.Signals),

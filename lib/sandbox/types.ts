@@ -53,9 +53,19 @@ export interface SpawnOptions {
   /** uid/gid inside the sandbox. Default: 65534 as root, the caller's ids otherwise. */
   uid?: number;
   gid?: number;
-  /** As root: the unprivileged host uid/gid the sandbox maps to. Default 65534. Never 0. */
+  /**
+   * As root: the unprivileged host uid/gid the sandbox maps to. Never 0. Default: an id of its own,
+   * drawn from `hostIds` for the sandbox's life (the gid has the same number), so that no two live
+   * sandboxes share the kernel's per-user counts. An id given here is the caller's to keep apart.
+   */
   hostUid?: number;
   hostGid?: number;
+  /**
+   * As root: the range the sandbox's host ids are drawn from (ignored unprivileged, and when hostUid
+   * is given). Default { first: 0x7ffc0000, count: 65536 } (2147221504-2147287039); see
+   * lib/sandbox/ids.ts for the choice. Ids named in /etc/passwd or /etc/group are skipped.
+   */
+  hostIds?: { first: number; count: number };
   /** Hostname in the UTS namespace. Default 'warden'. */
   hostname?: string;
   /** Bind the default system directories read-only (/usr, /bin, /lib, ...). Default true. */
