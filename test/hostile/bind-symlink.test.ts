@@ -85,7 +85,7 @@ t.test('a bind gives no more than the sandbox\'s host identity can reach: a path
     t.equal(err.code, 'ERR_SANDBOX_SETUP');
     t.equal(err.stage, 'bind-source');
     t.equal(err.errnoName, 'EACCES');
-    t.match(err.message, `'${priv}' cannot be searched by host uid 65534`);
+    t.match(err.message, new RegExp(`'${priv}' cannot be searched by host uid \\d+`));
     return;
   }
   t.fail(`a file inside a 0700 root directory became readable through a bind: ${JSON.stringify(seen)}`);
