@@ -137,7 +137,7 @@ interface PluginRecord {
 const DEFAULT_LIMITS: PluginLimitsInput = { memory: '256M', pids: 64, callTimeout: '5s' };
 
 function severityOf(kind: string): AuditSeverity {
-  return kind === 'seccomp' || kind === 'protocol' ? 'critical' : 'warning';
+  return kind === 'seccomp' || kind === 'protocol' || kind === 'flood' ? 'critical' : 'warning';
 }
 
 function errorFields(e: unknown): { message: string; code?: string } {
@@ -703,7 +703,12 @@ export class PluginHost extends EventEmitter {
     const out: Record<string, Handler> = {};
     for (const [name, fn] of Object.entries(this.opts.methods ?? {})) {
       out[name] = function (this: CallContext, ...args: unknown[]) {
-        return fn.apply({ ...this, plugin }, args);
+        // Not a spread copy: `signal` is a getter of the call's context (made on first use), and
+        // it must stay the one that the plugin's cancel, a timeout or the channel closing aborts.
+        const ctx = this;
+        const self = { get signal() { return ctx.signal; }, method: ctx.method, plugin };
+        // args is at most the channel's maxArgs long.
+        return fn.apply(self, args);
       };
     }
     return out;
