@@ -189,6 +189,8 @@ export class RpcPeer extends EventEmitter {
   private readonly handlers = new Map<string, Handler>();
   private readonly backlog: Buffer[] = [];
   private nextId = 1;
+  /** The ids went round once: every id may have been issued. */
+  private wrapped = false;
   private closedWith: ChannelError | null = null;
   private timeout: number;
   private readonly keepAlive: boolean;
@@ -401,7 +403,12 @@ export class RpcPeer extends EventEmitter {
 
   private takeId(): number {
     const id = this.nextId;
-    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    if (id >= 0xffffffff) {
+      this.nextId = 1;
+      this.wrapped = true;
+    } else {
+      this.nextId = id + 1;
+    }
     return id;
   }
 
@@ -604,8 +611,15 @@ export class RpcPeer extends EventEmitter {
       case Kind.Error: {
         const p = this.settle(d.id);
         if (!p) {
-          // A late answer to a call we gave up on, or to none at all: the peer's to pay for.
-          if (l !== undefined) this.charge(l, length);
+          if (l !== undefined) {
+            // An answer to a call never made is a lie; a late one (the call timed out or was
+            // cancelled) or a repeated one is dropped, and the peer pays for it like for a call.
+            if (d.id === 0 || (d.id >= this.nextId && !this.wrapped)) {
+              this.violation(`an answer to call ${d.id}, which was never made`);
+              return;
+            }
+            this.charge(l, length);
+          }
           return;
         }
         if (d.kind === Kind.Result) p.resolve(d.value);
