@@ -90,16 +90,18 @@ export interface DecodeLimits {
 }
 
 /**
- * Measured on the project's 2-core machine under load, each bound alone costs at most ~15 ms to
- * decode: 100,000 array elements ~3 ms, 12,500 keys of one wide object ~15 ms, 4 MiB of two-byte
- * UTF-8 ~25 ms at worst (ASCII ~12 ms), 100,000 BigInt digits ~6 ms, 256 KiB of a structured Map
- * ~18 ms. Bytes of any size travel as Buffers (attachments cost no decoding).
+ * Each bound alone, at its worst, costs some 2-7 ms of decoding on the project's 2-core machine
+ * (node 20, unloaded; two to three times that with every core busy), so that one message that
+ * maxes out all four stays near 20 ms: 50,000 values ~5 ms (6,250 keys of one wide object ~5 ms),
+ * 1 MiB of two-byte UTF-8 text ~6.5 ms (ASCII ~3 ms), 50,000 BigInt digits ~2 ms (in one BigInt;
+ * parsing is quadratic), 64 KiB of a structured-clone Map ~4 ms. Bytes of any size travel as
+ * Buffers (attachments cost no decoding); a host that needs more sets channelLimits.decode.
  */
 export const PEER_LIMITS: Readonly<DecodeLimits> = Object.freeze({
-  values: 100_000,
-  stringBytes: 4 << 20,
-  bigintDigits: 100_000,
-  structuredBytes: 256 << 10,
+  values: 50_000,
+  stringBytes: 1 << 20,
+  bigintDigits: 50_000,
+  structuredBytes: 64 << 10,
 });
 export const UNLIMITED: Readonly<DecodeLimits> = Object.freeze({
   values: Infinity,
