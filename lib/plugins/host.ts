@@ -19,7 +19,7 @@ import * as semver from 'semver';
 import { CallTimeoutError, InvalidOptionError, RemoteError } from '../errors';
 import { AuditLog, type AuditEventInput, type AuditSeverity } from '../audit';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
-import type { CallContext, Handler } from '../channel/rpc';
+import type { CallContext, Handler, PeerLimits } from '../channel/rpc';
 import { spawnNode, type SpawnNodeOptions } from '../sandbox/node';
 import { releasePreparedMounts } from '../sandbox/plan';
 import type { PluginProcess } from '../runner/host';
@@ -116,6 +116,12 @@ export interface PluginHostOptions {
   launcher?: PluginLauncher;
   /** The runner's stderr (the plugin's own console goes to 'log' events). Default 'ignore'. */
   pluginStderr?: 'inherit' | 'ignore';
+  /**
+   * What each plugin may make the host spend through its channel (PLUGIN_PEER_LIMITS, the default:
+   * decoding budget per message, arguments, calls at once, rates, unread bytes). Plugins started
+   * with other bounds start cold (not from the warm pool).
+   */
+  channelLimits?: Partial<PeerLimits>;
 }
 
 interface PluginRecord {
@@ -462,6 +468,7 @@ export class PluginHost extends EventEmitter {
       timeout: 0,
       loadTimeout: this.opts.loadTimeoutMs ?? 10000,
       stdio: ['ignore', 'ignore', this.opts.pluginStderr ?? 'ignore'],
+      channelLimits: this.opts.channelLimits,
     };
     return { manifest, entry, spawn, limits, permissions };
   }
