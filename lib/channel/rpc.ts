@@ -4,9 +4,9 @@
  *
  * Everything received is untrusted: a message that does not decode closes the channel with a
  * `protocol` violation; results for ids we do not wait for (late answers after a timeout or a
- * cancel) are dropped. Nothing the peer sends can throw out of the channel's callback: a handler
- * or listener failing on a message is a `protocol` violation of the peer. With `limits` (the host
- * side of a plugin) what the peer may cost is bounded too: decoding per message, arguments, calls
+ * cancel) are dropped. With `limits` (the host side of a plugin), nothing the peer sends can throw
+ * out of the channel's callback (a handler or listener failing on a message is a `protocol`
+ * violation of the peer), and what the peer may cost is bounded: decoding per message, arguments, calls
  * served at once, messages and bytes per second, and what it leaves unread; a peer that stays
  * past a rate or the unread bound for `floodGraceMs` is a `flood` violation.
  */
@@ -149,7 +149,7 @@ function clip(v: unknown, max = MAX_ERROR_TEXT): string | undefined {
 }
 
 /** String(v) that never throws (a hostile value's toString may) and is bounded. */
-export function describe(v: unknown, max = MAX_ERROR_TEXT): string {
+function describe(v: unknown, max = MAX_ERROR_TEXT): string {
   try {
     return clip(typeof v === 'string' ? v : String(v), max) ?? '';
   } catch {
@@ -568,8 +568,18 @@ export class RpcPeer extends EventEmitter {
         this.dispatch(m);
       }
     } catch (e) {
-      this.violation(`handling its message failed: ${describe(e, 1024)}`);
+      this.handlerFailed(e);
     }
+  }
+
+  /**
+   * A handler or listener threw on the peer's message. Facing an untrusted peer (limits) that is
+   * the peer's violation; the runner rethrows: its plugin's own failure ends it as a crash, with
+   * the stack on its stderr.
+   */
+  private handlerFailed(e: unknown): void {
+    if (this.limits === undefined) throw e;
+    this.violation(`handling its message failed: ${describe(e, 1024)}`);
   }
 
   /**
@@ -579,8 +589,8 @@ export class RpcPeer extends EventEmitter {
    */
   private onEvent(m: number | Buffer | null, detail?: string): void {
     if (this.closedWith) return;
-    // Whatever the peer sent, nothing thrown while handling it leaves here: the native caller
-    // would end the process. A failure is the peer's violation.
+    // Facing an untrusted peer, nothing thrown while handling its message leaves here: the native
+    // caller would end the process.
     try {
       if (this.backlog.length > 0) this.drainBacklog();
       if (typeof m === 'number') {
@@ -593,7 +603,7 @@ export class RpcPeer extends EventEmitter {
         this.dispatch(m);
       }
     } catch (e) {
-      this.violation(`handling its message failed: ${describe(e, 1024)}`);
+      this.handlerFailed(e);
     }
   }
 
