@@ -219,11 +219,11 @@ void Endpoint::SleepFutex(int64_t timeout_ns) {
   w.sleep.store(kAwake, std::memory_order_seq_cst);
 }
 
-bool Endpoint::ArmEventfd(bool want_space) {
+bool Endpoint::ArmEventfd(bool want_space, bool want_rx) {
   WakeWord& w = ctl()->wake[side_];
   if (want_space) w.want_space.store(1, std::memory_order_seq_cst);
   w.sleep.store(kSleepEventfd, std::memory_order_seq_cst);
-  if (RxPending()) return true;
+  if (want_rx && RxPending()) return true;
   if (want_space && ctl()->tail[side_].value.load(std::memory_order_seq_cst) != encoder_.last_tail()) return true;
   return false;
 }

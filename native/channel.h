@@ -152,9 +152,9 @@ class Endpoint {
   // Waiting. The owner is kAwake while it runs; these move it to a sleep state and back.
   // Sleeps on the futex until woken or `timeout_ns` passes. Returns after at most that long.
   void SleepFutex(int64_t timeout_ns);
-  // Before the event loop sleeps: arms the eventfd wake-up. Returns true if data or space is
-  // already there (the caller should not sleep).
-  bool ArmEventfd(bool want_space);
+  // Before the event loop sleeps: arms the eventfd wake-up. Returns true if data (when `want_rx`)
+  // or space (when `want_space`) is already there (the caller should not sleep).
+  bool ArmEventfd(bool want_space, bool want_rx = true);
   void MarkAwake();
   void DrainEventfd();
   // Wakes our own event loop (work remains that the next loop iteration should do).

@@ -36,9 +36,10 @@ constexpr size_t kRxScratch = 16 * 1024;
 constexpr size_t kInlineSpans = 8;
 
 // `state`, an Int32Array JS writes and this side reads (lib/channel/addon.ts says the same).
-constexpr size_t kStateHold = 0;  // > 0: keep the event loop alive (pending calls; a runner)
-constexpr size_t kStateBusy = 1;  // handlers waiting on promises: do not spin, they need the loop
-constexpr size_t kStateSize = 2;
+constexpr size_t kStateHold = 0;   // > 0: keep the event loop alive (pending calls; a runner)
+constexpr size_t kStateBusy = 1;   // handlers waiting on promises: do not spin, they need the loop
+constexpr size_t kStatePause = 2;  // > 0: deliver nothing (JS throttles a flooding peer; resume() ends it)
+constexpr size_t kStateSize = 3;
 
 // What onEvent receives besides messages (a number >= 0: bytes in rxBuffer; a Buffer; null: the
 // peer closed the channel).
@@ -193,11 +194,13 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
                            InstanceMethod<&ChannelEndpoint::RecvWait>("recvWait"),
                            InstanceMethod<&ChannelEndpoint::Start>("start"),
                            InstanceMethod<&ChannelEndpoint::UpdateRef>("updateRef"),
+                           InstanceMethod<&ChannelEndpoint::Resume>("resume"),
                            InstanceMethod<&ChannelEndpoint::PeerAlive>("peerAlive"),
                            InstanceMethod<&ChannelEndpoint::ChildFds>("childFds"),
                            InstanceMethod<&ChannelEndpoint::ReleaseChildFds>("releaseChildFds"),
                            InstanceMethod<&ChannelEndpoint::Close>("close"),
                            InstanceAccessor<&ChannelEndpoint::Queued>("queued"),
+                           InstanceAccessor<&ChannelEndpoint::QueuedBytes>("queuedBytes"),
                            InstanceAccessor<&ChannelEndpoint::TxBuffer>("txBuffer"),
                            InstanceAccessor<&ChannelEndpoint::RxBuffer>("rxBuffer"),
                            InstanceAccessor<&ChannelEndpoint::State>("state"),
@@ -313,6 +316,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       Napi::Array a = info[1].As<Napi::Array>();
       for (uint32_t i = 0; i < a.Length(); ++i) o.refs.push_back(Napi::Persistent(a.Get(i)));
     }
+    queued_bytes_ += o.total;
     queue_.push_back(std::move(o));
   }
 
@@ -329,9 +333,18 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
         if (ep_->RequestSpace()) continue;  // the consumer moved meanwhile
         return true;
       }
+      queued_bytes_ -= m.total;
       queue_.pop_front();
     }
     return true;
+  }
+
+  // Whether delivery is held back: JS throttles the peer (state[kStatePause]), or the peer leaves
+  // more than pause_bytes_ of what we sent it unread. Then its ring is not read either, so a peer
+  // that sends calls and never reads their answers stops at that bound instead of making us queue
+  // answers without end; its own sends back up into its own memory.
+  bool Paused() const {
+    return (state_ != nullptr && state_[kStatePause] > 0) || (pause_bytes_ > 0 && queued_bytes_ > pause_bytes_);
   }
 
   // Sends without leaving the thread for long: while the consumer keeps freeing room (it is awake
@@ -363,7 +376,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   // the idle handle polls the ring the peer need not wake us.
   void Rearm() {
     if (!started_ || !ep_ || failed_ || idle_active_) return;
-    if (ep_->ArmEventfd(!queue_.empty())) ep_->SelfWake();
+    // Paused, pending data is no reason to come back (resume() or freed room is).
+    if (ep_->ArmEventfd(!queue_.empty(), !Paused())) ep_->SelfWake();
   }
 
   // After a send or a message: keep the event loop polling the ring (without blocking it) for a
@@ -400,12 +414,13 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     const bool peer_here = cpu >= 0 && self->ep_->PeerCpu() == cpu;
     bool space = false;
     const int64_t poll_until = idlers_ == 1 && !peer_here ? NowNs() + kIdlePollNs : 0;
+    const bool paused = self->Paused();
     for (;;) {
       space = !self->queue_.empty() && self->ep_->PeerTail() != self->ep_->LastTail();
-      if (self->ep_->RxPending() || space || NowNs() >= poll_until) break;
+      if ((!paused && self->ep_->RxPending()) || space || NowNs() >= poll_until) break;
       for (int i = 0; i < 4; ++i) CpuRelax();
     }
-    if (self->ep_->RxPending() || space || (self->peer_gone_ && !self->gone_reported_)) {
+    if ((!paused && self->ep_->RxPending()) || space || (self->peer_gone_ && !self->gone_reported_)) {
       self->idle_window_ns_ = self->idle_max_ns_;
       self->idle_until_ = NowNs() + self->idle_window_ns_;
       self->idle_spin_.Reset(self->ep_.get());
@@ -453,6 +468,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     int handled = 0;
     int64_t spin_until = 0;
     bool delivered = false;
+    const int64_t turn_start = turn_ns_ > 0 ? NowNs() : 0;
     Spin wait(ep_.get());
     while (ep_ && !failed_) {
       Napi::HandleScope scope(env);
@@ -460,11 +476,15 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
         Deliver(env, Napi::Number::New(env, kEventProtocol), Napi::String::New(env, protocol_error_));
         break;
       }
+      // Throttled: the ring is left as it is (an exit of the peer is seen by its owner's exit watch).
+      if (Paused()) break;
       FrameDecoder::Status st = ep_->Receive(sink_.get());
       if (st == FrameDecoder::kMessage) {
         Deliver(env, sink_->Take());
         delivered = true;
         if (++handled >= budget_) break;  // Rearm sees the ring is not empty and wakes us again
+        // Nor longer than turn_ns_ (each message's decoding is bounded; their sum is bounded here).
+        if (turn_ns_ > 0 && NowNs() - turn_start >= turn_ns_) break;
         // Read after the callback's microtasks ran: a handler that returned a promise which has
         // settled meanwhile (an async function that did not wait for I/O) is done; one still
         // waiting needs the event loop, so no spinning then.
@@ -714,6 +734,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       idle_window_ns_ = idle_max_ns_;
       const double b = num("budget", 256);
       budget_ = b >= 1 ? static_cast<int>(b) : 1;
+      turn_ns_ = static_cast<int64_t>(num("turnUs", 0) * 1e3);
+      const double pb = num("pauseBytes", 0);
+      pause_bytes_ = pb > 0 ? static_cast<uint64_t>(pb) : 0;
     }
     on_event_ = Napi::Persistent(info[0].As<Napi::Function>());
     async_context_ = std::make_unique<Napi::AsyncContext>(env, "WardenChannel");
@@ -809,6 +832,16 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     return Napi::Number::New(info.Env(), static_cast<double>(queue_.size()));
   }
 
+  Napi::Value QueuedBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(queued_bytes_));
+  }
+
+  // After JS cleared state[kStatePause]: deliver what waits, from the next loop turn.
+  Napi::Value Resume(const Napi::CallbackInfo& info) {
+    if (started_ && ep_ && !failed_) ep_->SelfWake();
+    return info.Env().Undefined();
+  }
+
   Napi::Value TxBuffer(const Napi::CallbackInfo& info) {
     return tx_ref_.IsEmpty() ? info.Env().Undefined() : tx_ref_.Value();
   }
@@ -826,6 +859,7 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
       StopHandles();
       if (sink_) sink_->Abort();
       queue_.clear();
+      queued_bytes_ = 0;
       ep_.reset();
     }
     on_event_.Reset();
@@ -847,6 +881,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   Napi::Reference<Napi::Value> state_ref_;
   Napi::Reference<Napi::Value> rx_ref_;
   std::deque<Outgoing> queue_;
+  uint64_t queued_bytes_ = 0;  // sum of the totals in queue_
+  uint64_t pause_bytes_ = 0;   // 0: never pause on the queue
+  int64_t turn_ns_ = 0;        // 0: only `budget` bounds a turn
   Napi::FunctionReference on_event_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
   uv_poll_t* poll_ = nullptr;

@@ -32,10 +32,18 @@ export interface StartOptions {
   idleSpinUs?: number;
   /** Messages delivered per event-loop turn. */
   budget?: number;
+  /** And no more than this long per turn (0: only `budget` bounds it). */
+  turnUs?: number;
+  /**
+   * Deliver nothing while more than this many bytes wait in the outgoing queue for the peer to
+   * read them (0: never pause). A peer that sends and never reads stops there.
+   */
+  pauseBytes?: number;
 }
 
 export const STATE_HOLD = 0;
 export const STATE_BUSY = 1;
+export const STATE_PAUSE = 2;
 
 export interface NativeEndpoint {
   /** Scratch the envelope of the next message is written into (see send's envLen). */
@@ -65,16 +73,21 @@ export interface NativeEndpoint {
    * Written by JS, read by the endpoint when it next runs (no crossing needed):
    * state[STATE_HOLD] > 0 keeps the event loop alive (pending calls, or a runner that lives for its
    * channel; updateRef() applies it at once); state[STATE_BUSY] > 0 says handlers wait on
-   * promises, which need the event loop, so the endpoint does not spin for the next message.
+   * promises, which need the event loop, so the endpoint does not spin for the next message;
+   * state[STATE_PAUSE] > 0 holds delivery back (throttling the peer) until it is 0 and resume().
    */
   readonly state: Int32Array;
   updateRef(): void;
+  /** Delivery may go on (after STATE_PAUSE went back to 0): from the next event-loop turn. */
+  resume(): void;
   peerAlive(): boolean;
   childFds(): ChildFds;
   /** Closes the host's copies of the fds only the sandbox needs (after spawning it). */
   releaseChildFds(): void;
   close(): void;
   readonly queued: number;
+  /** Bytes of the messages in the outgoing queue. */
+  readonly queuedBytes: number;
 }
 
 interface Addon {

@@ -15,7 +15,9 @@
  *
  * The decoder reads hostile input: every length is bounded by the message, nesting is bounded,
  * name numbers must be defined before use and never change, and any inconsistency throws a
- * CodecError the RPC layer turns into a protocol violation.
+ * CodecError the RPC layer turns into a protocol violation. What one message may cost to decode is
+ * bounded too (DecodeLimits): one budget per message for values, string bytes, BigInt digits and
+ * structured-clone bytes, so no message holds the receiver's event loop for long, whatever it holds.
  */
 import type * as V8 from 'node:v8';
 
@@ -71,6 +73,42 @@ const f64 = new Float64Array(1);
 const f64b = new Uint8Array(f64.buffer);
 
 export class CodecError extends Error {}
+
+/**
+ * What one received message may hold, summed over all its values. The host decodes a plugin's
+ * messages with PEER_LIMITS; the runner trusts its host (UNLIMITED).
+ */
+export interface DecodeLimits {
+  /** Values: every scalar, array element and object entry counts (an object entry 2, one of a wide object 8). */
+  values: number;
+  /** UTF-8 bytes of all strings and object keys. */
+  stringBytes: number;
+  /** Decimal digits of all BigInts (parsing them costs more than linear time). */
+  bigintDigits: number;
+  /** Bytes of structured-clone values (Map, Set, RegExp, typed arrays...), decoded by v8.deserialize. */
+  structuredBytes: number;
+}
+
+/**
+ * Each bound alone, at its worst, costs some 2-7 ms of decoding on the project's 2-core machine
+ * (node 20, unloaded; two to three times that with every core busy), so that one message that
+ * maxes out all four stays near 20 ms: 50,000 values ~5 ms (6,250 keys of one wide object ~5 ms),
+ * 1 MiB of two-byte UTF-8 text ~6.5 ms (ASCII ~3 ms), 50,000 BigInt digits ~2 ms (in one BigInt;
+ * parsing is quadratic), 64 KiB of a structured-clone Map ~4 ms. Bytes of any size travel as
+ * Buffers (attachments cost no decoding); a host that needs more sets channelLimits.decode.
+ */
+export const PEER_LIMITS: Readonly<DecodeLimits> = Object.freeze({
+  values: 50_000,
+  stringBytes: 1 << 20,
+  bigintDigits: 50_000,
+  structuredBytes: 64 << 10,
+});
+export const UNLIMITED: Readonly<DecodeLimits> = Object.freeze({
+  values: Infinity,
+  stringBytes: Infinity,
+  bigintDigits: Infinity,
+  structuredBytes: Infinity,
+});
 
 export interface Decoded {
   kind: Kind;
@@ -336,14 +374,14 @@ export class DecoderState {
  * out; attachments are views of `msg`, unless `reused` says `msg` is scratch memory that the next
  * message overwrites: then they are copied too.
  */
-export function decode(msg: Buffer, length: number, reused: boolean, state: DecoderState): Decoded {
+export function decode(msg: Buffer, length: number, reused: boolean, state: DecoderState, limits: Readonly<DecodeLimits> = UNLIMITED): Decoded {
   if (length < HEADER || length > msg.length) throw new CodecError('message shorter than its header');
   const kind = msg[0] as Kind;
   if (kind < Kind.Call || kind > Kind.Cancel) throw new CodecError(`unknown message kind ${kind}`);
   const id = readU32(msg, 1);
   const envLen = readU32(msg, 5);
   if (envLen > length - HEADER) throw new CodecError('envelope longer than the message');
-  const r = new Reader(msg, HEADER + envLen, length, reused);
+  const r = new Reader(msg, HEADER + envLen, length, reused, limits);
   let name = '';
   if (kind === Kind.Call || kind === Kind.Notify) name = r.name(state);
   const value = r.value(0);
@@ -355,13 +393,27 @@ export function decode(msg: Buffer, length: number, reused: boolean, state: Deco
 class Reader {
   pos = HEADER;
   attachPos: number;
+  // What is left of this message's budget (DecodeLimits).
+  private values: number;
+  private stringBytes: number;
+  private digits: number;
+  private structuredBytes: number;
   constructor(
     private readonly b: Buffer,
     readonly end: number,
     private readonly length: number,
     private readonly reused: boolean,
+    private readonly limits: Readonly<DecodeLimits>,
   ) {
     this.attachPos = end;
+    this.values = limits.values;
+    this.stringBytes = limits.stringBytes;
+    this.digits = limits.bigintDigits;
+    this.structuredBytes = limits.structuredBytes;
+  }
+
+  private over(what: keyof DecodeLimits): never {
+    throw new CodecError(`message over the decoding budget: more than ${this.limits[what]} ${what} in one message (split it; bytes travel as a Buffer at no decoding cost)`);
   }
 
   private need(n: number): void {
@@ -378,6 +430,7 @@ class Reader {
   private string(): string {
     const n = this.u32();
     this.need(n);
+    if ((this.stringBytes -= n) < 0) this.over('stringBytes');
     const p = this.pos;
     this.pos = p + n;
     return (this.b as unknown as FastUtf8).utf8Slice(p, p + n);
@@ -410,6 +463,7 @@ class Reader {
 
   value(depth: number): unknown {
     if (depth > MAX_DEPTH) throw new CodecError('value nested too deeply');
+    if (--this.values < 0) this.over('values');
     this.need(1);
     const b = this.b;
     const tag = b[this.pos++];
@@ -441,6 +495,7 @@ class Reader {
       case Tag.BigInt: {
         const s = this.value(depth + 1);
         if (typeof s !== 'string' || !/^-?[0-9]{1,100000}$/.test(s)) throw new CodecError('malformed bigint');
+        if ((this.digits -= s.length) < 0) this.over('bigintDigits');
         return BigInt(s);
       }
       case Tag.Bytes: {
@@ -462,6 +517,7 @@ class Reader {
         const n = this.u32();
         // Each element takes at least one byte: a lying count fails here, not after allocating.
         this.need(n);
+        if (n > this.values) this.over('values');
         const out = new Array<unknown>(n);
         for (let i = 0; i < n; i++) out[i] = this.value(depth + 1);
         return out;
@@ -469,18 +525,24 @@ class Reader {
       case Tag.Object: {
         const n = this.u32();
         this.need(n * 2);
+        // Keys and value count already; a wide object (a dictionary: every key costs ~1 us to
+        // add) pays for 8 values a key, a small one 2.
+        if ((this.values -= n * (n > 64 ? 6 : 0)) < 0) this.over('values');
         const out: Record<string, unknown> = {};
         for (let i = 0; i < n; i++) {
           const k = this.value(depth + 1);
           if (typeof k !== 'string') throw new CodecError('object key is not a string');
-          // defineProperty: a key named __proto__ must not change the object's prototype.
-          Object.defineProperty(out, k, { value: this.value(depth + 1), enumerable: true, writable: true, configurable: true });
+          const v = this.value(depth + 1);
+          // A key named __proto__ must not change the object's prototype.
+          if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+          else out[k] = v;
         }
         return out;
       }
       case Tag.Structured: {
         const n = this.u32();
         this.need(n);
+        if ((this.structuredBytes -= n) < 0) this.over('structuredBytes');
         const bytes = b.subarray(this.pos, this.pos + n);
         this.pos += n;
         try {

@@ -1,4 +1,6 @@
-export { RpcPeer } from './rpc';
-export type { CallContext, CallOptions, Handler, RpcOptions, Violation } from './rpc';
+export { PLUGIN_PEER_LIMITS, RpcPeer } from './rpc';
+export type { CallContext, CallOptions, Handler, PeerLimits, RpcOptions, Violation } from './rpc';
+export { PEER_LIMITS } from './codec';
+export type { DecodeLimits } from './codec';
 export { loadAddon } from './addon';
 export type { ChildFds, NativeEndpoint, Received, StartOptions } from './addon';

@@ -4,13 +4,17 @@
  *
  * Everything received is untrusted: a message that does not decode closes the channel with a
  * `protocol` violation; results for ids we do not wait for (late answers after a timeout or a
- * cancel) are dropped.
+ * cancel) are dropped. With `limits` (the host side of a plugin), nothing the peer sends can throw
+ * out of the channel's callback (a handler or listener failing on a message is a `protocol`
+ * violation of the peer), and what the peer may cost is bounded: decoding per message, arguments, calls
+ * served at once, messages and bytes per second, and what it leaves unread; a peer that stays
+ * past a rate or the unread bound for `floodGraceMs` is a `flood` violation.
  */
 import { EventEmitter } from 'node:events';
 
 import { CallTimeoutError, ChannelError, RemoteError } from '../errors';
-import { STATE_BUSY, STATE_HOLD, type NativeEndpoint } from './addon';
-import { CodecError, DecoderState, Encoder, Kind, decode, type Decoded } from './codec';
+import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
+import { CodecError, DecoderState, Encoder, Kind, PEER_LIMITS, UNLIMITED, decode, type DecodeLimits, type Decoded } from './codec';
 
 export interface CallContext {
   /** Aborted when the caller cancels the call or its timeout passes. */
@@ -45,10 +49,52 @@ export interface RpcOptions {
   budget?: number;
   /** Keep the process alive while the channel is open (the runner). Otherwise only while calls are pending. */
   keepAlive?: boolean;
+  /** Bounds of what the peer may cost this side (the host of an untrusted plugin). Default: none. */
+  limits?: PeerLimits;
 }
 
+/** What an untrusted peer may make this side spend (see PLUGIN_PEER_LIMITS). */
+export interface PeerLimits {
+  /** Decoding budget of one message. */
+  decode: Readonly<DecodeLimits>;
+  /** Arguments of one call or notification; more is a protocol violation. */
+  maxArgs: number;
+  /** The peer's calls served at once; more are answered ERR_CHANNEL_BUSY at once. */
+  maxRunning: number;
+  /**
+   * Messages the peer starts (calls, notifications, cancels, answers to nothing) and their bytes,
+   * per second, sustained; a burst of `burstSeconds` of them passes at once. Past that, delivery
+   * pauses until the allowance has refilled a little (the peer is throttled).
+   */
+  messagesPerSecond: number;
+  bytesPerSecond: number;
+  burstSeconds: number;
+  /** Bytes we sent that the peer left unread before delivery pauses (its ring is then not read either). */
+  queueBytes: number;
+  /** Bytes of the peer's messages set aside while a callSync waits; more is a flood. */
+  backlogBytes: number;
+  /** Throttled this long without letup, or this long above queueBytes without reading: a `flood` violation. */
+  floodGraceMs: number;
+}
+
+/**
+ * The host's bounds for a plugin. Far above what the channel's own benchmarks and plugins use
+ * (answers to the host's calls are not counted: the host chose to make those calls).
+ */
+export const PLUGIN_PEER_LIMITS: Readonly<PeerLimits> = Object.freeze({
+  decode: PEER_LIMITS,
+  maxArgs: 256,
+  maxRunning: 1024,
+  messagesPerSecond: 50_000,
+  bytesPerSecond: 256 << 20,
+  burstSeconds: 2,
+  queueBytes: 8 << 20,
+  backlogBytes: 64 << 20,
+  floodGraceMs: 2000,
+});
+
 export interface Violation {
-  kind: 'protocol';
+  kind: 'protocol' | 'flood';
   message: string;
 }
 
@@ -94,18 +140,34 @@ interface Expiry {
 }
 
 const MAX_ERROR_TEXT = 16 * 1024;
+/** Longest piece of the peer's input (a method name) echoed back in an error. */
+const MAX_ECHO = 128;
 
-function clip(v: unknown): string | undefined {
+function clip(v: unknown, max = MAX_ERROR_TEXT): string | undefined {
   if (typeof v !== 'string') return undefined;
-  return v.length > MAX_ERROR_TEXT ? v.slice(0, MAX_ERROR_TEXT) + '…' : v;
+  return v.length > max ? v.slice(0, max) + '…' : v;
 }
 
-function errorToWire(e: unknown): Record<string, unknown> {
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    return { name: e.name, message: e.message, stack: e.stack, code: typeof code === 'string' ? code : undefined };
+/** String(v) that never throws (a hostile value's toString may) and is bounded. */
+function describe(v: unknown, max = MAX_ERROR_TEXT): string {
+  try {
+    return clip(typeof v === 'string' ? v : String(v), max) ?? '';
+  } catch {
+    return '[a value that cannot be described]';
   }
-  return { name: 'Error', message: `non-error thrown: ${String(e)}` };
+}
+
+/** An error as the peer gets it: bounded texts, whatever the error's getters do. */
+function errorToWire(e: unknown): Record<string, unknown> {
+  try {
+    if (e instanceof Error) {
+      const code = (e as { code?: unknown }).code;
+      return { name: clip(e.name, 256), message: clip(e.message), stack: clip(e.stack), code: typeof code === 'string' ? clip(code, 256) : undefined };
+    }
+  } catch {
+    // a getter threw: described below
+  }
+  return { name: 'Error', message: `non-error thrown: ${describe(e)}` };
 }
 
 function abortError(method: string): Error {
@@ -127,6 +189,8 @@ export class RpcPeer extends EventEmitter {
   private readonly handlers = new Map<string, Handler>();
   private readonly backlog: Buffer[] = [];
   private nextId = 1;
+  /** The ids went round once: every id may have been issued. */
+  private wrapped = false;
   private closedWith: ChannelError | null = null;
   private timeout: number;
   private readonly keepAlive: boolean;
@@ -138,6 +202,16 @@ export class RpcPeer extends EventEmitter {
    * about as much as the rest of a call). Entries of settled calls are dropped lazily.
    */
   private readonly expiries = new Map<number, Expiry>();
+  private readonly limits: Readonly<PeerLimits> | undefined;
+  private readonly decodeLimits: Readonly<DecodeLimits>;
+  // The peer's allowance (limits): messages and bytes left, when last refilled, since when it is throttled.
+  private msgTokens = 0;
+  private byteTokens = 0;
+  private refilledAt = 0;
+  private throttledSince = 0;
+  private resumeTimer: NodeJS.Timeout | undefined;
+  private queueTimer: NodeJS.Timeout | undefined;
+  private backlogBytes = 0;
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -148,10 +222,21 @@ export class RpcPeer extends EventEmitter {
     this.keepAlive = options.keepAlive ?? false;
     this.enc = new Encoder(ep.txBuffer);
     this.rx = ep.rxBuffer;
+    const l = options.limits;
+    this.limits = l;
+    this.decodeLimits = l?.decode ?? UNLIMITED;
+    if (l !== undefined) {
+      this.msgTokens = l.messagesPerSecond * l.burstSeconds;
+      this.byteTokens = l.bytesPerSecond * l.burstSeconds;
+      this.refilledAt = performance.now();
+    }
     ep.start((m, detail) => this.onEvent(m, detail), {
       spinUs: options.spinUs ?? 0,
       idleSpinUs: options.idleSpinUs ?? 0,
       budget: options.budget ?? 256,
+      // Bounded decoding makes each message short; this bounds a turn of many.
+      turnUs: l !== undefined ? 10_000 : 0,
+      pauseBytes: l?.queueBytes ?? 0,
     });
     this.state = ep.state;
     this.state[STATE_HOLD] = this.keepAlive ? 1 : 0;
@@ -228,7 +313,7 @@ export class RpcPeer extends EventEmitter {
       if (m === null) throw this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
       let d: Decoded;
       try {
-        d = typeof m === 'number' ? decode(this.rx, m, true, this.dec) : decode(m, m.length, false, this.dec);
+        d = typeof m === 'number' ? decode(this.rx, m, true, this.dec, this.decodeLimits) : decode(m, m.length, false, this.dec, this.decodeLimits);
       } catch (e) {
         throw this.violation((e as Error).message);
       }
@@ -239,6 +324,10 @@ export class RpcPeer extends EventEmitter {
       }
       // Not ours (a call or notification from the peer, or a late answer): handled after we return.
       this.backlog.push(typeof m === 'number' ? Buffer.from(this.rx.subarray(0, m)) : m);
+      this.backlogBytes += typeof m === 'number' ? m : m.length;
+      if (this.limits !== undefined && this.backlogBytes > this.limits.backlogBytes) {
+        throw this.violation(`sent more than ${this.limits.backlogBytes} bytes while a blocking call waited for its answer`, 'flood');
+      }
       const left = deadline - performance.now();
       try {
         m = left > 0 ? this.ep.recvWait(left, spinUs) : undefined;
@@ -314,19 +403,87 @@ export class RpcPeer extends EventEmitter {
 
   private takeId(): number {
     const id = this.nextId;
-    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    if (id >= 0xffffffff) {
+      this.nextId = 1;
+      this.wrapped = true;
+    } else {
+      this.nextId = id + 1;
+    }
     return id;
   }
 
   private write(kind: Kind, id: number, name: string | undefined, value: unknown): void {
     const len = this.enc.encode(kind, id, name, value);
+    let inRing: boolean;
     try {
       // A message the ring cannot take yet is queued natively (the envelope copied out of txBuffer).
-      this.ep.send(len, this.enc.parts);
+      inRing = this.ep.send(len, this.enc.parts);
     } catch (e) {
       throw this.nativeError(e);
     }
     this.enc.sent();
+    if (!inRing && this.limits !== undefined && this.queueTimer === undefined) this.watchQueue(this.limits);
+  }
+
+  /**
+   * The queue only grows by sends the ring did not take: past queueBytes the endpoint stops
+   * delivering (the peer is throttled); if the peer then reads nothing for floodGraceMs, it floods.
+   */
+  private watchQueue(l: Readonly<PeerLimits>): void {
+    if (this.ep.queuedBytes <= l.queueBytes) return;
+    let last = Infinity;
+    let since = performance.now();
+    this.queueTimer = setInterval(() => {
+      const q = this.closedWith ? 0 : this.ep.queuedBytes;
+      if (q <= l.queueBytes) {
+        clearInterval(this.queueTimer);
+        this.queueTimer = undefined;
+        return;
+      }
+      const now = performance.now();
+      if (q < last) since = now;
+      last = q;
+      if (now - since >= l.floodGraceMs) {
+        this.violation(`left more than ${l.queueBytes} bytes of answers and messages unread for ${l.floodGraceMs} ms`, 'flood');
+      }
+    }, Math.max(10, l.floodGraceMs / 4));
+    this.queueTimer.unref();
+  }
+
+  /**
+   * Charges a message the peer started to its allowance. Over it, delivery pauses until a tenth of
+   * a burst has refilled; a peer still over it floodGraceMs after it was first throttled (it never
+   * let the allowance refill to half) floods. False once it was called a flood.
+   */
+  private charge(l: Readonly<PeerLimits>, bytes: number): boolean {
+    const now = performance.now();
+    const dt = (now - this.refilledAt) / 1000;
+    this.refilledAt = now;
+    const maxMsgs = l.messagesPerSecond * l.burstSeconds;
+    const maxBytes = l.bytesPerSecond * l.burstSeconds;
+    this.msgTokens = Math.min(maxMsgs, this.msgTokens + dt * l.messagesPerSecond) - 1;
+    this.byteTokens = Math.min(maxBytes, this.byteTokens + dt * l.bytesPerSecond) - bytes;
+    if (this.msgTokens >= 0 && this.byteTokens >= 0) {
+      if (this.throttledSince !== 0 && this.msgTokens >= maxMsgs / 2 && this.byteTokens >= maxBytes / 2) this.throttledSince = 0;
+      return true;
+    }
+    if (this.throttledSince === 0) {
+      this.throttledSince = now;
+    } else if (now - this.throttledSince >= l.floodGraceMs) {
+      this.violation(`sent more than ${l.messagesPerSecond} messages or ${l.bytesPerSecond} bytes a second for ${l.floodGraceMs} ms`, 'flood');
+      return false;
+    }
+    if (this.resumeTimer === undefined) {
+      const wait = Math.max((maxMsgs / 10 - this.msgTokens) / l.messagesPerSecond, (maxBytes / 10 - this.byteTokens) / l.bytesPerSecond);
+      this.state[STATE_PAUSE] = 1;
+      this.resumeTimer = setTimeout(() => {
+        this.resumeTimer = undefined;
+        this.state[STATE_PAUSE] = 0;
+        if (!this.closedWith) this.ep.resume();
+      }, Math.ceil(wait * 1000));
+      this.resumeTimer.unref();
+    }
+    return true;
   }
 
   private sendQuiet(kind: Kind, id: number, name: string | undefined, value: unknown): void {
@@ -350,9 +507,19 @@ export class RpcPeer extends EventEmitter {
     return e as Error;
   }
 
-  private violation(message: string): ChannelError {
-    const err = new ChannelError('ERR_CHANNEL_PROTOCOL', `closed the channel: ${message}`, 'protocol');
-    if (!this.closedWith) this.emit('violation', { kind: 'protocol', message } satisfies Violation);
+  private violation(message: string, kind: Violation['kind'] = 'protocol'): ChannelError {
+    const err = new ChannelError(kind === 'flood' ? 'ERR_CHANNEL_FLOOD' : 'ERR_CHANNEL_PROTOCOL', `closed the channel: ${message}`, kind);
+    if (!this.closedWith) {
+      // Closed first: a listener must not find the channel still open, nor stop the close by throwing.
+      const v: Violation = { kind, message };
+      const out = this.fail(err);
+      try {
+        this.emit('violation', v);
+      } catch {
+        // The listener's own failure; the channel is closed either way.
+      }
+      return out;
+    }
     return this.fail(err);
   }
 
@@ -362,6 +529,9 @@ export class RpcPeer extends EventEmitter {
     for (const id of [...this.pending.keys()]) this.giveUp(id, err, false);
     for (const q of this.expiries.values()) clearTimeout(q.timer);
     this.expiries.clear();
+    clearTimeout(this.resumeTimer);
+    clearInterval(this.queueTimer);
+    this.backlog.length = 0;
     for (const c of this.running.values()) c.abort(err);
     this.running.clear();
     this.ep.close();
@@ -391,7 +561,25 @@ export class RpcPeer extends EventEmitter {
   }
 
   private drainBacklog(): void {
-    while (this.backlog.length > 0 && !this.closedWith) this.dispatch(this.backlog.shift()!);
+    try {
+      while (this.backlog.length > 0 && !this.closedWith) {
+        const m = this.backlog.shift()!;
+        this.backlogBytes -= m.length;
+        this.dispatch(m);
+      }
+    } catch (e) {
+      this.handlerFailed(e);
+    }
+  }
+
+  /**
+   * A handler or listener threw on the peer's message. Facing an untrusted peer (limits) that is
+   * the peer's violation; the runner rethrows: its plugin's own failure ends it as a crash, with
+   * the stack on its stderr.
+   */
+  private handlerFailed(e: unknown): void {
+    if (this.limits === undefined) throw e;
+    this.violation(`handling its message failed: ${describe(e, 1024)}`);
   }
 
   /**
@@ -401,31 +589,49 @@ export class RpcPeer extends EventEmitter {
    */
   private onEvent(m: number | Buffer | null, detail?: string): void {
     if (this.closedWith) return;
-    if (this.backlog.length > 0) this.drainBacklog();
-    if (typeof m === 'number') {
-      if (m >= 0) this.dispatch(this.rx, m, true);
-      else if (m === -1) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
-      else this.violation(detail ?? 'malformed frame');
-    } else if (m === null) {
-      this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
-    } else {
-      this.dispatch(m);
+    // Facing an untrusted peer, nothing thrown while handling its message leaves here: the native
+    // caller would end the process.
+    try {
+      if (this.backlog.length > 0) this.drainBacklog();
+      if (typeof m === 'number') {
+        if (m >= 0) this.dispatch(this.rx, m, true);
+        else if (m === -1) this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer exited', 'peer exited'));
+        else this.violation(detail ?? 'malformed frame');
+      } else if (m === null) {
+        this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
+      } else {
+        this.dispatch(m);
+      }
+    } catch (e) {
+      this.handlerFailed(e);
     }
   }
 
   private dispatch(m: Buffer, length = m.length, reused = false): void {
     let d: Decoded;
     try {
-      d = decode(m, length, reused, this.dec);
+      d = decode(m, length, reused, this.dec, this.decodeLimits);
     } catch (e) {
-      this.violation(e instanceof CodecError ? e.message : String(e));
+      this.violation(e instanceof CodecError ? e.message : `undecodable message: ${describe(e, 1024)}`);
       return;
     }
+    const l = this.limits;
     switch (d.kind) {
       case Kind.Result:
       case Kind.Error: {
         const p = this.settle(d.id);
-        if (!p) return; // late answer to a call we gave up on
+        if (!p) {
+          if (l !== undefined) {
+            // An answer to a call never made is a lie; a late one (the call timed out or was
+            // cancelled) or a repeated one is dropped, and the peer pays for it like for a call.
+            if (d.id === 0 || (d.id >= this.nextId && !this.wrapped)) {
+              this.violation(`an answer to call ${d.id}, which was never made`);
+              return;
+            }
+            this.charge(l, length);
+          }
+          return;
+        }
         if (d.kind === Kind.Result) p.resolve(d.value);
         else p.reject(this.remoteError(p.method, d.value));
         return;
@@ -435,6 +641,19 @@ export class RpcPeer extends EventEmitter {
           this.violation('call arguments are not an array');
           return;
         }
+        if (l !== undefined) {
+          if (d.value.length > l.maxArgs) {
+            this.violation(`a call with ${d.value.length} arguments (at most ${l.maxArgs})`);
+            return;
+          }
+          if (!this.charge(l, length)) return;
+          if (this.running.size >= l.maxRunning) {
+            const e = new Error(`too many calls in flight (at most ${l.maxRunning}); wait for answers before calling more`);
+            (e as { code?: string }).code = 'ERR_CHANNEL_BUSY';
+            this.reply(d.id, Kind.Error, errorToWire(e));
+            return;
+          }
+        }
         this.serve(d.id, d.name, d.value);
         return;
       case Kind.Notify:
@@ -442,9 +661,17 @@ export class RpcPeer extends EventEmitter {
           this.violation('notification arguments are not an array');
           return;
         }
+        if (l !== undefined) {
+          if (d.value.length > l.maxArgs) {
+            this.violation(`a notification with ${d.value.length} arguments (at most ${l.maxArgs})`);
+            return;
+          }
+          if (!this.charge(l, length)) return;
+        }
         this.emit('notification', d.name, d.value);
         return;
       case Kind.Cancel:
+        if (l !== undefined && !this.charge(l, length)) return;
         this.running.get(d.id)?.abort(abortError('call'));
         return;
     }
@@ -453,7 +680,8 @@ export class RpcPeer extends EventEmitter {
   private serve(id: number, method: string, args: unknown[]): void {
     const fn = this.handlers.get(method);
     if (!fn) {
-      const e = new Error(`no method '${method}'`);
+      // The name is the peer's: echoed clipped, so an answer is never much larger than a call.
+      const e = new Error(`no method '${clip(method, MAX_ECHO)}'`);
       (e as { code?: string }).code = 'ERR_METHOD_NOT_FOUND';
       this.reply(id, Kind.Error, errorToWire(e));
       return;

@@ -27,7 +27,7 @@ import * as semver from 'semver';
 import { CallTimeoutError, InvalidOptionError, RemoteError } from '../errors';
 import { AuditLog, type AuditEventInput, type AuditSeverity } from '../audit';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
-import type { CallContext, Handler } from '../channel/rpc';
+import type { CallContext, Handler, PeerLimits } from '../channel/rpc';
 import { spawnNode, type SpawnNodeOptions } from '../sandbox/node';
 import { releasePreparedMounts } from '../sandbox/plan';
 import type { PluginProcess } from '../runner/host';
@@ -140,6 +140,12 @@ export interface PluginHostOptions {
    * (see SpawnOptions.hostIds). Default 2147221504-2147287039.
    */
   hostIds?: { first: number; count: number };
+  /**
+   * What each plugin may make the host spend through its channel (PLUGIN_PEER_LIMITS, the default:
+   * decoding budget per message, arguments, calls at once, rates, unread bytes). Plugins started
+   * with other bounds start cold (not from the warm pool).
+   */
+  channelLimits?: Partial<PeerLimits>;
 }
 
 interface PluginRecord {
@@ -161,7 +167,7 @@ interface PluginRecord {
 const DEFAULT_LIMITS: PluginLimitsInput = { memory: '256M', pids: 64, callTimeout: '5s' };
 
 function severityOf(kind: string): AuditSeverity {
-  return kind === 'seccomp' || kind === 'protocol' ? 'critical' : 'warning';
+  return kind === 'seccomp' || kind === 'protocol' || kind === 'flood' ? 'critical' : 'warning';
 }
 
 function errorFields(e: unknown): { message: string; code?: string } {
@@ -512,6 +518,7 @@ export class PluginHost extends EventEmitter {
       loadTimeout: this.opts.loadTimeoutMs ?? 10000,
       stdio: ['ignore', 'ignore', this.opts.pluginStderr ?? 'ignore'],
       hostIds: this.opts.hostIds,
+      channelLimits: this.opts.channelLimits,
     };
     return { manifest, entry, spawn, limits, permissions };
   }
@@ -836,7 +843,12 @@ export class PluginHost extends EventEmitter {
     const out: Record<string, Handler> = {};
     for (const [name, fn] of Object.entries(this.opts.methods ?? {})) {
       out[name] = function (this: CallContext, ...args: unknown[]) {
-        return fn.apply({ ...this, plugin }, args);
+        // Not a spread copy: `signal` is a getter of the call's context (made on first use), and
+        // it must stay the one that the plugin's cancel, a timeout or the channel closing aborts.
+        const ctx = this;
+        const self = { get signal() { return ctx.signal; }, method: ctx.method, plugin };
+        // args is at most the channel's maxArgs long.
+        return fn.apply(self, args);
       };
     }
     return out;

@@ -14,7 +14,7 @@ import type { TrustEntry } from '../trust/document';
 
 /** Why a plugin stopped or was refused: a violation kind, or what the host decided. */
 export type PluginReasonKind =
-  | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'crash'
+  | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'flood' | 'crash'
   | 'refused' | 'revoked' | 'unloaded' | 'replaced' | 'load-failed' | 'host-shutdown' | 'trust-expired';
 
 export interface PluginReason {
@@ -31,7 +31,8 @@ export interface PluginReason {
   code?: string;
 }
 
-export const VIOLATION_KINDS: readonly PluginReasonKind[] = ['memory', 'pids', 'cpu-time', 'timeout', 'seccomp', 'protocol', 'crash'];
+/** `flood`: the plugin sent faster than its channel allows, or left the host's answers unread, past the grace time. */
+export const VIOLATION_KINDS: readonly PluginReasonKind[] = ['memory', 'pids', 'cpu-time', 'timeout', 'seccomp', 'protocol', 'flood', 'crash'];
 
 export interface InstanceInfo {
   manifest: PluginManifest;
@@ -65,7 +66,11 @@ export class PluginInstance {
     this.version = info.manifest.version;
     proc.on('violation', (v: { kind?: string; syscall?: string; limit?: number | string; observed?: number | string; message?: string }) => {
       const kind = (VIOLATION_KINDS as readonly string[]).includes(String(v?.kind)) ? (v.kind as PluginReasonKind) : 'protocol';
-      const what = kind === 'seccomp' ? `forbidden syscall ${v.syscall ?? '?'}` : kind === 'protocol' ? `broke the channel protocol: ${v.message ?? ''}` : `exceeded its ${kind} limit`;
+      const what =
+        kind === 'seccomp' ? `forbidden syscall ${v.syscall ?? '?'}`
+        : kind === 'protocol' ? `broke the channel protocol: ${v.message ?? ''}`
+        : kind === 'flood' ? `flooded the channel: ${v.message ?? ''}`
+        : `exceeded its ${kind} limit`;
       this.violation({ kind, message: what, syscall: v.syscall, limit: v.limit, observed: v.observed });
     });
     void proc.exited.then((r: RunnerExit) => {

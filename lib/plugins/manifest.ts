@@ -39,19 +39,31 @@ export interface PluginManifest {
 }
 
 const MANIFEST_MAX_BYTES = 256 * 1024;
+/** Entries of each list of a manifest (hooks, permissions, dependencies): a manifest is read on every (re)load. */
+const MAX_LIST = 256;
 const FIELDS = new Set(['name', 'version', 'entry', 'hostApi', 'dependencies', 'permissions', 'limits', 'hooks', 'description']);
 export const HOOK_NAME_RE = /^[a-z][a-zA-Z0-9_.:-]{0,127}$/;
 
 function readJson(file: string, plugin: string): Record<string, unknown> {
   let text: Buffer;
+  let fd = -1;
   try {
-    const st = fs.statSync(file);
+    // One open file, read to at most the bound: a file that grows after the size check (or a FIFO,
+    // or /dev/zero behind a symlink) cannot make the host read more.
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new PluginManifestError(plugin, file, '$', 'is not a regular file');
-    if (st.size > MANIFEST_MAX_BYTES) throw new PluginManifestError(plugin, file, '$', `is larger than ${MANIFEST_MAX_BYTES} bytes`);
-    text = fs.readFileSync(file);
+    if (st.size > MANIFEST_MAX_BYTES) throw new PluginManifestError(plugin, file, '$', `is ${st.size} bytes, larger than the ${MANIFEST_MAX_BYTES} a manifest may have`);
+    const buf = Buffer.alloc(MANIFEST_MAX_BYTES + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = fs.readSync(fd, buf, n, buf.length - n, n);
+    if (n > MANIFEST_MAX_BYTES) throw new PluginManifestError(plugin, file, '$', `grew past the ${MANIFEST_MAX_BYTES} bytes a manifest may have while it was read`);
+    text = buf.subarray(0, n);
   } catch (e) {
     if (e instanceof PluginManifestError) throw e;
     throw new PluginManifestError(plugin, file, '$', `cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
   }
   let v: unknown;
   try {
@@ -129,6 +141,7 @@ export function checkManifestFields(raw: Record<string, unknown>, dir: string, f
   if (raw.dependencies !== undefined) {
     const d = raw.dependencies;
     if (d === null || typeof d !== 'object' || Array.isArray(d)) fail(name, file, `${prefix}dependencies`, 'must be an object of plugin name → semver range');
+    if (Object.keys(d).length > MAX_LIST) fail(name, file, `${prefix}dependencies`, `lists more than ${MAX_LIST} plugins`);
     for (const [dep, range] of Object.entries(d as Record<string, unknown>)) {
       if (!isValidPluginName(dep)) fail(name, file, `${prefix}dependencies.${dep}`, 'is not a valid plugin name');
       if (dep === name) fail(name, file, `${prefix}dependencies.${dep}`, 'a plugin cannot depend on itself');
@@ -140,6 +153,7 @@ export function checkManifestFields(raw: Record<string, unknown>, dir: string, f
   const permissions: Permission[] = [];
   if (raw.permissions !== undefined) {
     if (!Array.isArray(raw.permissions)) fail(name, file, `${prefix}permissions`, 'must be an array of strings like "fs:read:/srv/data" or "net:outbound"');
+    if (raw.permissions.length > MAX_LIST) fail(name, file, `${prefix}permissions`, `lists more than ${MAX_LIST} permissions`);
     raw.permissions.forEach((p, i) => {
       const field = `${prefix}permissions[${i}]`;
       if (typeof p !== 'string') fail(name, file, field, 'must be a string');
@@ -163,6 +177,7 @@ export function checkManifestFields(raw: Record<string, unknown>, dir: string, f
   const hooks: string[] = [];
   if (raw.hooks !== undefined) {
     if (!Array.isArray(raw.hooks)) fail(name, file, `${prefix}hooks`, 'must be an array of hook names');
+    if (raw.hooks.length > MAX_LIST) fail(name, file, `${prefix}hooks`, `lists more than ${MAX_LIST} hooks`);
     raw.hooks.forEach((h, i) => {
       if (typeof h !== 'string' || !HOOK_NAME_RE.test(h)) fail(name, file, `${prefix}hooks[${i}]`, `must be a hook name matching ${HOOK_NAME_RE}`);
       if (!hooks.includes(h)) hooks.push(h);

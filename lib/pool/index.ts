@@ -171,6 +171,7 @@ export class RunnerPool {
     if (o.stdio !== undefined && JSON.stringify(o.stdio) !== JSON.stringify(this.stdio)) return `stdio: the pool's runners have ${JSON.stringify(this.stdio)}`;
     if (o.ringSize !== undefined) return 'ringSize: the channel is made at start with the default size';
     if (o.maxMessage !== undefined) return 'maxMessage: the channel is made at start with the default';
+    if (o.channelLimits !== undefined) return "channelLimits: the channel's bounds are set at start to the defaults";
     for (const k of Object.keys(o.env ?? {})) {
       if (STARTUP_ENV.test(k)) return `env.${k}: read at start-up; only a cold start honours it`;
     }

@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
-import { RpcPeer, type CallOptions, type Handler, type Violation } from '../channel/rpc';
+import { PLUGIN_PEER_LIMITS, RpcPeer, type CallOptions, type Handler, type PeerLimits, type Violation } from '../channel/rpc';
 import { runnerBundle } from './bundle';
 import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from './protocol';
 
@@ -68,7 +68,17 @@ export interface RunnerOptions {
    * to an eighth while answers take longer.
    */
   pollUs?: number;
+  /**
+   * What the plugin may make the host spend through the channel (decoding, arguments, calls at
+   * once, message rates, unread bytes); see PLUGIN_PEER_LIMITS, the default. Fields given here
+   * replace the default's.
+   */
+  channelLimits?: Partial<PeerLimits>;
 }
+
+const LOG_LEVELS = new Set(['info', 'warn', 'error', 'debug']);
+/** Longest log message passed on (the rest is cut): logs are text for people. */
+const MAX_LOG_CHARS = 64 * 1024;
 
 /**
  * A plugin running in its own process. Events: 'event' (name, ...args) from `host.emit`,
@@ -102,10 +112,21 @@ export class PluginProcess extends EventEmitter {
     this.ready = new Promise((resolve) => {
       isReady = resolve;
     });
+    // What the plugin sends is checked, never coerced: String() of a value of its making may throw.
+    // Anything thrown here (a listener's failure too) is the plugin's protocol violation (RpcPeer).
     rpc.on('notification', (name: string, args: unknown[]) => {
-      if (name === N_LOG) this.emit('log', String(args[0]), String(args[1]));
-      else if (name === N_READY) isReady();
-      else if (!name.startsWith('$')) this.emit('event', name, ...args);
+      if (name === N_LOG) {
+        const [level, message] = args;
+        if (args.length !== 2 || typeof level !== 'string' || !LOG_LEVELS.has(level) || typeof message !== 'string') {
+          throw new TypeError(`${N_LOG} takes a level (${[...LOG_LEVELS].join(', ')}) and a message string`);
+        }
+        this.emit('log', level, message.length > MAX_LOG_CHARS ? `${message.slice(0, MAX_LOG_CHARS)}…` : message);
+      } else if (name === N_READY) {
+        isReady();
+      } else if (!name.startsWith('$')) {
+        // args.length is bounded by the channel's maxArgs.
+        this.emit('event', name, ...args);
+      }
     });
     rpc.on('violation', (v: Violation) => {
       // A peer that breaks the protocol is hostile: stop it now, not when it feels like exiting.
@@ -150,7 +171,11 @@ export class PluginProcess extends EventEmitter {
     this.loadSent = true;
     const args: unknown[] = setup === undefined ? [plugin, config] : [plugin, config, setup];
     try {
-      this.methods = (await this.rpc.call(M_LOAD, args, { timeout: loadTimeout })) as string[];
+      const methods = await this.rpc.call(M_LOAD, args, { timeout: loadTimeout });
+      if (!Array.isArray(methods) || methods.length > 4096 || !methods.every((m) => typeof m === 'string' && m.length <= 256)) {
+        throw new ChannelError('ERR_CHANNEL_PROTOCOL', `${M_LOAD} answered with something that is not a list of method names`, 'protocol');
+      }
+      this.methods = methods as string[];
     } catch (e) {
       this.process.kill('SIGKILL');
       await this.exited.catch(() => undefined);
@@ -232,7 +257,11 @@ export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerO
     // Only the sandbox may hold the alive pipe's write end, or its death would go unnoticed.
     ep.releaseChildFds();
   }
-  const rpc = new RpcPeer(ep, { timeout: options.timeout ?? 30000, idleSpinUs: options.pollUs ?? 100 });
+  const rpc = new RpcPeer(ep, {
+    timeout: options.timeout ?? 30000,
+    idleSpinUs: options.pollUs ?? 100,
+    limits: { ...PLUGIN_PEER_LIMITS, ...options.channelLimits },
+  });
   for (const [name, fn] of Object.entries(options.handlers ?? {})) rpc.handle(name, fn);
   return new PluginProcess(rpc, proc);
 }

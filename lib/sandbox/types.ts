@@ -91,7 +91,7 @@ export interface SpawnOptions {
 }
 
 export interface Violation {
-  kind: 'seccomp' | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'protocol';
+  kind: 'seccomp' | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'protocol' | 'flood';
   /** Milliseconds since the epoch. */
   at: number;
   /** seccomp: the syscall's name. */
