@@ -36,6 +36,7 @@ export const {
   MissingDependencyError,
   NotListedError,
   PERMISSION_KINDS,
+  PLUGIN_PEER_LIMITS,
   PermissionDeniedError,
   PluginError,
   PluginHookError,
