@@ -95,14 +95,14 @@ t.test('--verify: 0 for an intact chain, 1 for a broken one', async (t) => {
   t.equal(r.status, 0, 'showing a damaged log is not an error');
   t.match(r.stderr, /:4: hash chain broken/);
 
-  // A torn last line is reported but is not a broken chain.
+  // A torn last line is reported, with its own exit code, but is not a broken chain.
   const torn = path.join(dir, 'torn.log');
   const whole = fs.readFileSync(makeLog(t.testdir()));
   fs.writeFileSync(torn, whole.subarray(0, whole.length - 10));
   r = warden(['audit', '--file', torn, '--verify']);
-  t.equal(r.status, 0, r.stderr);
+  t.equal(r.status, 5, r.stderr);
   t.match(r.stderr, /torn\.log:5: the last line has no newline/);
-  t.match(r.stdout, /OK: .*1 problem\(s\) reported above/);
+  t.match(r.stdout, /^TORN: .*hash chain intact over 5 line\(s\); the last line is a write cut short/);
 });
 
 t.test('--verify fails on any line that is not a chained event, naming the line', async (t) => {
@@ -155,4 +155,64 @@ t.test('a missing file exits 1; help and the command list mention audit', async 
   t.match(h.stdout, /usage: warden audit/);
   t.match(h.stdout, /--verify/);
   t.match(warden(['--help']).stdout, /audit\s+show, filter and verify an audit log/);
+});
+
+t.test('--verify after crashes: a torn write continued after, a torn tail, a cut tail, a rewrite', async (t) => {
+  const dir = t.testdir();
+  const file = path.join(dir, 'audit.log');
+  const checkpoint = path.join(dir, 'audit.checkpoint');
+  const append = (n: number) => {
+    const log = new AuditLog({ path: file, checkpoint });
+    for (let i = 0; i < n; i++) log.append({ severity: 'info', event: 'load', plugin: `p${i}` });
+    log.close();
+  };
+  append(3);
+  const verify = (...extra: string[]) => warden(['audit', '--file', file, '--verify', ...extra]);
+  let r = verify('--checkpoint', checkpoint);
+  t.equal(r.status, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /^OK: .*hash chain intact over 3 line\(s\), event 3 matches the checkpoint/);
+
+  // A crash in the middle of the 4th append: its line is cut short, no newline.
+  const whole = fs.readFileSync(file);
+  const line4 = JSON.stringify({ seq: 4, time: new Date().toISOString(), severity: 'info', event: 'load', plugin: 'cut' });
+  fs.appendFileSync(file, line4.slice(0, 30));
+  r = verify();
+  t.equal(r.status, 5, 'a torn tail has its own exit code');
+  t.match(r.stdout, /^TORN: .*the last line is a write cut short/);
+
+  // The host restarts and appends: the torn line is ended and the chain goes on from it.
+  append(2);
+  r = verify('--checkpoint', checkpoint);
+  t.equal(r.status, 0, r.stdout + r.stderr);
+  t.match(r.stdout, /^OK: .*1 write\(s\) cut short by a crash and continued after \(line 4\), event 5 matches the checkpoint/);
+  t.match(r.stderr, /:4: a write of event 4 was cut short/);
+
+  // Lines cut off the end: the chain alone cannot see it, the checkpoint can.
+  const full = fs.readFileSync(file);
+  fs.writeFileSync(file, whole);
+  t.equal(verify().status, 0, 'the chain alone: a shorter log looks intact');
+  r = verify('--checkpoint', checkpoint);
+  t.equal(r.status, 3);
+  t.match(r.stdout, /^CUT: .*ends at event 3, but the checkpoint names event 5/);
+
+  // The whole file rewritten (valid chain, other content).
+  fs.rmSync(file);
+  const forged = new AuditLog({ path: file });
+  for (let i = 0; i < 6; i++) forged.append({ severity: 'info', event: 'load', plugin: `forged${i}` });
+  forged.close();
+  t.equal(verify().status, 0, 'the chain alone: a rewritten log looks intact');
+  r = verify('--checkpoint', checkpoint);
+  t.equal(r.status, 4);
+  t.match(r.stdout, /^REWRITTEN: .*event 5 differs/);
+
+  // A garbage line that merely looks like the start of an event is still not an event.
+  fs.writeFileSync(file, Buffer.concat([full, Buffer.from('{"seq":6,"garbage\n')]));
+  r = verify();
+  t.equal(r.status, 1, 'a complete line that is not an event and is not continued is refused');
+  t.match(r.stdout, /^BROKEN: .*line 7 is not a chained audit event/);
+
+  fs.writeFileSync(checkpoint, '{"seq":"x"}');
+  r = verify('--checkpoint', checkpoint);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /not a checkpoint/);
 });

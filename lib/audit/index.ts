@@ -1,5 +1,5 @@
 /** The audit log: an append-only, hash-chained JSON-lines record of what the plugin host did and saw. */
-export { AuditLog, AuditLogOptions } from './log';
+export { AuditLog, AuditLogOptions, AuditCheckpoint } from './log';
 export { readAuditLog, AuditReadResult, AuditProblem } from './read';
 export {
   AuditSeverity, AuditEventInput, AuditEvent, AuditFilter, AUDIT_SEVERITIES, AUDIT_MAX_LINE_BYTES, AUDIT_MAX_NAME,

@@ -47,6 +47,20 @@ export interface AuditLogOptions {
    * of the process but not of the machine.
    */
   sync?: boolean;
+  /**
+   * A file where the log's end is recorded after each event ({ seq, head }: the last event's seq and
+   * the sha256 of its line), replaced atomically (temporary file, rename; with `sync`, fsync'd).
+   * Kept where no plugin and, ideally, not even the host's user can write (another disk, another
+   * machine's mount), it lets `warden audit --verify --checkpoint FILE` tell a log whose tail was cut
+   * or that was rewritten as a whole, which the hash chain alone cannot show.
+   */
+  checkpoint?: string;
+}
+
+/** What a checkpoint file holds. */
+export interface AuditCheckpoint {
+  seq: number;
+  head: string;
 }
 
 /** How far back the last line is looked for when a file is opened; a longer last line is refused. */
@@ -137,6 +151,7 @@ export class AuditLog {
   private failing = false;
   private readonly sync: boolean;
   private flock: FlockFile | undefined;
+  private readonly checkpoint: string | undefined;
 
   /**
    * Opens (creating it with mode 0600) or continues the log at `options.path`: the next event follows
@@ -151,6 +166,7 @@ export class AuditLog {
     if (!Number.isSafeInteger(max) || max < 0) throw new InvalidOptionError('audit.maxEvents', 'must be a non-negative integer');
     this.maxEvents = max;
     this.sync = options.sync === true;
+    this.checkpoint = options.checkpoint;
     if (options.path === undefined) return;
     const file = options.path;
     this.flock = addon().flockFile as FlockFile;
@@ -280,12 +296,27 @@ export class AuditLog {
       this.complete = true;
       this.prev = sha256Hex(Buffer.from(line));
       if (this.sync) fs.fdatasyncSync(this.fd);
+      if (this.checkpoint !== undefined) this.writeCheckpoint({ seq: event.seq, head: this.prev });
       this.failing = false;
     } catch (e) {
       const err = e instanceof AuditLogError ? e : new AuditLogError(this.path, `cannot write event ${event.seq}: ${(e as Error).message}`, (e as NodeJS.ErrnoException).code);
       this.report(err);
     }
     return event;
+  }
+
+  /** Replaces the checkpoint file: a crash leaves the old one or the new one, never half of one. */
+  private writeCheckpoint(cp: AuditCheckpoint): void {
+    const file = this.checkpoint!;
+    const tmp = `${file}.${process.pid}.tmp`;
+    const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+    try {
+      fs.writeSync(fd, `${JSON.stringify(cp)}\n`);
+      if (this.sync) fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
   }
 
   private remember(event: AuditEvent): void {

@@ -1,10 +1,11 @@
 /** `warden audit`: show, filter and verify an audit log. */
+import * as fs from 'node:fs';
 import { readAuditLog, AuditReadResult } from '../audit/read';
 import { AUDIT_SEVERITIES, AuditEvent, AuditFilter, AuditSeverity } from '../audit/format';
 import { flag, list, parse, positiveInt, run, str, UsageError } from './trust-common';
 
 const USAGE = `usage: warden audit [--file FILE] [--plugin NAME] [--event E]... [--severity MIN]
-                    [--since WHEN] [--until WHEN] [--limit N] [--json] [--verify]
+                    [--since WHEN] [--until WHEN] [--limit N] [--json] [--verify [--checkpoint FILE]]
 
 Shows the events of an audit log (time, severity, event, plugin, reason), oldest first.
 
@@ -17,11 +18,16 @@ Shows the events of an audit log (time, severity, event, plugin, reason), oldest
   --limit N         only the last N events that match
   --json            one JSON event per line instead of the table
   --verify          check the hash chain and print a summary instead of the events
+  --checkpoint FILE with --verify: the host's checkpoint (audit checkpoint option): the log must
+                    still hold the event it names, unchanged
 
-Exit status: 0; 1 when the file cannot be read or (--verify) the chain is broken or a line is not a
-chained event (only a torn last line, an interrupted write, is let through); 2 for a bad option.
-Damaged lines are reported on stderr. The chain shows edits, insertions and deletions in the middle of
-the file; it cannot show lines cut off the end, nor a file rewritten as a whole by someone who can write it.
+Exit status (--verify): 0 intact (writes cut short by a crash and continued after are reported, and
+are part of the chain); 1 the file cannot be read, the chain is broken or a line is not a chained
+event; 2 a bad option; 3 the tail was cut (the log ends before the checkpoint's event); 4 rewritten
+(the checkpoint's event is there but differs); 5 the last write was cut short and nothing follows it
+yet (a crash; the next append continues cleanly). Damaged lines are reported on stderr. Without a
+checkpoint the chain shows edits, insertions and deletions in the middle of the file, but not lines
+cut off the end nor a file rewritten as a whole by someone who can write it.
 `;
 
 /** An age ("30m", "12h", "7d", "2w", "45s") before now, or a date. */
@@ -65,6 +71,21 @@ function table(events: AuditEvent[]): string {
   return [fmt(head), ...rows.map(fmt)].join('\n') + '\n';
 }
 
+/** The checkpoint an AuditLog keeps ({ seq, head }); a bad one is a usage error naming the file. */
+function readCheckpoint(file: string): { seq: number; head: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`--checkpoint ${file}: cannot be read as JSON (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const cp = v as { seq?: unknown; head?: unknown };
+  if (typeof v !== 'object' || v === null || !Number.isSafeInteger(cp.seq) || (cp.seq as number) < 1 || typeof cp.head !== 'string' || !/^[0-9a-f]{64}$/.test(cp.head)) {
+    throw new UsageError(`--checkpoint ${file}: not a checkpoint ({ "seq": N, "head": "<sha256>" }, written by the audit log's checkpoint option)`);
+  }
+  return { seq: cp.seq as number, head: cp.head };
+}
+
 function reportProblems(file: string, r: AuditReadResult, max = 20): void {
   for (const p of r.problems.slice(0, max)) process.stderr.write(`warden audit: ${escapeText(file)}:${p.line}: ${p.problem}\n`);
   if (r.problems.length > max) process.stderr.write(`warden audit: … ${r.problems.length - max} more problem line(s)\n`);
@@ -74,7 +95,7 @@ export async function audit(args: string[]): Promise<number> {
   return run('audit', USAGE, args, async () => {
     const p = parse(args, {
       file: { type: 'string' }, plugin: { type: 'string' }, event: { type: 'string', multiple: true }, severity: { type: 'string' },
-      since: { type: 'string' }, until: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, verify: { type: 'boolean' },
+      since: { type: 'string' }, until: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, verify: { type: 'boolean' }, checkpoint: { type: 'string' },
     }, { min: 0, max: 0, names: '' });
     const file = str(p, 'file') ?? (process.env.WARDEN_AUDIT_LOG || undefined);
     if (file === undefined) throw new UsageError('--file FILE is required (or set WARDEN_AUDIT_LOG to the audit log)');
@@ -95,7 +116,10 @@ export async function audit(args: string[]): Promise<number> {
     const limit = str(p, 'limit');
     if (limit !== undefined) filter.limit = positiveInt(limit, '--limit');
 
-    const r = await readAuditLog(file, filter);
+    const checkpointFile = str(p, 'checkpoint');
+    if (checkpointFile !== undefined && !flag(p, 'verify')) throw new UsageError('--checkpoint goes with --verify');
+    const checkpoint = checkpointFile === undefined ? undefined : readCheckpoint(checkpointFile);
+    const r = await readAuditLog(file, filter, { hashOfSeq: checkpoint?.seq });
     reportProblems(file, r);
     if (flag(p, 'verify')) {
       if (!r.chainOk) {
@@ -107,8 +131,22 @@ export async function audit(args: string[]): Promise<number> {
         process.stdout.write(`BROKEN: ${escapeText(file)}: line ${r.firstNonEvent.line} is not a chained audit event (${escapeText(r.firstNonEvent.problem)}); ${r.nonEvents} of ${r.lines} line(s) are not events\n`);
         return 1;
       }
+      if (checkpoint !== undefined && (r.lastSeq === undefined || r.lastSeq < checkpoint.seq)) {
+        process.stdout.write(`CUT: ${escapeText(file)}: the log ends at event ${r.lastSeq ?? 'none'}, but the checkpoint names event ${checkpoint.seq}: its tail was cut off\n`);
+        return 3;
+      }
+      if (checkpoint !== undefined && r.seqHash !== checkpoint.head) {
+        process.stdout.write(`REWRITTEN: ${escapeText(file)}: event ${checkpoint.seq} differs from the one the checkpoint recorded (sha256 ${r.seqHash ?? 'none'}, expected ${checkpoint.head}): the log was rewritten\n`);
+        return 4;
+      }
+      const torn = r.tornWrites.length > 0 ? `, ${r.tornWrites.length} write(s) cut short by a crash and continued after (line ${r.tornWrites.join(', ')})` : '';
+      const against = checkpoint === undefined ? '' : `, event ${checkpoint.seq} matches the checkpoint`;
+      if (r.tornTail) {
+        process.stdout.write(`TORN: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}; the last line is a write cut short (a crash): the next append ends it and continues\n`);
+        return 5;
+      }
       const note = r.problems.length > 0 ? `, ${r.problems.length} problem(s) reported above` : '';
-      process.stdout.write(`OK: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${note}; last line sha256 ${r.head}\n`);
+      process.stdout.write(`OK: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}${note}; last line sha256 ${r.head}\n`);
       return 0;
     }
     if (flag(p, 'json')) {

@@ -93,6 +93,12 @@ export interface PluginHostOptions {
   config?: Record<string, unknown>;
   /** Audit log: an AuditLog, or a file path (then the host opens and closes it). Default: in memory. */
   audit?: AuditLog | string;
+  /**
+   * With `audit` as a path: a file where the log's end is recorded after each event (AuditLog's
+   * `checkpoint`); keep it where plugins and, ideally, the host's user cannot write, and check the log
+   * with `warden audit --verify --checkpoint FILE` to detect a cut tail or a rewrite.
+   */
+  auditCheckpoint?: string;
   /** Limits for plugins whose trust entry sets none. Default { memory: '256M', pids: 64, callTimeout: '5s' }. */
   limits?: PluginLimitsInput;
   /**
@@ -237,7 +243,7 @@ export class PluginHost extends EventEmitter {
       this.audit = o.audit;
       this.ownsAudit = false;
     } else {
-      this.audit = new AuditLog({ path: o.audit });
+      this.audit = new AuditLog({ path: o.audit, checkpoint: o.auditCheckpoint });
       this.ownsAudit = true;
     }
     if (o.hostIds !== undefined) checkRange('hostIds', o.hostIds);
