@@ -9,7 +9,7 @@ import * as path from 'node:path';
 
 import {
   addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore, writeResetState,
-  type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
+  type PublicKey, type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
 } from '../../lib/trust';
 import { PluginHost, type PluginHostOptions } from '../../lib/plugins';
 
@@ -122,6 +122,11 @@ export class PluginWorld {
     fs.writeFileSync(tmp, serializeTrustList(doc));
     fs.renameSync(tmp, this.trustFile);
     return doc;
+  }
+
+  /** The anchor key's public half (for a host in another process). */
+  publicKey(): PublicKey {
+    return this.key;
   }
 
   store(opts: Partial<TrustStoreOptions> = {}): TrustStore {
