@@ -125,10 +125,10 @@ t.test('an unprivileged caller gets the same isolation through a user namespace'
     const { Sandbox } = require(${JSON.stringify(path.join(reachable.root, 'dist', 'lib', 'index.js'))});
     const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'id -u; echo $$; hostname; grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status; cat /proc/net/dev | tail -n +3 | cut -d: -f1; touch /usr/x 2>&1'], seccomp: 'none', stdio: ['ignore', 'inherit', 'inherit'] });
     sb.exited.then((r) => process.exit(r.code));`;
-  // A bare environment: the test runner's preloads (NODE_OPTIONS) point into the checkout, which
-  // uid 1000 may not be able to reach.
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-  const r = spawnSync(setpriv, ['--reuid=1000', '--regid=1000', '--clear-groups', '--inh-caps=-all', process.execPath, '-e', script], { encoding: 'utf8', cwd: '/', env });
+  // `env -i`: the test runner adds its preloads to every child's environment (NODE_OPTIONS, even
+  // over an explicit env), and those live in the checkout, which uid 1000 may not be able to reach.
+  const env = ['/usr/bin/env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`];
+  const r = spawnSync(setpriv, ['--reuid=1000', '--regid=1000', '--clear-groups', '--inh-caps=-all', ...env, process.execPath, '-e', script], { encoding: 'utf8', cwd: '/' });
   if (/Operation not permitted|uid-map|clone/.test(r.stderr) && /ERR_SANDBOX_SETUP/.test(r.stderr)) {
     t.plan(0, `skip: unprivileged user namespaces are not available here: ${r.stderr.split('\n')[0]}`);
     return;
