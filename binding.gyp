@@ -13,6 +13,7 @@
         "native/child.cc",
         "native/mounts.cc",
         "native/exit_watch.cc",
+        "native/net_intercept.cc",
         "native/file_lock.cc",
         "native/probe.cc",
         "native/seccomp.cc",

@@ -27,6 +27,7 @@ const HINTS: Record<string, string> = {
   rlimit: 'an rlimit could not be set: a soft limit may exceed the hard limit, or raising a hard limit needs privilege',
   chdir: 'cwd does not exist inside the sandbox: bind it or create it with a tmpfs',
   seccomp: 'the seccomp filter was refused by the kernel',
+  network: 'the DNS stub could not be opened inside the sandbox (see the detail); `warden doctor` says whether this host can intercept connect',
   'seccomp-listener': 'the seccomp listener could not be handed to the host (does the policy deny sendmsg?)',
   exec: 'the command could not be executed inside the sandbox: is it (and its interpreter and libraries) bound in? Check PATH and binds',
   'died-in-setup': 'the child died during setup; this is a bug in warden, please report it',

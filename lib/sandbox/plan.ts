@@ -178,7 +178,7 @@ export interface BuiltPlan {
 const KNOWN_OPTIONS = new Set([
   'command', 'env', 'cwd', 'namespaces', 'shareNet', 'uid', 'gid', 'hostUid', 'hostGid', 'hostname',
   'defaultBinds', 'binds', 'tmpfs', 'tmpSize', 'stdio', 'fds', 'rlimits', 'seccomp', 'setupTimeout',
-  'limits',
+  'limits', 'network',
 ]);
 
 export function buildPlan(options: SpawnOptions): BuiltPlan {
@@ -211,6 +211,9 @@ export function buildPlan(options: SpawnOptions): BuiltPlan {
   if (options.shareNet === true) {
     if (options.namespaces?.net === true) throw new InvalidOptionError('shareNet', 'conflicts with namespaces.net = true: sharing the network means no network namespace');
     namespaces.net = false;
+  }
+  if (options.network !== undefined && !namespaces.net) {
+    throw new InvalidOptionError('network', 'a network policy needs the sandbox\'s own network namespace; drop shareNet (or namespaces.net = false)');
   }
 
   // Once per call: each is a system call.

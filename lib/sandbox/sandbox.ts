@@ -16,6 +16,7 @@ import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 import type { PluginProcess } from '../runner/host';
 import { spawnNode, type SpawnNodeOptions } from './node';
+import { NetworkPolicy, validateNetworkOptions, type NetworkEvent, type ResolvedNetworkOptions } from '../net/policy';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -33,6 +34,8 @@ function signalNumber(signal: NodeJS.Signals | number): number {
 
 export interface SandboxEvents {
   violation: [Violation];
+  /** Each decision of the network policy (allowed, refused and why) and each connection's outcome. */
+  network: [NetworkEvent];
   exit: [ExitResult];
 }
 
@@ -71,7 +74,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     super();
     let built = buildPlan(options);
     const limits = validateLimits(options.limits);
-    const seccomp = compiledSeccomp(options.seccomp, built.network);
+    const netOptions = options.network === undefined ? undefined : validateNetworkOptions(options.network);
+    const seccomp = compiledSeccomp(options.seccomp, built.network || netOptions !== undefined, netOptions !== undefined);
 
     const stdio = options.stdio ?? ['ignore', 'pipe', 'pipe'];
     if (!Array.isArray(stdio) || stdio.length !== 3) throw new InvalidOptionError('stdio', "must be three entries of 'pipe', 'inherit', 'ignore' or an fd number");
@@ -131,6 +135,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
           (code, signal) => this.onExit(code, signal),
           (v) => this.onViolation(v),
         );
+        if (netOptions !== undefined) {
+          try {
+            this.startNetwork(netOptions);
+          } catch (err) {
+            this.native.kill(9); // the command runs already: without its network it must not
+            throw err;
+          }
+        }
       } catch (err) {
         const e = err as NativeSetupError;
         if (e.code !== 'ERR_SANDBOX_SETUP') throw err;
@@ -215,6 +227,30 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   /** The exit result, once exited. */
   get exitResult(): ExitResult | null {
     return this.result;
+  }
+
+  /** The network policy, when `network` was given. */
+  private policy: NetworkPolicy | undefined;
+
+  /** Connections handed in and not seen closed (network policy only). */
+  get openConnections(): number {
+    return this.policy?.openConnections ?? 0;
+  }
+
+  private startNetwork(o: ResolvedNetworkOptions): void {
+    const policy = new NetworkPolicy(
+      o,
+      (e) => this.emit('network', e),
+      (reason) => {
+        const violation: Violation = { kind: 'network', at: Date.now(), observed: reason };
+        this.violation ??= violation;
+        this.native.kill(9);
+        this.emit('violation', violation);
+      },
+      (port, answer) => this.native.replyDns(port, answer),
+    );
+    this.policy = policy;
+    this.native.interceptNetwork((r) => policy.decide(r), (id, errno) => policy.report(id, errno), (q, port) => policy.dns(q, port));
   }
 
   private onViolation(v: NativeViolation): void {
