@@ -242,6 +242,9 @@ std::string NetIntercept::OpenStub(int pidfd) {
   if (pid < 0) return std::string("clone: ") + strerror(errno);
   int status = 0;
   while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {}
+  // The command may already have finished (a short program exits before the host gets here):
+  // there is nothing left to serve.
+  if (args.fd < 0 && args.error == ESRCH) return "";
   if (args.fd < 0) return std::string(args.step) + ": " + strerror(args.error);
   stub_ = args.fd;
   stub_poll_ = new StubPoll();

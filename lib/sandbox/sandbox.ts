@@ -275,6 +275,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   private finishExit(code: number | null, signal: number | null): void {
+    // A sandbox whose setup failed after the launch (its network) was killed; nobody holds it.
+    if (typeof this.resolveExited !== 'function') return;
     this.result = {
       code,
       signal: signal === null ? null : SIGNAL_NAMES.get(signal) ?? (`SIG${signal}` as NodeJS.Signals),
