@@ -35,7 +35,8 @@ if (process.env.WARDEN_NET_WORLD === undefined) {
     void createWorld(RECORDS).then((world) => {
       let status = 1;
       try {
-        const r = spawnSync('ip', ['netns', 'exec', world.hostNs, process.execPath, __filename], {
+        const [cmd, ...args] = world.hostExec([process.execPath, __filename]);
+        const r = spawnSync(cmd!, args, {
           stdio: 'inherit',
           env: { ...process.env, WARDEN_NET_WORLD: world.hostNs },
           timeout: 280_000,

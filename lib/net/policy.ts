@@ -30,7 +30,7 @@ export interface NetworkOptions {
   connectionsPerMinute?: number;
   /** Refused attempts per minute before the sandbox is killed for a violation. Default 30. */
   maxRefusalsPerMinute?: number;
-  /** DNS servers the host asks for the sandbox (IPs); default: the host's resolver configuration. */
+  /** DNS servers the host asks for the sandbox (IPs); default: Node's (dns.getServers(), from /etc/resolv.conf or dns.setServers). */
   dnsServers?: readonly string[];
 }
 
@@ -137,7 +137,7 @@ export class NetworkPolicy {
     private readonly replyDns: (port: number, answer: Buffer) => void,
   ) {
     this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
-    if (o.dnsServers !== null) this.resolver.setServers(o.dnsServers);
+    this.resolver.setServers(o.dnsServers ?? dns.getServers());
   }
 
   /** Connections the host handed in and has not seen closed. */

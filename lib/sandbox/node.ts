@@ -16,6 +16,7 @@ import { PLUGIN_ROOT, type LoadSetup, type WireEntry } from '../runner/protocol'
 import { DigestMismatchError } from '../trust/errors';
 import { DEFAULT_TREE_LIMITS, readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
 import { Sandbox } from './sandbox';
+import type { NetworkEvent } from '../net/policy';
 import { compiledStacked } from './seccomp';
 import type { BindMount, SpawnOptions } from './types';
 
@@ -34,6 +35,9 @@ export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   limits?: SpawnOptions['limits'];
   /** Share the host's network (no network namespace; inet sockets allowed). Default false. */
   shareNet?: boolean;
+  /** A network policy (see SpawnOptions.network); its decisions go to `onNetwork`. */
+  network?: SpawnOptions['network'];
+  onNetwork?: (e: NetworkEvent) => void;
   /**
    * The `sys:exec` permission: the plugin may run programs. Default false: after node has started
    * and before the plugin's code is loaded, the runner stacks a seccomp filter on all its threads
@@ -62,7 +66,7 @@ const PACKAGE_DIR = path.resolve(__dirname, '..', '..', '..');
 
 /** What the runner's sandbox is made of, apart from the plugin. */
 export interface RunnerSandboxOptions extends Pick<SpawnNodeOptions,
-  'seccomp' | 'rlimits' | 'tmpSize' | 'stdio' | 'binds' | 'limits' | 'shareNet' | 'env' | 'ringSize' | 'maxMessage' | 'timeout' | 'handlers'> {
+  'seccomp' | 'rlimits' | 'tmpSize' | 'stdio' | 'binds' | 'limits' | 'shareNet' | 'network' | 'onNetwork' | 'env' | 'ringSize' | 'maxMessage' | 'timeout' | 'handlers'> {
   /** A directory to bind read-only (the plugin's, for 'bind'). */
   pluginDir?: string;
   /** Bytes of the tmpfs at /plugin that receives a copied tree; none when undefined. */
@@ -101,7 +105,9 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
         // memory limit (degraded mode) must leave room for it, or the runner cannot even start.
         limits: options.limits?.allowDegraded && options.limits.addressSpaceOverhead === undefined ? { ...options.limits, addressSpaceOverhead: NODE_ADDRESS_SPACE_OVERHEAD } : options.limits,
         shareNet: options.shareNet,
+        ...(options.network !== undefined ? { network: options.network } : {}),
       });
+      if (options.onNetwork !== undefined) sb.on('network', options.onNetwork);
       return {
         pid: sb.pid,
         exited: sb.exited,

@@ -3,6 +3,7 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
+import * as dns from 'node:dns';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -11,8 +12,12 @@ import { Sandbox } from '../../lib/sandbox/sandbox';
 import type { SpawnOptions, Violation } from '../../lib/sandbox/types';
 import type { NetworkEvent, NetworkOptions } from '../../lib/net/policy';
 import { WORLD } from './net-world';
+import { PluginWorld } from './plugins';
+import { readAuditLog } from '../../lib/audit';
 
 const root = path.join(__dirname, '..', '..', '..');
+// The host's own resolver, for sandboxes whose policy names no DNS servers (the PluginHost's).
+dns.setServers([WORLD.dns]);
 const DNS = [WORLD.dns];
 
 // The C program, compiled once.
@@ -268,4 +273,31 @@ t.test('options are checked, naming the field', async (t) => {
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: {}, shareNet: true }), { code: 'ERR_INVALID_OPTION', field: 'network' });
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: {}, seccomp: 'none' }), { code: 'ERR_INVALID_OPTION', field: 'seccomp' });
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { connectionsPerMinute: 0 } }), { code: 'ERR_INVALID_OPTION', field: 'network.connectionsPerMinute' });
+});
+
+t.test('PluginHost: net:connect granted by the trust list; refusals and connections are audit lines', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  const code = `exports.activate = (host) => {
+    host.hook('fetch', async (url) => {
+      try { const r = await fetch(url); return r.status + ' ' + (await r.text()); } catch (e) { return 'error ' + (e.cause?.code ?? e.message); }
+    });
+  };`;
+  w.writePlugin('caller', { code, hooks: ['fetch'], permissions: ['net:connect:api.test:80'] });
+  w.writePlugin('greedy', { code, hooks: ['fetch'], permissions: ['net:connect:api.test'] });
+  await w.trust('caller', { permissions: ['net:connect:api.test:80'] });
+  await w.trust('greedy', { permissions: ['net:connect:api.test:80'] });
+  await w.publish();
+  const host = w.host({ hooks: [{ name: 'fetch', mode: 'parallel' }] });
+  t.teardown(() => host.close());
+  await host.start();
+  t.equal(host.status('caller'), 'active');
+  t.equal(host.status('greedy'), 'failed', 'a request wider than the grant (any port) is refused');
+  const ok = await host.invoke('fetch', ['http://api.test/plugin']);
+  t.match(ok.outcomes.find((o) => o.owner === 'caller')?.value, /^200 hello from ((::ffff:)?198\.51\.100\.1|2001:db8::1) \/plugin$/, 'the granted API answers');
+  const meta = await host.invoke('fetch', [`http://${WORLD.metadata}/latest/meta-data/`]);
+  t.equal(meta.outcomes.find((o) => o.owner === 'caller')?.value, 'error EACCES', 'the metadata address is refused');
+  const { events } = await readAuditLog(w.auditPath, { event: 'network' });
+  t.ok(events.some((e) => e.plugin === 'caller' && e.severity === 'info' && /allowed connect/.test(e.reason ?? '')), 'the allowed connection is an audit line');
+  t.ok(events.some((e) => e.plugin === 'caller' && e.severity === 'warning' && /refused connect 169\.254\.169\.254:80: metadata/.test(e.reason ?? '')), 'and the refusal, with its reason');
 });

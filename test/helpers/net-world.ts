@@ -31,7 +31,7 @@ export interface World {
   hostNs: string;
   inetNs: string;
   server: ChildProcess;
-  /** Runs `argv` inside the host namespace. */
+  /** The command line that runs `argv` inside the host namespace. */
   hostExec(argv: string[]): string[];
   destroy(): void;
 }
@@ -40,6 +40,7 @@ export interface World {
 export function worldUnavailable(): string | null {
   if (process.getuid?.() !== 0) return 'creating network namespaces needs root';
   if (spawnSync('ip', ['-V']).status !== 0) return "'ip' (iproute2) is not installed";
+  if (spawnSync('nsenter', ['--version']).status !== 0) return "'nsenter' (util-linux) is not installed";
   return null;
 }
 
@@ -94,7 +95,9 @@ export async function createWorld(records: Record<string, unknown>): Promise<Wor
     hostNs,
     inetNs,
     server,
-    hostExec: (argv) => ['ip', 'netns', 'exec', hostNs, ...argv],
+    // nsenter switches the network namespace only (`ip netns exec` also remounts /sys, hiding the
+    // cgroup file systems the sandboxes need).
+    hostExec: (argv) => ['nsenter', `--net=/run/netns/${hostNs}`, ...argv],
     destroy: () => {
       server.stdin!.end();
       server.kill('SIGKILL');
