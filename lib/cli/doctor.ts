@@ -6,6 +6,7 @@ import { hostReport } from '../sandbox/host';
 import { NAMESPACES } from '../sandbox/types';
 import { cgroupReport, formatCgroupReport } from '../limits';
 import { buildPlan, releasePreparedMounts } from '../sandbox/plan';
+import { networkReport } from '../net/doctor';
 
 /**
  * Whether spawns clone a prepared root (a root host on a kernel with what it needs), found by
@@ -43,8 +44,10 @@ export async function doctorCommand(args: string[]): Promise<number> {
   if (r.root && !preparedRoot.templateNamespace) {
     r.findings.push({ level: 'degraded', text: `spawns are slower: ${preparedRoot.template ? 'no template mount namespace' : 'no prepared root'} (${preparedRoot.reason}); each spawn builds more of its root` });
   }
+  const network = await networkReport();
+  if (network.mechanism === 'none') r.findings.push({ level: 'degraded', text: `network policies (net:connect, --allow-net) cannot be enforced: ${network.reason}; sandboxes that ask for one fail to start` });
   if (args.includes('--json')) {
-    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot, network }, null, 2)}\n`);
   } else {
     const yes = (b: boolean) => (b ? 'yes' : 'no');
     const lines = [
@@ -58,6 +61,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
       `landlock          ${r.landlock.abi === null ? `no (${r.landlock.reason})` : `ABI ${r.landlock.abi}`}`,
       `mount_setattr     ${yes(r.launcher.mountSetattr)}`,
       `close_range       ${yes(r.launcher.closeRange)}`,
+      `network policy    ${network.mechanism === 'none' ? `no (${network.reason})` : `yes: ${network.mechanism} (${network.reason})`}`,
       `prepared root     ${preparedRoot.templateNamespace ? 'yes (template mount namespace)' : preparedRoot.template ? `template only (${preparedRoot.reason})` : `no (${preparedRoot.reason})`}`,
       '',
       ...r.findings.map((f) => `${f.level.toUpperCase().padEnd(9)} ${f.text}`),

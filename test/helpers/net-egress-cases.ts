@@ -301,3 +301,24 @@ t.test('PluginHost: net:connect granted by the trust list; refusals and connecti
   t.ok(events.some((e) => e.plugin === 'caller' && e.severity === 'info' && /allowed connect/.test(e.reason ?? '')), 'the allowed connection is an audit line');
   t.ok(events.some((e) => e.plugin === 'caller' && e.severity === 'warning' && /refused connect 169\.254\.169\.254:80: metadata/.test(e.reason ?? '')), 'and the refusal, with its reason');
 });
+
+t.test('warden run --allow-net: the granted destination works, the refusal is one line on stderr', async (t) => {
+  const bin = path.join(root, 'bin', 'warden');
+  const { spawnSync } = await import('node:child_process');
+  const ok = spawnSync(process.execPath, [bin, 'run', '--allow-net', `${WORLD.other}:80`, '--dns-server', WORLD.dns, '--ro-bind', attempt, '/opt/net-attempt', '--', '/opt/net-attempt', 'tcp', WORLD.other, '80'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(ok.status, 0);
+  t.equal(ok.stdout.trim(), 'ok hello from ::ffff:203.0.113.10 /c');
+  const no = spawnSync(process.execPath, [bin, 'run', '--allow-net', `${WORLD.other}:80`, '--ro-bind', attempt, '/opt/net-attempt', '--', '/opt/net-attempt', 'tcp', WORLD.metadata, '80'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(no.stdout.trim(), 'err EACCES');
+  t.match(no.stderr, /warden run: network: refused connect 169\.254\.169\.254:80: metadata address/);
+  const bad = spawnSync(process.execPath, [bin, 'run', '--allow-net', '127.1', '--', '/bin/true'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(bad.status, 125);
+  t.match(bad.stderr, /network\.allow\[0\].*numeric IPv4 form/);
+});
+
+t.test('warden doctor names the mechanism', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(process.execPath, [path.join(root, 'bin', 'warden'), 'doctor', '--json'], { encoding: 'utf8', timeout: 120_000 });
+  const report = JSON.parse(r.stdout) as { network: { mechanism: string } };
+  t.equal(report.network.mechanism, 'seccomp-addfd');
+});
