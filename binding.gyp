@@ -14,6 +14,7 @@
         "native/mounts.cc",
         "native/exit_watch.cc",
         "native/net_intercept.cc",
+        "native/net_diag.cc",
         "native/file_lock.cc",
         "native/probe.cc",
         "native/seccomp.cc",

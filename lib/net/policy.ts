@@ -119,6 +119,9 @@ export function validateNetworkOptions(o: unknown, field = 'network'): ResolvedN
 }
 
 interface Answered { name: string; grants: NetGrant[] }
+const SWEEP_MS = 1000;
+// TCP states in which the sandbox has not closed its side: SYN_SENT, SYN_RECV, ESTABLISHED, CLOSE_WAIT.
+const OPEN_STATES = new Set([1, 2, 3, 8]);
 const MAX_ANSWERED = 4096;
 
 export class NetworkPolicy {
@@ -127,7 +130,8 @@ export class NetworkPolicy {
   private connectTimes: number[] = [];
   private refusalTimes: number[] = [];
   private nextId = 1;
-  private readonly open = new Map<number, { address: string; port: number }>();
+  private readonly open = new Map<number, { address: string; port: number; cookie?: number; sent?: number; received?: number }>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private violated = false;
 
   constructor(
@@ -135,6 +139,7 @@ export class NetworkPolicy {
     private readonly emit: (e: NetworkEvent) => void,
     private readonly onViolation: (reason: string) => void,
     private readonly replyDns: (port: number, answer: Buffer) => void,
+    private readonly tcpStates: (cookies: Float64Array) => Array<[number, number, number, number]> = () => [],
   ) {
     this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
     this.resolver.setServers(o.dnsServers ?? dns.getServers());
@@ -201,20 +206,55 @@ export class NetworkPolicy {
     return 'refused: not granted';
   }
 
-  /** A 'host' connection was handed in (errno 0) or failed. */
-  report(id: number, errno: number): void {
-    const where = this.open.get(id);
-    if (where === undefined) return;
+  /** A 'host' connection was handed in (errno 0; `cookie` is its socket's SO_COOKIE) or failed. */
+  report(id: number, errno: number, cookie: number): void {
+    const c = this.open.get(id);
+    if (c === undefined) return;
     if (errno !== 0) this.open.delete(id);
-    this.emit({ at: Date.now(), type: 'connected', ...where, ...(errno === 0 ? {} : { errno: errnoName(errno) }) });
+    else c.cookie = cookie;
+    this.emit({ at: Date.now(), type: 'connected', address: c.address, port: c.port, ...(errno === 0 ? {} : { errno: errnoName(errno) }) });
+    if (errno === 0 && this.sweepTimer === undefined) {
+      this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweepTimer.unref();
+    }
   }
 
-  /** The host saw connection `id` closed (bytes when known). */
-  closed(id: number, bytesOut: number | null, bytesIn: number | null): void {
-    const where = this.open.get(id);
-    if (where === undefined) return;
-    this.open.delete(id);
-    this.emit({ at: Date.now(), type: 'closed', ...where, bytesOut, bytesIn });
+  /**
+   * Which handed-in connections are still open, from the kernel's socket table (the host holds no
+   * reference to them). A connection is closed once the sandbox's side has closed or shut it
+   * (FIN_WAIT, TIME_WAIT, LAST_ACK, ...) or it is gone; its bytes are the last counts seen.
+   */
+  sweep(final = false): void {
+    const live = [...this.open.entries()].filter(([, c]) => c.cookie !== undefined);
+    let rows: Array<[number, number, number, number]> = [];
+    try {
+      rows = final ? [] : this.tcpStates(Float64Array.from(live.map(([, c]) => c.cookie!)));
+    } catch {
+      return; // no socket diagnostics: counts stay as they are
+    }
+    const byCookie = new Map(rows.map((r) => [r[0], r]));
+    for (const [id, c] of live) {
+      const row = byCookie.get(c.cookie!);
+      if (row !== undefined && row[2] >= 0) {
+        c.sent = row[2];
+        c.received = row[3];
+      }
+      if (row !== undefined && OPEN_STATES.has(row[1])) continue;
+      this.open.delete(id);
+      this.emit({ at: Date.now(), type: 'closed', address: c.address, port: c.port, bytesOut: c.sent ?? null, bytesIn: c.received ?? null });
+    }
+    if (this.open.size === 0 && this.sweepTimer !== undefined) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /** The sandbox exited: one last look at the byte counts, then every connection is closed. */
+  stop(): void {
+    this.sweep();
+    this.sweep(true);
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
   }
 
   private refuse(e: Omit<NetworkEvent, 'at' | 'decision'>, errno = EACCES): Verdict {

@@ -248,9 +248,10 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         this.emit('violation', violation);
       },
       (port, answer) => this.native.replyDns(port, answer),
+      addon().tcpStates as (cookies: Float64Array) => Array<[number, number, number, number]>,
     );
     this.policy = policy;
-    this.native.interceptNetwork((r) => policy.decide(r), (id, errno) => policy.report(id, errno), (q, port) => policy.dns(q, port));
+    this.native.interceptNetwork((r) => policy.decide(r), (id, errno, cookie) => policy.report(id, errno, cookie), (q, port) => policy.dns(q, port));
   }
 
   private onViolation(v: NativeViolation): void {
@@ -277,6 +278,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   private finishExit(code: number | null, signal: number | null): void {
     // A sandbox whose setup failed after the launch (its network) was killed; nobody holds it.
     if (typeof this.resolveExited !== 'function') return;
+    this.policy?.stop();
     this.result = {
       code,
       signal: signal === null ? null : SIGNAL_NAMES.get(signal) ?? (`SIG${signal}` as NodeJS.Signals),

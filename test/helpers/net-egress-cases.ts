@@ -322,3 +322,33 @@ t.test('warden doctor names the mechanism', async (t) => {
   const report = JSON.parse(r.stdout) as { network: { mechanism: string } };
   t.equal(report.network.mechanism, 'seccomp-addfd');
 });
+
+t.test('limits: connections open at once; each closed connection is reported with its bytes', async (t) => {
+  const code = `
+const net = require('net');
+const H = '${WORLD.http}';
+const a = net.connect({ port: 9000, host: H, allowHalfOpen: true }, () => {
+  const req = Buffer.alloc(9); req[0] = 0x53; req.writeBigUInt64BE(100000n, 1); a.write(req);
+  const b = net.connect(9000, H, () => console.log('second connected'));
+  b.on('error', (e) => {
+    console.log('second ' + e.code);
+    let got = 0;
+    a.on('data', (d) => (got += d.length)).on('end', () => {
+      console.log('first read ' + got);
+      // Byte counts are sampled once a second (lib/net/policy.ts, sweep): stay open past one sample.
+      setTimeout(() => a.destroy(), 1500);
+      setTimeout(() => {
+        const c = net.connect(9000, H, () => { console.log('third connected'); c.destroy(); });
+        c.on('error', (e) => console.log('third ' + e.code));
+      }, 4000);
+    });
+  });
+});`;
+  const r = await run([process.execPath, '-e', code], { network: { allow: [`${WORLD.http}:9000`], maxConnections: 1, dnsServers: DNS } });
+  t.match(r.out, /^second EAGAIN$/m, 'the second connection at once is refused');
+  t.match(r.out, /^first read 100000$/m);
+  t.match(r.out, /^third connected$/m, 'once the first is closed, a new one may open');
+  const closed = r.events.filter((e) => e.type === 'closed');
+  t.ok(closed.length >= 1, 'closed connections are events');
+  t.ok(closed.some((e) => (e.bytesIn ?? 0) >= 100000 && (e.bytesOut ?? 0) >= 9), `with the bytes in and out (${JSON.stringify(closed.map((e) => [e.bytesOut, e.bytesIn]))})`);
+});
