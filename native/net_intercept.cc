@@ -37,6 +37,7 @@ constexpr int kNrListen = 50;
 // (a full accept queue inside the sandbox would otherwise stall the host).
 constexpr int kLocalTimeoutMs = 1000;
 
+
 class Fd {
  public:
   explicit Fd(int fd = -1) : fd_(fd) {}
@@ -224,6 +225,8 @@ struct NetIntercept::StubPoll {
 NetIntercept::NetIntercept(Napi::Env env, uv_loop_t* loop, int listener, Napi::Function decide,
                            Napi::Function report, Napi::Function dns)
     : env_(env), loop_(loop), listener_(listener) {
+  // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6) is not set: measured with bench:net on a loaded
+  // machine it made connect slower (the host yields its CPU to the sandbox at every wake-up).
   decide_ = Napi::Persistent(decide);
   report_ = Napi::Persistent(report);
   dns_ = Napi::Persistent(dns);
@@ -355,7 +358,7 @@ void NetIntercept::HandleListen(const struct seccomp_notif& req, int dup) {
   r.Set("type", TypeName(type));
   r.Set("hostSocket", host_socket);
   r.Set("pid", static_cast<double>(req.pid));
-  Napi::Value v = decide_.MakeCallback(env_.Global(), {r});
+  Napi::Value v = decide_.Call(env_.Global(), {r});
   if (env_.IsExceptionPending() || !v.IsObject()) {
     if (env_.IsExceptionPending()) env_.GetAndClearPendingException();
     return Reply(req.id, 0, EACCES);  // fail closed
@@ -425,7 +428,9 @@ void NetIntercept::HandleConnect(const struct seccomp_notif& req, int pidfd, int
   r.Set("protocol", protocol);
   r.Set("hostSocket", host_socket);
   r.Set("pid", static_cast<double>(tid));
-  Napi::Value v = decide_.MakeCallback(env_.Global(), {r});
+  // Call, not MakeCallback: the sandbox's thread waits, and the microtask checkpoint MakeCallback
+  // runs afterwards belongs after the reply (report's MakeCallback runs it).
+  Napi::Value v = decide_.Call(env_.Global(), {r});
   if (env_.IsExceptionPending() || !v.IsObject()) {
     if (env_.IsExceptionPending()) {
       Napi::Error e = env_.GetAndClearPendingException();
