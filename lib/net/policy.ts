@@ -9,11 +9,13 @@
  * - loopback, private (RFC 1918), CGNAT, link-local and metadata, unique-local, multicast,
  *   unspecified and reserved addresses, in every form (IPv4-mapped, NAT64, 6to4), are refused unless
  *   an explicit IP or CIDR grant covers them; a name grant never opens them;
+ * - the host's own addresses (any interface) are closed like loopback: they lead to its services;
  * - the sandbox's own loopback is its own (connects there stay inside its network namespace);
  * - TCP only: UDP reaches the DNS stub and the sandbox's own loopback, nothing else; raw and
  *   packet sockets never leave the sandbox.
  */
 import * as dns from 'node:dns';
+import * as os from 'node:os';
 import { InvalidOptionError } from '../errors';
 import { classify, embeddedIpv4, parseIp, type AddressClass, type Ip } from './address';
 import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA } from './dns';
@@ -198,6 +200,7 @@ export class NetworkPolicy {
     const explicit = this.o.grants.find((g) => ipCovered(g, ip, port));
     if (explicit !== undefined) return explicit.text;
     if (cls !== null) return `refused: ${cls} address (only an IP or CIDR grant opens it)`;
+    if (hostAddresses().has(ip.value)) return 'refused: an address of this host (only an IP or CIDR grant opens it)';
     const a = this.answered.get(ip.value);
     const byName = a?.grants.find((g) => portCovered(g.ports, port));
     if (byName !== undefined) return `${byName.text} (${a!.name})`;
@@ -320,6 +323,25 @@ export class NetworkPolicy {
     this.answered.set(value, a);
     if (this.answered.size > MAX_ANSWERED) this.answered.delete(this.answered.keys().next().value!);
   }
+}
+
+/**
+ * The host's own addresses (every interface), refreshed every few seconds: a public address of the
+ * host leads to the host's own services, like its loopback.
+ */
+let hostCache: { at: number; values: Set<bigint> } | undefined;
+function hostAddresses(): Set<bigint> {
+  const now = Date.now();
+  if (hostCache !== undefined && now - hostCache.at < 5000) return hostCache.values;
+  const values = new Set<bigint>();
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) {
+      const ip = parseIp(a.address);
+      if (ip !== null) values.add((embeddedIpv4(ip) ?? ip).value);
+    }
+  }
+  hostCache = { at: now, values };
+  return values;
 }
 
 function ipBytes(ip: Ip): Buffer {

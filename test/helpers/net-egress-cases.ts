@@ -30,7 +30,7 @@ execFileSync('cc', ['-O2', '-Wall', '-o', attempt, path.join(root, 'test', 'fixt
 // What an attacker wants on the host: a service on each closed address, answering a secret.
 const SECRET = 'SECRET-of-the-host';
 const secretPort = 7070;
-const hostTargets = ['127.0.0.1', '::1', WORLD.privateAddr, WORLD.metadata, WORLD.metadata6, WORLD.alibaba, '100.64.0.1', '192.168.77.1'];
+const hostTargets = ['127.0.0.1', '::1', WORLD.hostSide, WORLD.privateAddr, WORLD.metadata, WORLD.metadata6, WORLD.alibaba, '100.64.0.1', '192.168.77.1'];
 const servers: net.Server[] = [];
 
 interface Run {
@@ -102,7 +102,7 @@ t.teardown(() => {
 
 // Numeric forms of loopback and the metadata address, as a program would write them.
 const NUMERIC_LOOPBACK = ['127.0.0.1', '2130706433', '0x7f000001', '127.1', '0177.0.0.1', '::ffff:127.0.0.1', '::1', '::ffff:7f00:1'];
-const CLOSED = [WORLD.privateAddr, '192.168.77.1', '100.64.0.1', WORLD.metadata, WORLD.alibaba, WORLD.metadata6, '::ffff:169.254.169.254', '::ffff:a9fe:a9fe', '2852039166', '0xa9fea9fe', '169.254.43518'];
+const CLOSED = [WORLD.hostSide, WORLD.privateAddr, '192.168.77.1', '100.64.0.1', WORLD.metadata, WORLD.alibaba, WORLD.metadata6, '::ffff:169.254.169.254', '::ffff:a9fe:a9fe', '2852039166', '0xa9fea9fe', '169.254.43518'];
 
 t.test('control: with the host network shared (net:outbound before policies) every attack reaches the host', async (t) => {
   const targets: Array<[string, number]> = [...NUMERIC_LOOPBACK, ...CLOSED].map((h) => [h, secretPort]);
