@@ -398,7 +398,9 @@ void NetIntercept::HandleConnect(const struct seccomp_notif& req, int pidfd, int
     if (ss.ss_family != AF_UNIX) return Reply(req.id, 0, EINVAL);
     return Reply(req.id, 0, UnixConnect(tid, dup, reinterpret_cast<sockaddr_un*>(&ss), len));
   }
-  if (domain != AF_INET && domain != AF_INET6) return Reply(req.id, 0, EACCES);
+  // Netlink (the only other family the profiles allow) talks to the kernel of the socket's own
+  // namespace, the sandbox's.
+  if (domain != AF_INET && domain != AF_INET6) return Reply(req.id, 0, LocalConnect(dup, reinterpret_cast<sockaddr*>(&ss), len));
 
   char text[INET6_ADDRSTRLEN] = "";
   int port = 0;
