@@ -13,6 +13,7 @@ import type { SpawnOptions, Violation } from '../../lib/sandbox/types';
 import type { NetworkEvent, NetworkOptions } from '../../lib/net/policy';
 import { WORLD } from './net-world';
 import { PluginWorld } from './plugins';
+import { reachablePackage } from './reachable';
 import { readAuditLog } from '../../lib/audit';
 
 const root = path.join(__dirname, '..', '..', '..');
@@ -351,4 +352,23 @@ const a = net.connect({ port: 9000, host: H, allowHalfOpen: true }, () => {
   const closed = r.events.filter((e) => e.type === 'closed');
   t.ok(closed.length >= 1, 'closed connections are events');
   t.ok(closed.some((e) => (e.bytesIn ?? 0) >= 100000 && (e.bytesOut ?? 0) >= 9), `with the bytes in and out (${JSON.stringify(closed.map((e) => [e.bytesOut, e.bytesIn]))})`);
+});
+
+t.test('an unprivileged host enforces the same policy (the stub joins the sandbox\'s user namespace)', async (t) => {
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
+  if (setpriv === undefined) return t.plan(0, 'skip: setpriv (util-linux) is not installed');
+  const reachable = reachablePackage();
+  if (reachable.skip !== undefined) return t.plan(0, reachable.skip);
+  const script = `
+const { Sandbox } = require(${JSON.stringify(path.join(reachable.root, 'dist', 'lib', 'sandbox', 'sandbox.js'))});
+const code = "fetch('http://api.test/u').then(async (r) => console.log('fetch ' + r.status), (e) => console.log('fetch ' + (e.cause?.code ?? e.message))); require('net').connect(80, '${WORLD.metadata}').on('error', (e) => console.log('meta ' + e.code));";
+const sb = Sandbox.spawn({ command: [process.execPath, '-e', code], network: { allow: ['api.test'], dnsServers: ['${WORLD.dns}'] }, stdio: ['ignore', 'inherit', 'inherit'] });
+sb.exited.then((r) => console.log('uid ' + process.getuid() + ' exit ' + r.code));`;
+  const file = path.join(reachable.root, 'net-unprivileged.js');
+  fs.writeFileSync(file, script, { mode: 0o644 });
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync(setpriv, ['--reuid', '1000', '--regid', '1000', '--clear-groups', '--inh-caps=-all', process.execPath, file], { encoding: 'utf8', timeout: 60_000 });
+  t.match(r.stdout, /^fetch 200$/m, r.stderr);
+  t.match(r.stdout, /^meta EACCES$/m);
+  t.match(r.stdout, /^uid 1000 exit 0$/m);
 });
