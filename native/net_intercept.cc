@@ -343,7 +343,7 @@ void NetIntercept::Handle(const struct seccomp_notif& req) {
   struct stat st;
   if (fstat(dup.get(), &st) != 0 || !S_ISSOCK(st.st_mode)) return Reply(req.id, 0, ENOTSOCK);
   if (req.data.nr == kNrListen) return HandleListen(req, dup.get());
-  HandleConnect(req, pidfd.get(), dup.get());
+  HandleConnect(req, dup.get());
 }
 
 void NetIntercept::HandleListen(const struct seccomp_notif& req, int dup) {
@@ -374,8 +374,7 @@ void NetIntercept::HandleListen(const struct seccomp_notif& req, int dup) {
   Reply(req.id, 0, listen(dup, backlog) == 0 ? 0 : errno);
 }
 
-void NetIntercept::HandleConnect(const struct seccomp_notif& req, int pidfd, int dup) {
-  (void)pidfd;
+void NetIntercept::HandleConnect(const struct seccomp_notif& req, int dup) {
   const pid_t tid = static_cast<pid_t>(req.pid);
   const int target = static_cast<int>(req.data.args[0]);
   sockaddr_storage ss {};
