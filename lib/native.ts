@@ -76,6 +76,13 @@ export interface NativeSandboxProcess {
   kill(signal: number): boolean;
   ref(): void;
   unref(): void;
+  /** Network policy hooks (native/net_intercept.h); throws ERR_SANDBOX_SETUP (stage 'network'). */
+  interceptNetwork(
+    decide: (r: import('./net/policy').ConnectRequest) => import('./net/policy').Verdict,
+    report: (id: number, errno: number, cookie: number) => void,
+    dns: (query: Buffer, port: number) => void,
+  ): void;
+  replyDns(port: number, answer: Buffer): number;
 }
 
 export interface NativeSetupError extends Error {

@@ -17,6 +17,8 @@
         "child.cc",
         "mounts.cc",
         "exit_watch.cc",
+        "net_intercept.cc",
+        "net_diag.cc",
         "file_lock.cc",
         "probe.cc",
         "seccomp.cc",

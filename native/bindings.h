@@ -11,5 +11,6 @@ void InitChannel(Napi::Env env, Napi::Object exports);   // channel_binding.cc: 
 
 void InitCgroupEvents(Napi::Env env, Napi::Object exports);  // cgroup_events.cc: v1 eventfd notifications
 void InitFileLock(Napi::Env env, Napi::Object exports);      // file_lock.cc: flock for the audit log
+void InitNetDiag(Napi::Env env, Napi::Object exports);       // net_diag.cc: tcpStates of handed-in connections
 
 }  // namespace warden

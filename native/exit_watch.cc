@@ -13,6 +13,7 @@
 #include "launch_options.h"
 #include "launcher.h"
 #include "mounts.h"
+#include "net_intercept.h"
 #include "seccomp.h"
 #include "spawn_trace.h"
 
@@ -53,6 +54,8 @@ Napi::Function SandboxProcess::Define(Napi::Env env) {
                      {InstanceMethod("kill", &SandboxProcess::Kill),
                       InstanceMethod("unref", &SandboxProcess::Unref),
                       InstanceMethod("ref", &SandboxProcess::Ref),
+                      InstanceMethod("interceptNetwork", &SandboxProcess::InterceptNetwork),
+                      InstanceMethod("replyDns", &SandboxProcess::ReplyDns),
                       InstanceAccessor("pid", &SandboxProcess::GetPid, nullptr)});
 }
 
@@ -130,6 +133,7 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
 }
 
 SandboxProcess::~SandboxProcess() {
+  delete net_;
   Poll::Close(exit_poll_);
   Poll::Close(listener_poll_);
   if (pidfd_ >= 0) close(pidfd_);
@@ -219,6 +223,10 @@ void SandboxProcess::OnListenerReadable(int events) {
     if (errno != ENOENT && errno != EINTR) StopListener();
     return;
   }
+  if (net_ != nullptr && NetIntercept::Handles(req.data.nr)) {
+    net_->Handle(req);
+    return;
+  }
   // The syscall must never run: kill the sandbox first, then fail the (now dead) call.
   syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
   struct seccomp_notif_resp resp;
@@ -243,12 +251,58 @@ void SandboxProcess::OnListenerReadable(int events) {
 }
 
 void SandboxProcess::StopListener() {
+  if (net_ != nullptr) net_->Stop();
   Poll::Close(listener_poll_);
   listener_poll_ = nullptr;
   if (listener_ >= 0) {
     close(listener_);
     listener_ = -1;
   }
+}
+
+}  // namespace warden
+
+namespace warden {
+
+// interceptNetwork(decide, report, dns): called right after construction, before the event loop can
+// deliver a notification. Opens the DNS stub inside the sandbox; throws ERR_SANDBOX_SETUP (stage
+// 'network') when it cannot.
+Napi::Value SandboxProcess::InterceptNetwork(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction()) {
+    Napi::TypeError::New(env, "interceptNetwork(decide, report, dns)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (listener_ < 0 || pidfd_ < 0 || net_ != nullptr) {
+    Napi::Error e = Napi::Error::New(env, "sandbox setup failed at stage network: no seccomp listener to intercept connect with");
+    e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
+    e.Set("stage", Napi::String::New(env, "network"));
+    e.Set("errno", Napi::Number::New(env, 0));
+    e.ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  net_ = new NetIntercept(env, loop, listener_, info[0].As<Napi::Function>(), info[1].As<Napi::Function>(),
+                          info[2].As<Napi::Function>());
+  std::string problem = net_->OpenStub(pidfd_);
+  if (!problem.empty()) {
+    Napi::Error e = Napi::Error::New(env, "sandbox setup failed at stage network: DNS stub: " + problem);
+    e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
+    e.Set("stage", Napi::String::New(env, "network"));
+    e.Set("errno", Napi::Number::New(env, 0));
+    e.Set("detail", Napi::String::New(env, problem));
+    e.ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+// replyDns(port, answer: Buffer) -> errno (0 on success)
+Napi::Value SandboxProcess::ReplyDns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (net_ == nullptr || info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer()) return Napi::Number::New(env, EINVAL);
+  auto buf = info[1].As<Napi::Buffer<uint8_t>>();
+  return Napi::Number::New(env, net_->ReplyDns(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), buf.Data(), buf.Length()));
 }
 
 }  // namespace warden

@@ -7,6 +7,8 @@
 
 namespace warden {
 
+class NetIntercept;
+
 class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -20,6 +22,8 @@ class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value GetPid(const Napi::CallbackInfo& info);
+  Napi::Value InterceptNetwork(const Napi::CallbackInfo& info);  // see net_intercept.h
+  Napi::Value ReplyDns(const Napi::CallbackInfo& info);
 
   void OnExitReadable();
   void OnListenerReadable(int status);
@@ -33,6 +37,7 @@ class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
   bool exited_ = false;
   Poll* exit_poll_ = nullptr;
   Poll* listener_poll_ = nullptr;
+  NetIntercept* net_ = nullptr;  // connect/listen under a network policy; null without one
   Napi::FunctionReference on_exit_;
   Napi::FunctionReference on_violation_;
 };

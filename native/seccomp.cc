@@ -157,6 +157,16 @@ std::string CheckArg(const SeccompArgCheck& a, const std::string& field) {
   return field + ".op: unknown operator";
 }
 
+// The launcher's sendmsg passes exactly MSG_NOSIGNAL as flags (argument 2). A rule that demands a
+// flag bit outside it (anyBitsSet on argument 2, e.g. MSG_FASTOPEN) can never match that call.
+constexpr uint64_t kLauncherSendmsgFlags = 0x4000;  // MSG_NOSIGNAL
+bool CannotMatchLauncher(const SeccompRule& r, int nr) {
+  if (nr != 46 /* sendmsg */) return false;
+  for (const SeccompArgCheck& a : r.args)
+    if (a.index == 2 && a.op == SeccompArgCheck::Op::kAnyBitsSet && (a.mask & kLauncherSendmsgFlags) == 0) return true;
+  return false;
+}
+
 // The launcher calls sendmsg and execve after installing the filter: both must be allowed whatever
 // their arguments. Walks the rules as the program would: rules with argument checks may or may not
 // match, so each must allow; the first unconditional rule decides; otherwise the default does.
@@ -164,6 +174,7 @@ std::string CheckLauncherSyscall(const SeccompPolicy& policy, int nr, const char
   for (size_t i = 0; i < policy.rules.size(); i++) {
     const SeccompRule& r = policy.rules[i];
     if (r.nr != nr) continue;
+    if (r.action != SeccompAction::kAllow && CannotMatchLauncher(r, nr)) continue;
     if (r.action != SeccompAction::kAllow)
       return SyscallField(r, i) + ": " + name +
              " must stay allowed: the launcher calls sendmsg and execve after installing the filter";

@@ -85,7 +85,27 @@ t.test('effective permissions become sandbox options', async (t) => {
   t.same(o.binds, [{ source: '/srv/a', target: '/srv/a', writable: true }, { source: '/srv/b', target: '/srv/b', writable: false }]);
   t.equal(o.shareNet, false);
   t.equal(o.allowExec, true);
-  t.same(sandboxOptionsFor([]), { binds: [], shareNet: false, allowExec: false }, 'nothing requested: nothing beyond the defaults');
+  t.same(sandboxOptionsFor([]), { binds: [], shareNet: false, network: undefined, allowExec: false }, 'nothing requested: nothing beyond the defaults');
+});
+
+t.test('network permissions: net:connect grants intersect, net:outbound is a policy, net:host shares the network', async (t) => {
+  const req = ['net:connect:api.example.com:443', 'net:connect:a.cdn.example.com', 'net:connect:203.0.113.0/25:80'].map(parsePermission);
+  const ok = decidePermissions('p', req, ['net:connect:api.example.com:400-500', 'net:connect:*.example.com', 'net:connect:203.0.113.0/24']);
+  t.same(ok.decisions.map((d) => d.grantedBy), ['net:connect:api.example.com:400-500', 'net:connect:*.example.com', 'net:connect:203.0.113.0/24']);
+  const deny = (r: string, g: string[]) => t.throws(() => decidePermissions('p', [parsePermission(r)], g)) as PermissionDeniedError;
+  t.equal(deny('net:connect:api.example.com:80', ['net:connect:api.example.com:443']).code, 'ERR_PLUGIN_PERMISSION', 'another port');
+  t.equal(deny('net:connect:example.com', ['net:connect:*.example.com']).code, 'ERR_PLUGIN_PERMISSION', 'a wildcard does not cover its own domain');
+  t.equal(deny('net:connect:10.0.0.0/8', ['net:outbound']).code, 'ERR_PLUGIN_PERMISSION', 'net:outbound never opens a private range');
+  t.equal(deny('net:host', ['net:outbound']).code, 'ERR_PLUGIN_PERMISSION', 'net:host must be granted by name');
+  t.throws(() => parsePermission('net:connect:0x7f000001'), /numeric IPv4 form/);
+  t.throws(() => parsePermission('net:connect:2001:db8::1'), /brackets/);
+  const o = sandboxOptionsFor(req);
+  t.same(o.network, { allow: ['api.example.com:443', 'a.cdn.example.com', '203.0.113.0/25:80'], outbound: false });
+  t.equal(o.shareNet, false, 'a policy keeps the network namespace');
+  t.same(sandboxOptionsFor([parsePermission('net:outbound')]).network, { allow: [], outbound: true });
+  const h = sandboxOptionsFor([parsePermission('net:host')]);
+  t.equal(h.shareNet, true);
+  t.equal(h.network, undefined);
 });
 
 t.test('limits: requests are capped by the grant, else by the host defaults', async (t) => {

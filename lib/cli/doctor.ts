@@ -7,6 +7,7 @@ import { NAMESPACES } from '../sandbox/types';
 import { cgroupReport, deadHostCgroups, formatCgroupReport, type LeftoverCgroup } from '../limits';
 import { buildPlan, releasePreparedMounts } from '../sandbox/plan';
 import { checkRange, hostIdReport, type HostIdReport } from '../sandbox/ids';
+import { networkReport } from '../net/doctor';
 
 /**
  * Whether spawns clone a prepared root (a root host on a kernel with what it needs), found by
@@ -70,9 +71,10 @@ export async function doctorCommand(args: string[]): Promise<number> {
   if (r.root && !preparedRoot.templateNamespace) {
     r.findings.push({ level: 'degraded', text: `spawns are slower: ${preparedRoot.template ? 'no template mount namespace' : 'no prepared root'} (${preparedRoot.reason}); each spawn builds more of its root` });
   }
+  const network = await networkReport();
+  if (network.mechanism === 'none') r.findings.push({ level: 'degraded', text: `network policies (net:connect, --allow-net) cannot be enforced: ${network.reason}; sandboxes that ask for one fail to start` });
   if (args.includes('--json')) {
-    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot, hostIds, leftoverCgroups: leftovers }, null, 2)}
-`);
+    process.stdout.write(`${JSON.stringify({ ...r, limits, preparedRoot, hostIds, leftoverCgroups: leftovers, network }, null, 2)}\n`);
   } else {
     const yes = (b: boolean) => (b ? 'yes' : 'no');
     const lines = [
@@ -87,6 +89,7 @@ export async function doctorCommand(args: string[]): Promise<number> {
       `mount_setattr     ${yes(r.launcher.mountSetattr)}`,
       `close_range       ${yes(r.launcher.closeRange)}`,
       `host ids          ${hostIds === undefined ? (r.root ? 'invalid range (see below)' : 'the caller\'s (unprivileged)') : `${hostIds.range} (${hostIds.count} uids and gids, one per live sandbox; ${hostIds.named} named in /etc/passwd or /etc/group, skipped; ${hostIds.blocksHeldElsewhere} block(s) of 1024 held by other processes)`}`,
+      `network policy    ${network.mechanism === 'none' ? `no (${network.reason})` : `yes: ${network.mechanism} (${network.reason})`}`,
       `prepared root     ${preparedRoot.templateNamespace ? 'yes (template mount namespace)' : preparedRoot.template ? `template only (${preparedRoot.reason})` : `no (${preparedRoot.reason})`}`,
       '',
       ...r.findings.map((f) => `${f.level.toUpperCase().padEnd(9)} ${f.text}`),

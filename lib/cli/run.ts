@@ -30,6 +30,12 @@ Runs CMD in a new sandbox: every namespace, a tmpfs root with read-only system d
   --tmp-size SIZE          size of the private /tmp (default 64M)
   --no-default-binds       do not bind /usr, /bin, /lib... (bind what the command needs yourself)
   --share-net              keep the host network (no network namespace; inet sockets allowed)
+  --allow-net HOST[:PORT]  network by policy: connections to HOST (name, *.domain, IP, CIDR; IPv6 in
+                           brackets) on PORT (number, LOW-HIGH, or any), made by the host (repeatable)
+  --net-outbound           network by policy: any public destination (private, loopback, link-local and
+                           metadata addresses stay closed)
+  --dns-server IP          with a network policy: the DNS server the host asks (repeatable; default:
+                           the host's resolver)
   --no-NS                  switch off a namespace: --no-user --no-pid --no-mount --no-net --no-ipc --no-uts --no-cgroup
   --uid N, --gid N         ids inside the sandbox
   --host-uid N, --host-gid N   as root: the unprivileged host ids to map to (default: an id of the
@@ -46,7 +52,7 @@ Runs CMD in a new sandbox: every namespace, a tmpfs root with read-only system d
 ${LIMIT_FLAGS_HELP}
 
 exit status: the command's; 128+N for signal N; ${EXIT_SETUP} setup error or bad option; ${EXIT_VIOLATION} seccomp
-violation; ${EXIT_LIMIT} killed for a memory, cpu-time or timeout violation
+violation (or hammering refused network destinations); ${EXIT_LIMIT} killed for a memory, cpu-time or timeout violation
 `;
 
 class UsageError extends Error {}
@@ -79,6 +85,9 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
   const o: Partial<SpawnOptions> = {};
   let jsonStatus = false;
   const limitArgs: string[] = []; // validated by the limits module, which owns their meaning
+  const allowNet: string[] = [];
+  const dnsServers: string[] = [];
+  let netOutbound = false;
   let i = 0;
   const value = (flag: string): string => {
     const v = args[++i];
@@ -119,6 +128,9 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
       case '--tmp-size': o.tmpSize = value(a); break;
       case '--no-default-binds': o.defaultBinds = false; break;
       case '--share-net': o.shareNet = true; break;
+      case '--allow-net': allowNet.push(value(a)); break;
+      case '--net-outbound': netOutbound = true; break;
+      case '--dns-server': dnsServers.push(value(a)); break;
       case '--uid': o.uid = parseId(a, value(a)); break;
       case '--gid': o.gid = parseId(a, value(a)); break;
       case '--host-uid': o.hostUid = parseId(a, value(a)); break;
@@ -163,8 +175,13 @@ export function parseRunArgs(args: string[]): { options: SpawnOptions; jsonStatu
   if (command.length === 0) throw new UsageError('missing command: warden run [options] -- CMD [ARGS...]');
   if (envGiven && env.PATH === undefined) env.PATH = '/usr/local/bin:/usr/bin:/bin';
   const { limits } = takeLimitFlags(limitArgs);
+  if (dnsServers.length > 0 && allowNet.length === 0 && !netOutbound) throw new UsageError('--dns-server needs a network policy (--allow-net or --net-outbound)');
+  const network = allowNet.length > 0 || netOutbound
+    ? { allow: allowNet, ...(netOutbound ? { outbound: true } : {}), ...(dnsServers.length > 0 ? { dnsServers } : {}) }
+    : undefined;
   const options: SpawnOptions = {
     ...o,
+    ...(network !== undefined ? { network } : {}),
     ...(limits !== undefined ? { limits } : {}),
     command,
     stdio: ['inherit', 'inherit', 'inherit'],
@@ -208,12 +225,16 @@ export async function runCommand(args: string[]): Promise<number> {
     throw err;
   }
   if (parsed.jsonStatus) status({ status: 'running', pid: sb.pid });
+  // Refusals are one line each on stderr: the command's own error ("Permission denied") says less.
+  sb.on('network', (e) => {
+    if (e.decision === 'refused') process.stderr.write(`warden run: network: refused ${e.type} ${e.name ?? `${e.address ?? ''}${e.port ? `:${e.port}` : ''}`}: ${e.reason ?? ''}\n`);
+  });
   // Signals to warden go on to the sandbox (pid 1 there ignores those it has no handler for).
   const forward = (sig: NodeJS.Signals) => sb.kill(sig);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, forward);
   const r = await sb.exited;
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, forward);
-  const code = r.violation?.kind === 'seccomp' ? EXIT_VIOLATION
+  const code = r.violation?.kind === 'seccomp' || r.violation?.kind === 'network' ? EXIT_VIOLATION
     : r.violation !== null && r.violation.kind !== 'pids' ? EXIT_LIMIT
     : r.code ?? 128 + (os.constants.signals[r.signal!] ?? 0);
   if (r.violation !== null) {

@@ -29,6 +29,7 @@ import { AuditLog, type AuditEventInput, type AuditSeverity } from '../audit';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
 import type { CallContext, Handler, PeerLimits } from '../channel/rpc';
 import { spawnNode, type SpawnNodeOptions } from '../sandbox/node';
+import type { NetworkEvent } from '../net/policy';
 import { releasePreparedMounts } from '../sandbox/plan';
 import type { PluginProcess } from '../runner/host';
 import { M_HOOKS, type HookRegistration } from '../runner/protocol';
@@ -515,6 +516,7 @@ export class PluginHost extends EventEmitter {
       digest: entry.digest,
       binds: sb.binds,
       shareNet: sb.shareNet,
+      ...(sb.network !== undefined ? { network: sb.network, onNetwork: (e: NetworkEvent) => this.logNetwork(r, e) } : {}),
       allowExec: sb.allowExec,
       limits: sandboxLimits(limits, this.opts.allowDegradedLimits === true),
       config: this.opts.config?.[manifest.name],
@@ -895,6 +897,13 @@ export class PluginHost extends EventEmitter {
       if (l.outcome === 'removed') this.log('warning', 'cleanup', undefined, `removed sandbox cgroup ${l.path} of host pid ${l.hostPid}, which is gone`);
       else if (l.outcome !== 'host-alive') this.log('warning', 'cleanup', undefined, `sandbox cgroup ${l.path} of host pid ${l.hostPid} left in place: ${l.outcome}${l.detail === undefined ? '' : ` (${l.detail})`}`);
     }
+  }
+
+  /** Each network decision of a plugin's sandbox is a `network` audit line. */
+  private logNetwork(r: PluginRecord, e: NetworkEvent): void {
+    const where = e.name ?? (e.address === undefined ? '' : e.port === undefined ? e.address : `${e.address}:${e.port}`);
+    const what = e.type === 'closed' ? `closed ${where}` : e.type === 'connected' ? `${e.errno === undefined ? 'connected' : `failed (${e.errno})`} ${where}` : `${e.decision} ${e.type} ${where}${e.reason === undefined ? '' : `: ${e.reason}`}`;
+    this.log(e.decision === 'refused' ? 'warning' : 'info', 'network', r, what, { ...e });
   }
 
   private log(severity: AuditSeverity, event: string, r: PluginRecord | undefined, reason: string, details?: Record<string, unknown>): void {

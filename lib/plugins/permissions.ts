@@ -6,7 +6,11 @@
  * String forms (manifest `permissions`, trust entry `permissions`):
  *   fs:read:/abs/path    the path is bound read-only at the same place inside the sandbox
  *   fs:write:/abs/path   bound read-write (the sandbox's uid must be able to write it on the host)
- *   net:outbound         the host's network is shared (no network namespace; inet sockets allowed)
+ *   net:connect:HOST[:PORT]  connections to HOST (a name, *.wildcard, IP or CIDR) on PORT (a number, a
+ *                        range, or any when omitted), made by the host for the sandbox (lib/net)
+ *   net:outbound         any public destination, under the same rules (closed addresses stay closed)
+ *   net:host             the host's network is shared (no network namespace; inet sockets allowed):
+ *                        the old meaning of net:outbound; the trust list must grant it by name
  *   sys:exec             the plugin may run programs (execve); without it a stacked seccomp filter forbids exec
  *
  * A grant of a directory covers requests for paths under it; fs:write covers fs:read of the same tree.
@@ -19,26 +23,32 @@ import * as path from 'node:path';
 
 import { symlinkComponent } from '../sandbox/bind-path';
 
+import { grantCovers, parseGrant, type NetGrant } from '../net/grants';
+import type { NetworkOptions } from '../net/policy';
 import type { BindMount } from '../sandbox/types';
 import { PermissionDeniedError } from './errors';
 
 export type Permission =
   | { kind: 'fs:read'; path: string }
   | { kind: 'fs:write'; path: string }
+  | { kind: 'net:connect'; grant: NetGrant }
   | { kind: 'net:outbound' }
+  | { kind: 'net:host' }
   | { kind: 'sys:exec' };
 
-export const PERMISSION_KINDS = ['fs:read', 'fs:write', 'net:outbound', 'sys:exec'] as const;
+export const PERMISSION_KINDS = ['fs:read', 'fs:write', 'net:connect', 'net:outbound', 'net:host', 'sys:exec'] as const;
 
 export function permissionToString(p: Permission): string {
+  if (p.kind === 'net:connect') return `net:connect:${p.grant.text}`;
   return p.kind === 'fs:read' || p.kind === 'fs:write' ? `${p.kind}:${p.path}` : p.kind;
 }
 
 /** Parses one permission string; throws an Error saying what is wrong. */
 export function parsePermission(s: string): Permission {
-  if (s === 'net:outbound' || s === 'sys:exec') return { kind: s };
+  if (s === 'net:outbound' || s === 'net:host' || s === 'sys:exec') return { kind: s };
+  if (s.startsWith('net:connect:')) return { kind: 'net:connect', grant: parseGrant(s.slice('net:connect:'.length)) };
   const m = /^(fs:read|fs:write):(.*)$/s.exec(s);
-  if (m === null) throw new Error(`'${s.slice(0, 100)}' is not a permission; use one of fs:read:/path, fs:write:/path, net:outbound, sys:exec`);
+  if (m === null) throw new Error(`'${s.slice(0, 100)}' is not a permission; use one of fs:read:/path, fs:write:/path, net:connect:HOST[:PORT], net:outbound, net:host, sys:exec`);
   const p = m[2]!;
   if (!path.isAbsolute(p)) throw new Error(`${m[1]} needs an absolute path, got '${p.slice(0, 100)}'`);
   if (p.includes('\0') || p.length > 4096) throw new Error(`${m[1]}: the path has a NUL byte or is too long`);
@@ -54,7 +64,13 @@ function within(child: string, parent: string): boolean {
 
 /** True if `grant` covers `request`. */
 export function covers(grant: Permission, request: Permission): boolean {
-  if (request.kind === 'net:outbound' || request.kind === 'sys:exec') return grant.kind === request.kind;
+  if (request.kind === 'net:outbound' || request.kind === 'net:host' || request.kind === 'sys:exec') return grant.kind === request.kind;
+  if (request.kind === 'net:connect') {
+    // net:outbound covers names (any public destination); only an IP/CIDR grant covers an IP/CIDR
+    // request, which may open a closed range.
+    if (grant.kind === 'net:outbound') return request.grant.kind !== 'cidr';
+    return grant.kind === 'net:connect' && grantCovers(grant.grant, request.grant);
+  }
   if (grant.kind !== 'fs:read' && grant.kind !== 'fs:write') return false;
   if (request.kind === 'fs:write' && grant.kind !== 'fs:write') return false;
   return within(request.path, grant.path);
@@ -96,6 +112,8 @@ export function decidePermissions(plugin: string, requested: readonly Permission
 export interface PermissionSandboxOptions {
   binds: BindMount[];
   shareNet: boolean;
+  /** The network policy, when net:connect or net:outbound is effective (and net:host is not). */
+  network: NetworkOptions | undefined;
   allowExec: boolean;
 }
 
@@ -110,9 +128,13 @@ export function sandboxOptionsFor(effective: readonly Permission[]): PermissionS
       else binds.push({ source: p.path, target: p.path, writable: p.kind === 'fs:write' });
     }
   }
+  const shareNet = effective.some((p) => p.kind === 'net:host');
+  const allow = effective.flatMap((p) => (p.kind === 'net:connect' ? [p.grant.text] : []));
+  const outbound = effective.some((p) => p.kind === 'net:outbound');
   return {
     binds,
-    shareNet: effective.some((p) => p.kind === 'net:outbound'),
+    shareNet,
+    network: shareNet || (allow.length === 0 && !outbound) ? undefined : { allow, outbound },
     allowExec: effective.some((p) => p.kind === 'sys:exec'),
   };
 }

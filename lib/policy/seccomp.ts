@@ -61,6 +61,16 @@ export interface SeccompPolicy {
 /** Syscalls the launcher makes after installing the filter. */
 export const LAUNCHER_SYSCALLS: readonly string[] = ['sendmsg', 'execve'];
 
+/**
+ * The launcher's sendmsg passes exactly MSG_NOSIGNAL (argument 2). A rule that demands a flag bit
+ * outside it (anyBitsSet on argument 2, such as MSG_FASTOPEN) can never match that call, so it may
+ * deny (see native/seccomp.cc, CannotMatchLauncher).
+ */
+const LAUNCHER_SENDMSG_FLAGS = 0x4000n;
+function cannotMatchLauncherSendmsg(rule: SeccompRule): boolean {
+  return (rule.args ?? []).some((a) => a.index === 2 && a.op === 'anyBitsSet' && (BigInt(a.mask ?? 0) & LAUNCHER_SENDMSG_FLAGS) === 0n);
+}
+
 const OPS = new Set(['eq', 'ne', 'maskedEq', 'anyBitsSet']);
 const U64_MAX = (1n << 64n) - 1n;
 const U32_MAX = 0xffffffffn;
@@ -184,6 +194,7 @@ export function validateSeccompPolicy(value: unknown, field = 'seccomp'): Seccom
     for (let i = 0; i < rules.length && !decided; i++) {
       const j = rules[i]!.syscalls.indexOf(name);
       if (j < 0) continue;
+      if (rules[i]!.action !== 'allow' && name === 'sendmsg' && cannotMatchLauncherSendmsg(rules[i]!)) continue;
       if (rules[i]!.action !== 'allow') {
         throw new InvalidOptionError(
           `${field}.rules[${i}].syscalls[${j}]`,

@@ -156,6 +156,7 @@ export class RunnerPool {
     const seccomp = o.seccomp ?? 'strict';
     if (typeof seccomp !== 'string') return 'seccomp: a custom policy is compiled into the sandbox at start; only the named profiles are pooled';
     if (seccomp !== this.seccomp) return `seccomp: the pool's runners run '${this.seccomp}', the plugin asks for '${seccomp}' (a profile is set at start; a stacked filter could narrow but not name violations)`;
+    if (o.network !== undefined) return 'network: a network policy is set when a sandbox starts';
     if ((o.shareNet === true) !== this.shareNet) return `shareNet: the pool's runners ${this.shareNet ? 'share' : 'do not share'} the host's network; a network namespace is chosen at start`;
     if (o.rlimits !== undefined && Object.keys(o.rlimits).length > 0) return 'rlimits: set at start; a pooled runner has the defaults';
     if (o.hostIds?.first !== this.hostIds?.first || o.hostIds?.count !== this.hostIds?.count) return "hostIds: a pooled runner's host ids were drawn at its start, from the pool's range";

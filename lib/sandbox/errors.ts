@@ -29,6 +29,7 @@ const HINTS: Record<string, string> = {
   rlimit: 'an rlimit could not be set: a soft limit may exceed the hard limit, or raising a hard limit needs privilege',
   chdir: 'cwd does not exist inside the sandbox: bind it or create it with a tmpfs',
   seccomp: 'the seccomp filter was refused by the kernel',
+  network: 'the DNS stub could not be opened inside the sandbox (see the detail); `warden doctor` says whether this host can intercept connect',
   'seccomp-listener': 'the seccomp listener could not be handed to the host (does the policy deny sendmsg?)',
   exec: 'the path must exist inside the sandbox, with its interpreter (#!) and dynamic loader: bind it or its directory (binds, or --ro-bind for warden run), or use a program under the default binds (/usr, /bin, /lib); ENOENT: not there (or its interpreter is not), EACCES: not executable by the sandbox\'s uid',
   'namespace-owner': "the launcher could not take the sandbox's host ids for the clone (prctl PR_SET_SECUREBITS needs CAP_SETPCAP, and securebits locked by the host's own setup refuse it); run warden with full root capabilities",

@@ -16,6 +16,7 @@ import { PLUGIN_ROOT, type LoadSetup, type WireEntry } from '../runner/protocol'
 import { DigestMismatchError } from '../trust/errors';
 import { DEFAULT_TREE_LIMITS, readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
 import { Sandbox } from './sandbox';
+import type { NetworkEvent } from '../net/policy';
 import { compiledStacked } from './seccomp';
 import type { BindMount, SpawnOptions } from './types';
 
@@ -36,6 +37,9 @@ export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   shareNet?: boolean;
   /** As root: the range the sandbox's host uid/gid is drawn from (see SpawnOptions.hostIds). */
   hostIds?: SpawnOptions['hostIds'];
+  /** A network policy (see SpawnOptions.network); its decisions go to `onNetwork`. */
+  network?: SpawnOptions['network'];
+  onNetwork?: (e: NetworkEvent) => void;
   /**
    * The `sys:exec` permission: the plugin may run programs. Default false: after node has started
    * and before the plugin's code is loaded, the runner stacks a seccomp filter on all its threads
@@ -64,7 +68,7 @@ const PACKAGE_DIR = path.resolve(__dirname, '..', '..', '..');
 
 /** What the runner's sandbox is made of, apart from the plugin. */
 export interface RunnerSandboxOptions extends Pick<SpawnNodeOptions,
-  'seccomp' | 'rlimits' | 'tmpSize' | 'stdio' | 'binds' | 'limits' | 'shareNet' | 'hostIds' | 'env' | 'ringSize' | 'maxMessage' | 'timeout' | 'handlers'> {
+  'seccomp' | 'rlimits' | 'tmpSize' | 'stdio' | 'binds' | 'limits' | 'shareNet' | 'hostIds' | 'network' | 'onNetwork' | 'env' | 'ringSize' | 'maxMessage' | 'timeout' | 'handlers'> {
   /** A directory to bind read-only (the plugin's, for 'bind'). */
   pluginDir?: string;
   /** Bytes of the tmpfs at /plugin that receives a copied tree; none when undefined. */
@@ -109,7 +113,9 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
         limits: options.limits?.allowDegraded && options.limits.addressSpaceOverhead === undefined ? { ...options.limits, addressSpaceOverhead: NODE_ADDRESS_SPACE_OVERHEAD } : options.limits,
         shareNet: options.shareNet,
         hostIds: options.hostIds,
+        ...(options.network !== undefined ? { network: options.network } : {}),
       });
+      if (options.onNetwork !== undefined) sb.on('network', options.onNetwork);
       return {
         pid: sb.pid,
         exited: sb.exited,

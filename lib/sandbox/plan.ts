@@ -198,7 +198,7 @@ export interface BuiltPlan {
 const KNOWN_OPTIONS = new Set([
   'command', 'env', 'cwd', 'namespaces', 'shareNet', 'uid', 'gid', 'hostUid', 'hostGid', 'hostname',
   'defaultBinds', 'binds', 'tmpfs', 'tmpSize', 'stdio', 'fds', 'rlimits', 'seccomp', 'setupTimeout',
-  'limits', 'hostIds',
+  'limits', 'hostIds', 'network',
 ]);
 
 /**
@@ -235,6 +235,9 @@ export function buildPlan(options: SpawnOptions, allocatedId?: number): BuiltPla
   if (options.shareNet === true) {
     if (options.namespaces?.net === true) throw new InvalidOptionError('shareNet', 'conflicts with namespaces.net = true: sharing the network means no network namespace');
     namespaces.net = false;
+  }
+  if (options.network !== undefined && !namespaces.net) {
+    throw new InvalidOptionError('network', 'a network policy needs the sandbox\'s own network namespace; drop shareNet (or namespaces.net = false)');
   }
 
   // Once per call: each is a system call.

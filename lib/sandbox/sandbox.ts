@@ -18,6 +18,7 @@ import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 import type { PluginProcess } from '../runner/host';
 import { spawnNode, type SpawnNodeOptions } from './node';
+import { NetworkPolicy, validateNetworkOptions, type NetworkEvent, type ResolvedNetworkOptions } from '../net/policy';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
   Object.entries(os.constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
@@ -35,6 +36,8 @@ function signalNumber(signal: NodeJS.Signals | number): number {
 
 export interface SandboxEvents {
   violation: [Violation];
+  /** Each decision of the network policy (allowed, refused and why) and each connection's outcome. */
+  network: [NetworkEvent];
   exit: [ExitResult];
 }
 
@@ -82,10 +85,12 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     let built: ReturnType<typeof buildPlan>;
     let limits: ReturnType<typeof validateLimits>;
     let seccomp: ReturnType<typeof compiledSeccomp>;
+    let netOptions: ReturnType<typeof validateNetworkOptions> | undefined;
     try {
       built = buildPlan(options, this.hostId);
       limits = validateLimits(options.limits);
-      seccomp = compiledSeccomp(options.seccomp, built.network);
+      netOptions = options.network === undefined ? undefined : validateNetworkOptions(options.network);
+      seccomp = compiledSeccomp(options.seccomp, built.network || netOptions !== undefined, netOptions !== undefined);
     } catch (err) {
       if (this.hostId !== undefined) releaseHostId(this.hostId);
       throw err;
@@ -147,6 +152,14 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
           (code, signal) => this.onExit(code, signal),
           (v) => this.onViolation(v),
         );
+        if (netOptions !== undefined) {
+          try {
+            this.startNetwork(netOptions);
+          } catch (err) {
+            this.native.kill(9); // the command runs already: without its network it must not
+            throw err;
+          }
+        }
       } catch (err) {
         const e = err as NativeSetupError;
         if (e.code !== 'ERR_SANDBOX_SETUP') throw err;
@@ -250,6 +263,31 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     return this.result;
   }
 
+  /** The network policy, when `network` was given. */
+  private policy: NetworkPolicy | undefined;
+
+  /** Connections handed in and not seen closed (network policy only). */
+  get openConnections(): number {
+    return this.policy?.openConnections ?? 0;
+  }
+
+  private startNetwork(o: ResolvedNetworkOptions): void {
+    const policy = new NetworkPolicy(
+      o,
+      (e) => this.emit('network', e),
+      (reason) => {
+        const violation: Violation = { kind: 'network', at: Date.now(), observed: reason };
+        this.violation ??= violation;
+        this.native.kill(9);
+        this.emit('violation', violation);
+      },
+      (port, answer) => this.native.replyDns(port, answer),
+      addon().tcpStates as (cookies: Float64Array) => Array<[number, number, number, number]>,
+    );
+    this.policy = policy;
+    this.native.interceptNetwork((r) => policy.decide(r), (id, errno, cookie) => policy.report(id, errno, cookie), (q, port) => policy.dns(q, port));
+  }
+
   private onViolation(v: NativeViolation): void {
     const violation: Violation = { kind: 'seccomp', at: Date.now(), syscall: v.syscall };
     this.violation ??= violation;
@@ -272,6 +310,10 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   }
 
   private finishExit(code: number | null, signal: number | null): void {
+    // A sandbox whose setup failed after the launch (its network) was killed; nobody holds it, and
+    // the constructor's failure path gave its host id back.
+    if (typeof this.resolveExited !== 'function') return;
+    this.policy?.stop();
     // Everything of the sandbox is gone (its PID namespace, or its cgroup killed and removed).
     if (this.hostId !== undefined) releaseHostId(this.hostId);
     this.hostId = undefined;

@@ -6,17 +6,23 @@ import { InvalidOptionError } from '../errors';
 import { addon } from '../native';
 import { resolveSeccompProfile } from '../policy/profiles';
 import type { SeccompPolicy } from '../policy/seccomp';
+import { EGRESS_RULES } from '../net/seccomp';
 
 const cache = new Map<string, Buffer | null>();
 
-export function compiledSeccomp(choice: string | object | undefined, network: boolean): Buffer | null {
+export function compiledSeccomp(choice: string | object | undefined, network: boolean, egress = false): Buffer | null {
   const profile = choice ?? 'default';
-  const key = typeof profile === 'string' ? `${profile}/${network}` : null;
+  const key = typeof profile === 'string' ? `${profile}/${network}/${egress}` : null;
   if (key !== null && cache.has(key)) return cache.get(key)!;
   if (typeof profile !== 'string' && (profile === null || typeof profile !== 'object')) {
     throw new InvalidOptionError('seccomp', "must be a profile name ('default', 'strict', 'none') or a policy object");
   }
-  const policy = resolveSeccompProfile(profile as Parameters<typeof resolveSeccompProfile>[0], { network });
+  let policy = resolveSeccompProfile(profile as Parameters<typeof resolveSeccompProfile>[0], { network });
+  if (egress) {
+    // The network policy is enforced by the listener of this filter: no filter, no egress at all.
+    if (policy === null) throw new InvalidOptionError('seccomp', "'none' cannot be combined with a network policy: connect is intercepted through the seccomp filter");
+    policy = { defaultAction: policy.defaultAction, rules: [...EGRESS_RULES, ...policy.rules] };
+  }
   const program = policy === null ? null : (addon().compileSeccomp as (p: unknown) => Buffer)(policy);
   if (key !== null) cache.set(key, program);
   return program;

@@ -1,5 +1,6 @@
 /** Public types of a sandbox: options, exit results, violations. */
 import type { LimitsOptions } from '../limits/options';
+import type { NetworkOptions } from '../net/policy';
 
 export type NamespaceName = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
 export const NAMESPACES: readonly NamespaceName[] = ['user', 'pid', 'mount', 'net', 'ipc', 'uts', 'cgroup'];
@@ -50,6 +51,11 @@ export interface SpawnOptions {
   namespaces?: Partial<Record<NamespaceName, boolean>>;
   /** Share the host's network: no network namespace, and the seccomp profile allows inet sockets. */
   shareNet?: boolean;
+  /**
+   * Network by policy: the sandbox keeps its own network namespace; connects to the destinations
+   * allowed here are made by the host and handed in, everything else fails (see lib/net/policy.ts).
+   */
+  network?: NetworkOptions;
   /** uid/gid inside the sandbox. Default: 65534 as root, the caller's ids otherwise. */
   uid?: number;
   gid?: number;
@@ -91,7 +97,7 @@ export interface SpawnOptions {
 }
 
 export interface Violation {
-  kind: 'seccomp' | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'protocol' | 'flood';
+  kind: 'seccomp' | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'protocol' | 'flood' | 'network';
   /** Milliseconds since the epoch. */
   at: number;
   /** seccomp: the syscall's name. */

@@ -1,0 +1,352 @@
+/**
+ * The network policy of one sandbox: decides each connect and listen the seccomp listener hands to
+ * the host (native/net_intercept.cc), answers the sandbox's DNS stub, counts, and reports.
+ *
+ * Rules that hold whatever is granted:
+ * - a name is resolved by the host, and only addresses that pass the rules below are answered; a
+ *   connect by name is allowed only to an address the host itself answered for a granted name, so
+ *   a DNS answer that changes between lookups (rebinding) gains nothing;
+ * - loopback, private (RFC 1918), CGNAT, link-local and metadata, unique-local, multicast,
+ *   unspecified and reserved addresses, in every form (IPv4-mapped, NAT64, 6to4), are refused unless
+ *   an explicit IP or CIDR grant covers them; a name grant never opens them;
+ * - the host's own addresses (any interface) are closed like loopback: they lead to its services;
+ * - the sandbox's own loopback is its own (connects there stay inside its network namespace);
+ * - TCP only: UDP reaches the DNS stub and the sandbox's own loopback, nothing else; raw and
+ *   packet sockets never leave the sandbox.
+ */
+import * as dns from 'node:dns';
+import * as os from 'node:os';
+import { InvalidOptionError } from '../errors';
+import { classify, embeddedIpv4, parseIp, type AddressClass, type Ip } from './address';
+import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA } from './dns';
+import { ipCovered, nameCovered, parseGrant, portCovered, type NetGrant } from './grants';
+
+export interface NetworkOptions {
+  /** Destinations: `HOST[:PORT]` (names, `*.example.com`, IPs, CIDRs; ports or ranges). */
+  allow?: readonly string[];
+  /** Any public destination (what `net:outbound` grants), under the same rules. Default false. */
+  outbound?: boolean;
+  /** Connections open at once (TCP, leaving the sandbox). Default 64. */
+  maxConnections?: number;
+  /** New connections per minute. Default 10 (the elizaOS plugin default). */
+  connectionsPerMinute?: number;
+  /** Refused attempts per minute before the sandbox is killed for a violation. Default 30. */
+  maxRefusalsPerMinute?: number;
+  /** DNS servers the host asks for the sandbox (IPs); default: Node's (dns.getServers(), from /etc/resolv.conf or dns.setServers). */
+  dnsServers?: readonly string[];
+}
+
+export interface NetworkEvent {
+  /** Milliseconds since the epoch. */
+  at: number;
+  type: 'connect' | 'dns' | 'listen' | 'connected' | 'closed';
+  decision?: 'allowed' | 'refused';
+  /** Why refused, or which grant allowed. */
+  reason?: string;
+  address?: string;
+  port?: number;
+  name?: string;
+  /** The errno the program saw (refused, or the host's connect failed). */
+  errno?: string;
+  /** At 'closed': bytes the sandbox sent and received on the connection (null when unknown). */
+  bytesOut?: number | null;
+  bytesIn?: number | null;
+}
+
+export interface ConnectRequest {
+  syscall: 'connect' | 'listen';
+  domain: 'inet' | 'inet6' | 'unix' | 'other';
+  family?: 'inet' | 'inet6' | 'unspec' | 'other';
+  address?: string;
+  port?: number;
+  type: 'stream' | 'dgram' | 'raw' | 'seqpacket' | 'other';
+  hostSocket: boolean;
+  pid: number;
+}
+
+export interface Verdict { verdict: 'host' | 'local' | 'refuse'; errno?: number; id?: number }
+
+const EACCES = 13;
+const EAGAIN = 11;
+const ERRNO_NAME: Record<number, string> = { 1: 'EPERM', 11: 'EAGAIN', 13: 'EACCES', 101: 'ENETUNREACH', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED', 113: 'EHOSTUNREACH', 97: 'EAFNOSUPPORT' };
+const errnoName = (n: number) => ERRNO_NAME[n] ?? `errno ${n}`;
+
+function positiveInt(v: unknown, field: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1_000_000) throw new InvalidOptionError(field, 'must be a whole number from 1 to 1000000');
+  return v;
+}
+
+export interface ResolvedNetworkOptions {
+  grants: NetGrant[];
+  outbound: boolean;
+  maxConnections: number;
+  connectionsPerMinute: number;
+  maxRefusalsPerMinute: number;
+  dnsServers: string[] | null;
+}
+
+/** Validates `network` options; throws InvalidOptionError naming the field. */
+export function validateNetworkOptions(o: unknown, field = 'network'): ResolvedNetworkOptions {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new InvalidOptionError(field, 'must be an object { allow?, outbound?, maxConnections?, connectionsPerMinute? }');
+  const v = o as Record<string, unknown>;
+  for (const k of Object.keys(v)) {
+    if (!['allow', 'outbound', 'maxConnections', 'connectionsPerMinute', 'maxRefusalsPerMinute', 'dnsServers'].includes(k)) throw new InvalidOptionError(`${field}.${k}`, 'is not a network option (typo?)');
+  }
+  if (v.allow !== undefined && !Array.isArray(v.allow)) throw new InvalidOptionError(`${field}.allow`, "must be an array of 'HOST[:PORT]' strings");
+  const grants = ((v.allow ?? []) as unknown[]).map((g, i) => {
+    try {
+      return parseGrant(g as string);
+    } catch (e) {
+      throw new InvalidOptionError(`${field}.allow[${i}]`, (e as Error).message);
+    }
+  });
+  if (v.outbound !== undefined && typeof v.outbound !== 'boolean') throw new InvalidOptionError(`${field}.outbound`, 'must be true or false');
+  let dnsServers: string[] | null = null;
+  if (v.dnsServers !== undefined) {
+    if (!Array.isArray(v.dnsServers) || v.dnsServers.length === 0) throw new InvalidOptionError(`${field}.dnsServers`, 'must be a non-empty array of IP addresses');
+    dnsServers = (v.dnsServers as unknown[]).map((s, i) => {
+      if (typeof s !== 'string' || parseIp(s) === null) throw new InvalidOptionError(`${field}.dnsServers[${i}]`, 'must be an IP address');
+      return s;
+    });
+  }
+  return {
+    grants,
+    outbound: v.outbound === true,
+    maxConnections: positiveInt(v.maxConnections, `${field}.maxConnections`, 64),
+    connectionsPerMinute: positiveInt(v.connectionsPerMinute, `${field}.connectionsPerMinute`, 10),
+    maxRefusalsPerMinute: positiveInt(v.maxRefusalsPerMinute, `${field}.maxRefusalsPerMinute`, 30),
+    dnsServers,
+  };
+}
+
+interface Answered { name: string; grants: NetGrant[] }
+const SWEEP_MS = 1000;
+// TCP states in which the sandbox has not closed its side: SYN_SENT, SYN_RECV, ESTABLISHED, CLOSE_WAIT.
+const OPEN_STATES = new Set([1, 2, 3, 8]);
+const MAX_ANSWERED = 4096;
+
+export class NetworkPolicy {
+  private readonly answered = new Map<bigint, Answered>(); // addresses the stub answered, by value (v4 as v4)
+  private readonly resolver: dns.promises.Resolver;
+  private connectTimes: number[] = [];
+  private refusalTimes: number[] = [];
+  private nextId = 1;
+  private readonly open = new Map<number, { address: string; port: number; cookie?: number; sent?: number; received?: number }>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private violated = false;
+
+  constructor(
+    private readonly o: ResolvedNetworkOptions,
+    private readonly emit: (e: NetworkEvent) => void,
+    private readonly onViolation: (reason: string) => void,
+    private readonly replyDns: (port: number, answer: Buffer) => void,
+    private readonly tcpStates: (cookies: Float64Array) => Array<[number, number, number, number]> = () => [],
+  ) {
+    this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
+    this.resolver.setServers(o.dnsServers ?? dns.getServers());
+  }
+
+  /** Connections the host handed in and has not seen closed. */
+  get openConnections(): number {
+    return this.open.size;
+  }
+
+  /** Called by native/net_intercept.cc for each connect and listen. Synchronous. */
+  decide(r: ConnectRequest): Verdict {
+    if (r.syscall === 'listen') {
+      if (r.hostSocket) return this.refuse({ type: 'listen', reason: 'a connected socket cannot listen' });
+      return { verdict: 'local' }; // its own socket in its own namespace: reachable from inside only
+    }
+    if (r.family === 'unspec') {
+      if (r.hostSocket) return this.refuse({ type: 'connect', reason: 'disconnecting a host-connected socket' });
+      return { verdict: 'local' };
+    }
+    const parsed = r.address === undefined ? null : parseIp(r.address);
+    if (parsed === null || (r.family !== 'inet' && r.family !== 'inet6')) return this.refuse({ type: 'connect', reason: `address family ${r.family}` });
+    const ip = embeddedIpv4(parsed) ?? parsed;
+    const port = r.port ?? 0;
+    const cls = classify(ip);
+    const where = { address: ip.text, port };
+    // The sandbox's own loopback: its own network namespace, never the host's.
+    if (cls === 'loopback') return { verdict: 'local' };
+    // A UDP connect to port 0 sends nothing: glibc's getaddrinfo does it to sort the answers. It
+    // runs on the sandbox's own socket, in its own namespace, where no route leads anywhere.
+    if (r.type === 'dgram' && port === 0 && !r.hostSocket) return { verdict: 'local' };
+    if (r.type === 'dgram') return this.refuse({ type: 'connect', ...where, reason: 'UDP leaves the sandbox only as DNS, through its stub' });
+    if (r.type !== 'stream') return this.refuse({ type: 'connect', ...where, reason: `${r.type} sockets never leave the sandbox` });
+    if (port === 0) return this.refuse({ type: 'connect', ...where, reason: 'port 0' });
+    const grant = this.grantFor(ip, port, cls);
+    if (typeof grant !== 'string' || grant.startsWith('refused:')) {
+      return this.refuse({ type: 'connect', ...where, reason: typeof grant === 'string' ? grant.slice(9) : 'not granted' });
+    }
+    const now = Date.now();
+    this.connectTimes = this.connectTimes.filter((t) => t > now - 60_000);
+    if (this.connectTimes.length >= this.o.connectionsPerMinute) {
+      return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.connectionsPerMinute} connections a minute` }, EAGAIN);
+    }
+    if (this.open.size >= this.o.maxConnections) {
+      return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.maxConnections} connections open at once` }, EAGAIN);
+    }
+    this.connectTimes.push(now);
+    const id = this.nextId++;
+    this.open.set(id, where);
+    this.emit({ at: now, type: 'connect', decision: 'allowed', ...where, reason: grant, name: this.answered.get(ip.value)?.name });
+    return { verdict: 'host', id };
+  }
+
+  /** What grants ip:port: the grant's text, or 'refused: why'. */
+  private grantFor(ip: Ip, port: number, cls: AddressClass): string {
+    const explicit = this.o.grants.find((g) => ipCovered(g, ip, port));
+    if (explicit !== undefined) return explicit.text;
+    if (cls !== null) return `refused: ${cls} address (only an IP or CIDR grant opens it)`;
+    if (hostAddresses().has(ip.value)) return 'refused: an address of this host (only an IP or CIDR grant opens it)';
+    const a = this.answered.get(ip.value);
+    const byName = a?.grants.find((g) => portCovered(g.ports, port));
+    if (byName !== undefined) return `${byName.text} (${a!.name})`;
+    if (this.o.outbound) return 'outbound';
+    if (a !== undefined) return `refused: port ${port} is not granted for ${a.name}`;
+    return 'refused: not granted';
+  }
+
+  /** A 'host' connection was handed in (errno 0; `cookie` is its socket's SO_COOKIE) or failed. */
+  report(id: number, errno: number, cookie: number): void {
+    const c = this.open.get(id);
+    if (c === undefined) return;
+    if (errno !== 0) this.open.delete(id);
+    else c.cookie = cookie;
+    this.emit({ at: Date.now(), type: 'connected', address: c.address, port: c.port, ...(errno === 0 ? {} : { errno: errnoName(errno) }) });
+    if (errno === 0 && this.sweepTimer === undefined) {
+      this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
+      this.sweepTimer.unref();
+    }
+  }
+
+  /**
+   * Which handed-in connections are still open, from the kernel's socket table (the host holds no
+   * reference to them). A connection is closed once the sandbox's side has closed or shut it
+   * (FIN_WAIT, TIME_WAIT, LAST_ACK, ...) or it is gone; its bytes are the last counts seen.
+   */
+  sweep(final = false): void {
+    const live = [...this.open.entries()].filter(([, c]) => c.cookie !== undefined);
+    let rows: Array<[number, number, number, number]> = [];
+    try {
+      rows = final ? [] : this.tcpStates(Float64Array.from(live.map(([, c]) => c.cookie!)));
+    } catch {
+      return; // no socket diagnostics: counts stay as they are
+    }
+    const byCookie = new Map(rows.map((r) => [r[0], r]));
+    for (const [id, c] of live) {
+      const row = byCookie.get(c.cookie!);
+      if (row !== undefined && row[2] >= 0) {
+        c.sent = row[2];
+        c.received = row[3];
+      }
+      if (row !== undefined && OPEN_STATES.has(row[1])) continue;
+      this.open.delete(id);
+      this.emit({ at: Date.now(), type: 'closed', address: c.address, port: c.port, bytesOut: c.sent ?? null, bytesIn: c.received ?? null });
+    }
+    if (this.open.size === 0 && this.sweepTimer !== undefined) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /** The sandbox exited: one last look at the byte counts, then every connection is closed. */
+  stop(): void {
+    this.sweep();
+    this.sweep(true);
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+
+  private refuse(e: Omit<NetworkEvent, 'at' | 'decision'>, errno = EACCES): Verdict {
+    const now = Date.now();
+    this.emit({ at: now, decision: 'refused', errno: errnoName(errno), ...e });
+    this.refusalTimes = this.refusalTimes.filter((t) => t > now - 60_000);
+    this.refusalTimes.push(now);
+    if (!this.violated && this.refusalTimes.length > this.o.maxRefusalsPerMinute) {
+      this.violated = true;
+      this.onViolation(`more than ${this.o.maxRefusalsPerMinute} refused network attempts a minute`);
+    }
+    return { verdict: 'refuse', errno };
+  }
+
+  /** A query reached the stub from the sandbox's `port`. */
+  dns(query: Buffer, port: number): void {
+    const q = parseQuery(query);
+    if (q === null) {
+      const e = formErr(query);
+      if (e !== null) this.replyDns(port, e);
+      return;
+    }
+    const grants = this.o.grants.filter((g) => nameCovered(g, q.name));
+    const allowedName = grants.length > 0 || (this.o.outbound && parseIp(q.name) === null);
+    if (!allowedName) {
+      this.refuse({ type: 'dns', name: q.name, reason: 'name not granted' }, EACCES);
+      this.replyDns(port, buildAnswer(q, RCODE_NXDOMAIN));
+      return;
+    }
+    if (q.type !== TYPE_A && q.type !== TYPE_AAAA) {
+      this.replyDns(port, buildAnswer(q, 0)); // NODATA: only addresses are answered
+      return;
+    }
+    const lookup = q.type === TYPE_A ? this.resolver.resolve4(q.name) : this.resolver.resolve6(q.name);
+    lookup.then((addrs) => addrs, (err: NodeJS.ErrnoException) => (err.code === 'ENODATA' || err.code === 'ENOTFOUND' ? [] : null))
+      .then((addrs) => {
+        if (addrs === null) {
+          this.replyDns(port, buildAnswer(q, 2)); // SERVFAIL: the host's resolver failed
+          return;
+        }
+        const kept: Buffer[] = [];
+        for (const text of addrs) {
+          const ip = parseIp(text);
+          if (ip === null) continue;
+          const inner = embeddedIpv4(ip) ?? ip;
+          const cls = classify(inner);
+          // A name never opens a closed address; an explicit IP/CIDR grant may.
+          if (cls !== null && !this.o.grants.some((g) => g.kind === 'cidr' && ipCovered(g, inner, g.ports?.from ?? 1))) {
+            this.emit({ at: Date.now(), type: 'dns', decision: 'refused', name: q.name, address: inner.text, reason: `${cls} address in the answer, dropped` });
+            continue;
+          }
+          this.remember(inner.value, { name: q.name, grants: grants.length > 0 ? grants : [] });
+          kept.push(ipBytes(ip));
+        }
+        if (kept.length > 0) this.emit({ at: Date.now(), type: 'dns', decision: 'allowed', name: q.name, reason: addrs.join(' ') });
+        this.replyDns(port, buildAnswer(q, 0, kept.slice(0, 16)));
+      })
+      .catch(() => {});
+  }
+
+  private remember(value: bigint, a: Answered): void {
+    this.answered.delete(value);
+    this.answered.set(value, a);
+    if (this.answered.size > MAX_ANSWERED) this.answered.delete(this.answered.keys().next().value!);
+  }
+}
+
+/**
+ * The host's own addresses (every interface), refreshed every few seconds: a public address of the
+ * host leads to the host's own services, like its loopback.
+ */
+let hostCache: { at: number; values: Set<bigint> } | undefined;
+function hostAddresses(): Set<bigint> {
+  const now = Date.now();
+  if (hostCache !== undefined && now - hostCache.at < 5000) return hostCache.values;
+  const values = new Set<bigint>();
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) {
+      const ip = parseIp(a.address);
+      if (ip !== null) values.add((embeddedIpv4(ip) ?? ip).value);
+    }
+  }
+  hostCache = { at: now, values };
+  return values;
+}
+
+function ipBytes(ip: Ip): Buffer {
+  const n = ip.family === 4 ? 4 : 16;
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[n - 1 - i] = Number((ip.value >> BigInt(8 * i)) & 0xffn);
+  return b;
+}
