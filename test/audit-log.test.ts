@@ -195,7 +195,10 @@ t.test('a torn last line is reported, not thrown, and the next writer continues 
   r = await readAuditLog(file);
   t.ok(r.chainOk);
   t.same(r.events.map((x) => x.seq), [1, 2, 3]);
-  t.match(r.problems, [{ line: 3, problem: /not valid JSON/ }]);
+  t.match(r.problems, [{ line: 3, problem: /a write of event 3 was cut short .*continues after it, chained/ }]);
+  t.same(r.tornWrites, [3], 'the torn write is part of the chain');
+  t.equal(r.nonEvents, 0, 'and not counted as a line that is not an event');
+  t.notOk(r.tornTail);
 });
 
 t.test('garbage is reported line by line', async (t) => {
