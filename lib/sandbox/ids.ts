@@ -72,19 +72,22 @@ export function checkRange(field: string, v: unknown): HostIdRange {
   return r;
 }
 
+/** The lines of a colon-separated database file; none when it cannot be read (absent). */
+function linesOf(file: string): string[] {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n');
+  } catch {
+    return [];
+  }
+}
+
 /** Ids that the user and group databases name: never handed out. Read once per process. */
 let namedIds: Set<number> | undefined;
 function named(): Set<number> {
   if (namedIds !== undefined) return namedIds;
   namedIds = new Set();
   for (const file of ['/etc/passwd', '/etc/group']) {
-    let text = '';
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
+    for (const line of linesOf(file)) {
       const id = Number(line.split(':')[2]);
       if (line !== '' && !line.startsWith('#') && Number.isInteger(id)) namedIds.add(id);
     }
@@ -213,13 +216,7 @@ export function hostIdReport(range: HostIdRange = DEFAULT_HOST_ID_RANGE): HostId
   for (const id of named()) if (id >= lo && id <= hi) namedCount++;
   const subidOverlaps: string[] = [];
   for (const file of ['/etc/subuid', '/etc/subgid']) {
-    let text = '';
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
+    for (const line of linesOf(file)) {
       const [who, start, n] = line.split(':');
       const s = Number(start);
       const c = Number(n);
