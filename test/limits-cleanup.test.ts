@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { deadHostCgroups, hostLayout, discoverOwnCgroups } from '../lib/limits';
 import { PluginWorld } from './helpers/plugins';
+import { secondHostCgroupProblem } from './helpers/second-host';
 
 const root = process.getuid?.() === 0;
 const LIB = path.join(__dirname, '..', 'lib', 'index.js');
@@ -36,6 +37,13 @@ async function gone(pid: number, ms: number): Promise<boolean> {
   return false;
 }
 
+/** Why the tests of a killed host cannot run here, if they cannot. */
+const skipReason = (): string | false => {
+  if (!root || !hasCgroups()) return 'skip: needs root and a cgroup hierarchy of its own to create sandbox cgroups in';
+  const problem = secondHostCgroupProblem();
+  return problem === undefined ? false : `skip: ${problem}`;
+};
+
 const hasCgroups = (): boolean => {
   try {
     const own = discoverOwnCgroups(hostLayout());
@@ -45,7 +53,7 @@ const hasCgroups = (): boolean => {
   }
 };
 
-t.test('leftovers of a killed host: listed, removed by doctor --clean, a live host untouched', { skip: (!root || !hasCgroups()) && 'skip: needs root and a cgroup hierarchy of its own to create sandbox cgroups in' }, async (t) => {
+t.test('leftovers of a killed host: listed, removed by doctor --clean, a live host untouched', { skip: skipReason() }, async (t) => {
   const dead = await startHost();
   const live = await startHost();
   t.ok(dead.cgroups.length > 0, `the host had cgroups: ${dead.cgroups.join(' ')}`);
@@ -70,7 +78,7 @@ t.test('leftovers of a killed host: listed, removed by doctor --clean, a live ho
   t.ok(live.cgroups.every((d) => !fs.existsSync(d)), 'the live host removed its own at exit');
 });
 
-t.test('PluginHost.start() removes a dead host\'s cgroups and audits it', { skip: (!root || !hasCgroups()) && 'skip: needs root and a cgroup hierarchy of its own to create sandbox cgroups in' }, async (t) => {
+t.test('PluginHost.start() removes a dead host\'s cgroups and audits it', { skip: skipReason() }, async (t) => {
   const dead = await startHost();
   dead.proc.kill('SIGKILL');
   await once(dead.proc, 'exit');
