@@ -29,7 +29,7 @@ async function check(w, kind) {
     fs.writeFileSync(path.join(root, 'trust.json'), w.serializeTrustList(doc));
     const host = new w.PluginHost({
       pluginDirs: [path.join(root, 'plugins')],
-      trust: { store: new w.TrustStore({ anchor: { keys: [key], threshold: 1 }, statePath: path.join(root, 'state.json') }), file: path.join(root, 'trust.json') },
+      trust: { store: new w.TrustStore({ anchor: { keys: [key], threshold: 1 }, statePath: path.join(root, 'state.json'), startOver: true }), file: path.join(root, 'trust.json') },
       hostApiVersion: '1.0.0',
       hooks: [{ name: 'double', mode: 'first' }],
       allowDegradedLimits: process.getuid() !== 0,
