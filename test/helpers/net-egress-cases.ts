@@ -367,7 +367,10 @@ sb.exited.then((r) => console.log('uid ' + process.getuid() + ' exit ' + r.code)
   const file = path.join(reachable.root, 'net-unprivileged.js');
   fs.writeFileSync(file, script, { mode: 0o644 });
   const { spawnSync } = await import('node:child_process');
-  const r = spawnSync(setpriv, ['--reuid', '1000', '--regid', '1000', '--clear-groups', '--inh-caps=-all', process.execPath, file], { encoding: 'utf8', timeout: 60_000 });
+  // `env -i`: the test runner adds its preloads (in the checkout, maybe out of uid 1000's reach) to
+  // every child's environment.
+  const env = ['/usr/bin/env', '-i', `PATH=${process.env.PATH ?? '/usr/bin:/bin'}`];
+  const r = spawnSync(setpriv, ['--reuid', '1000', '--regid', '1000', '--clear-groups', '--inh-caps=-all', ...env, process.execPath, file], { encoding: 'utf8', timeout: 60_000, cwd: reachable.root });
   t.match(r.stdout, /^fetch 200$/m, r.stderr);
   t.match(r.stdout, /^meta EACCES$/m);
   t.match(r.stdout, /^uid 1000 exit 0$/m);
