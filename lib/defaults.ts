@@ -1,0 +1,31 @@
+/**
+ * The library's default durations and plugin limits, in one place, so that a default is changed
+ * once and every layer (channel, runner, pool, sandbox, hooks, plugin host) agrees on it. A leaf:
+ * it imports nothing, and anything may import it. All durations are in milliseconds.
+ */
+
+/** A call over a runner's channel that sets no timeout (RunnerOptions.timeout; callSync's fallback). */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+/** Loading a plugin into its runner: module plus activate() (loadTimeout, loadTimeoutMs). */
+export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
+/** A pooled runner's warm-up call, and how long a pool waits for a runner to become ready. */
+export const DEFAULT_READY_TIMEOUT_MS = 10_000;
+/** The sandbox's own setup, from clone to the exec of its command (SpawnOptions.setupTimeout). */
+export const DEFAULT_SETUP_TIMEOUT_MS = 10_000;
+/** A hook whose declaration sets no timeout. */
+export const DEFAULT_HOOK_TIMEOUT_MS = 5_000;
+/** How long unloading a plugin waits for its in-flight calls. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 5_000;
+/** How long a plugin's shutdown() may take. */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 2_000;
+/** After closing a runner's channel, how long it may take to exit before it is killed. */
+export const DEFAULT_CLOSE_GRACE_MS = 2_000;
+/** Quiet time after a file change before the plugin host reacts to it (watch). */
+export const DEFAULT_WATCH_DEBOUNCE_MS = 200;
+/** The plugin host's restart policy: first delay after a violation, doubling up to the maximum. */
+export const DEFAULT_RESTART_INITIAL_DELAY_MS = 1_000;
+export const DEFAULT_RESTART_MAX_DELAY_MS = 60_000;
+/** This many violations within the window quarantine a plugin. */
+export const DEFAULT_QUARANTINE: Readonly<{ violations: number; windowMs: number }> = Object.freeze({ violations: 3, windowMs: 600_000 });
+/** Limits of a plugin whose trust entry sets none (PluginHostOptions.limits). */
+export const DEFAULT_PLUGIN_LIMITS: Readonly<{ memory: string; pids: number; callTimeout: string }> = Object.freeze({ memory: '256M', pids: 64, callTimeout: '5s' });

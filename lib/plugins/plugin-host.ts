@@ -1,0 +1,418 @@
+/**
+ * PluginHost: what an application embeds. It discovers plugins, verifies them against a signed trust
+ * list, checks compatibility and permissions, starts each in its own sandbox with the runner, routes
+ * hook calls to them, reloads them when their files or the trust list change, and unloads them the
+ * moment they break a limit.
+ *
+ * load   = discover → verify (trust list: name, version, digest) → compat (host API, dependencies)
+ *          → permissions (requested AND granted) → limits → spawn → handshake → hooks registered
+ * unload = stop routing → let in-flight calls finish (drainTimeout) → plugin's shutdown
+ *          (shutdownTimeout) → stop the sandbox → free everything
+ *
+ * Every decision goes to the audit log; every status change is a 'status' event with a reason.
+ *
+ * This file holds the state and the lifecycle (load, reload, unload, each serialized per plugin);
+ * the options and their defaults are in host-options.ts, the steps before a plugin takes calls in
+ * prepare.ts, violations, restarts and quarantine in supervision.ts, the trust list's expiry in
+ * trust-expiry.ts and what a file change sets off in reload-triggers.ts.
+ */
+import { EventEmitter } from 'node:events';
+
+import { AuditLog, type AuditSeverity } from '../audit';
+import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
+import { spawnNode } from '../sandbox/node';
+import { releasePreparedMounts } from '../sandbox/plan';
+import type { PluginProcess } from '../runner/host';
+import type { VerifiedTrustList } from '../trust/verify';
+import type { StartOverEvent } from '../trust/store';
+import { RunnerPool } from '../pool';
+import { deadHostCgroups } from '../limits';
+import { auditEvent, errorFields } from './audit-lines';
+import { discoverPlugins } from './discovery';
+import { PluginLoadError, PluginStateError } from './errors';
+import type { HostCore } from './host-core';
+import { hostSettings, type HostSettings, type PluginHostOptions, type PluginLauncher } from './host-options';
+import type { PluginInstance, PluginReason } from './instance';
+import { sandboxLimits } from './limits';
+import { preparePlugin, startInstance } from './prepare';
+import { newRecord, pluginInfo, versionOf, type PluginInfo, type PluginRecord, type PluginStatus, type PluginStatusEvent } from './record';
+import { onDirChanged, onTrustChanged } from './reload-triggers';
+import { clearRestart, onViolation, releaseQuarantine } from './supervision';
+import { TrustExpiry } from './trust-expiry';
+import { PluginWatcher } from './watch';
+
+export type { PluginHostOptions, PluginLauncher } from './host-options';
+export type { PluginInfo, PluginStatus, PluginStatusEvent } from './record';
+
+/**
+ * Events: 'status' (PluginStatusEvent), 'log' (plugin, level, message), 'event' (plugin, name, ...args)
+ * for host.emit() of plugins, 'error' is never emitted (failures are statuses and audit events).
+ */
+export class PluginHost extends EventEmitter {
+  readonly registry = new HookRegistry();
+  readonly audit: AuditLog;
+  private readonly ownsAudit: boolean;
+  private readonly settings: HostSettings;
+  private readonly opts: PluginHostOptions;
+  private readonly records = new Map<string, PluginRecord>();
+  private readonly launcher: PluginLauncher;
+  private readonly pool: RunnerPool | undefined;
+  private trustList: VerifiedTrustList | undefined;
+  private readonly expiry: TrustExpiry;
+  /** The view of this host that its parts (preparation, supervision, expiry, triggers) work on. */
+  private readonly core: HostCore;
+  private readonly onStartOver = (ev: StartOverEvent): void => {
+    this.log('critical', 'trust-state-reset', undefined,
+      ev.how === 'option'
+        ? `no trust state file at ${ev.statePath}: started over (startOver option), version ${ev.version} accepted without rollback protection`
+        : `trust state ${ev.statePath} was reset by the operator (${ev.resetAt}: ${ev.reason}); version ${ev.version} accepted without rollback protection`,
+      { ...ev });
+  };
+  private watcher: PluginWatcher | undefined;
+  private closed = false;
+  private started = false;
+
+  constructor(options: PluginHostOptions) {
+    super();
+    this.settings = hostSettings(options);
+    const o = this.settings.options;
+    this.opts = o;
+    for (const h of o.hooks ?? []) this.registry.declare(h);
+    // A store that starts over (reset record, startOver option) says so; it is audited at critical.
+    if (typeof (o.trust.store as Partial<EventEmitter>).on === 'function') o.trust.store.on('start-over', this.onStartOver);
+    if (o.audit instanceof AuditLog) {
+      this.audit = o.audit;
+      this.ownsAudit = false;
+    } else {
+      this.audit = new AuditLog({ path: o.audit, checkpoint: o.auditCheckpoint });
+      this.ownsAudit = true;
+    }
+    if (o.warmPool !== undefined && o.warmPool > 0 && o.launcher === undefined) {
+      // The pool's ceiling is the host's default limits: a plugin within them is fitted in place.
+      const d = sandboxLimits(this.settings.defaultLimits, this.settings.allowDegradedLimits);
+      this.pool = new RunnerPool({ size: o.warmPool, limits: d, treeLimits: o.treeLimits, stdio: ['ignore', 'ignore', this.settings.pluginStderr], hostIds: o.hostIds });
+      const pool = this.pool;
+      this.launcher = (entry, options) => pool.start(entry, options);
+    } else {
+      this.launcher = o.launcher ?? spawnNode;
+    }
+    this.core = {
+      settings: this.settings,
+      records: this.records,
+      registry: this.registry,
+      isClosed: () => this.closed,
+      trustList: () => this.trustList,
+      refreshTrust: () => this.refreshTrust(),
+      assertNotExpired: (list) => this.expiry.assertNotExpired(list),
+      log: (severity, event, r, reason, details) => this.log(severity, event, r, reason, details),
+      setStatus: (r, status, reason) => this.setStatus(r, status, reason),
+      emit: (event, ...args) => this.emit(event, ...args),
+      scan: () => this.scan(),
+      enqueue: (r, fn, evenIfClosed) => this.enqueue(r, fn, evenIfClosed),
+      ensureLoaded: (r, chain) => this.ensureLoaded(r, chain),
+      reload: (name) => this.reload(name),
+      doUnload: (r, reason) => this.doUnload(r, reason),
+    };
+    this.expiry = new TrustExpiry(this.core);
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /** Reads the trust list, discovers the plugins and (eager) loads them. Resolves when all settled. */
+  async start(): Promise<void> {
+    if (this.closed) throw new PluginStateError('*', 'the host is closed');
+    if (this.started) throw new PluginStateError('*', 'start() was already called');
+    this.started = true;
+    this.removeLeftoversOfDeadHosts();
+    await this.refreshTrust();
+    this.scan();
+    if (this.settings.watchDebounceMs !== undefined) {
+      this.watcher = new PluginWatcher(this.opts.pluginDirs, this.opts.trust.file, this.settings.watchDebounceMs, {
+        plugin: (dirName) => onDirChanged(this.core, dirName),
+        trust: () => void onTrustChanged(this.core),
+      });
+    }
+    if (this.settings.loading === 'eager') {
+      await Promise.all([...this.records.values()].map((r) => this.ensureLoaded(r, []).catch(() => undefined)));
+    }
+  }
+
+  /** Declares one more hook (host side). */
+  declareHook(decl: HookDeclaration): void {
+    this.registry.declare(decl);
+  }
+
+  /** Registers an in-process handler, mixed with the plugins' by priority. Returns its remover. */
+  registerHandler(hook: string, handler: HookHandler, options: HandlerOptions & { owner?: string } = {}): () => void {
+    const owner = options.owner ?? 'host';
+    return this.registry.register(hook, owner, handler, { priority: options.priority, kind: 'host' });
+  }
+
+  /**
+   * Calls a hook: every handler per the hook's mode. A lazy host first loads the plugins whose
+   * manifest lists the hook. One plugin's error or timeout is in the result, never thrown.
+   */
+  async invoke(hook: string, args: unknown[] = [], options?: InvokeOptions): Promise<HookResult> {
+    if (this.closed) throw new PluginStateError('*', 'the host is closed');
+    if (this.settings.loading === 'lazy') {
+      const waiting: Promise<void>[] = [];
+      for (const r of this.records.values()) {
+        if (r.status === 'idle' && r.manifest?.hooks.includes(hook)) waiting.push(this.ensureLoaded(r, []).catch(() => undefined));
+        else if (r.loading !== undefined && r.manifest?.hooks.includes(hook)) waiting.push(r.loading.catch(() => undefined));
+      }
+      if (waiting.length > 0) await Promise.all(waiting);
+    }
+    return this.registry.invoke(hook, args, options);
+  }
+
+  /** Loads (or, if it failed, loads again) one discovered plugin. Rejects with the reason on failure. */
+  async load(name: string): Promise<void> {
+    const r = this.record(name);
+    if (r.status === 'quarantined') throw new PluginStateError(name, `${name} is quarantined (${r.reason?.message ?? ''}); release() it first`, 'ERR_PLUGIN_QUARANTINED');
+    if (r.status === 'active') return;
+    await this.ensureLoaded(r, []);
+  }
+
+  /**
+   * Reloads a plugin from its directory: the new version is verified and started beside the old
+   * one, hooks switch atomically once it is ready, the old one drains and stops. If the new version
+   * fails, the old one keeps serving and this rejects with why.
+   */
+  async reload(name: string): Promise<void> {
+    const r = this.record(name);
+    return this.enqueue(r, () => this.doReload(r));
+  }
+
+  /** Unloads a plugin: stop routing, drain, shutdown, stop the sandbox. */
+  async unload(name: string, reason?: string): Promise<void> {
+    const r = this.record(name);
+    clearRestart(r);
+    return this.enqueue(r, () => this.doUnload(r, { kind: 'unloaded', message: reason ?? 'unloaded by the host' }));
+  }
+
+  /** Lifts a quarantine: the plugin becomes loadable again (loaded now unless the host is lazy). */
+  async release(name: string): Promise<void> {
+    const r = this.record(name);
+    if (r.status !== 'quarantined') return;
+    releaseQuarantine(this.core, r);
+    if (this.settings.loading !== 'lazy') await this.ensureLoaded(r, []);
+  }
+
+  /** Reads the trust list again (after it changed on disk). Plugins no longer listed are unloaded. */
+  async refreshTrust(): Promise<VerifiedTrustList> {
+    try {
+      const list = await this.opts.trust.store.load(this.opts.trust.file);
+      this.trustList = list;
+      const wasExpired = this.expiry.accepted(list);
+      this.log('info', 'verify', undefined, `trust list version ${list.version} accepted (expires ${list.document.signed.expires})`, { version: list.version, signers: list.signers, rotated: list.rotated, expires: list.document.signed.expires });
+      if (wasExpired) this.expiry.restoreAfterExpiry();
+      return list;
+    } catch (e) {
+      this.log('critical', 'verify', undefined, `trust list refused: ${errorFields(e).message}`, { code: errorFields(e).code });
+      throw e;
+    }
+  }
+
+  status(name: string): PluginStatus {
+    return this.record(name).status;
+  }
+
+  info(name: string): PluginInfo {
+    return pluginInfo(this.record(name), this.settings.quarantine.windowMs);
+  }
+
+  plugins(): PluginInfo[] {
+    return [...this.records.values()].map((r) => pluginInfo(r, this.settings.quarantine.windowMs));
+  }
+
+  /** The running process of a plugin (for stats and tests); undefined unless active. */
+  process(name: string): (PluginProcess & { warm?: boolean }) | undefined {
+    return this.records.get(name)?.instance?.proc;
+  }
+
+  /** Unloads everything and stops watching. Leaves no process, cgroup or fd of the host's behind. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watcher?.close();
+    this.expiry.stop();
+    if (typeof (this.opts.trust.store as Partial<EventEmitter>).off === 'function') this.opts.trust.store.off('start-over', this.onStartOver);
+    for (const r of this.records.values()) clearRestart(r);
+    await Promise.all(
+      [...this.records.values()].map((r) =>
+        this.enqueue(r, () => this.doUnload(r, { kind: 'host-shutdown', message: 'the host is shutting down' }), true).catch(() => undefined),
+      ),
+    );
+    await this.pool?.close();
+    releasePreparedMounts();
+    if (this.ownsAudit) this.audit.close();
+    // The cgroup event watches close their eventfds in libuv close callbacks, which run at the end
+    // of this loop turn, after setImmediate: a timer resolves after them, so a caller counting fds
+    // after close() sees them gone.
+    await new Promise((r) => setTimeout(r, 0));
+  }
+
+  // ---------------------------------------------------------------- discovery and lifecycle
+
+  private record(name: string): PluginRecord {
+    const r = this.records.get(name);
+    if (r === undefined) {
+      throw new PluginStateError(name, `no plugin named '${name}' was discovered; known: ${[...this.records.keys()].join(', ') || '(none)'}`, 'ERR_PLUGIN_NOT_FOUND');
+    }
+    return r;
+  }
+
+  private scan(): void {
+    for (const d of discoverPlugins(this.opts.pluginDirs)) {
+      if (d.error !== undefined) {
+        this.log('warning', 'refused', undefined, d.error.message, { dir: d.dir, code: d.error.code });
+        this.emit('discovery-error', d.error);
+        continue;
+      }
+      const m = d.manifest!;
+      const existing = this.records.get(m.name);
+      if (existing !== undefined) {
+        existing.manifest = m;
+        existing.dir = d.dir;
+        continue;
+      }
+      this.records.set(m.name, newRecord(m, d.dir));
+    }
+  }
+
+  private enqueue<T>(r: PluginRecord, fn: () => Promise<T>, evenIfClosed = false): Promise<T> {
+    const run = async (): Promise<T> => {
+      if (this.closed && !evenIfClosed) throw new PluginStateError(r.name, 'the host is closed');
+      return fn();
+    };
+    const p = r.queue.then(run, run);
+    r.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  private ensureLoaded(r: PluginRecord, chain: string[]): Promise<void> {
+    if (r.status === 'active') return Promise.resolve();
+    if (r.loading !== undefined) return r.loading;
+    if (r.status === 'quarantined') return Promise.reject(new PluginStateError(r.name, `${r.name} is quarantined`, 'ERR_PLUGIN_QUARANTINED'));
+    const p = this.enqueue(r, () => this.doLoad(r, chain)).finally(() => {
+      if (r.loading === p) r.loading = undefined;
+    });
+    r.loading = p;
+    return p;
+  }
+
+  /** Prepares and starts a new instance; it takes no calls yet. Throws PluginLoadError. */
+  private async startVerified(r: PluginRecord, chain: string[]): Promise<PluginInstance> {
+    const prep = await preparePlugin(this.core, r, chain);
+    const inst = await startInstance(this.core, this.launcher, r, prep);
+    await this.expiry.stillTrusted(r, inst);
+    return inst;
+  }
+
+  private activate(r: PluginRecord, inst: PluginInstance): void {
+    const previous = r.instance;
+    r.instance = inst;
+    inst.onViolation = (reason) => onViolation(this.core, r, inst, reason);
+    // One synchronous step: an invoke() sees either all old handlers or all new ones.
+    this.registry.replaceOwner(r.name, inst.hooks.map((h) => ({ hook: h.hook, handler: inst.hookHandler(h.hook), options: { priority: h.priority, kind: 'plugin' as const } })));
+    if (previous !== undefined) {
+      previous.retired = true;
+      previous.successor = inst;
+    }
+  }
+
+  private async doLoad(r: PluginRecord, chain: string[]): Promise<void> {
+    if (r.status === 'active' || r.status === 'quarantined') return;
+    this.setStatus(r, 'loading');
+    let inst: PluginInstance;
+    try {
+      inst = await this.startVerified(r, chain);
+    } catch (e) {
+      const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
+      // The trust list, compatibility or permissions said no: 'refused'; anything else failed.
+      const refused = err.stage === 'verify' || err.stage === 'permissions' || err.stage === 'compat';
+      const reason: PluginReason = { kind: refused ? 'refused' : 'load-failed', message: err.message, stage: err.stage, code: errorFields(err.cause).code };
+      this.log('warning', 'load', r, err.message, { stage: err.stage, code: reason.code });
+      this.setStatus(r, 'failed', reason);
+      throw err;
+    }
+    if (this.closed) {
+      await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+      throw new PluginStateError(r.name, 'the host closed while the plugin loaded');
+    }
+    this.activate(r, inst);
+    this.setStatus(r, 'active');
+    this.log('info', 'load', r, `loaded ${inst.name}@${inst.version} (pid ${inst.pid}${inst.proc.warm ? ', warm' : ''})`, { hooks: inst.hooks.map((h) => h.hook), warm: inst.proc.warm === true });
+  }
+
+  private async doReload(r: PluginRecord): Promise<void> {
+    if (r.status === 'quarantined') throw new PluginStateError(r.name, `${r.name} is quarantined; release() it first`, 'ERR_PLUGIN_QUARANTINED');
+    const old = r.instance;
+    if (old === undefined || r.status !== 'active') {
+      // Nothing serving: a reload is a load.
+      if (r.status === 'idle' && this.settings.loading === 'lazy') return;
+      return this.doLoad(r, []);
+    }
+    this.setStatus(r, 'reloading');
+    let inst: PluginInstance;
+    try {
+      inst = await this.startVerified(r, []);
+    } catch (e) {
+      const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
+      this.log('warning', 'reload', r, `reload failed, ${old.version} keeps serving: ${err.message}`, { stage: err.stage });
+      // The old instance may have broken a limit while the new one was being prepared.
+      if (r.instance === old && !old.retired) this.setStatus(r, 'active', { kind: 'load-failed', message: `reload failed: ${err.message}`, stage: err.stage });
+      throw err;
+    }
+    if (r.instance !== old || old.retired || this.closed) {
+      // The old one failed meanwhile (its violation was handled) or the host closed: the new one is not wanted.
+      await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+      throw new PluginStateError(r.name, 'the plugin changed state during the reload; the new version was stopped');
+    }
+    this.activate(r, inst);
+    this.setStatus(r, 'active', { kind: 'replaced', message: `reloaded: ${old.version} → ${inst.version}` });
+    this.log('info', 'reload', r, `reloaded ${old.version} → ${inst.version} (pid ${old.pid} → ${inst.pid})`, { from: old.version, to: inst.version });
+    await old.stop({ drainMs: this.settings.drainTimeoutMs, shutdownMs: this.settings.shutdownTimeoutMs });
+  }
+
+  private async doUnload(r: PluginRecord, reason: PluginReason): Promise<void> {
+    const inst = r.instance;
+    if (inst === undefined) {
+      if (r.status !== 'quarantined' && r.status !== 'failed') this.setStatus(r, 'unloaded', reason);
+      return;
+    }
+    this.setStatus(r, 'unloading', reason);
+    this.registry.removeOwner(r.name);
+    r.instance = undefined;
+    inst.retired = true;
+    await inst.stop({ drainMs: this.settings.drainTimeoutMs, shutdownMs: this.settings.shutdownTimeoutMs });
+    this.setStatus(r, 'unloaded', reason);
+    this.log(reason.kind === 'host-shutdown' || reason.kind === 'unloaded' ? 'info' : 'notice', 'unload', r, reason.message, { kind: reason.kind });
+  }
+
+  // ---------------------------------------------------------------- status and audit
+
+  private setStatus(r: PluginRecord, status: PluginStatus, reason?: PluginReason): void {
+    const previous = r.status;
+    r.status = status;
+    if (reason !== undefined) r.reason = reason;
+    else if (status === 'loading' || status === 'active') r.reason = undefined;
+    const ev: PluginStatusEvent = { plugin: r.name, status, previous, version: versionOf(r), reason, at: Date.now() };
+    this.emit('status', ev);
+  }
+
+  /**
+   * A host that died (SIGKILL, OOM) left its sandbox cgroups behind; its sandboxes died with it
+   * (parent-death signal). Removing the empty ones at start is what a restart owes; each is audited.
+   */
+  private removeLeftoversOfDeadHosts(): void {
+    for (const l of deadHostCgroups(true)) {
+      if (l.outcome === 'removed') this.log('warning', 'cleanup', undefined, `removed sandbox cgroup ${l.path} of host pid ${l.hostPid}, which is gone`);
+      else if (l.outcome !== 'host-alive') this.log('warning', 'cleanup', undefined, `sandbox cgroup ${l.path} of host pid ${l.hostPid} left in place: ${l.outcome}${l.detail === undefined ? '' : ` (${l.detail})`}`);
+    }
+  }
+
+  private log(severity: AuditSeverity, event: string, r: PluginRecord | undefined, reason: string, details?: Record<string, unknown>): void {
+    this.audit.append(auditEvent(severity, event, r, reason, details));
+  }
+}

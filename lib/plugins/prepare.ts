@@ -1,0 +1,172 @@
+/**
+ * Everything a plugin goes through before it takes calls: its manifest read again, its files read
+ * once and checked against the trust list (name, version, digest), its dependencies loaded first
+ * and its compatibility checked, its permissions and limits decided; then its runner started in a
+ * sandbox with those very files, and its hook list checked against the manifest and the hooks the
+ * host declares. Each step that refuses throws a PluginLoadError naming the step, and is audited.
+ */
+import { CallTimeoutError, RemoteError } from '../errors';
+import type { HookRegistry } from '../hooks';
+import type { CallContext, Handler } from '../channel/rpc';
+import type { SpawnNodeOptions } from '../sandbox/node';
+import type { NetworkEvent } from '../net/policy';
+import type { PluginProcess } from '../runner/host';
+import { M_HOOKS, type HookRegistration } from '../runner/protocol';
+import type { TrustEntry } from '../trust/document';
+import { assertCompatible } from '../trust/compat';
+import { DigestMismatchError } from '../trust/errors';
+import { readPluginTree, type PluginTree } from '../trust/tree';
+import { errorFields, networkLine } from './audit-lines';
+import { PluginError, PluginHookError, PluginLoadError } from './errors';
+import type { HostCore } from './host-core';
+import type { PluginHostOptions, PluginLauncher } from './host-options';
+import { PluginInstance } from './instance';
+import { effectiveLimits, sandboxLimits, trustEntryLimits, type PluginLimits } from './limits';
+import { readManifest, type PluginManifest } from './manifest';
+import { decidePermissions, permissionToString, sandboxOptionsFor } from './permissions';
+import type { PluginRecord } from './record';
+
+/** A plugin verified and decided on, ready to spawn. */
+export interface Prepared {
+  manifest: PluginManifest;
+  entry: TrustEntry;
+  spawn: SpawnNodeOptions;
+  limits: PluginLimits;
+  permissions: ReturnType<typeof decidePermissions>;
+}
+
+/** Everything before the spawn: verify, compat, permissions, limits. Throws PluginLoadError. */
+export async function preparePlugin(core: HostCore, r: PluginRecord, chain: string[]): Promise<Prepared> {
+  const s = core.settings;
+  let manifest: PluginManifest;
+  try {
+    manifest = readManifest(r.dir);
+    if (manifest.name !== r.name) throw new PluginError('ERR_PLUGIN_MANIFEST', r.name, `the directory now holds '${manifest.name}'; a plugin cannot change its name`);
+  } catch (e) {
+    throw new PluginLoadError(r.name, 'discover', e);
+  }
+  r.manifest = manifest;
+  const list = core.trustList();
+  if (list === undefined) throw new PluginLoadError(r.name, 'verify', new Error('no trust list has been accepted'));
+  let entry: TrustEntry;
+  let tree: PluginTree;
+  try {
+    core.assertNotExpired(list);
+    entry = list.entry(manifest.name, manifest.version);
+    // The files are read once: digested here and these very bytes copied into the sandbox, so
+    // what was verified is what runs, whatever happens to the directory afterwards.
+    tree = await readPluginTree(manifest.dir, s.options.treeLimits);
+    if (tree.digest !== entry.digest) throw new DigestMismatchError(manifest.name, manifest.version, entry.digest, tree.digest);
+    core.log('info', 'verify', r, `${manifest.name}@${manifest.version} matches trust list version ${list.version} (${entry.trust}, publisher ${entry.publisher})`, { digest: entry.digest });
+  } catch (e) {
+    core.log('warning', 'verify', r, `${manifest.name}@${manifest.version} refused by the trust list: ${errorFields(e).message}`, { code: errorFields(e).code });
+    throw new PluginLoadError(r.name, 'verify', e);
+  }
+  // Dependencies load first, so that their versions are known to the compatibility check.
+  if (chain.includes(r.name)) throw new PluginLoadError(r.name, 'compat', new Error(`dependency cycle: ${[...chain, r.name].join(' → ')}`));
+  for (const dep of Object.keys(manifest.dependencies)) {
+    if (chain.includes(dep)) throw new PluginLoadError(r.name, 'compat', new Error(`dependency cycle: ${[...chain, r.name, dep].join(' → ')}`));
+    const d = core.records.get(dep);
+    // Called from inside this plugin's queue: the dependency's load runs in its own queue.
+    if (d !== undefined && d.status !== 'active' && d.status !== 'quarantined') {
+      await core.ensureLoaded(d, [...chain, r.name]).catch(() => undefined);
+    }
+  }
+  try {
+    const loaded: Record<string, string> = {};
+    for (const x of core.records.values()) if (x.status === 'active' || x.status === 'reloading') loaded[x.name] = x.instance?.version ?? x.manifest?.version ?? '';
+    assertCompatible({ name: manifest.name, version: manifest.version, hostApi: manifest.hostApi, dependencies: manifest.dependencies }, { hostApiVersion: s.options.hostApiVersion, loaded });
+  } catch (e) {
+    core.log('warning', 'refused', r, errorFields(e).message, { code: errorFields(e).code });
+    throw new PluginLoadError(r.name, 'compat', e);
+  }
+  let permissions: ReturnType<typeof decidePermissions>;
+  let limits: PluginLimits;
+  try {
+    permissions = decidePermissions(manifest.name, manifest.permissions, entry.permissions);
+    limits = effectiveLimits(manifest.name, manifest.limits, trustEntryLimits(manifest.name, entry.limits), s.defaultLimits);
+  } catch (e) {
+    core.log('warning', 'permission', r, errorFields(e).message, { code: errorFields(e).code, requested: manifest.permissions.map(permissionToString), granted: entry.permissions });
+    throw new PluginLoadError(r.name, 'permissions', e);
+  }
+  core.log('info', 'permission', r, permissions.decisions.length === 0 ? 'no permissions requested: sandbox defaults only' : `granted ${permissions.decisions.map((d) => d.permission).join(', ')}`, { decisions: permissions.decisions, limits });
+  const sb = sandboxOptionsFor(permissions.effective);
+  // Each network decision of the plugin's sandbox is a `network` audit line.
+  const onNetwork = (e: NetworkEvent): void => {
+    const line = networkLine(e);
+    core.log(line.severity, 'network', r, line.reason, { ...e });
+  };
+  const spawn: SpawnNodeOptions = {
+    pluginDir: manifest.dir,
+    pluginFiles: 'copy',
+    tree,
+    digest: entry.digest,
+    binds: sb.binds,
+    shareNet: sb.shareNet,
+    ...(sb.network !== undefined ? { network: sb.network, onNetwork } : {}),
+    allowExec: sb.allowExec,
+    limits: sandboxLimits(limits, s.allowDegradedLimits),
+    config: s.options.config?.[manifest.name],
+    handlers: hostMethodsFor(s.options.methods, manifest.name),
+    // Per-call timeouts are the hooks' and the plugin's callTimeout; the channel itself waits.
+    timeout: 0,
+    loadTimeout: s.loadTimeoutMs,
+    stdio: ['ignore', 'ignore', s.pluginStderr],
+    hostIds: s.options.hostIds,
+    channelLimits: s.options.channelLimits,
+  };
+  return { manifest, entry, spawn, limits, permissions };
+}
+
+/** Spawns and handshakes a prepared plugin; returns the running instance. */
+export async function startInstance(core: HostCore, launcher: PluginLauncher, r: PluginRecord, prep: Prepared): Promise<PluginInstance> {
+  let proc: PluginProcess & { warm?: boolean };
+  try {
+    proc = await launcher(prep.manifest.entry, prep.spawn);
+  } catch (e) {
+    // The plugin's own module or activate() failing (or not answering) is 'init'; the rest is the sandbox's.
+    const init = e instanceof RemoteError || e instanceof CallTimeoutError;
+    throw new PluginLoadError(r.name, init ? 'init' : 'spawn', e);
+  }
+  const inst = new PluginInstance(proc, { manifest: prep.manifest, trust: prep.entry, permissions: prep.permissions.effective, limits: prep.limits });
+  proc.on('log', (level: string, message: string) => core.emit('log', r.name, level, message));
+  proc.on('event', (name: string, ...args: unknown[]) => core.emit('event', r.name, name, ...args));
+  try {
+    const regs = (await proc.callWith({ timeout: core.settings.loadTimeoutMs }, M_HOOKS)) as HookRegistration[];
+    inst.hooks = checkHooks(core.registry, prep.manifest, regs);
+  } catch (e) {
+    await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+    throw e instanceof PluginError ? new PluginLoadError(r.name, 'hooks', e) : new PluginLoadError(r.name, 'handshake', e);
+  }
+  return inst;
+}
+
+/** The runner's hook list, untrusted: each hook must be declared by the host and listed in the manifest. */
+function checkHooks(registry: HookRegistry, m: PluginManifest, regs: unknown): HookRegistration[] {
+  if (!Array.isArray(regs) || regs.length > 1000) throw new PluginHookError(m.name, '?', 'the runner answered the hook list with something that is not a list');
+  const out: HookRegistration[] = [];
+  for (const x of regs as Array<{ hook?: unknown; priority?: unknown }>) {
+    const hook = typeof x?.hook === 'string' ? x.hook : '?';
+    if (!registry.has(hook)) throw new PluginHookError(m.name, hook, `the host declares no such hook (declared: ${registry.hooks().map((h) => h.name).join(', ') || 'none'})`);
+    if (!m.hooks.includes(hook)) throw new PluginHookError(m.name, hook, 'registered but not listed in the manifest `hooks`; list it there');
+    const priority = typeof x.priority === 'number' && Number.isSafeInteger(x.priority) ? x.priority : 0;
+    out.push({ hook, priority });
+  }
+  return out;
+}
+
+/** The host's methods as one plugin calls them: `this.plugin` names the caller. */
+function hostMethodsFor(methods: PluginHostOptions['methods'], plugin: string): Record<string, Handler> {
+  const out: Record<string, Handler> = {};
+  for (const [name, fn] of Object.entries(methods ?? {})) {
+    out[name] = function (this: CallContext, ...args: unknown[]) {
+      // Not a spread copy: `signal` is a getter of the call's context (made on first use), and
+      // it must stay the one that the plugin's cancel, a timeout or the channel closing aborts.
+      const ctx = this;
+      const self = { get signal() { return ctx.signal; }, method: ctx.method, plugin };
+      // args is at most the channel's maxArgs long.
+      return fn.apply(self, args);
+    };
+  }
+  return out;
+}

@@ -1,0 +1,56 @@
+/**
+ * What happens when a running plugin breaks a limit or the protocol: it is cut off at once (no
+ * more calls, its sandbox killed), the violation is audited, and then either it is quarantined
+ * (too many violations within the window: no restart, no reload until release()) or it is failed
+ * and, with the 'restart' policy, started again after a delay that doubles with each restart.
+ */
+import { severityOf } from './audit-lines';
+import type { HostCore } from './host-core';
+import type { PluginInstance, PluginReason } from './instance';
+import type { PluginRecord } from './record';
+
+export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstance, reason: PluginReason): void {
+  if (r.instance !== inst) return; // an old instance draining after a reload: it is going anyway
+  // At once: no more calls, the sandbox killed. In-flight calls fail with the channel.
+  core.registry.removeOwner(r.name);
+  r.instance = undefined;
+  void inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+  const now = Date.now();
+  const q = core.settings.quarantine;
+  r.violationTimes = r.violationTimes.filter((t) => now - t < q.windowMs);
+  r.violationTimes.push(now);
+  core.log(severityOf(reason.kind), 'violation', r, reason.message, { kind: reason.kind, syscall: reason.syscall, limit: reason.limit, observed: reason.observed, exit: reason.exit, pid: inst.pid });
+  if (r.violationTimes.length >= q.violations) {
+    core.setStatus(r, 'quarantined', reason);
+    core.log('critical', 'quarantine', r, `${r.violationTimes.length} violations within ${q.windowMs} ms: quarantined until released`, { last: reason.kind });
+    return;
+  }
+  core.setStatus(r, 'failed', reason);
+  core.emit('violation', r.name, reason);
+  const restart = core.settings.restart;
+  if (restart.policy === 'restart' && !core.isClosed()) {
+    const delay = Math.min(restart.maxDelayMs, restart.initialDelayMs * 2 ** Math.min(r.restarts, 30));
+    r.restarts++;
+    core.log('notice', 'restart', r, `restarting in ${delay} ms (restart ${r.restarts})`, { delayMs: delay });
+    r.restartTimer = setTimeout(() => {
+      r.restartTimer = undefined;
+      if (r.status === 'failed' && !core.isClosed()) core.ensureLoaded(r, []).catch(() => undefined);
+    }, delay);
+    r.restartTimer.unref();
+  }
+}
+
+/** Cancels a pending restart (the plugin is unloaded, released or the host closes). */
+export function clearRestart(r: PluginRecord): void {
+  if (r.restartTimer !== undefined) clearTimeout(r.restartTimer);
+  r.restartTimer = undefined;
+}
+
+/** Lifts a quarantine: the violation count and the restart backoff start over. */
+export function releaseQuarantine(core: HostCore, r: PluginRecord): void {
+  r.violationTimes = [];
+  r.restarts = 0;
+  core.setStatus(r, core.settings.loading === 'lazy' ? 'idle' : 'unloaded', { kind: 'unloaded', message: 'released from quarantine' });
+  core.log('notice', 'quarantine', r, 'released from quarantine by the host');
+}
+
