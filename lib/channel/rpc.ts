@@ -12,17 +12,15 @@
  */
 import { EventEmitter } from 'node:events';
 
-import { CallTimeoutError, ChannelError, RemoteError } from '../errors';
+import { CallTimeoutError, ChannelError } from '../errors';
 import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
-import { CodecError, DecoderState, Encoder, Kind, PEER_LIMITS, UNLIMITED, decode, type DecodeLimits, type Decoded } from './codec';
+import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type Handler } from './call-context';
+import { CallDeadlines } from './call-deadlines';
+import { CodecError, DecoderState, Encoder, Kind, UNLIMITED, decode, type DecodeLimits, type Decoded } from './codec';
+import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
 
-export interface CallContext {
-  /** Aborted when the caller cancels the call or its timeout passes. */
-  readonly signal: AbortSignal;
-  readonly method: string;
-}
-
-export type Handler = (this: CallContext, ...args: unknown[]) => unknown;
+export type { CallContext, Handler } from './call-context';
+export { PLUGIN_PEER_LIMITS, type PeerLimits } from './peer-limits';
 
 export interface CallOptions {
   /** Milliseconds; 0 means none. Defaults to the peer's `timeout`. */
@@ -53,74 +51,9 @@ export interface RpcOptions {
   limits?: PeerLimits;
 }
 
-/** What an untrusted peer may make this side spend (see PLUGIN_PEER_LIMITS). */
-export interface PeerLimits {
-  /** Decoding budget of one message. */
-  decode: Readonly<DecodeLimits>;
-  /** Arguments of one call or notification; more is a protocol violation. */
-  maxArgs: number;
-  /** The peer's calls served at once; more are answered ERR_CHANNEL_BUSY at once. */
-  maxRunning: number;
-  /**
-   * Messages the peer starts (calls, notifications, cancels, answers to nothing) and their bytes,
-   * per second, sustained; a burst of `burstSeconds` of them passes at once. Past that, delivery
-   * pauses until the allowance has refilled a little (the peer is throttled).
-   */
-  messagesPerSecond: number;
-  bytesPerSecond: number;
-  burstSeconds: number;
-  /** Bytes we sent that the peer left unread before delivery pauses (its ring is then not read either). */
-  queueBytes: number;
-  /** Bytes of the peer's messages set aside while a callSync waits; more is a flood. */
-  backlogBytes: number;
-  /** Throttled this long without letup, or this long above queueBytes without reading: a `flood` violation. */
-  floodGraceMs: number;
-}
-
-/**
- * The host's bounds for a plugin. Far above what the channel's own benchmarks and plugins use
- * (answers to the host's calls are not counted: the host chose to make those calls).
- */
-export const PLUGIN_PEER_LIMITS: Readonly<PeerLimits> = Object.freeze({
-  decode: PEER_LIMITS,
-  maxArgs: 256,
-  maxRunning: 1024,
-  messagesPerSecond: 50_000,
-  bytesPerSecond: 256 << 20,
-  burstSeconds: 2,
-  queueBytes: 8 << 20,
-  backlogBytes: 64 << 20,
-  floodGraceMs: 2000,
-});
-
 export interface Violation {
   kind: 'protocol' | 'flood';
   message: string;
-}
-
-/** The `this` of a handler. Its AbortController is made only if the handler looks at `signal`. */
-class Context implements CallContext {
-  private ac: AbortController | undefined;
-  private abortedWith: unknown;
-  private aborted = false;
-  constructor(readonly method: string) {}
-
-  get signal(): AbortSignal {
-    if (this.ac === undefined) {
-      this.ac = new AbortController();
-      if (this.aborted) this.ac.abort(this.abortedWith);
-    }
-    return this.ac.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.ac !== undefined) {
-      this.ac.abort(reason);
-    } else if (!this.aborted) {
-      this.aborted = true;
-      this.abortedWith = reason;
-    }
-  }
 }
 
 interface Pending {
@@ -129,52 +62,6 @@ interface Pending {
   reject(e: unknown): void;
   signal?: AbortSignal;
   onAbort?: () => void;
-}
-
-/** Deadlines of the calls made with one timeout, oldest first (see RpcPeer.expiries). */
-interface Expiry {
-  ids: number[];
-  at: number[];
-  head: number;
-  timer: NodeJS.Timeout | undefined;
-}
-
-const MAX_ERROR_TEXT = 16 * 1024;
-/** Longest piece of the peer's input (a method name) echoed back in an error. */
-const MAX_ECHO = 128;
-
-function clip(v: unknown, max = MAX_ERROR_TEXT): string | undefined {
-  if (typeof v !== 'string') return undefined;
-  return v.length > max ? v.slice(0, max) + '…' : v;
-}
-
-/** String(v) that never throws (a hostile value's toString may) and is bounded. */
-function describe(v: unknown, max = MAX_ERROR_TEXT): string {
-  try {
-    return clip(typeof v === 'string' ? v : String(v), max) ?? '';
-  } catch {
-    return '[a value that cannot be described]';
-  }
-}
-
-/** An error as the peer gets it: bounded texts, whatever the error's getters do. */
-function errorToWire(e: unknown): Record<string, unknown> {
-  try {
-    if (e instanceof Error) {
-      const code = (e as { code?: unknown }).code;
-      return { name: clip(e.name, 256), message: clip(e.message), stack: clip(e.stack), code: typeof code === 'string' ? clip(code, 256) : undefined };
-    }
-  } catch {
-    // a getter threw: described below
-  }
-  return { name: 'Error', message: `non-error thrown: ${describe(e)}` };
-}
-
-function abortError(method: string): Error {
-  const e = new Error(`call '${method}' was cancelled`);
-  e.name = 'AbortError';
-  (e as { code?: string }).code = 'ABORT_ERR';
-  return e;
 }
 
 /**
@@ -196,20 +83,12 @@ export class RpcPeer extends EventEmitter {
   private readonly keepAlive: boolean;
   /** Read by the endpoint: see NativeEndpoint.state. */
   private readonly state: Int32Array;
-  /**
-   * Calls with the same timeout expire in the order they were made: their deadlines wait in one
-   * FIFO per timeout, watched by one timer, instead of a timer each (setTimeout + clearTimeout cost
-   * about as much as the rest of a call). Entries of settled calls are dropped lazily.
-   */
-  private readonly expiries = new Map<number, Expiry>();
+  /** Per-call timeouts: one timer per distinct timeout, not one per call. */
+  private readonly deadlines: CallDeadlines;
   private readonly limits: Readonly<PeerLimits> | undefined;
   private readonly decodeLimits: Readonly<DecodeLimits>;
-  // The peer's allowance (limits): messages and bytes left, when last refilled, since when it is throttled.
-  private msgTokens = 0;
-  private byteTokens = 0;
-  private refilledAt = 0;
-  private throttledSince = 0;
-  private resumeTimer: NodeJS.Timeout | undefined;
+  /** With limits: the peer's allowance of messages and bytes per second. */
+  private readonly allowance: PeerAllowance | undefined;
   private queueTimer: NodeJS.Timeout | undefined;
   private backlogBytes = 0;
 
@@ -225,11 +104,14 @@ export class RpcPeer extends EventEmitter {
     const l = options.limits;
     this.limits = l;
     this.decodeLimits = l?.decode ?? UNLIMITED;
-    if (l !== undefined) {
-      this.msgTokens = l.messagesPerSecond * l.burstSeconds;
-      this.byteTokens = l.bytesPerSecond * l.burstSeconds;
-      this.refilledAt = performance.now();
-    }
+    this.deadlines = new CallDeadlines(this.pending, (id, timeout) => {
+      const p = this.pending.get(id);
+      if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, timeout));
+    });
+    this.allowance = l === undefined ? undefined : new PeerAllowance(l, (paused) => {
+      this.state[STATE_PAUSE] = paused ? 1 : 0;
+      if (!paused && !this.closedWith) this.ep.resume();
+    });
     ep.start((m, detail) => this.onEvent(m, detail), {
       spinUs: options.spinUs ?? 0,
       idleSpinUs: options.idleSpinUs ?? 0,
@@ -273,7 +155,7 @@ export class RpcPeer extends EventEmitter {
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
-      if (timeout > 0) this.expireLater(id, timeout);
+      if (timeout > 0) this.deadlines.add(id, timeout);
       // Applied by the send below, in the same crossing.
       this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
       try {
@@ -320,7 +202,7 @@ export class RpcPeer extends EventEmitter {
       if (d.id === id && (d.kind === Kind.Result || d.kind === Kind.Error)) {
         if (this.backlog.length > 0) setImmediate(() => this.drainBacklog());
         if (d.kind === Kind.Result) return d.value;
-        throw this.remoteError(method, d.value);
+        throw remoteError(method, d.value);
       }
       // Not ours (a call or notification from the peer, or a late answer): handled after we return.
       this.backlog.push(typeof m === 'number' ? Buffer.from(this.rx.subarray(0, m)) : m);
@@ -348,59 +230,6 @@ export class RpcPeer extends EventEmitter {
     this.fail(reason ?? new ChannelError('ERR_CHANNEL_CLOSED', 'the channel was closed', 'closed'));
   }
 
-  private expireLater(id: number, timeout: number): void {
-    let q = this.expiries.get(timeout);
-    if (q === undefined) {
-      q = { ids: [], at: [], head: 0, timer: undefined };
-      this.expiries.set(timeout, q);
-    }
-    while (q.head < q.ids.length && !this.pending.has(q.ids[q.head])) q.head++;
-    if (q.head === q.ids.length) {
-      q.ids.length = 0;
-      q.at.length = 0;
-      q.head = 0;
-    } else if (q.ids.length - q.head > 2 * this.pending.size + 64) {
-      // A long call at the head keeps many settled ones behind it: keep only the pending.
-      const ids: number[] = [];
-      const at: number[] = [];
-      for (let i = q.head; i < q.ids.length; i++) {
-        if (this.pending.has(q.ids[i])) {
-          ids.push(q.ids[i]);
-          at.push(q.at[i]);
-        }
-      }
-      q.ids = ids;
-      q.at = at;
-      q.head = 0;
-    }
-    q.ids.push(id);
-    q.at.push(performance.now() + timeout);
-    if (q.timer === undefined) this.armExpiry(timeout, q);
-  }
-
-  private armExpiry(timeout: number, q: Expiry): void {
-    const delay = Math.max(0, q.at[q.head] - performance.now());
-    // Unreferenced: the pending calls themselves keep the loop alive.
-    q.timer = setTimeout(() => this.expire(timeout, q), Math.ceil(delay));
-    q.timer.unref();
-  }
-
-  private expire(timeout: number, q: Expiry): void {
-    q.timer = undefined;
-    const now = performance.now();
-    while (q.head < q.ids.length) {
-      const id = q.ids[q.head];
-      const p = this.pending.get(id);
-      if (p !== undefined && q.at[q.head] > now) {
-        this.armExpiry(timeout, q);
-        return;
-      }
-      q.head++;
-      if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, timeout));
-    }
-    if (this.expiries.get(timeout) === q) this.expiries.delete(timeout);
-  }
-
   private takeId(): number {
     const id = this.nextId;
     if (id >= 0xffffffff) {
@@ -422,68 +251,18 @@ export class RpcPeer extends EventEmitter {
       throw this.nativeError(e);
     }
     this.enc.sent();
-    if (!inRing && this.limits !== undefined && this.queueTimer === undefined) this.watchQueue(this.limits);
-  }
-
-  /**
-   * The queue only grows by sends the ring did not take: past queueBytes the endpoint stops
-   * delivering (the peer is throttled); if the peer then reads nothing for floodGraceMs, it floods.
-   */
-  private watchQueue(l: Readonly<PeerLimits>): void {
-    if (this.ep.queuedBytes <= l.queueBytes) return;
-    let last = Infinity;
-    let since = performance.now();
-    this.queueTimer = setInterval(() => {
-      const q = this.closedWith ? 0 : this.ep.queuedBytes;
-      if (q <= l.queueBytes) {
-        clearInterval(this.queueTimer);
+    if (!inRing && this.limits !== undefined && this.queueTimer === undefined) {
+      this.queueTimer = watchUnread(this.limits, () => (this.closedWith ? 0 : this.ep.queuedBytes), (m) => this.violation(m, 'flood'), () => {
         this.queueTimer = undefined;
-        return;
-      }
-      const now = performance.now();
-      if (q < last) since = now;
-      last = q;
-      if (now - since >= l.floodGraceMs) {
-        this.violation(`left more than ${l.queueBytes} bytes of answers and messages unread for ${l.floodGraceMs} ms`, 'flood');
-      }
-    }, Math.max(10, l.floodGraceMs / 4));
-    this.queueTimer.unref();
+      });
+    }
   }
 
-  /**
-   * Charges a message the peer started to its allowance. Over it, delivery pauses until a tenth of
-   * a burst has refilled; a peer still over it floodGraceMs after it was first throttled (it never
-   * let the allowance refill to half) floods. False once it was called a flood.
-   */
-  private charge(l: Readonly<PeerLimits>, bytes: number): boolean {
-    const now = performance.now();
-    const dt = (now - this.refilledAt) / 1000;
-    this.refilledAt = now;
-    const maxMsgs = l.messagesPerSecond * l.burstSeconds;
-    const maxBytes = l.bytesPerSecond * l.burstSeconds;
-    this.msgTokens = Math.min(maxMsgs, this.msgTokens + dt * l.messagesPerSecond) - 1;
-    this.byteTokens = Math.min(maxBytes, this.byteTokens + dt * l.bytesPerSecond) - bytes;
-    if (this.msgTokens >= 0 && this.byteTokens >= 0) {
-      if (this.throttledSince !== 0 && this.msgTokens >= maxMsgs / 2 && this.byteTokens >= maxBytes / 2) this.throttledSince = 0;
-      return true;
-    }
-    if (this.throttledSince === 0) {
-      this.throttledSince = now;
-    } else if (now - this.throttledSince >= l.floodGraceMs) {
-      this.violation(`sent more than ${l.messagesPerSecond} messages or ${l.bytesPerSecond} bytes a second for ${l.floodGraceMs} ms`, 'flood');
-      return false;
-    }
-    if (this.resumeTimer === undefined) {
-      const wait = Math.max((maxMsgs / 10 - this.msgTokens) / l.messagesPerSecond, (maxBytes / 10 - this.byteTokens) / l.bytesPerSecond);
-      this.state[STATE_PAUSE] = 1;
-      this.resumeTimer = setTimeout(() => {
-        this.resumeTimer = undefined;
-        this.state[STATE_PAUSE] = 0;
-        if (!this.closedWith) this.ep.resume();
-      }, Math.ceil(wait * 1000));
-      this.resumeTimer.unref();
-    }
-    return true;
+  /** Charges a message the peer started to its allowance (see PeerAllowance). False once it was called a flood. */
+  private charge(bytes: number): boolean {
+    if (this.allowance!.charge(bytes)) return true;
+    this.violation(this.allowance!.floodMessage, 'flood');
+    return false;
   }
 
   private sendQuiet(kind: Kind, id: number, name: string | undefined, value: unknown): void {
@@ -527,9 +306,8 @@ export class RpcPeer extends EventEmitter {
     if (this.closedWith) return this.closedWith;
     this.closedWith = err;
     for (const id of [...this.pending.keys()]) this.giveUp(id, err, false);
-    for (const q of this.expiries.values()) clearTimeout(q.timer);
-    this.expiries.clear();
-    clearTimeout(this.resumeTimer);
+    this.deadlines.clear();
+    this.allowance?.stop();
     clearInterval(this.queueTimer);
     this.backlog.length = 0;
     for (const c of this.running.values()) c.abort(err);
@@ -553,11 +331,6 @@ export class RpcPeer extends EventEmitter {
     if (!p) return;
     if (tellPeer) this.sendQuiet(Kind.Cancel, id, undefined, undefined);
     p.reject(err);
-  }
-
-  private remoteError(method: string, v: unknown): RemoteError {
-    const o = (v !== null && typeof v === 'object' ? v : {}) as Record<string, unknown>;
-    return new RemoteError(method, clip(o.name) ?? 'Error', clip(o.message) ?? '', clip(o.stack), clip(o.code));
   }
 
   private drainBacklog(): void {
@@ -628,12 +401,12 @@ export class RpcPeer extends EventEmitter {
               this.violation(`an answer to call ${d.id}, which was never made`);
               return;
             }
-            this.charge(l, length);
+            this.charge(length);
           }
           return;
         }
         if (d.kind === Kind.Result) p.resolve(d.value);
-        else p.reject(this.remoteError(p.method, d.value));
+        else p.reject(remoteError(p.method, d.value));
         return;
       }
       case Kind.Call:
@@ -646,7 +419,7 @@ export class RpcPeer extends EventEmitter {
             this.violation(`a call with ${d.value.length} arguments (at most ${l.maxArgs})`);
             return;
           }
-          if (!this.charge(l, length)) return;
+          if (!this.charge(length)) return;
           if (this.running.size >= l.maxRunning) {
             const e = new Error(`too many calls in flight (at most ${l.maxRunning}); wait for answers before calling more`);
             (e as { code?: string }).code = 'ERR_CHANNEL_BUSY';
@@ -666,12 +439,12 @@ export class RpcPeer extends EventEmitter {
             this.violation(`a notification with ${d.value.length} arguments (at most ${l.maxArgs})`);
             return;
           }
-          if (!this.charge(l, length)) return;
+          if (!this.charge(length)) return;
         }
         this.emit('notification', d.name, d.value);
         return;
       case Kind.Cancel:
-        if (l !== undefined && !this.charge(l, length)) return;
+        if (l !== undefined && !this.charge(length)) return;
         this.running.get(d.id)?.abort(abortError('call'));
         return;
     }
