@@ -12,6 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 
+import { DEFAULT_CALL_TIMEOUT_MS } from '../defaults';
 import { CallTimeoutError, ChannelError } from '../errors';
 import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
 import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type Handler } from './call-context';
@@ -174,7 +175,7 @@ export class RpcPeer extends EventEmitter {
    */
   callSync(method: string, args: unknown[] = [], options: { timeout?: number; spinUs?: number } = {}): unknown {
     if (this.closedWith) throw this.closedWith;
-    const timeout = options.timeout ?? (this.timeout || 30000);
+    const timeout = options.timeout ?? (this.timeout || DEFAULT_CALL_TIMEOUT_MS);
     const spinUs = options.spinUs ?? 100;
     const id = this.takeId();
     const len = this.enc.encode(Kind.Call, id, method, args);

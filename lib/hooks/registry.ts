@@ -7,6 +7,7 @@
  * an owner's old handlers or all of its new ones.
  */
 import { InvalidOptionError, UnknownHookError } from '../errors';
+import { DEFAULT_HOOK_TIMEOUT_MS } from '../defaults';
 import { Entry, Invocation } from './invoke';
 import type {
   HandlerInfo, HandlerOptions, HookDeclaration, HookHandler, HookResult, InvokeMode, InvokeOptions, OwnerHandler,
@@ -14,7 +15,7 @@ import type {
 
 export const INVOKE_MODES: readonly InvokeMode[] = Object.freeze(['parallel', 'series', 'waterfall', 'first']);
 /** The timeout of a hook that declares none, in ms. */
-export const DEFAULT_HOOK_TIMEOUT = 5000;
+export const DEFAULT_HOOK_TIMEOUT = DEFAULT_HOOK_TIMEOUT_MS;
 /** Largest timeout setTimeout honours (a larger one fires at once). */
 export const MAX_HOOK_TIMEOUT = 2 ** 31 - 1;
 export const HOOK_NAME = /^[a-z][a-zA-Z0-9_.:-]{0,127}$/;

@@ -23,6 +23,7 @@
  * epoll.
  */
 import { LimitError } from '../errors';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import { releasePreparedMounts } from '../sandbox/plan';
 import { checkRange } from '../sandbox/ids';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limits/options';
@@ -132,7 +133,7 @@ export class RunnerPool {
     }
     this.treeLimits = { ...DEFAULT_TREE_LIMITS, ...(options.treeLimits ?? {}) };
     this.stdio = options.stdio ?? DEFAULT_STDIO;
-    this.readyTimeout = options.readyTimeout ?? 10_000;
+    this.readyTimeout = options.readyTimeout ?? DEFAULT_READY_TIMEOUT_MS;
     this.scheduleFill();
   }
 
@@ -257,10 +258,10 @@ export class RunnerPool {
     handle.warm = true;
     handle.digest = p.tree?.digest;
     handle.sigsysMeans = options.allowExec === true ? undefined : 'execve';
-    handle.setTimeout(options.timeout ?? 30000);
+    handle.setTimeout(options.timeout ?? DEFAULT_CALL_TIMEOUT_MS);
     if (options.handlers !== undefined) handle.setHandlers(options.handlers);
     this.counts.warm++;
-    await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, true), options.loadTimeout ?? 10000);
+    await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, true), options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
     return handle as PooledPlugin;
   }
 

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { PLUGIN_PEER_LIMITS, RpcPeer, type CallOptions, type Handler, type PeerLimits, type Violation } from '../channel/rpc';
@@ -158,7 +159,7 @@ export class PluginProcess extends EventEmitter {
   }
 
   /** A pooled runner, before it is handed out: runs the channel's and the load's code paths once. */
-  async warmUp(timeout = 10000): Promise<void> {
+  async warmUp(timeout = DEFAULT_READY_TIMEOUT_MS): Promise<void> {
     await this.rpc.call(M_WARM, [], { timeout });
   }
 
@@ -166,7 +167,7 @@ export class PluginProcess extends EventEmitter {
    * Sends `$load` and waits for the plugin's methods. On failure the runner is killed (it is never
    * given a second plugin) and the error is rethrown.
    */
-  async load(plugin: string, config: unknown, setup: LoadSetup | undefined, loadTimeout = 10000): Promise<string[]> {
+  async load(plugin: string, config: unknown, setup: LoadSetup | undefined, loadTimeout = DEFAULT_LOAD_TIMEOUT_MS): Promise<string[]> {
     if (this.loadSent) throw new Error('this runner was already given a plugin; runners are never reused');
     this.loadSent = true;
     const args: unknown[] = setup === undefined ? [plugin, config] : [plugin, config, setup];
@@ -208,7 +209,7 @@ export class PluginProcess extends EventEmitter {
   }
 
   /** Closes the channel (the runner exits), then kills the process if it lingers. */
-  async close(graceMs = 2000): Promise<RunnerExit> {
+  async close(graceMs = DEFAULT_CLOSE_GRACE_MS): Promise<RunnerExit> {
     this.rpc.close();
     const t = setTimeout(() => this.process.kill('SIGKILL'), graceMs);
     try {
@@ -227,7 +228,7 @@ export class PluginProcess extends EventEmitter {
 export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions, setup?: LoadSetup): Promise<PluginProcess> {
   if (!path.isAbsolute(options.plugin)) throw new TypeError('plugin must be an absolute path');
   const handle = await launchRunner(spawner, options);
-  await handle.load(options.plugin, options.config, setup, options.loadTimeout ?? 10000);
+  await handle.load(options.plugin, options.config, setup, options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
   return handle;
 }
 
@@ -258,7 +259,7 @@ export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerO
     ep.releaseChildFds();
   }
   const rpc = new RpcPeer(ep, {
-    timeout: options.timeout ?? 30000,
+    timeout: options.timeout ?? DEFAULT_CALL_TIMEOUT_MS,
     idleSpinUs: options.pollUs ?? 100,
     limits: { ...PLUGIN_PEER_LIMITS, ...options.channelLimits },
   });

@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { DEFAULT_LOAD_TIMEOUT_MS } from '../defaults';
 import { InvalidOptionError } from '../errors';
 import { NO_EXEC_POLICY } from '../policy/profiles';
 import { launchRunner, type PluginProcess, type RunnerOptions } from '../runner/host';
@@ -223,6 +224,6 @@ export async function spawnNode(entry: string, options: SpawnNodeOptions = {}): 
   }
   handle.sigsysMeans = options.allowExec === true ? undefined : 'execve';
   handle.digest = p.tree?.digest;
-  await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, false), options.loadTimeout ?? 10000);
+  await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, false), options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
   return handle;
 }

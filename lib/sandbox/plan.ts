@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DEFAULT_SETUP_TIMEOUT_MS } from '../defaults';
 import { InvalidOptionError } from '../errors';
 import { releaseIdleHostIdBlocks } from './ids';
 import { parseSize } from '../limits/units';
@@ -378,7 +379,7 @@ export function buildPlan(options: SpawnOptions, allocatedId?: number): BuiltPla
     rlimits = Object.entries(rlimitValues).map(([name, v]) => ({ resource: RLIMITS[name as RlimitName], soft: v!.soft, hard: v!.hard }));
   }
 
-  let setupTimeoutMs = 10000;
+  let setupTimeoutMs = DEFAULT_SETUP_TIMEOUT_MS;
   if (options.setupTimeout !== undefined) {
     if (typeof options.setupTimeout !== 'number' || !Number.isInteger(options.setupTimeout) || options.setupTimeout < 1 || options.setupTimeout > 600000) {
       throw new InvalidOptionError('setupTimeout', 'must be a whole number of milliseconds from 1 to 600000');
