@@ -114,17 +114,37 @@ t.test('a child that cannot move itself into a v1 cgroup stops before execve, na
 });
 
 t.test('the child is created in its cgroup2 directory (clone3 CLONE_INTO_CGROUP) and moves itself into the v1 ones', { skip }, async (t) => {
-  const cg = SandboxCgroup.create({ memory: '64M', pids: 16 });
-  t.teardown(() => cg.destroy());
+  // A real sandbox, held running; the kernel's own membership files must hold its pid in every
+  // directory its SandboxCgroup names. The cgroup2 one is not among the files the child writes
+  // itself into, so only the clone can have put it there.
+  const sb = Sandbox.spawn({
+    command: ['/bin/sh', '-c', 'echo ready; read x'], seccomp: 'none', namespaces: { cgroup: false },
+    stdio: ['pipe', 'pipe', 'ignore'], limits: { memory: '64M', pids: 16 },
+  });
+  t.teardown(() => { if (sb.exitResult === null) sb.kill(); });
+  await withTimeout(new Promise<void>((resolve, reject) => {
+    sb.stdout!.once('data', () => resolve());
+    sb.stdout!.once('end', () => reject(new Error('the sandbox ended before it printed ready')));
+  }), 5000, 'the sandbox to run');
+  const cg = (sb as unknown as { cgroup: SandboxCgroup | undefined }).cgroup;
+  if (cg === undefined) throw new Error('a sandbox spawned with limits has no SandboxCgroup');
+  const holds = (file: string) => fs.readFileSync(file, 'utf8').split('\n').includes(String(sb.pid));
   const v2 = cg.backend?.v2Dir;
-  const v1Dirs = cg.procsFiles.filter((f) => v2 === undefined || !f.startsWith(`${v2}/`)).map((f) => f.slice(0, -'/cgroup.procs'.length));
+  const v1Dirs = cg.procsFiles.filter((f) => v2 === undefined || !f.startsWith(`${v2}/`)).map((f) => path.dirname(f));
   t.same(cg.tasksFiles, v1Dirs.map((d) => `${d}/tasks`), 'each v1 hierarchy: its tasks file, which the child writes itself into');
+  for (const f of cg.tasksFiles) t.ok(holds(f), `the kernel lists pid ${sb.pid} in ${f}`);
+  const own = fs.readFileSync(`/proc/${sb.pid}/cgroup`, 'utf8');
   if (v2 === undefined) {
     t.equal(cg.cloneIntoDir, undefined, 'no cgroup2 directory');
-    return;
+  } else {
+    t.equal(cg.cloneIntoDir, v2);
+    t.notOk(cg.tasksFiles.some((f) => f.startsWith(`${v2}/`)), 'the cgroup2 directory is not among them');
+    t.ok(holds(path.join(v2, 'cgroup.procs')), `the kernel lists pid ${sb.pid} in ${v2}/cgroup.procs`);
+    const line = own.split('\n').find((l) => l.startsWith('0::')) ?? '';
+    t.equal(path.basename(line.slice(3)), path.basename(v2), `its /proc/<pid>/cgroup names the sandbox's cgroup2 directory (${line})`);
   }
-  t.equal(cg.cloneIntoDir, v2);
-  t.notOk(cg.tasksFiles.some((f) => f.startsWith(`${v2}/`)), 'the cgroup2 directory is not among them');
+  sb.stdin!.end('x\n');
+  t.equal((await withTimeout(sb.exited, 5000, 'exit')).code, 0);
 });
 
 t.test('where the host answers clone3 with ENOSYS (as container runtimes\' seccomp does), the child is still placed before it runs', { skip }, async (t) => {

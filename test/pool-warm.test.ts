@@ -7,6 +7,8 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { hostLayout } from '../lib/limits';
+import { discoverOwnCgroups } from '../lib/limits/discover';
 import { RunnerPool } from '../lib/pool';
 import { PROBE_PLUGIN, pluginDir } from './helpers/plugin-dir';
 
@@ -140,10 +142,14 @@ t.test('limits: lowered in place under the pool ceiling, cold above it', async (
   t.ok(p.warm);
   const sb = (p.process as unknown as { narrowLimits: unknown });
   t.type(sb.narrowLimits, 'function');
-  // The sandbox's own view of its memory limit, from inside (cgroup namespace: its cgroup is the root).
-  const limit = await p.call('read', '/sys/fs/cgroup/memory/memory.limit_in_bytes').catch(() => undefined)
-    ?? await p.call('read', '/sys/fs/cgroup/memory.max').catch(() => undefined);
-  if (limit !== undefined) t.equal(Number(String(limit).trim()), 256 * 1024 * 1024, 'the cgroup says 256M');
+  // The kernel's word, read from the host (inside, the sandbox may have no /sys/fs/cgroup at all):
+  // the runner's own memory cgroup, a sandbox cgroup of this host, holds 256M.
+  const dirs = discoverOwnCgroups(hostLayout(), `/proc/${p.pid}/cgroup`);
+  const memoryDir = dirs.v1.get('memory') ?? dirs.v2;
+  if (memoryDir === undefined) throw new Error(`runner ${p.pid} is in no memory cgroup`);
+  t.match(path.basename(memoryDir), new RegExp(`^warden\\.${process.pid}\\.\\d+$`), `its memory cgroup is a sandbox cgroup (${memoryDir})`);
+  const limitFile = path.join(memoryDir, dirs.v1.has('memory') ? 'memory.limit_in_bytes' : 'memory.max');
+  t.equal(Number(fs.readFileSync(limitFile, 'utf8').trim()), 256 * 1024 * 1024, `${limitFile} says 256M`);
   const big = await pool.start(entry, { limits: { memory: '1G', pids: 32 } });
   t.teardown(() => big.kill());
   t.equal(big.warm, false, 'above the ceiling: cold');
