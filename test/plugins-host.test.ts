@@ -12,6 +12,7 @@ import { spawnNode } from '../lib/sandbox/node';
 import { DEFAULT_HOST_ID_RANGE } from '../lib/sandbox/ids';
 import type { PluginLauncher, PluginStatusEvent } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
+import { rootOnly } from './helpers/sandbox';
 
 const HOOKS = [
   { name: 'greet', mode: 'parallel' as const },
@@ -92,13 +93,13 @@ t.test('a trusted plugin is loaded and its hooks run in every mode, mixed with h
   const proc = host.process('good')!;
   const who = (await proc.call('whoami')) as { uid: number; pid: number };
   t.equal(who.pid, 1, 'the plugin runs as pid 1 of its own sandbox');
-  if (process.getuid?.() === 0) {
+  rootOnly(t, 'nobody inside, and a host uid of its own per plugin from the host id range', 'unprivileged, every sandbox maps to the caller', () => {
     t.equal(who.uid, 65534, 'nobody inside');
     const hostUid = (pid: number) => Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
     const ids = [hostUid(proc.pid), hostUid(host.process('other')!.pid)];
     t.not(ids[0], ids[1], `each plugin has a host uid of its own (${ids.join(', ')})`);
     t.ok(ids.every((id) => id >= DEFAULT_HOST_ID_RANGE.first && id < DEFAULT_HOST_ID_RANGE.first + DEFAULT_HOST_ID_RANGE.count), 'from the host id range');
-  }
+  });
 });
 
 t.test('a plugin not in the trust list is never started; a modified one neither', async (t) => {
@@ -198,7 +199,7 @@ t.test('each violation unloads the plugin at once with its reason', async (t) =>
       expect: 'pids',
     };
   } else {
-    t.comment('memory and pids violations need cgroup limits: skipped as an unprivileged user (see warden doctor)');
+    t.pass('memory and pids violations', { skip: 'needs root: they need cgroup limits, which an unprivileged host lacks (see warden doctor)' });
   }
   for (const [name, p] of Object.entries(plugins)) {
     w.writePlugin(name, { code: p.code, hooks: ['work'], limits: p.limits, permissions: p.permissions });
@@ -448,7 +449,7 @@ t.test('host shutdown unloads everything and leaves no process or fd behind', as
   await host.start();
   t.equal((await host.invoke('greet', [])).values.length, 3);
   t.ok(children().length >= kids + 3, 'three sandboxes running');
-  if (process.getuid?.() === 0) t.ok(listSandboxCgroups().length >= cgroups + 3, 'each in its own cgroup (one per controller hierarchy)');
+  rootOnly(t, 'each in its own cgroup', 'an unprivileged host runs them without cgroups', () => t.ok(listSandboxCgroups().length >= cgroups + 3, 'each in its own cgroup (one per controller hierarchy)'));
   await host.close();
   for (const n of ['a', 'b', 'c']) t.equal(host.status(n), 'unloaded');
   await until(() => children().length === kids, 5000, 'children to be reaped');

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Sandbox } from '../lib/sandbox/sandbox';
 import { DEFAULT_HOST_ID_RANGE, HostIdsExhaustedError } from '../lib/sandbox/ids';
-import { isRoot, sh } from './helpers/sandbox';
+import { RUN_DEADLINE_MS, isRoot, rootOnly, sh, waitUntil, within } from './helpers/sandbox';
 
 const SECCOMP = {}; // the default profile
 
@@ -19,14 +19,16 @@ const hostIds = (pid: number) => {
 
 t.test('identity: unprivileged uid/gid inside, and the host sees an unprivileged uid', async (t) => {
   const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'id -u; id -g; id -G; read x'], stdio: ['pipe', 'pipe', 'inherit'], ...SECCOMP });
+  // A failed wait below must not leave it reading stdin: that would keep this file alive until tap's timeout.
+  t.teardown(() => sb.kill());
   let out = '';
   sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  while (out.split('\n').length < 4) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil(() => out.split('\n').length >= 4, RUN_DEADLINE_MS, () => `its three id lines (so far: ${JSON.stringify(out)})`);
   const status = fs.readFileSync(`/proc/${sb.pid}/status`, 'utf8');
   const hostUid = Number(/^Uid:\s+(\d+)/m.exec(status)![1]);
   const hostGid = Number(/^Gid:\s+(\d+)/m.exec(status)![1]);
   sb.stdin!.end('\n');
-  await sb.exited;
+  await within(sb.exited, RUN_DEADLINE_MS, 'the sandbox to exit');
   const [uid, gid, groups] = out.trim().split('\n');
   if (isRoot) {
     t.equal(uid, '65534', 'uid inside');
@@ -61,17 +63,19 @@ t.test('host ids: distinct per live sandbox, given back at exit, refused clearly
     t.throws(() => Sandbox.spawn({ command: ['/bin/true'], hostIds: range, stdio: ['pipe'] as never }), { field: 'stdio' } as never);
   }
   const running = [spawn(), spawn(), spawn()];
+  t.teardown(() => running.forEach((sb) => sb.kill()));
   const ids = running.map((sb) => hostIds(sb.pid));
   t.equal(new Set(ids.map((i) => i.uid)).size, 3, `three live sandboxes, three host uids (${ids.map((i) => i.uid).join(', ')})`);
   t.ok(ids.every((i) => i.uid >= range.first && i.uid < range.first + range.count && i.gid === i.uid), 'each from the range, gid = uid');
   t.throws(spawn, HostIdsExhaustedError, 'a fourth is refused');
   t.throws(spawn, { code: 'ERR_HOST_IDS_EXHAUSTED', message: new RegExp(`no free host uid in ${range.first}-${range.first + 2}.*wider range`) }, 'naming the range and what to do');
   running[1].stdin!.end('\n');
-  await running[1].exited;
+  await within(running[1].exited, RUN_DEADLINE_MS, 'the second sandbox to exit');
   const again = spawn();
+  t.teardown(() => again.kill());
   t.equal(hostIds(again.pid).uid, ids[1].uid, 'the id of the one that exited is handed out again');
   for (const sb of [...running, again]) sb.stdin!.end('\n');
-  await Promise.all([...running, again].map((sb) => sb.exited));
+  await within(Promise.all([...running, again].map((sb) => sb.exited)), RUN_DEADLINE_MS, 'the four sandboxes to exit');
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], hostIds: { first: 65000, count: 1000 } }), { code: 'ERR_INVALID_OPTION', field: 'hostIds' }, 'a range with nobody (65534) in it is refused');
 });
 
@@ -180,10 +184,10 @@ t.test('/tmp and tmpfs mounts belong to the sandbox\'s ids; mount points beneath
   t.equal(tmpOwner, uid, '/tmp belongs to the sandbox uid');
   t.equal(scratchOwner, uid, 'a tmpfs belongs to the sandbox uid');
   t.same(rest, ['in', 'x', 'scratch-writable'], 'a bind beneath /tmp is there, in a fresh /tmp');
-  if (isRoot) {
+  await rootOnly(t, 'with uid 0 inside, /tmp is 0:0 inside', 'an unprivileged host maps only its own uid', async () => {
     const r0 = await sh('stat -c %u:%g /tmp; id -u', { uid: 0, gid: 0, ...SECCOMP });
     t.same(r0.stdout.trim().split('\n'), ['0:0', '0'], 'with uid 0 inside, /tmp is 0:0 inside');
-  }
+  });
   t.notOk(fs.existsSync(path.join(dir, 'in')), 'nothing was created on the host');
 });
 
@@ -191,13 +195,14 @@ t.test('tmpfs made ahead for the next spawn are still each sandbox\'s own and em
   const opts = { tmpfs: [{ target: '/scratch' }], ...SECCOMP };
   // The first one writes into both and stays; those spawned meanwhile and after it see neither file.
   const first = Sandbox.spawn({ command: ['/bin/sh', '-c', 'echo a > /tmp/mark; echo a > /scratch/mark; echo ready; read x'], stdio: ['pipe', 'pipe', 'inherit'], ...opts });
+  t.teardown(() => first.kill());
   let out = '';
   first.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
-  while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 5));
+  await waitUntil(() => out.includes('ready'), RUN_DEADLINE_MS, 'the first sandbox to say ready');
   const look = 'ls -A /tmp /scratch | tr -d "\n"; echo; stat -f -c %i /tmp /scratch | tr "\n" " "';
   const during = [await sh(look, opts), await sh(look, opts)];
   first.stdin!.end('\n');
-  t.same(await first.exited, { code: 0, signal: null, violation: null });
+  t.same(await within(first.exited, RUN_DEADLINE_MS, 'the first sandbox to exit'), { code: 0, signal: null, violation: null });
   const after = await sh(look, opts);
   for (const [i, r] of [...during, after].entries()) t.equal(r.stdout.split('\n')[0], '/scratch:/tmp:', `sandbox ${i + 2} has an empty /tmp and /scratch`);
   const ids = [...during, after].map((r) => r.stdout.split('\n')[1]);
@@ -289,7 +294,7 @@ t.test('exit codes and signals come back', async (t) => {
   t.equal(killed.code, 0);
   const sb = Sandbox.spawn({ command: ['/bin/sleep', '100'], ...SECCOMP });
   t.equal(sb.kill(), true);
-  const r = await sb.exited;
+  const r = await within(sb.exited, RUN_DEADLINE_MS, 'the killed sandbox to be reaped');
   t.equal(r.signal, 'SIGKILL');
   t.equal(sb.kill(), false, 'kill after exit says so');
 });

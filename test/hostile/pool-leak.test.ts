@@ -10,8 +10,7 @@ import * as path from 'node:path';
 
 import { RunnerPool } from '../../lib/pool';
 import { pluginDir } from '../helpers/plugin-dir';
-
-const root = process.getuid?.() === 0;
+import { rootOnly } from '../helpers/sandbox';
 
 /** Leaves every kind of state it can behind (and keeps it alive: timers, children, sockets). */
 const DIRTY = `
@@ -98,14 +97,14 @@ t.test('a plugin served warm after another sees nothing the other left behind', 
   t.teardown(() => b.kill());
   t.ok(b.warm, 'the next plugin is served warm');
   const during = (await b.call('look')) as Record<string, unknown>;
-  if (root) t.not(hostUid(b.pid), hostUid(a.pid), 'it runs as another host uid');
+  rootOnly(t, 'it runs as another host uid', 'unprivileged, every sandbox maps to the caller', () => t.not(hostUid(b.pid), hostUid(a.pid), 'it runs as another host uid'));
   await a.close();
   await pool.waitIdle();
   const c = await pool.start(probe);
   t.teardown(() => c.kill());
   t.ok(c.warm);
   const after = (await c.call('look')) as Record<string, unknown>;
-  if (root) t.not(hostUid(c.pid), hostUid(b.pid));
+  rootOnly(t, 'and the one after it as yet another', 'unprivileged, every sandbox maps to the caller', () => t.not(hostUid(c.pid), hostUid(b.pid), 'and the one after it as yet another'));
 
   for (const [when, seen] of [['while the first runs', during], ['after it ended', after]] as const) {
     t.same(seen.files, [], `${when}: no file it wrote (/tmp, /plugin)`);
