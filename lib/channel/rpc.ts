@@ -17,7 +17,9 @@ import { CallTimeoutError, ChannelError } from '../errors';
 import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
 import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type Handler } from './call-context';
 import { CallDeadlines } from './call-deadlines';
-import { CodecError, DecoderState, Encoder, Kind, UNLIMITED, decode, type DecodeLimits, type Decoded } from './codec';
+import { CodecError, Kind, UNLIMITED, type DecodeLimits, type Decoded } from './codec';
+import { DecoderState, decode } from './decoder';
+import { Encoder } from './encoder';
 import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
 
 export type { CallContext, Handler } from './call-context';

@@ -8,7 +8,9 @@ import t from 'tap';
 import { performance } from 'node:perf_hooks';
 import * as v8 from 'node:v8';
 
-import { CodecError, DecoderState, Encoder, PEER_LIMITS, decode } from '../../lib/channel/codec';
+import { CodecError, PEER_LIMITS } from '../../lib/channel/codec';
+import { DecoderState, decode } from '../../lib/channel/decoder';
+import { Encoder } from '../../lib/channel/encoder';
 import { expectUnloaded, HostMeter, hostileWorld } from '../helpers/hostile';
 
 t.test('values that are expensive to decode', async (t) => {

@@ -1,0 +1,200 @@
+/**
+ * Reads one received message in the channel's format (codec.ts). The input is hostile: every
+ * length is bounded by the message, nesting is bounded, names must be defined before use and never
+ * change, and what a message may cost to decode is bounded (DecodeLimits); any inconsistency throws
+ * a CodecError.
+ */
+import { CodecError, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, Tag, UNLIMITED, f64, f64b, readU32, v8, type DecodeLimits, type Decoded, type FastUtf8 } from './codec';
+
+/** What a receiver remembers between messages: the names the peer defined. */
+export class DecoderState {
+  readonly names: string[] = [];
+}
+
+/**
+ * Decodes one received message: the first `length` bytes of `msg`. Strings and Bytes are copied
+ * out; attachments are views of `msg`, unless `reused` says `msg` is scratch memory that the next
+ * message overwrites: then they are copied too.
+ */
+export function decode(msg: Buffer, length: number, reused: boolean, state: DecoderState, limits: Readonly<DecodeLimits> = UNLIMITED): Decoded {
+  if (length < HEADER || length > msg.length) throw new CodecError('message shorter than its header');
+  const kind = msg[0] as Kind;
+  if (kind < Kind.Call || kind > Kind.Cancel) throw new CodecError(`unknown message kind ${kind}`);
+  const id = readU32(msg, 1);
+  const envLen = readU32(msg, 5);
+  if (envLen > length - HEADER) throw new CodecError('envelope longer than the message');
+  const r = new Reader(msg, HEADER + envLen, length, reused, limits);
+  let name = '';
+  if (kind === Kind.Call || kind === Kind.Notify) name = r.name(state);
+  const value = r.value(0);
+  if (r.pos !== r.end) throw new CodecError('trailing bytes in envelope');
+  if (r.attachPos !== length) throw new CodecError('attachments do not add up to the message');
+  return { kind, id, name, value };
+}
+
+class Reader {
+  pos = HEADER;
+  attachPos: number;
+  // What is left of this message's budget (DecodeLimits).
+  private values: number;
+  private stringBytes: number;
+  private digits: number;
+  private structuredBytes: number;
+  constructor(
+    private readonly b: Buffer,
+    readonly end: number,
+    private readonly length: number,
+    private readonly reused: boolean,
+    private readonly limits: Readonly<DecodeLimits>,
+  ) {
+    this.attachPos = end;
+    this.values = limits.values;
+    this.stringBytes = limits.stringBytes;
+    this.digits = limits.bigintDigits;
+    this.structuredBytes = limits.structuredBytes;
+  }
+
+  private over(what: keyof DecodeLimits): never {
+    throw new CodecError(`message over the decoding budget: more than ${this.limits[what]} ${what} in one message (split it; bytes travel as a Buffer at no decoding cost)`);
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.end) throw new CodecError('value runs past the envelope');
+  }
+
+  private u32(): number {
+    this.need(4);
+    const v = readU32(this.b, this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  private string(): string {
+    const n = this.u32();
+    this.need(n);
+    if ((this.stringBytes -= n) < 0) this.over('stringBytes');
+    const p = this.pos;
+    this.pos = p + n;
+    return (this.b as unknown as FastUtf8).utf8Slice(p, p + n);
+  }
+
+  name(state: DecoderState): string {
+    this.need(1);
+    const tag = this.b[this.pos++];
+    if (tag === Tag.String) return this.string();
+    if (tag !== Tag.NameRef && tag !== Tag.NameDef) throw new CodecError('call without a method name');
+    this.need(2);
+    const n = this.b[this.pos] | (this.b[this.pos + 1] << 8);
+    this.pos += 2;
+    if (n >= MAX_NAMES) throw new CodecError('name number out of range');
+    const known = state.names[n];
+    if (tag === Tag.NameRef) {
+      if (known === undefined) throw new CodecError('name number used before it was defined');
+      return known;
+    }
+    this.need(1);
+    if (this.b[this.pos++] !== Tag.String) throw new CodecError('name definition without a string');
+    this.need(4);
+    if (readU32(this.b, this.pos) > MAX_NAME_BYTES) throw new CodecError('defined name too long');
+    const s = this.string();
+    if (known === undefined) state.names[n] = s;
+    else if (known !== s) throw new CodecError('name number redefined');
+    else return known;
+    return s;
+  }
+
+  value(depth: number): unknown {
+    if (depth > MAX_DEPTH) throw new CodecError('value nested too deeply');
+    if (--this.values < 0) this.over('values');
+    this.need(1);
+    const b = this.b;
+    const tag = b[this.pos++];
+    switch (tag) {
+      case Tag.Undefined:
+        return undefined;
+      case Tag.Null:
+        return null;
+      case Tag.False:
+        return false;
+      case Tag.True:
+        return true;
+      case Tag.Int32: {
+        this.need(4);
+        const p = this.pos;
+        this.pos = p + 4;
+        return b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24);
+      }
+      case Tag.Float64:
+      case Tag.Date: {
+        this.need(8);
+        const p = this.pos;
+        for (let i = 0; i < 8; i++) f64b[i] = b[p + i];
+        this.pos = p + 8;
+        return tag === Tag.Date ? new Date(f64[0]) : f64[0];
+      }
+      case Tag.String:
+        return this.string();
+      case Tag.BigInt: {
+        const s = this.value(depth + 1);
+        if (typeof s !== 'string' || !/^-?[0-9]{1,100000}$/.test(s)) throw new CodecError('malformed bigint');
+        if ((this.digits -= s.length) < 0) this.over('bigintDigits');
+        return BigInt(s);
+      }
+      case Tag.Bytes: {
+        const n = this.u32();
+        this.need(n);
+        // A copy: a small view would pin the whole received message.
+        const out = Buffer.from(b.subarray(this.pos, this.pos + n));
+        this.pos += n;
+        return out;
+      }
+      case Tag.Attachment: {
+        const n = this.u32();
+        if (n > this.length - this.attachPos) throw new CodecError('attachment runs past the message');
+        const view = b.subarray(this.attachPos, this.attachPos + n);
+        this.attachPos += n;
+        return this.reused ? Buffer.from(view) : view;
+      }
+      case Tag.Array: {
+        const n = this.u32();
+        // Each element takes at least one byte: a lying count fails here, not after allocating.
+        this.need(n);
+        if (n > this.values) this.over('values');
+        const out = new Array<unknown>(n);
+        for (let i = 0; i < n; i++) out[i] = this.value(depth + 1);
+        return out;
+      }
+      case Tag.Object: {
+        const n = this.u32();
+        this.need(n * 2);
+        // Keys and value count already; a wide object (a dictionary: every key costs ~1 us to
+        // add) pays for 8 values a key, a small one 2.
+        if ((this.values -= n * (n > 64 ? 6 : 0)) < 0) this.over('values');
+        const out: Record<string, unknown> = {};
+        for (let i = 0; i < n; i++) {
+          const k = this.value(depth + 1);
+          if (typeof k !== 'string') throw new CodecError('object key is not a string');
+          const v = this.value(depth + 1);
+          // A key named __proto__ must not change the object's prototype.
+          if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+          else out[k] = v;
+        }
+        return out;
+      }
+      case Tag.Structured: {
+        const n = this.u32();
+        this.need(n);
+        if ((this.structuredBytes -= n) < 0) this.over('structuredBytes');
+        const bytes = b.subarray(this.pos, this.pos + n);
+        this.pos += n;
+        try {
+          return v8().deserialize(bytes);
+        } catch (e) {
+          throw new CodecError(`malformed structured value: ${(e as Error).message}`);
+        }
+      }
+      default:
+        throw new CodecError(`unknown value tag ${tag}`);
+    }
+  }
+}

@@ -1,0 +1,242 @@
+/**
+ * Writes messages in the channel's format (codec.ts) into the endpoint's send buffer: compact tags
+ * for the values RPC carries, Buffers of ATTACH_MIN bytes and more as attachments gathered straight
+ * into the ring, each name sent once per channel and then by number, structured clone for the rest.
+ */
+import { ATTACH_MIN, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, SHORT_STRING, Tag, f64, f64b, v8, writeU32, type FastUtf8 } from './codec';
+
+export class Encoder {
+  private buf: Buffer;
+  private pos = 0;
+  private attachments: Uint8Array[] | undefined;
+  private depth = 0;
+  private busy = false;
+  /** name → number; ~number (negative) until a message defining it has been handed to the channel. */
+  private readonly names = new Map<string, number>();
+  private defined: string | undefined;
+  /** After encode(): what goes after the envelope (attachments), or with -1, the envelope too. */
+  parts: Uint8Array[] | undefined;
+
+  /** `scratch`: where envelopes are written (the endpoint's txBuffer, so sending passes a length). */
+  constructor(private readonly scratch: Buffer = Buffer.allocUnsafe(64 * 1024)) {
+    this.buf = scratch;
+  }
+
+  /**
+   * Encodes one message. Returns the envelope's length in `scratch`, and `parts` holds the
+   * attachments (undefined when there are none). An envelope too big for `scratch` goes into a
+   * buffer of its own: then the result is -1 and `parts` starts with the envelope.
+   * Call sent() once the channel has taken the message.
+   */
+  encode(kind: Kind, id: number, name: string | undefined, value: unknown): number {
+    // Reading a value may run a getter that sends: it must not overwrite the envelope half written.
+    if (this.busy) throw new TypeError('cannot send over the channel while a message is being encoded');
+    this.busy = true;
+    this.buf = this.scratch;
+    this.pos = HEADER;
+    this.attachments = undefined;
+    this.depth = 0;
+    this.defined = undefined;
+    try {
+      if (name !== undefined) this.name(name);
+      this.value(value);
+    } finally {
+      this.busy = false;
+    }
+    const b = this.buf;
+    b[0] = kind;
+    writeU32(b, 1, id >>> 0);
+    writeU32(b, 5, this.pos - HEADER);
+    if (b === this.scratch) {
+      this.parts = this.attachments;
+      return this.pos;
+    }
+    // The channel may keep this buffer queued: it is never reused.
+    this.buf = this.scratch;
+    const atts = this.attachments as Uint8Array[] | undefined;
+    this.parts = atts === undefined ? [b.subarray(0, this.pos)] : [b.subarray(0, this.pos), ...atts];
+    return -1;
+  }
+
+  /**
+   * The channel took the last message encoded (in the ring or queued, in order): a name it defined
+   * is known to the peer from now on. Until then every message using the name defines it again.
+   */
+  sent(): void {
+    const n = this.defined;
+    if (n === undefined) return;
+    this.defined = undefined;
+    const v = this.names.get(n);
+    if (v !== undefined && v < 0) this.names.set(n, ~v);
+  }
+
+  private name(s: string): void {
+    let v = this.names.get(s);
+    if (v === undefined) {
+      if (this.names.size >= MAX_NAMES || s.length > MAX_NAME_BYTES / 4) {
+        this.string(s);
+        return;
+      }
+      v = ~this.names.size;
+      this.names.set(s, v);
+    }
+    this.ensure(3);
+    const b = this.buf;
+    const p = this.pos;
+    if (v >= 0) {
+      b[p] = Tag.NameRef;
+      b[p + 1] = v;
+      b[p + 2] = v >>> 8;
+      this.pos = p + 3;
+      return;
+    }
+    b[p] = Tag.NameDef;
+    b[p + 1] = ~v;
+    b[p + 2] = ~v >>> 8;
+    this.pos = p + 3;
+    this.defined = s;
+    this.string(s);
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const nb = Buffer.allocUnsafe(size);
+    this.buf.copy(nb, 0, 0, this.pos);
+    this.buf = nb;
+  }
+
+  private u32(v: number): void {
+    writeU32(this.buf, this.pos, v);
+    this.pos += 4;
+  }
+
+  private string(s: string): void {
+    const len = s.length;
+    this.ensure(5 + len * 3);
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = Tag.String;
+    if (len <= SHORT_STRING) {
+      let i = 0;
+      for (; i < len; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        b[p + 5 + i] = c;
+      }
+      if (i === len) {
+        writeU32(b, p + 1, len);
+        this.pos = p + 5 + len;
+        return;
+      }
+    }
+    const n = (b as unknown as FastUtf8).utf8Write(s, p + 5);
+    writeU32(b, p + 1, n);
+    this.pos = p + 5 + n;
+  }
+
+  private f64(tag: Tag, v: number): void {
+    this.ensure(9);
+    const b = this.buf;
+    const p = this.pos;
+    b[p] = tag;
+    f64[0] = v;
+    for (let i = 0; i < 8; i++) b[p + 1 + i] = f64b[i];
+    this.pos = p + 9;
+  }
+
+  private value(v: unknown): void {
+    switch (typeof v) {
+      case 'undefined':
+        this.ensure(1);
+        this.buf[this.pos++] = Tag.Undefined;
+        return;
+      case 'boolean':
+        this.ensure(1);
+        this.buf[this.pos++] = v ? Tag.True : Tag.False;
+        return;
+      case 'number':
+        if ((v | 0) === v && (v !== 0 || 1 / v > 0)) {
+          this.ensure(5);
+          const b = this.buf;
+          const p = this.pos;
+          b[p] = Tag.Int32;
+          writeU32(b, p + 1, v);
+          this.pos = p + 5;
+        } else {
+          this.f64(Tag.Float64, v);
+        }
+        return;
+      case 'string':
+        this.string(v);
+        return;
+      case 'bigint': {
+        const s = v.toString();
+        this.ensure(1);
+        this.buf[this.pos++] = Tag.BigInt;
+        this.string(s);
+        return;
+      }
+      case 'object':
+        break;
+      default:
+        // Functions and symbols do not clone; say so like structuredClone would.
+        throw new TypeError(`${typeof v} values cannot be sent over the channel`);
+    }
+    if (v === null) {
+      this.ensure(1);
+      this.buf[this.pos++] = Tag.Null;
+      return;
+    }
+    if (++this.depth > MAX_DEPTH) throw new RangeError('value nested too deeply to send');
+    if (Array.isArray(v)) {
+      this.ensure(5);
+      this.buf[this.pos++] = Tag.Array;
+      const n = v.length;
+      this.u32(n);
+      for (let i = 0; i < n; i++) this.value(v[i]);
+    } else if (v instanceof Uint8Array) {
+      if (v.constructor !== Uint8Array && !Buffer.isBuffer(v)) {
+        this.structured(v);
+      } else if (v.byteLength >= ATTACH_MIN) {
+        this.ensure(5);
+        this.buf[this.pos++] = Tag.Attachment;
+        this.u32(v.byteLength);
+        (this.attachments ??= []).push(v);
+      } else {
+        this.ensure(5 + v.byteLength);
+        this.buf[this.pos++] = Tag.Bytes;
+        this.u32(v.byteLength);
+        this.buf.set(v, this.pos);
+        this.pos += v.byteLength;
+      }
+    } else if (v instanceof Date) {
+      this.f64(Tag.Date, v.getTime());
+    } else {
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) {
+        this.structured(v);
+      } else {
+        const keys = Object.keys(v);
+        this.ensure(5);
+        this.buf[this.pos++] = Tag.Object;
+        this.u32(keys.length);
+        for (const k of keys) {
+          this.string(k);
+          this.value((v as Record<string, unknown>)[k]);
+        }
+      }
+    }
+    this.depth--;
+  }
+
+  private structured(v: object): void {
+    const bytes = v8().serialize(v);
+    this.ensure(5 + bytes.length);
+    this.buf[this.pos++] = Tag.Structured;
+    this.u32(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+}
