@@ -194,6 +194,23 @@ t.test('the runner loads nothing of the host side', async (t) => {
   t.same(inRunner.filter((f) => !reached.has(f)).map((f) => `lib/${f}`), [], 'files in lib/runner/ that the runner never loads (host side: they belong elsewhere)');
 });
 
+t.test('the host loads nothing of the runner: what it takes from lib/runner/ is types only', async (t) => {
+  let seen = 0;
+  for (const [file, targets] of files) {
+    if (layerOf(file) === 'runner' || !targets.some((f) => layerOf(f) === 'runner')) continue;
+    const src = ts.createSourceFile(file, fs.readFileSync(path.join(LIB, file), 'utf8'), ts.ScriptTarget.ES2022);
+    for (const st of src.statements) {
+      if (!(ts.isImportDeclaration(st) || ts.isExportDeclaration(st)) || st.moduleSpecifier === undefined) continue;
+      const spec = (st.moduleSpecifier as ts.StringLiteral).text;
+      if (!/(^|\/)runner\//.test(spec)) continue;
+      seen++;
+      const typeOnly = ts.isImportDeclaration(st) ? st.importClause?.isTypeOnly === true : st.isTypeOnly;
+      t.ok(typeOnly, `lib/${file}: '${spec}' is imported as types only (erased at compile)`);
+    }
+  }
+  t.ok(seen > 0, `${seen} type-only uses found (the public HostApi type)`);
+});
+
 const sources = [
   ...walk(LIB, (f) => f.endsWith('.ts')),
   ...walk(path.join(root, 'native'), (f) => /\.(cc|h|c)$/.test(f)),
