@@ -5,13 +5,13 @@
  *
  * MB/s: a call carrying 1 MiB to the other side, which answers with its length (one direction).
  * The warden row goes through the public API: PluginProcess.call/callSync against a plugin that runs
- * in a real sandbox (Sandbox.spawnNode: namespaces, strict seccomp, read-only mounts).
+ * in a real sandbox (spawnNode: namespaces, strict seccomp, read-only mounts).
  */
 import { fork } from 'node:child_process';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { Sandbox } from '../lib/sandbox/sandbox';
+import { spawnNode } from '../lib/process/spawn-node';
 
 const N = Number(process.env.BENCH_N ?? 20000);
 const NBIG = Number(process.env.BENCH_NBIG ?? 300);
@@ -67,7 +67,7 @@ async function throughput(fn: () => Promise<unknown> | unknown, n = NBIG): Promi
 }
 
 async function warden(): Promise<Row> {
-  const p = await Sandbox.spawnNode(path.join(root, 'ipc-plugin.js'), { timeout: 0 });
+  const p = await spawnNode(path.join(root, 'ipc-plugin.js'), { timeout: 0 });
   const big = Buffer.alloc(MiB, 1);
   const s = latencySync(() => p.callSync('add', 1, 2));
   const a = await latency(() => p.call('add', 1, 2));

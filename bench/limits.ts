@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { SandboxCgroup, hostLayout, listSandboxCgroups, type Violation } from '../lib/limits';
+import { SandboxCgroup, hostLayout, listSandboxCgroups, type LimitViolation } from '../lib/limits';
 import type { LimitsOptions } from '../lib/limits';
 
 const N = Number(process.env.BENCH_N ?? 60);
@@ -71,7 +71,7 @@ async function breach(helper: string, kind: 'memory' | 'pids' | 'timeout', limit
   let out = '';
   child.stdout!.on('data', (d: Buffer) => { out += d; });
   const exited = new Promise<bigint>((r) => child.on('exit', () => r(process.hrtime.bigint())));
-  const violation = new Promise<[Violation, bigint]>((r) => cg.once('violation', (v: Violation) => r([v, process.hrtime.bigint()])));
+  const violation = new Promise<[LimitViolation, bigint]>((r) => cg.once('violation', (v: LimitViolation) => r([v, process.hrtime.bigint()])));
   cg.attach(child.pid!);
   const start = process.hrtime.bigint();
   cg.start(child.pid);

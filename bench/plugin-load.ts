@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { RunnerPool } from '../lib/pool';
-import { spawnNode } from '../lib/sandbox/node';
+import { spawnNode } from '../lib/process/spawn-node';
 
 const N = Number(process.env.BENCH_LOAD_N ?? 40);
 const WARMUP = 3;

@@ -112,6 +112,7 @@ export const {
   serializeTrustList,
   signTrustList,
   signedBytes,
+  spawnNode,
   tallySignatures,
   trustEntryLimits,
   validateSeccompPolicy,

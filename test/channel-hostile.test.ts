@@ -7,8 +7,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { startRunner, unsandboxedSpawner, type PluginProcess } from '../lib/runner/host';
-import type { Violation } from '../lib/channel/rpc';
+import { startRunner, unsandboxedSpawner, type PluginProcess } from '../lib/process/plugin-process';
+import type { ChannelViolation as Violation } from '../lib/channel/rpc';
 
 const helpers = path.join(__dirname, '..', '..', 'test', 'helpers');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-hostile-'));

@@ -2,7 +2,7 @@ import t from 'tap';
 import * as path from 'node:path';
 
 import { CallTimeoutError, ChannelError, RemoteError } from '../lib/errors';
-import { startRunner, unsandboxedSpawner, type PluginProcess, type RunnerOptions } from '../lib/runner/host';
+import { startRunner, unsandboxedSpawner, type PluginProcess, type RunnerOptions } from '../lib/process/plugin-process';
 
 const helpers = path.join(__dirname, '..', '..', 'test', 'helpers');
 const plugin = path.join(helpers, 'channel-plugin.js');

@@ -74,6 +74,10 @@ t.test('warden doctor reports each namespace and the cgroup layout', async (t) =
   const report = JSON.parse(r.stdout);
   for (const ns of ['user', 'pid', 'mount', 'net', 'ipc', 'uts', 'cgroup']) t.type(report.namespaces[ns].available, 'boolean', ns);
   t.match(report.cgroups.layout, /^(unified|hybrid|legacy|none)$/);
+  // One detection: what doctor describes is the layout the limits use.
+  t.equal(report.cgroups.layout, report.limits.mode, 'the layout is the one limits use');
+  t.equal(report.cgroups.v2Path, report.limits.v2Mount ?? null, 'the cgroup2 mount is the one limits use');
+  t.same(report.cgroups.v1Controllers, report.limits.v1Controllers, 'the v1 controllers are those limits use');
   t.ok(Array.isArray(report.findings) && report.findings.length > 0);
   t.equal(r.status, report.findings.some((f: { level: string }) => f.level === 'refused') ? 1 : 0);
 });

@@ -97,7 +97,7 @@ t.test('PluginHost.start() removes a dead host\'s cgroups and audits it', { skip
 });
 
 t.test('the runner bundle of a killed host is removed by the next host', async (t) => {
-  const BUNDLE = path.join(__dirname, '..', 'lib', 'runner', 'bundle.js');
+  const BUNDLE = path.join(__dirname, '..', 'lib', 'process', 'runner-bundle.js');
   const ENTRY = path.join(__dirname, '..', 'lib', 'runner', 'main.js');
   const make = `const { runnerBundle } = require(${JSON.stringify(BUNDLE)}); process.stdout.write(String(runnerBundle(${JSON.stringify(ENTRY)})) + '\\n');`;
   const dead = spawn(process.execPath, ['-e', `${make} setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });

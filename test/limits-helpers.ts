@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
-import type { SandboxCgroup, Violation } from '../lib/limits';
+import type { SandboxCgroup, LimitViolation as Violation } from '../lib/limits';
 
 export interface Gated {
   child: ChildProcess;

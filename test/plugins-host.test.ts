@@ -8,7 +8,7 @@ import * as path from 'node:path';
 
 import { readAuditLog } from '../lib/audit';
 import { listSandboxCgroups } from '../lib/limits';
-import { spawnNode } from '../lib/sandbox/node';
+import { spawnNode } from '../lib/process/spawn-node';
 import { DEFAULT_HOST_ID_RANGE } from '../lib/sandbox/ids';
 import type { PluginLauncher, PluginStatusEvent } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';

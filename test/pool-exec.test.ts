@@ -8,8 +8,8 @@ import * as path from 'node:path';
 
 import { RunnerPool } from '../lib/pool';
 import { resolveSeccompProfile, NO_EXEC_POLICY } from '../lib/policy/profiles';
-import { spawnNode } from '../lib/sandbox/node';
-import { launchRunner, unsandboxedSpawner, type PluginProcess, type RunnerExit } from '../lib/runner/host';
+import { spawnNode } from '../lib/process/spawn-node';
+import { launchRunner, unsandboxedSpawner, type PluginProcess, type RunnerExit } from '../lib/process/plugin-process';
 import { addon, attempt, filterFile, outcome } from './helpers/seccomp';
 import { PROBE_PLUGIN, pluginDir } from './helpers/plugin-dir';
 

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { RunnerPool } from '../lib/pool';
-import { spawnNode } from '../lib/sandbox/node';
+import { spawnNode } from '../lib/process/spawn-node';
 import { digestDirectory } from '../lib/trust/digest';
 import { readPluginTree } from '../lib/trust/tree';
 import { pluginDir } from './helpers/plugin-dir';

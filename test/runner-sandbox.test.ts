@@ -6,7 +6,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Sandbox } from '../lib/sandbox/sandbox';
+import { spawnNode } from '../lib/process/spawn-node';
 import { DEFAULT_HOST_ID_RANGE } from '../lib/sandbox/ids';
 import { rootOnly } from './helpers/sandbox';
 
@@ -28,7 +28,7 @@ t.test('a CommonJS plugin answers calls from inside the strict sandbox', async (
       exports.echo = (b) => b;
     `,
   });
-  const p = await Sandbox.spawnNode(path.join(dir, 'index.js'));
+  const p = await spawnNode(path.join(dir, 'index.js'));
   t.teardown(() => p.kill());
   t.equal(await p.call('add', 2, 3), 5);
   const who = (await p.call('whoami')) as { uid: number; pid: number; hostname: string };
@@ -55,7 +55,7 @@ t.test('an ES module plugin loads too, and a dying plugin rejects pending calls'
       export const ping = () => 'pong';
     `,
   });
-  const p = await Sandbox.spawnNode(path.join(dir, 'index.mjs'));
+  const p = await spawnNode(path.join(dir, 'index.mjs'));
   t.equal(await p.call('ping'), 'pong');
   const pending = p.call('hang');
   await p.call('crash');

@@ -54,7 +54,8 @@ export interface RpcOptions {
   limits?: PeerLimits;
 }
 
-export interface Violation {
+/** A peer that broke the protocol or flooded the host (the sandbox's Violation has the same kinds). */
+export interface ChannelViolation {
   kind: 'protocol' | 'flood';
   message: string;
 }
@@ -68,7 +69,7 @@ interface Pending {
 }
 
 /**
- * Events: 'notification' (event, args), 'violation' (Violation), 'close' (ChannelError | undefined).
+ * Events: 'notification' (event, args), 'violation' (ChannelViolation), 'close' (ChannelError | undefined).
  */
 export class RpcPeer extends EventEmitter {
   private readonly enc: Encoder;
@@ -289,11 +290,11 @@ export class RpcPeer extends EventEmitter {
     return e as Error;
   }
 
-  private violation(message: string, kind: Violation['kind'] = 'protocol'): ChannelError {
+  private violation(message: string, kind: ChannelViolation['kind'] = 'protocol'): ChannelError {
     const err = new ChannelError(kind === 'flood' ? 'ERR_CHANNEL_FLOOD' : 'ERR_CHANNEL_PROTOCOL', `closed the channel: ${message}`, kind);
     if (!this.closedWith) {
       // Closed first: a listener must not find the channel still open, nor stop the close by throwing.
-      const v: Violation = { kind, message };
+      const v: ChannelViolation = { kind, message };
       const out = this.fail(err);
       try {
         this.emit('violation', v);

@@ -2,12 +2,12 @@
  * `warden doctor`: what this host offers and what warden will degrade or refuse because of it.
  * Exit 0 when nothing is refused, 1 otherwise.
  */
-import { hostReport } from '../sandbox/host';
+import { hostReport } from '../sandbox/host-report';
 import { NAMESPACES } from '../sandbox/types';
 import { cgroupReport, deadHostCgroups, formatCgroupReport, type LeftoverCgroup } from '../limits';
 import { buildPlan, releasePreparedMounts } from '../sandbox/plan';
 import { checkRange, hostIdReport, type HostIdReport } from '../sandbox/ids';
-import { networkReport } from '../net/doctor';
+import { networkReport } from '../sandbox/network-report';
 
 /**
  * Whether spawns clone a prepared root (a root host on a kernel with what it needs), found by

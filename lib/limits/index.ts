@@ -1,6 +1,6 @@
 /** Resource limits through cgroups (unified, hybrid and legacy hosts). */
 export { SandboxCgroup, CGROUP_PREFIX, listSandboxCgroups } from './sandbox-cgroup';
-export type { Violation, ViolationKind, LimitStats, CreateOptions } from './sandbox-cgroup';
+export type { LimitViolation, LimitViolationKind, LimitStats, CreateOptions } from './sandbox-cgroup';
 export { deadHostCgroups } from './cleanup';
 export type { LeftoverCgroup } from './cleanup';
 export { resolveLimits, needsCgroup } from './options';

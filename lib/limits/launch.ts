@@ -3,9 +3,9 @@
  * functions: validate the option, create the cgroup (with the rlimits that stand in when degraded),
  * and tie the cgroup's life to the sandbox's.
  */
-import type { RlimitName, RlimitValue } from '../sandbox/types';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from './options';
-import { SandboxCgroup, type Violation } from './sandbox-cgroup';
+import type { RlimitName, RlimitValue } from './rlimits';
+import { SandboxCgroup, type LimitViolation } from './sandbox-cgroup';
 
 /** Validates `limits` before anything is created. Undefined: no limits, no cgroup. */
 export function validateLimits(limits: LimitsOptions | undefined): ResolvedLimits | undefined {
@@ -38,7 +38,7 @@ export function mergeRlimits(
  * Returns the function to call on the sandbox's exit; it resolves once everything left in the
  * cgroup is dead and the directories are gone, with the first violation (if any).
  */
-export function superviseSandbox(cg: SandboxCgroup, pid: number, onViolation: (v: Violation) => void): () => Promise<Violation | undefined> {
+export function superviseSandbox(cg: SandboxCgroup, pid: number, onViolation: (v: LimitViolation) => void): () => Promise<LimitViolation | undefined> {
   cg.on('violation', onViolation);
   cg.start(pid);
   return async () => {

@@ -5,6 +5,14 @@
 import type { WeakerLimit } from './backend';
 import type { ResolvedLimits } from './options';
 
+/** A sandbox's setrlimit names (SpawnOptions.rlimits). */
+export type RlimitName =
+  | 'as' | 'core' | 'cpu' | 'data' | 'fsize' | 'locks' | 'memlock' | 'msgqueue' | 'nice' | 'nofile'
+  | 'nproc' | 'rss' | 'rtprio' | 'rttime' | 'sigpending' | 'stack';
+
+/** A limit: one number for soft = hard, or both. Infinity means unlimited. */
+export type RlimitValue = number | { soft: number; hard: number };
+
 export interface RlimitSpec {
   resource: 'RLIMIT_AS' | 'RLIMIT_NPROC' | 'RLIMIT_CPU';
   soft: number;

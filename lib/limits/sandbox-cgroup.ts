@@ -25,11 +25,11 @@ import { degradedLimits, type RlimitSpec } from './rlimits';
 import { V1Backend } from './v1';
 import { V2Backend, enableControllers } from './v2';
 
-export type ViolationKind = 'memory' | 'pids' | 'cpu-time' | 'timeout';
+export type LimitViolationKind = 'memory' | 'pids' | 'cpu-time' | 'timeout';
 
 /** A limit the sandbox ran into. Units: memory in bytes, pids in tasks, cpu-time and timeout in ms. */
-export interface Violation {
-  kind: ViolationKind;
+export interface LimitViolation {
+  kind: LimitViolationKind;
   limit: number;
   /** memory: peak usage; pids: tasks at the refusal; cpu-time: cpu used; timeout: wall time elapsed. */
   observed: number;
@@ -144,7 +144,7 @@ export class SandboxCgroup extends EventEmitter {
   readonly rlimits: RlimitSpec[];
   readonly killMethod: KillMethod | 'process';
   /** The first violation, if any. Later ones are still emitted. */
-  violation: Violation | undefined;
+  violation: LimitViolation | undefined;
 
   private pid: number | undefined;
   private startedAt = 0;
@@ -296,7 +296,7 @@ export class SandboxCgroup extends EventEmitter {
    * Records and emits a violation. memory, cpu-time and timeout end the sandbox; pids does not (the
    * fork was refused, the program may cope, and pids.max already contains a fork bomb).
    */
-  private violate(v: Violation): void {
+  private violate(v: LimitViolation): void {
     if (this.destroyed !== undefined) return;
     this.violation ??= v;
     if (v.kind !== 'pids') void this.kill();

@@ -5,8 +5,8 @@
  */
 import { CallTimeoutError } from '../errors';
 import type { HandlerContext, HookHandler } from '../hooks';
-import type { PluginProcess, RunnerExit } from '../runner/host';
-import { HOOK_METHOD_PREFIX, M_SHUTDOWN, type HookRegistration } from '../runner/protocol';
+import type { PluginProcess, RunnerExit } from '../process/plugin-process';
+import { HOOK_METHOD_PREFIX, M_SHUTDOWN, type HookRegistration } from '../runner-protocol';
 import type { PluginManifest } from './manifest';
 import type { PluginLimits } from './limits';
 import type { Permission } from './permissions';

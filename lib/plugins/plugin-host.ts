@@ -20,9 +20,9 @@ import { EventEmitter } from 'node:events';
 
 import { AuditLog, type AuditSeverity } from '../audit';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
-import { spawnNode } from '../sandbox/node';
+import { spawnNode } from '../process/spawn-node';
 import { releasePreparedMounts } from '../sandbox/plan';
-import type { PluginProcess } from '../runner/host';
+import type { PluginProcess } from '../process/plugin-process';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { StartOverEvent } from '../trust/store';
 import { RunnerPool } from '../pool';

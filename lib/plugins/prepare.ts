@@ -8,10 +8,10 @@
 import { CallTimeoutError, RemoteError } from '../errors';
 import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
-import type { SpawnNodeOptions } from '../sandbox/node';
+import type { SpawnNodeOptions } from '../process/spawn-node';
 import type { NetworkEvent } from '../net/policy';
-import type { PluginProcess } from '../runner/host';
-import { M_HOOKS, type HookRegistration } from '../runner/protocol';
+import type { PluginProcess } from '../process/plugin-process';
+import { M_HOOKS, type HookRegistration } from '../runner-protocol';
 import type { TrustEntry } from '../trust/document';
 import { assertCompatible } from '../trust/compat';
 import { DigestMismatchError } from '../trust/errors';

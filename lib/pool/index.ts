@@ -28,10 +28,10 @@ import { releasePreparedMounts } from '../sandbox/plan';
 import { checkRange } from '../sandbox/ids';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limits/options';
 import { parseSize } from '../limits/units';
-import type { PluginProcess } from '../runner/host';
+import type { PluginProcess } from '../process/plugin-process';
 import {
   launchNodeRunner, loadSetupFor, preparePlugin, spawnNode, tmpfsBytesFor, type PreparedPlugin, type SpawnNodeOptions,
-} from '../sandbox/node';
+} from '../process/spawn-node';
 import type { StdioOption } from '../sandbox/types';
 import { DEFAULT_TREE_LIMITS, type TreeLimits } from '../trust/tree';
 import { InvalidOptionError } from '../errors';

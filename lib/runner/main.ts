@@ -19,7 +19,7 @@ import { RpcPeer, type Handler } from '../channel/rpc';
 import {
   ENV_CHANNEL, HOOK_METHOD_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, RUNNER_FDS,
   type HookRegistration, type LoadSetup, type WireEntry,
-} from './protocol';
+} from '../runner-protocol';
 
 export interface HostApi {
   /** Calls a method the host offers. */

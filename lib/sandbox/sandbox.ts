@@ -16,8 +16,6 @@ import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
 import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
 import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
-import type { PluginProcess } from '../runner/host';
-import { spawnNode, type SpawnNodeOptions } from './node';
 import { NetworkPolicy, validateNetworkOptions, type NetworkEvent, type ResolvedNetworkOptions } from '../net/policy';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
@@ -62,14 +60,6 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
    */
   static spawn(options: SpawnOptions): Sandbox {
     return new Sandbox(options);
-  }
-
-  /**
-   * Starts the Node plugin runner in a sandbox and loads `entry` (see lib/sandbox/node.ts); the
-   * handle offers call(method, ...args) and the plugin's events.
-   */
-  static spawnNode(entry: string, options?: SpawnNodeOptions): Promise<PluginProcess> {
-    return spawnNode(entry, options);
   }
 
   /** The host id drawn for this sandbox (lib/sandbox/ids.ts), given back when it has exited. */

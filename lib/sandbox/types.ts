@@ -1,5 +1,6 @@
 /** Public types of a sandbox: options, exit results, violations. */
 import type { LimitsOptions } from '../limits/options';
+import type { RlimitName, RlimitValue } from '../limits/rlimits';
 import type { NetworkOptions } from '../net/policy';
 
 export type NamespaceName = 'user' | 'pid' | 'mount' | 'net' | 'ipc' | 'uts' | 'cgroup';
@@ -33,12 +34,8 @@ export interface TmpfsMount {
   size?: number | string;
 }
 
-export type RlimitName =
-  | 'as' | 'core' | 'cpu' | 'data' | 'fsize' | 'locks' | 'memlock' | 'msgqueue' | 'nice' | 'nofile'
-  | 'nproc' | 'rss' | 'rtprio' | 'rttime' | 'sigpending' | 'stack';
-
-/** A limit: one number for soft = hard, or both. Infinity means unlimited. */
-export type RlimitValue = number | { soft: number; hard: number };
+// Defined with the limits (lib/limits sits below the sandbox and merges them with its stand-ins).
+export type { RlimitName, RlimitValue };
 
 export interface SpawnOptions {
   /** The command and its arguments. A name without '/' is looked up in the sandbox's PATH. */

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { readAuditLog } from '../../lib/audit';
-import { spawnNode } from '../../lib/sandbox/node';
+import { spawnNode } from '../../lib/process/spawn-node';
 import type { PluginHost } from '../../lib/plugins';
 import { PluginWorld, until } from '../helpers/plugins';
 

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 import { readAuditLog } from '../../lib/audit';
-import { spawnNode } from '../../lib/sandbox/node';
+import { spawnNode } from '../../lib/process/spawn-node';
 import { PluginWorld } from '../helpers/plugins';
 
 const HOOKS = [{ name: 'who', mode: 'first' as const }];

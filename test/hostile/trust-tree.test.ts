@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { digestDirectory, readPluginTree, resolveInTree } from '../../lib/trust';
-import { spawnNode } from '../../lib/sandbox/node';
+import { spawnNode } from '../../lib/process/spawn-node';
 import type { PluginLauncher } from '../../lib/plugins';
 import { PluginWorld } from '../helpers/plugins';
 import { tmpdir } from '../trust-fixtures';

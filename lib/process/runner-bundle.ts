@@ -37,7 +37,7 @@ export function bundleSource(entry: string): string {
     return `defs[${JSON.stringify(file)}] = function (exports, require, module, __filename, __dirname) {${src}\n};`;
   });
   return [
-    '// warden plugin runner, bundled from the compiled modules below (lib/runner/bundle.ts).',
+    '// warden plugin runner, bundled from the compiled modules below (lib/process/runner-bundle.ts).',
     '(function () {',
     "'use strict';",
     'const outer = require;',

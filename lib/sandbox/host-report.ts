@@ -1,12 +1,12 @@
 /**
- * What this host offers a sandbox, asked of the kernel: the facts behind `warden doctor`.
+ * What this host offers a sandbox, asked of the kernel: the facts behind `warden doctor`. The cgroup
+ * layout is the one lib/limits detected and uses, so doctor cannot describe another.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { hostLayout, type CgroupMode } from '../limits/layout';
 import { addon } from '../native';
 import { NAMESPACES, type NamespaceName } from './types';
-
-export type CgroupLayout = 'unified' | 'hybrid' | 'legacy' | 'none';
 
 export interface HostReport {
   kernel: string;
@@ -15,7 +15,7 @@ export interface HostReport {
   unprivilegedUserNamespaces: { allowed: boolean; reason: string };
   seccomp: { available: boolean; actions: string[]; userNotification: boolean };
   landlock: { abi: number | null; reason?: string };
-  cgroups: { layout: CgroupLayout; v2Path: string | null; v1Controllers: string[]; v2Controllers: string[] };
+  cgroups: { layout: CgroupMode; v2Path: string | null; v1Controllers: string[]; v2Controllers: string[] };
   launcher: { mountSetattr: boolean; closeRange: boolean };
   /** What warden will refuse or degrade on this host, in words. */
   findings: Array<{ level: 'ok' | 'info' | 'degraded' | 'refused'; text: string }>;
@@ -43,32 +43,11 @@ function errnoName(n: number): string {
   return Object.entries(os.constants.errno).find(([, v]) => v === n)?.[0] ?? `errno ${n}`;
 }
 
-const CGROUP2_SUPER_MAGIC = 0x63677270;
-const TMPFS_MAGIC = 0x01021994;
-
 function cgroups(): HostReport['cgroups'] {
-  let layout: CgroupLayout = 'none';
-  let v2Path: string | null = null;
-  try {
-    const type = fs.statfsSync('/sys/fs/cgroup').type;
-    if (type === CGROUP2_SUPER_MAGIC) {
-      layout = 'unified';
-      v2Path = '/sys/fs/cgroup';
-    } else if (type === TMPFS_MAGIC) {
-      const unified = fs.existsSync('/sys/fs/cgroup/unified') && fs.statfsSync('/sys/fs/cgroup/unified').type === CGROUP2_SUPER_MAGIC;
-      layout = unified ? 'hybrid' : 'legacy';
-      v2Path = unified ? '/sys/fs/cgroup/unified' : null;
-    }
-  } catch {
-    layout = 'none';
-  }
-  const v1Controllers = (read('/proc/self/mountinfo') ?? '')
-    .split('\n')
-    .filter((l) => / - cgroup /.test(l))
-    .flatMap((l) => l.split(' ').pop()!.split(','))
-    .filter((o) => ['memory', 'cpu', 'cpuacct', 'pids', 'cpuset', 'blkio', 'freezer', 'devices', 'io', 'hugetlb'].includes(o));
+  const layout = hostLayout();
+  const v2Path = layout.v2?.mountPoint ?? null;
   const v2Controllers = v2Path === null ? [] : (read(`${v2Path}/cgroup.controllers`) ?? '').split(' ').filter(Boolean);
-  return { layout, v2Path, v1Controllers: [...new Set(v1Controllers)].sort(), v2Controllers };
+  return { layout: layout.mode, v2Path, v1Controllers: [...layout.v1.keys()].sort(), v2Controllers };
 }
 
 export function hostReport(): HostReport {

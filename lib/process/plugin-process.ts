@@ -1,6 +1,7 @@
 /**
- * Host side of a runner: creates the channel, starts the runner through a spawner (the sandbox
- * launcher, or a plain child process in tests), loads the plugin and returns a handle.
+ * A plugin process, seen from the host: creates the channel, starts the runner (lib/runner/main.ts)
+ * through a spawner (the sandbox launcher, or a plain child process in tests), loads the plugin and
+ * returns the handle, PluginProcess.
  */
 import { spawn as spawnChild } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -10,12 +11,12 @@ import type { Readable } from 'node:stream';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
-import { PLUGIN_PEER_LIMITS, RpcPeer, type CallOptions, type Handler, type PeerLimits, type Violation } from '../channel/rpc';
-import { runnerBundle } from './bundle';
-import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from './protocol';
+import { PLUGIN_PEER_LIMITS, RpcPeer, type CallOptions, type Handler, type PeerLimits, type ChannelViolation } from '../channel/rpc';
+import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
+import { runnerBundle } from './runner-bundle';
 
-/** The runner's entry file (dist/lib/runner/main.js). */
-export const RUNNER_ENTRY = path.join(__dirname, 'main.js');
+/** The runner's entry file (dist/lib/runner/main.js): started by path, never imported by the host. */
+export const RUNNER_ENTRY = path.join(__dirname, '..', 'runner', 'main.js');
 
 export interface RunnerExit {
   code: number | null;
@@ -83,7 +84,7 @@ const MAX_LOG_CHARS = 64 * 1024;
 
 /**
  * A plugin running in its own process. Events: 'event' (name, ...args) from `host.emit`,
- * 'log' (level, message), 'violation' (Violation or the launcher's), 'exit' (RunnerExit).
+ * 'log' (level, message), 'violation' (ChannelViolation or the sandbox's), 'exit' (RunnerExit).
  */
 export class PluginProcess extends EventEmitter {
   /** Methods the plugin exports. */
@@ -99,7 +100,7 @@ export class PluginProcess extends EventEmitter {
   readonly ready: Promise<void>;
   /**
    * The syscall a death by SIGSYS means once the plugin is loading: a filter stacked without a
-   * listener can only kill, so the host names what it denied (see lib/sandbox/node.ts, allowExec).
+   * listener can only kill, so the host names what it denied (see lib/process/spawn-node.ts, allowExec).
    */
   sigsysMeans: string | undefined;
   private loadSent = false;
@@ -129,7 +130,7 @@ export class PluginProcess extends EventEmitter {
         this.emit('event', name, ...args);
       }
     });
-    rpc.on('violation', (v: Violation) => {
+    rpc.on('violation', (v: ChannelViolation) => {
       // A peer that breaks the protocol is hostile: stop it now, not when it feels like exiting.
       this.process.kill('SIGKILL');
       this.emit('violation', v);

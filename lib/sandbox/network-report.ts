@@ -5,7 +5,7 @@
  * SECCOMP_IOCTL_NOTIF_ADDFD (5.9), used for every allowed connection, is there.
  */
 import * as os from 'node:os';
-import { Sandbox } from '../sandbox/sandbox';
+import { Sandbox } from './sandbox';
 
 export interface NetworkReport {
   /** 'seccomp-addfd': connect intercepted, host-connected sockets handed in. 'none': policies fail. */

@@ -1,10 +1,10 @@
 /**
- * Sandbox.spawnNode: the plugin runner (lib/runner) in a sandbox. Only node and the warden package
- * are visible, read-only, plus the plugin: its directory bound read-only (`pluginFiles: 'bind'`) or
- * its files sent over the channel and written to a tmpfs of the sandbox's own (`'copy'`). No network
- * namespace is shared; the seccomp profile defaults to 'strict'; without `allowExec` the runner
- * stacks a filter that forbids execve before the plugin's code loads. The channel logic lives in
- * lib/channel and lib/runner.
+ * spawnNode: the plugin runner (lib/runner) in a sandbox (lib/sandbox), as a PluginProcess. Only
+ * node and the warden package are visible, read-only, plus the plugin: its directory bound
+ * read-only (`pluginFiles: 'bind'`) or its files read and digested here (trust/tree), sent over the
+ * channel and written to a tmpfs of the sandbox's own (`'copy'`). No network namespace is shared;
+ * the seccomp profile defaults to 'strict'; without `allowExec` the runner stacks a filter that
+ * forbids execve before the plugin's code loads. The channel's host side is ./plugin-process.ts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,14 +12,17 @@ import * as path from 'node:path';
 import { DEFAULT_LOAD_TIMEOUT_MS } from '../defaults';
 import { InvalidOptionError } from '../errors';
 import { NO_EXEC_POLICY } from '../policy/profiles';
-import { launchRunner, type PluginProcess, type RunnerOptions } from '../runner/host';
-import { PLUGIN_ROOT, type LoadSetup, type WireEntry } from '../runner/protocol';
+import type { NetworkEvent } from '../net/policy';
+import type { LoadSetup, WireEntry } from '../runner-protocol';
+import { Sandbox } from '../sandbox/sandbox';
+import { compiledStacked } from '../sandbox/seccomp';
+import type { BindMount, SpawnOptions } from '../sandbox/types';
 import { DigestMismatchError } from '../trust/errors';
 import { DEFAULT_TREE_LIMITS, readPluginTree, type PluginTree, type TreeLimits } from '../trust/tree';
-import { Sandbox } from './sandbox';
-import type { NetworkEvent } from '../net/policy';
-import { compiledStacked } from './seccomp';
-import type { BindMount, SpawnOptions } from './types';
+import { launchRunner, type PluginProcess, type RunnerOptions } from './plugin-process';
+
+/** Where a plugin sent over the channel is written inside the sandbox (a tmpfs of its own). */
+export const PLUGIN_ROOT = '/plugin';
 
 export interface SpawnNodeOptions extends Omit<RunnerOptions, 'plugin'> {
   /** The plugin's directory (bound, or read and sent). Default: the entry's directory. */

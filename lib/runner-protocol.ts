@@ -1,4 +1,8 @@
-/** What the host and the runner agree on: fd numbers inside the sandbox, env names, reserved methods. */
+/**
+ * What the host (lib/process) and the runner (lib/runner, inside the sandbox) agree on: fd numbers
+ * inside the sandbox, env names, reserved methods, the shape of `$load`. Both sides compile this file,
+ * so it imports nothing and sits below both.
+ */
 
 /** Where the channel's fds land inside the sandbox. */
 export const RUNNER_FDS = { memfd: 3, ownEfd: 4, peerEfd: 5, alive: 6 } as const;
@@ -21,9 +25,6 @@ export interface HookRegistration {
 
 export const M_WARM = '$warm'; // () → true: a pooled runner runs its load path once on scratch data, before any plugin
 export const N_READY = '$ready'; // runner → host, once, when it waits for `$load` (a pooled runner is ready)
-
-/** Where a plugin sent over the channel is written inside the sandbox (a tmpfs of its own). */
-export const PLUGIN_ROOT = '/plugin';
 
 /** One entry of a plugin tree on the wire: a directory, a file (mode, bytes) or a symlink (target). */
 export type WireEntry = ['d', string] | ['f', string, number, Uint8Array] | ['l', string, string];
