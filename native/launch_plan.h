@@ -80,7 +80,7 @@ struct LaunchPlan {
   gid_t map_gid_inside = 0, map_gid_outside = 0;
   bool deny_setgroups = false;
   // Root only: the clone runs with map_uid_outside / map_gid_outside as effective ids, so that the
-  // user namespace belongs to them (see SwitchToOwner in launcher.cc).
+  // user namespace belongs to them (see SwitchToOwner in launch_clone.h).
   bool own_user_ns = false;
 
   // identity the child switches to before exec
