@@ -102,6 +102,8 @@ export interface Addon {
   pipe(): [number, number];
   /** Throws a TypeError (code ERR_INVALID_OPTION) naming a bad entry. */
   MountSet: new (mounts: NativeMount[], options?: { template?: boolean }) => NativeMountSet;
+  /** Every setup stage a launch can fail at (native/stages.h): the `stage` of ERR_SANDBOX_SETUP. */
+  setupStages: readonly string[];
   [name: string]: unknown;
 }
 

@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   warden::InitSeccomp(env, exports);
   warden::InitCgroupEvents(env, exports);
   warden::InitChannel(env, exports);
+  warden::InitMallocTuning(env, exports);
   warden::InitFileLock(env, exports);
   warden::InitNetDiag(env, exports);
   return exports;

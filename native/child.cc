@@ -4,6 +4,9 @@
 // Rules: raw syscalls only (no errno, no libc locks), no allocation, read the plan and never write
 // it (but for `reached_exec`), and on any failure report {stage, errno} on the status socket and
 // exit before execve. A command never runs partly sandboxed.
+//
+// Its mount steps are in mount_child.cc (same rules); what it waits for midway is the parent's
+// release (launch_release.cc), which writes its id maps and hands over the mounts the parent made.
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/prctl.h>

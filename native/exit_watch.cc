@@ -11,8 +11,8 @@
 #include <cstring>
 
 #include "launch_options.h"
+#include "launch_modes.h"
 #include "launcher.h"
-#include "mounts.h"
 #include "net_intercept.h"
 #include "seccomp.h"
 #include "spawn_trace.h"
@@ -80,24 +80,8 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
   SPAWN_TRACE(1, "p-plan");
   LaunchResult result;
   LaunchError error;
-  bool launched = Launch(&plan, &result, &error);
-  // A kernel that builds the template namespace (or the template) but refuses a sandbox its clone:
-  // this mount set uses the next way down from now on. The command never ran: start it again.
-  if (!launched && error.stage == Stage::kMountRoot && plan.root_namespace >= 0) {
-    plan.mount_set->DropNamespace();
-    plan.root_namespace = -1;
-    plan.root_template = plan.mount_set->template_fd();
-    error = LaunchError();
-    launched = Launch(&plan, &result, &error);
-  }
-  if (!launched && error.stage == Stage::kMountRoot && plan.root_template >= 0) {
-    plan.mount_set->DropTemplate();
-    plan.mounts = plan.mount_set->ops();
-    plan.root_template = -1;
-    plan.root_options = FreshRootOptions(plan.uid, plan.gid);
-    error = LaunchError();
-    launched = Launch(&plan, &result, &error);
-  }
+  // Steps down to the next launch mode where the kernel refuses a sandbox the one the plan picked.
+  bool launched = LaunchWithFallback(&plan, &result, &error);
   if (!launched) {
     Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") +
                                               StageName(error.stage));
@@ -274,9 +258,10 @@ Napi::Value SandboxProcess::InterceptNetwork(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (listener_ < 0 || pidfd_ < 0 || net_ != nullptr) {
-    Napi::Error e = Napi::Error::New(env, "sandbox setup failed at stage network: no seccomp listener to intercept connect with");
+    Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") + StageName(Stage::kNetwork) +
+                                              ": no seccomp listener to intercept connect with");
     e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
-    e.Set("stage", Napi::String::New(env, "network"));
+    e.Set("stage", Napi::String::New(env, StageName(Stage::kNetwork)));
     e.Set("errno", Napi::Number::New(env, 0));
     e.ThrowAsJavaScriptException();
     return env.Undefined();
@@ -287,9 +272,10 @@ Napi::Value SandboxProcess::InterceptNetwork(const Napi::CallbackInfo& info) {
                           info[2].As<Napi::Function>());
   std::string problem = net_->OpenStub(pidfd_);
   if (!problem.empty()) {
-    Napi::Error e = Napi::Error::New(env, "sandbox setup failed at stage network: DNS stub: " + problem);
+    Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") + StageName(Stage::kNetwork) +
+                                              ": DNS stub: " + problem);
     e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
-    e.Set("stage", Napi::String::New(env, "network"));
+    e.Set("stage", Napi::String::New(env, StageName(Stage::kNetwork)));
     e.Set("errno", Napi::Number::New(env, 0));
     e.Set("detail", Napi::String::New(env, problem));
     e.ThrowAsJavaScriptException();

@@ -14,58 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "stages.h"
+
 namespace warden {
 
 class MountSet;
 
 constexpr size_t kMaxBinds = 128;  // the child keeps one fd per bind, proc and tmpfs in a fixed array
 constexpr int kMaxCgroupTasks = 16;  // cgroup v1 hierarchies a sandbox is placed in (the kernel has 14 controllers)
-
-// Setup stages, reported by the child (or the parent) when a step fails. Names in StageName().
-enum class Stage : uint32_t {
-  kNone = 0,
-  kClone,
-  kSetgroupsFile,
-  kUidMap,
-  kGidMap,
-  kCgroupPlace,
-  kWaitParent,
-  kCgroupNamespace,
-  kTimeout,
-  kSetsid,
-  kMountPrivate,
-  kMountRoot,
-  kPivotRoot,
-  kMkdir,
-  kTouch,
-  kBind,
-  kBindAttrs,
-  kBindSource,   // a bind source could not be opened: a symlink in it, or out of the sandbox's reach
-  kMountTarget,  // a mount target inside the new root could not be reached without a symlink
-  kTmpfs,
-  kProc,
-  kSymlink,
-  kDetachOldRoot,
-  kRemountRoot,
-  kHostname,
-  kSecurebits,
-  kCapBound,
-  kSetgroups,
-  kSetgid,
-  kSetuid,
-  kCapabilities,
-  kFds,
-  kRlimit,
-  kChdir,
-  kNoNewPrivs,
-  kSignals,
-  kSeccomp,
-  kSeccompListener,
-  kExec,
-  kDiedInSetup,
-  kNamespaceOwner,
-};
-const char* StageName(Stage stage);
 
 enum class MountOpKind : uint8_t { kMkdir, kTouch, kBind, kTmpfs, kProc, kSymlink };
 
@@ -124,7 +80,7 @@ struct LaunchPlan {
   gid_t map_gid_inside = 0, map_gid_outside = 0;
   bool deny_setgroups = false;
   // Root only: the clone runs with map_uid_outside / map_gid_outside as effective ids, so that the
-  // user namespace belongs to them (see SwitchToOwner in launcher.cc).
+  // user namespace belongs to them (see SwitchToOwner in launch_clone.h).
   bool own_user_ns = false;
 
   // identity the child switches to before exec

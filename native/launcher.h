@@ -23,6 +23,10 @@ struct LaunchError {
 // Starts the sandboxed process. Blocks the calling thread until the child has called execve or
 // failed (bounded by plan->timeout_ms). Never forks the calling process the ordinary way: the child
 // is cloned with CLONE_VM on its own stack, so the cost does not grow with the host's memory.
+// The fallback between launch modes is LaunchWithFallback (launch_modes.h), which calls this.
 bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error);
+
+// Records a failure of the parent's side in `error`; returns false.
+bool ParentFail(LaunchError* error, Stage stage, int err, std::string detail = "");
 
 }  // namespace warden

@@ -1,4 +1,5 @@
-// Bindings of the launcher: the plan conversion, SandboxProcess, and pipe().
+// Bindings of the launcher: the plan conversion, MountSet, SandboxProcess, pipe(), and the table of
+// setup stages.
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -300,6 +301,10 @@ void InitLauncher(Napi::Env env, Napi::Object exports) {
   exports.Set("SandboxProcess", SandboxProcess::Define(env));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
   exports.Set("MountSet", MountSetWrap::Define(env));
+  // The table of setup stages (stages.h), for lib/sandbox/errors.ts to hold a hint for each.
+  Napi::Array stages = Napi::Array::New(env);
+  for (const char* name : kSetupStageNames) stages.Set(stages.Length(), Napi::String::New(env, name));
+  exports.Set("setupStages", stages);
 }
 
 }  // namespace warden

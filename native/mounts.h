@@ -12,7 +12,7 @@
 //    the child only attaches them.
 //    Better still, the template is also made the root of a mount namespace of its own (the
 //    "template namespace"), held by an nsfs fd. The child is then cloned from inside it
-//    (launcher.cc), so its mount namespace is a copy of the template and nothing else: there is no
+//    (launch_modes.cc), so its mount namespace is a copy of the template and nothing else: there is no
 //    host tree to pivot away from and detach, which costs an RCU grace period per spawn. The copy
 //    is made into the sandbox's user namespace, so the kernel locks every mount of it (and its
 //    read-only, nosuid, nodev, noexec flags) against the sandbox.
@@ -154,7 +154,7 @@ bool ParentMakeHostMounts(const LaunchPlan& plan, int* fds, ChildFailure* failur
 // A new tmpfs for `op`, owned by `uid`:`gid`, as a detached mount: its fd, or -errno.
 long MakeTmpfs(const MountOp& op, unsigned uid, unsigned gid);
 // The proc of the sandbox's PID namespace (found through its `pidfd`): a detached mount fd or
-// -errno. Raw syscalls only: it also runs on the trampoline (launcher.cc).
+// -errno. Raw syscalls only: it also runs on the trampoline (launch_modes.cc).
 long MakeProcMount(int pidfd);
 
 // Child side (no allocation, raw syscalls).

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import { InvalidOptionError, LimitError } from '../errors';
 import { addon, type NativePlan, type NativeSandboxProcess, type NativeSetupError, type NativeViolation } from '../native';
 import { explainBindSource, explainMountTarget } from './bind-path';
-import { errnoName, SandboxSetupError } from './errors';
+import { errnoName, MOUNT_ENTRY_STAGES, SandboxSetupError } from './errors';
 import { buildPlan } from './plan';
 import { acquireHostId, checkRange, releaseHostId } from './ids';
 import { compiledSeccomp } from './seccomp';
@@ -156,7 +156,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
         let entry: string | undefined;
         let detail = e.detail;
         if (e.index >= 0) {
-          if (['mkdir', 'touch', 'bind', 'bind-attrs', 'bind-source', 'mount-target', 'tmpfs', 'proc', 'symlink'].includes(e.stage)) {
+          if (MOUNT_ENTRY_STAGES.includes(e.stage)) {
             const m = built.mountDescriptions[e.index];
             entry = m?.entry;
             detail = m?.text ?? detail;
