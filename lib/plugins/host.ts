@@ -49,6 +49,9 @@ import { effectiveLimits, parsePluginLimits, sandboxLimits, trustEntryLimits, ty
 import { readManifest, type PluginManifest } from './manifest';
 import { decidePermissions, permissionToString, sandboxOptionsFor } from './permissions';
 import { PluginWatcher } from './watch';
+import { PluginObserver, type HostUsage, type ObserverOptions } from '../metrics';
+import { Dashboard, type DashboardOptions } from '../dashboard';
+import { observedHost } from './observe';
 
 export type PluginStatus = 'idle' | 'loading' | 'active' | 'reloading' | 'unloading' | 'unloaded' | 'failed' | 'quarantined';
 
@@ -153,6 +156,10 @@ export interface PluginHostOptions {
    * with other bounds start cold (not from the warm pool).
    */
   channelLimits?: Partial<PeerLimits>;
+  /** Usage history and soft thresholds (see lib/metrics): sampling interval, points kept, thresholds. */
+  observe?: ObserverOptions;
+  /** Serve the dashboard from start() (see lib/dashboard); or call host.dashboard.listen() later. */
+  dashboard?: DashboardOptions;
 }
 
 interface PluginRecord {
@@ -207,6 +214,10 @@ export class PluginHost extends EventEmitter {
       { ...ev });
   };
   private watcher: PluginWatcher | undefined;
+  /** Metrics, usage history and early warnings: host.metrics.register(promRegistry), host.usage(). */
+  readonly metrics: PluginObserver;
+  /** The read-only dashboard; listening only once listen() is called (or the dashboard option). */
+  readonly dashboard: Dashboard;
   private closed = false;
   private started = false;
 
@@ -258,6 +269,8 @@ export class PluginHost extends EventEmitter {
     } else {
       this.launcher = o.launcher ?? spawnNode;
     }
+    this.metrics = new PluginObserver(observedHost(this, (n) => this.records.get(n)?.instance, () => this.pool?.stats()), o.observe);
+    this.dashboard = new Dashboard({ usage: () => this.metrics.usage(), history: (n) => this.metrics.history(n), audit: this.audit });
   }
 
   // ---------------------------------------------------------------- public API
@@ -280,6 +293,7 @@ export class PluginHost extends EventEmitter {
     if ((this.opts.loading ?? 'eager') === 'eager') {
       await Promise.all([...this.records.values()].map((r) => this.ensureLoaded(r, []).catch(() => undefined)));
     }
+    if (this.opts.dashboard !== undefined) await this.dashboard.listen(this.opts.dashboard);
   }
 
   /** Declares one more hook (host side). */
@@ -307,7 +321,9 @@ export class PluginHost extends EventEmitter {
       }
       if (waiting.length > 0) await Promise.all(waiting);
     }
-    return this.registry.invoke(hook, args, options);
+    const result = await this.registry.invoke(hook, args, options);
+    this.metrics.hookResult(result);
+    return result;
   }
 
   /** Loads (or, if it failed, loads again) one discovered plugin. Rejects with the reason on failure. */
@@ -375,6 +391,11 @@ export class PluginHost extends EventEmitter {
     return [...this.records.values()].map((r) => this.infoOf(r));
   }
 
+  /** A JSON snapshot of every plugin's resources, calls, violations and warnings (see lib/metrics). */
+  usage(): HostUsage {
+    return this.metrics.usage();
+  }
+
   /** The running process of a plugin (for stats and tests); undefined unless active. */
   process(name: string): (PluginProcess & { warm?: boolean }) | undefined {
     return this.records.get(name)?.instance?.proc;
@@ -385,6 +406,8 @@ export class PluginHost extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.watcher?.close();
+    this.metrics.close();
+    await this.dashboard.close();
     if (this.expiryTimer !== undefined) clearTimeout(this.expiryTimer);
     this.expiryTimer = undefined;
     if (typeof (this.opts.trust.store as Partial<EventEmitter>).off === 'function') this.opts.trust.store.off('start-over', this.onStartOver);
@@ -849,6 +872,7 @@ export class PluginHost extends EventEmitter {
 
   private methodsFor(plugin: string): Record<string, Handler> {
     const out: Record<string, Handler> = {};
+    const observer = this.metrics;
     for (const [name, fn] of Object.entries(this.opts.methods ?? {})) {
       out[name] = function (this: CallContext, ...args: unknown[]) {
         // Not a spread copy: `signal` is a getter of the call's context (made on first use), and
@@ -856,7 +880,7 @@ export class PluginHost extends EventEmitter {
         const ctx = this;
         const self = { get signal() { return ctx.signal; }, method: ctx.method, plugin };
         // args is at most the channel's maxArgs long.
-        return fn.apply(self, args);
+        return observer.timeCall(plugin, () => fn.apply(self, args));
       };
     }
     return out;

@@ -1,0 +1,42 @@
+/**
+ * The view of a PluginHost that lib/metrics observes (its ObserverSource): the plugins, each running
+ * instance as plain data with its cgroup counters, the pool, the audit log and the host's events.
+ */
+import type { ObservedInstance, ObserverSource } from '../metrics';
+import type { PluginHost } from './host';
+import type { PluginInstance } from './instance';
+import { permissionToString } from './permissions';
+
+export function observedHost(
+  host: PluginHost,
+  instanceOf: (name: string) => PluginInstance | undefined,
+  pool: () => { idle: number; starting: number; warm: number; cold: number } | undefined,
+): ObserverSource {
+  return {
+    plugins: () => host.plugins(),
+    instance: (name) => {
+      const inst = instanceOf(name);
+      return inst === undefined ? undefined : observedInstance(inst);
+    },
+    pool,
+    audit: host.audit,
+    on: (event, listener) => host.on(event, listener),
+    off: (event, listener) => host.off(event, listener),
+    emit: (event, e) => host.emit(event, e),
+  };
+}
+
+function observedInstance(inst: PluginInstance): ObservedInstance {
+  // The runner's sandbox (cold or pooled): its stats() reads the cgroup's counters.
+  const proc = inst.proc.process;
+  return {
+    pid: inst.pid,
+    version: inst.version,
+    startedAt: inst.startedAt,
+    publisher: inst.info.trust.publisher,
+    trust: inst.info.trust.trust,
+    permissions: inst.info.permissions.map(permissionToString),
+    limits: inst.info.limits,
+    stats: () => (typeof proc.stats === 'function' ? proc.stats() : null),
+  };
+}
