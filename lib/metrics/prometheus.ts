@@ -94,7 +94,8 @@ export function registerMetrics(registry: PromRegistryLike, observer: PluginObse
   fam('warden_plugin_pressure', 'Soft thresholds crossed now (memory, cpu-throttled, errors), one series per kind crossed', 'gauge', () =>
     usage().plugins.flatMap((p) => p.pressure.map((kind) => ({ value: 1, labels: { plugin: p.name, kind } }))));
   const hist = (name: 'warden_plugin_hook_duration_seconds' | 'warden_plugin_host_call_duration_seconds', help: string, pick: 'hook' | 'method'): void =>
-    fam(name, help, 'histogram', () => observer.latencies().flatMap((l) => histogramValues(name, l[pick], { plugin: l.plugin })));
+    // A plugin with no call yet has no series (most plugins never call a host method).
+    fam(name, help, 'histogram', () => observer.latencies().flatMap((l) => (l[pick].count === 0 ? [] : histogramValues(name, l[pick], { plugin: l.plugin }))));
   hist('warden_plugin_hook_duration_seconds', 'Hook call duration into the plugin, seconds', 'hook');
   hist('warden_plugin_host_call_duration_seconds', 'Host method call duration for the plugin, seconds', 'method');
 

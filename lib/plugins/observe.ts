@@ -12,11 +12,16 @@ export function observedHost(
   instanceOf: (name: string) => PluginInstance | undefined,
   pool: () => { idle: number; starting: number; warm: number; cold: number } | undefined,
 ): ObserverSource {
+  const views = new WeakMap<PluginInstance, ObservedInstance>();
   return {
     plugins: () => host.plugins(),
     instance: (name) => {
       const inst = instanceOf(name);
-      return inst === undefined ? undefined : observedInstance(inst);
+      if (inst === undefined) return undefined;
+      // Asked on every sample and scrape: one view per instance.
+      let view = views.get(inst);
+      if (view === undefined) views.set(inst, (view = observedInstance(inst)));
+      return view;
     },
     pool,
     audit: host.audit,
