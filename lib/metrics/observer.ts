@@ -138,10 +138,11 @@ export class PluginObserver {
     const began = this.loadStarted.get(e.plugin);
     if (began !== undefined && (e.previous === 'loading' || e.previous === 'reloading') && e.status !== e.previous) {
       this.loadStarted.delete(e.plugin);
-      if (e.status === 'active') {
+      // A reload that failed leaves the old version active, saying so in the reason.
+      if (e.status === 'active' && e.reason?.kind !== 'load-failed') {
         this.loads++;
         this.loadDurations.observe((e.at - began) / 1000);
-      } else if (e.status === 'failed') {
+      } else {
         this.loadFailures++;
       }
     }

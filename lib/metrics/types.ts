@@ -34,6 +34,7 @@ export interface ObservedStatus {
   plugin: string;
   status: string;
   previous: string;
+  reason?: { kind: string };
   at: number;
 }
 
