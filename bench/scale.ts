@@ -9,6 +9,8 @@
  *  - idle: with everything loaded and no call for --idle seconds (default 10), the cpu time and the
  *    main-thread wake-ups (voluntary context switches) of the host and of all runners. Target ~0:
  *    nothing may poll per plugin.
+ *  - observation: the usage history's sampling during the idle time, and one Prometheus scrape of
+ *    every plugin's series (target: history and metrics together ≤ 1% of one core);
  *  - close: time to unload everything; fds and sandbox cgroups back to where they were.
  * Peer, measured in the same run: an idle bare `node` (child_process, no sandbox, no runner) for memory.
  *
@@ -183,6 +185,7 @@ async function main(): Promise<void> {
       process.stderr.write(`idle for ${idleS} s...\n`);
       await sleep(1000); // let the calls' garbage and timers settle
       const pt0 = { ...pollStats };
+      const ob0 = { ...host.metrics.cost };
       const hc0 = hostCpuMs();
       const hs0 = ctxSwitches('self');
       const sb0 = sandboxTotals().cpuNs;
@@ -203,6 +206,21 @@ async function main(): Promise<void> {
       rows.push([`idle ${idleS} s: sandboxes cpu (cgroups)`, `${sbIdle.toFixed(1)} ms (${perS(sbIdle)} ms/s over ${runners.length} sandboxes)`]);
       rows.push([`idle ${idleS} s: runners cpu (/proc/<pid>/stat, 10 ms ticks)`, `${rcIdle.toFixed(0)} ms`]);
       rows.push([`idle ${idleS} s: runners main-thread wake-ups`, `${rsIdle} (${perS(rsIdle)}/s over ${runners.length} runners)`]);
+      const obMs = host.metrics.cost.ms - ob0.ms;
+      rows.push([`idle ${idleS} s: usage history sampling (every ${host.metrics.intervalMs} ms)`, `${host.metrics.cost.ticks - ob0.ticks} ticks, cpu ${obMs.toFixed(1)} ms (${((obMs / idleMs) * 100).toFixed(3)}% of one core)`]);
+      // A Prometheus scrape of every plugin's series, as a server scraping every 15 s would cost.
+      const { Registry } = await import('prom-client');
+      const registry = new Registry();
+      host.metrics.register(registry);
+      await registry.metrics();
+      const sc0 = process.cpuUsage();
+      const w0 = performance.now();
+      const text = await registry.metrics();
+      const wallMs = performance.now() - w0;
+      const sc = process.cpuUsage(sc0);
+      const scrapeMs = (sc.user + sc.system) / 1000;
+      rows.push([`metrics scrape (${n} plugins, ${text.split('\n').length} lines)`, `cpu ${scrapeMs.toFixed(1)} ms, wall ${wallMs.toFixed(1)} ms (${((scrapeMs / 15000) * 100).toFixed(3)}% of one core at one scrape per 15 s)`]);
+      rows.push(['history + metrics at idle (sampling, and a scrape per 15 s)', `${((obMs / idleMs + scrapeMs / 15000) * 100).toFixed(3)}% of one core (budget: 1%)`]);
     }
 
     process.stderr.write('closing...\n');

@@ -6,6 +6,9 @@
  *   escaper   tries to read host files, open a socket and run a program
  *   counter   updated from 1.0.0 to 2.0.0 while requests keep flowing
  *
+ * With --dashboard (npm run demo -- --dashboard [--port N]) the host keeps running after the tour, with
+ * its dashboard on 127.0.0.1 and a request every second, until Ctrl-C.
+ *
  * The plugins are copied to a temporary directory with a data file for greeter; greeter's manifest
  * names that directory (the ${DEMO_DATA} placeholder), so its permission is real. The demo key is
  * generated for this run and thrown away: nothing secret is in the repository.
@@ -194,6 +197,7 @@ async function main(): Promise<void> {
   section('Plugin logs');
   for (const line of logs) out(`  ${line.replace(/\n/g, '\n    ')}`);
 
+  if (process.argv.includes('--dashboard')) await serveDashboard(host);
   await host.close();
   section(`Audit log (${auditFile}; also: warden audit --file ...)`);
   const { events, chainOk } = await readAuditLog(auditFile);
@@ -203,6 +207,23 @@ async function main(): Promise<void> {
   section('Shutdown');
   out(`  every plugin unloaded: ${host.plugins().map((p) => `${p.name} ${p.status}`).join(', ')}`);
   fs.rmSync(root, { recursive: true, force: true });
+}
+
+/** Keeps the host running with its dashboard until SIGINT/SIGTERM, with a little traffic to watch. */
+async function serveDashboard(host: PluginHost): Promise<void> {
+  const i = process.argv.indexOf('--port');
+  const port = i > 0 ? Number(process.argv[i + 1]) : 0;
+  const { url, token } = await host.dashboard.listen({ port });
+  section('Dashboard (Ctrl-C to stop)');
+  out(`  ${url}`);
+  out(`  terminal view: warden top --url ${url.split('/?')[0]} --token ${token}`);
+  out(`  Prometheus: host.metrics.register(registry) in your own host; JSON: host.usage()`);
+  const traffic = setInterval(() => void host.invoke('request', [{ user: 'dashboard', path: '/tick' }]).catch(() => undefined), 1000);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  clearInterval(traffic);
 }
 
 main().catch((err) => {

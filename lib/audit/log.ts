@@ -152,6 +152,7 @@ export class AuditLog {
   private readonly sync: boolean;
   private flock: FlockFile | undefined;
   private readonly checkpoint: string | undefined;
+  private readonly listeners = new Set<(event: AuditEvent) => void>();
 
   /**
    * Opens (creating it with mode 0600) or continues the log at `options.path`: the next event follows
@@ -275,6 +276,7 @@ export class AuditLog {
     }
     const { event, line } = buildEvent(input, date.toISOString(), this.nextSeq++, this.prev);
     this.remember(event);
+    this.tell(event);
     if (this.path === undefined) {
       this.prev = sha256Hex(Buffer.from(line));
       return event;
@@ -323,6 +325,26 @@ export class AuditLog {
     if (this.maxEvents === 0) return;
     if (this.memory.length >= this.maxEvents) this.memory.splice(0, this.memory.length - this.maxEvents + 1);
     this.memory.push(event);
+  }
+
+  /**
+   * Calls `listener` with each event this log appends from now on (metrics, a live dashboard).
+   * A listener that throws breaks nothing: the error goes to onError and the append goes on. Returns
+   * the unsubscriber.
+   */
+  subscribe(listener: (event: AuditEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  private tell(event: AuditEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (e) {
+        this.report(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
   }
 
   /** The events this log appended (in memory, up to maxEvents), filtered. */

@@ -9,6 +9,7 @@ import { keygen } from './keygen';
 import { hash } from './hash';
 import { trust } from './trust';
 import { audit } from './audit';
+import { top } from './top';
 
 export type Command = (args: string[]) => Promise<number>;
 
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
   trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists; reset-state' },
   audit: { run: audit, summary: 'show, filter and verify an audit log (--file or $WARDEN_AUDIT_LOG)' },
+  top: { run: top, summary: "a running host's plugins, live, from its dashboard: warden top --url URL --token T" },
 };
 
 function usage(): string {

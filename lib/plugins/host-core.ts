@@ -36,4 +36,6 @@ export interface HostCore {
   reload(name: string): Promise<void>;
   /** Inside the plugin's queue: stop routing, drain, shutdown, stop the sandbox. */
   doUnload(r: PluginRecord, reason: PluginReason): Promise<void>;
+  /** Counts and times one host method called by `plugin` (metrics). */
+  timeCall<T>(plugin: string, fn: () => T): T;
 }

@@ -11,6 +11,8 @@ import {
   DEFAULT_RESTART_MAX_DELAY_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, DEFAULT_WATCH_DEBOUNCE_MS,
 } from '../defaults';
 import { InvalidOptionError } from '../errors';
+import type { ObserverOptions } from '../metrics';
+import type { DashboardOptions } from '../dashboard';
 import type { AuditLog } from '../audit';
 import type { HookDeclaration } from '../hooks';
 import type { CallContext, PeerLimits } from '../channel/rpc';
@@ -98,6 +100,10 @@ export interface PluginHostOptions {
    * with other bounds start cold (not from the warm pool).
    */
   channelLimits?: Partial<PeerLimits>;
+  /** Usage history and soft thresholds (see lib/metrics): sampling interval, points kept, thresholds. */
+  observe?: ObserverOptions;
+  /** Serve the dashboard from start() (see lib/dashboard); or call host.dashboard.listen() later. */
+  dashboard?: DashboardOptions;
 }
 
 /** The options as the host runs with them: checked, every default filled in. */

@@ -40,6 +40,9 @@ import { onDirChanged, onTrustChanged } from './reload-triggers';
 import { clearRestart, onViolation, releaseQuarantine } from './supervision';
 import { TrustExpiry } from './trust-expiry';
 import { PluginWatcher } from './watch';
+import { PluginObserver, type HostUsage } from '../metrics';
+import { Dashboard } from '../dashboard';
+import { observedHost } from './observe';
 
 export type { PluginHostOptions, PluginLauncher } from './host-options';
 export type { PluginInfo, PluginStatus, PluginStatusEvent } from './record';
@@ -69,6 +72,10 @@ export class PluginHost extends EventEmitter {
       { ...ev });
   };
   private watcher: PluginWatcher | undefined;
+  /** Metrics, usage history and early warnings: host.metrics.register(promRegistry), host.usage(). */
+  readonly metrics: PluginObserver;
+  /** The read-only dashboard; listening only once listen() is called (or the dashboard option). */
+  readonly dashboard: Dashboard;
   private closed = false;
   private started = false;
 
@@ -112,8 +119,11 @@ export class PluginHost extends EventEmitter {
       ensureLoaded: (r, chain) => this.ensureLoaded(r, chain),
       reload: (name) => this.reload(name),
       doUnload: (r, reason) => this.doUnload(r, reason),
+      timeCall: (plugin, fn) => this.metrics.timeCall(plugin, fn),
     };
     this.expiry = new TrustExpiry(this.core);
+    this.metrics = new PluginObserver(observedHost(this, (n) => this.records.get(n)?.instance, () => this.pool?.stats()), o.observe);
+    this.dashboard = new Dashboard({ usage: () => this.metrics.usage(), history: (n) => this.metrics.history(n), audit: this.audit });
   }
 
   // ---------------------------------------------------------------- public API
@@ -135,6 +145,7 @@ export class PluginHost extends EventEmitter {
     if (this.settings.loading === 'eager') {
       await Promise.all([...this.records.values()].map((r) => this.ensureLoaded(r, []).catch(() => undefined)));
     }
+    if (this.opts.dashboard !== undefined) await this.dashboard.listen(this.opts.dashboard);
   }
 
   /** Declares one more hook (host side). */
@@ -162,7 +173,9 @@ export class PluginHost extends EventEmitter {
       }
       if (waiting.length > 0) await Promise.all(waiting);
     }
-    return this.registry.invoke(hook, args, options);
+    const result = await this.registry.invoke(hook, args, options);
+    this.metrics.hookResult(result);
+    return result;
   }
 
   /** Loads (or, if it failed, loads again) one discovered plugin. Rejects with the reason on failure. */
@@ -225,6 +238,11 @@ export class PluginHost extends EventEmitter {
     return [...this.records.values()].map((r) => pluginInfo(r, this.settings.quarantine.windowMs));
   }
 
+  /** A JSON snapshot of every plugin's resources, calls, violations and warnings (see lib/metrics). */
+  usage(): HostUsage {
+    return this.metrics.usage();
+  }
+
   /** The running process of a plugin (for stats and tests); undefined unless active. */
   process(name: string): (PluginProcess & { warm?: boolean }) | undefined {
     return this.records.get(name)?.instance?.proc;
@@ -235,6 +253,8 @@ export class PluginHost extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.watcher?.close();
+    this.metrics.close();
+    await this.dashboard.close();
     this.expiry.stop();
     if (typeof (this.opts.trust.store as Partial<EventEmitter>).off === 'function') this.opts.trust.store.off('start-over', this.onStartOver);
     for (const r of this.records.values()) clearRestart(r);

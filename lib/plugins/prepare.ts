@@ -107,7 +107,7 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
     allowExec: sb.allowExec,
     limits: sandboxLimits(limits, s.allowDegradedLimits),
     config: s.options.config?.[manifest.name],
-    handlers: hostMethodsFor(s.options.methods, manifest.name),
+    handlers: hostMethodsFor(s.options.methods, manifest.name, core),
     // Per-call timeouts are the hooks' and the plugin's callTimeout; the channel itself waits.
     timeout: 0,
     loadTimeout: s.loadTimeoutMs,
@@ -156,7 +156,7 @@ function checkHooks(registry: HookRegistry, m: PluginManifest, regs: unknown): H
 }
 
 /** The host's methods as one plugin calls them: `this.plugin` names the caller. */
-function hostMethodsFor(methods: PluginHostOptions['methods'], plugin: string): Record<string, Handler> {
+function hostMethodsFor(methods: PluginHostOptions['methods'], plugin: string, core: Pick<HostCore, 'timeCall'>): Record<string, Handler> {
   const out: Record<string, Handler> = {};
   for (const [name, fn] of Object.entries(methods ?? {})) {
     out[name] = function (this: CallContext, ...args: unknown[]) {
@@ -165,7 +165,7 @@ function hostMethodsFor(methods: PluginHostOptions['methods'], plugin: string): 
       const ctx = this;
       const self = { get signal() { return ctx.signal; }, method: ctx.method, plugin };
       // args is at most the channel's maxArgs long.
-      return fn.apply(self, args);
+      return core.timeCall(plugin, () => fn.apply(self, args));
     };
   }
   return out;

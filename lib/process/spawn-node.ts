@@ -128,6 +128,7 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
         },
         on: (event, listener) => sb.on(event, listener),
         narrowLimits: (l) => sb.narrowLimits(l as NonNullable<SpawnOptions['limits']>),
+        stats: () => sb.stats(),
       };
     },
     options,

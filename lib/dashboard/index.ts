@@ -1,0 +1,2 @@
+/** The host's read-only dashboard (used by lib/plugins, never using it). */
+export { Dashboard, type DashboardOptions, type DashboardSource } from './server';
