@@ -18,6 +18,7 @@ import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 import type { PluginProcess } from '../runner/host';
 import { spawnNode, type SpawnNodeOptions } from './node';
+import { drainCloses, unwatchClose, watchClose } from '../net/closes';
 import { NetworkPolicy, validateNetworkOptions, type NetworkEvent, type ResolvedNetworkOptions } from '../net/policy';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
@@ -283,6 +284,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       },
       (port, answer) => this.native.replyDns(port, answer),
       addon().tcpStates as (cookies: Float64Array) => Array<[number, number, number, number]>,
+      { watch: watchClose, unwatch: unwatchClose, drain: drainCloses },
     );
     this.policy = policy;
     this.native.interceptNetwork((r) => policy.decide(r), (id, errno, cookie) => policy.report(id, errno, cookie), (q, port) => policy.dns(q, port));
