@@ -902,7 +902,7 @@ export class PluginHost extends EventEmitter {
   /** Each network decision of a plugin's sandbox is a `network` audit line. */
   private logNetwork(r: PluginRecord, e: NetworkEvent): void {
     const where = e.name ?? (e.address === undefined ? '' : e.port === undefined ? e.address : `${e.address}:${e.port}`);
-    const what = e.type === 'closed' ? `closed ${where}` : e.type === 'connected' ? `${e.errno === undefined ? 'connected' : `failed (${e.errno})`} ${where}` : `${e.decision} ${e.type} ${where}${e.reason === undefined ? '' : `: ${e.reason}`}`;
+    const what = e.type === 'closed' ? `closed ${where} (${e.bytesOut ?? '?'} bytes out, ${e.bytesIn ?? '?'} in)` : e.type === 'connected' ? `${e.errno === undefined ? 'connected' : `failed (${e.errno})`} ${where}` : `${e.decision} ${e.type} ${where}${e.reason === undefined ? '' : `: ${e.reason}`}`;
     this.log(e.decision === 'refused' ? 'warning' : 'info', 'network', r, what, { ...e });
   }
 
