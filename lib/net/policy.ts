@@ -205,7 +205,7 @@ export class NetworkPolicy {
       return this.refuse({ type: 'connect', ...where, reason: typeof grant === 'string' ? grant.slice(9) : 'not granted' });
     }
     const now = Date.now();
-    this.connectTimes = this.connectTimes.filter((t) => t > now - 60_000);
+    while (this.connectTimes.length > 0 && this.connectTimes[0]! <= now - 60_000) this.connectTimes.shift();
     if (this.connectTimes.length >= this.o.connectionsPerMinute) {
       return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.connectionsPerMinute} connections a minute` }, EAGAIN);
     }
