@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
@@ -77,8 +78,7 @@ bool TargetCloexec(pid_t tid, int fd) {
 }
 
 // Socket options a program may set before connect that change how the connection behaves. The
-// host's socket gets the caller's value wherever it differs from a fresh socket's. Buffer sizes are
-// not copied: a copied default would lock the size and switch the kernel's autotuning off.
+// host's socket gets the caller's value wherever it differs from a fresh socket's.
 struct IntOpt { int level, name; };
 constexpr IntOpt kIntOpts[] = {
     {SOL_SOCKET, SO_KEEPALIVE}, {SOL_SOCKET, SO_OOBINLINE},   {SOL_SOCKET, SO_PRIORITY},
@@ -97,6 +97,7 @@ struct Defaults {
   bool ready = false;
   int common[kNumInt];
   int family[2];
+  int sndbuf, rcvbuf;
 };
 Defaults defaults4, defaults6;
 
@@ -112,6 +113,8 @@ const Defaults& DefaultsFor(int domain) {
   for (size_t i = 0; i < 2; i++) {
     if (i >= n || s.get() < 0 || GetInt(s.get(), fam[i].level, fam[i].name, &d.family[i]) != 0) d.family[i] = -1;
   }
+  if (s.get() < 0 || GetInt(s.get(), SOL_SOCKET, SO_SNDBUF, &d.sndbuf) != 0) d.sndbuf = -1;
+  if (s.get() < 0 || GetInt(s.get(), SOL_SOCKET, SO_RCVBUF, &d.rcvbuf) != 0) d.rcvbuf = -1;
   d.ready = s.get() >= 0;
   return d;
 }
@@ -126,6 +129,16 @@ void CopyOptions(int from, int to, int domain) {
   for (size_t i = 0; i < kNumInt; i++) CopyInt(from, to, kIntOpts[i], d.common[i]);
   if (domain == AF_INET) CopyInt(from, to, kV4Opts[0], d.family[0]);
   else for (size_t i = 0; i < 2; i++) CopyInt(from, to, kV6Opts[i], d.family[i]);
+  // Buffer sizes only when the program chose them (they differ from a fresh socket's): setting one
+  // locks it and switches the kernel's autotuning off. The kernel doubles what is asked and reports
+  // the doubled value, so half of it is asked again.
+  for (auto [name, dflt] : {std::pair{SO_SNDBUF, d.sndbuf}, std::pair{SO_RCVBUF, d.rcvbuf}}) {
+    int v = 0;
+    if (GetInt(from, SOL_SOCKET, name, &v) == 0 && v != dflt) {
+      v /= 2;
+      setsockopt(to, SOL_SOCKET, name, &v, sizeof v);
+    }
+  }
   for (int name : {SO_RCVTIMEO, SO_SNDTIMEO}) {  // default: none (zero)
     struct timeval tv {};
     socklen_t len = sizeof tv;

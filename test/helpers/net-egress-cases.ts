@@ -200,6 +200,8 @@ const net = require('net');
 t.test('socket options and fd flags set before connect are carried to the handed-in socket', async (t) => {
   const r = await run(['/opt/net-attempt', 'opts', WORLD.http, '80'], { network: { allow: [`${WORLD.http}:80`], dnsServers: DNS } });
   t.equal(r.out, 'ok nodelay=1 keepalive=1 nonblock=1 cloexec=1 inprogress=1');
+  const b = await run(['/opt/net-attempt', 'bufs', WORLD.http, '80'], { network: { allow: [`${WORLD.http}:80`], dnsServers: DNS } });
+  t.equal(b.out, 'ok sndbuf=kept rcvbuf=kept', 'buffer sizes the program chose are carried');
 });
 
 t.test('ports, wildcards and names not granted', async (t) => {
