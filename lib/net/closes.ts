@@ -4,8 +4,9 @@
  * socket the sandbox already closed (TIME_WAIT, or gone), so a short connection had none; the
  * notification carries them as the kernel frees the socket.
  *
- * One watch per process, shared by every policy, open only while a handed-in connection is: while
- * it is open, the kernel queues a notification for every TCP socket the host's network frees.
+ * One watch per process, shared by every policy, open while handed-in connections are (and a few
+ * seconds after): while it is open, the kernel queues a notification for every TCP socket the
+ * host's network frees.
  */
 import { addon } from '../native';
 
@@ -23,10 +24,20 @@ function dispatch(cookie: number, state: number, sent: number, received: number)
   stopWhenIdle();
 }
 
+// Stopped a while after the last connection closed, not at once: a sandbox that opens connection
+// after connection would otherwise open and close the watch for each (work on its connect path).
+const IDLE_MS = 5000;
+let idleTimer: NodeJS.Timeout | undefined;
+
 function stopWhenIdle(): void {
-  if (!running || handlers.size > 0) return;
-  running = false;
-  (addon().tcpCloseWatchStop as () => void)();
+  if (!running || handlers.size > 0 || idleTimer !== undefined) return;
+  idleTimer = setTimeout(() => {
+    idleTimer = undefined;
+    if (!running || handlers.size > 0) return;
+    running = false;
+    (addon().tcpCloseWatchStop as () => void)();
+  }, IDLE_MS);
+  idleTimer.unref();
 }
 
 /**
