@@ -5,11 +5,16 @@
 // it soon reaches TIME_WAIT (or is gone), where a dump (tcpStates) has no counts, so a connection
 // that opened and closed between two dumps had none. The destroy notification carries the
 // tcp_info of the socket as the kernel frees it, whatever its lifetime.
+//
+// The notifications wait in the socket's receive queue until the policies' once-a-second sweep
+// drains them (tcpCloseWatchDrain): no wake-up of the host per closed connection, which would
+// compete with the connects it is handling. A queue that overflows between two drains (a host
+// closing thousands of TCP sockets a second) loses notifications; those connections keep the
+// counts the dumps sampled.
 #include <linux/inet_diag.h>
 #include <linux/sock_diag.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include <cerrno>
 #include <cstring>
@@ -24,9 +29,7 @@ namespace {
 
 // The process's one destroy watch (the policies of every sandbox share it).
 struct CloseWatch {
-  uv_poll_t handle;
   int fd = -1;
-  napi_env env = nullptr;
   Napi::FunctionReference cb;
   std::unordered_set<uint64_t> wanted;
 };
@@ -76,8 +79,10 @@ Napi::Value StartWatch(const Napi::CallbackInfo& info) {
   sockaddr_nl sa {};
   sa.nl_family = AF_NETLINK;
   sa.nl_groups = (1u << (SKNLGRP_INET_TCP_DESTROY - 1)) | (1u << (SKNLGRP_INET6_TCP_DESTROY - 1));
-  int rcvbuf = 1 << 20;
-  if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  // A second's worth of a busy host's closes: FORCE passes net.core.rmem_max (CAP_NET_ADMIN), the
+  // plain option is capped by it.
+  int rcvbuf = 4 << 20;
+  if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     int e = errno;
     if (fd >= 0) close(fd);
@@ -86,18 +91,9 @@ Napi::Value StartWatch(const Napi::CallbackInfo& info) {
     err.ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
   watch = new CloseWatch();
   watch->fd = fd;
-  watch->env = env;
   watch->cb = Napi::Persistent(info[0].As<Napi::Function>());
-  uv_poll_init(loop, &watch->handle, fd);
-  watch->handle.data = watch;
-  uv_poll_start(&watch->handle, UV_READABLE, [](uv_poll_t* h, int, int) {
-    if (watch != nullptr) DrainWatch(Napi::Env(watch->env));
-  });
-  uv_unref(reinterpret_cast<uv_handle_t*>(&watch->handle));  // never keeps the process alive
   return env.Undefined();
 }
 
@@ -110,19 +106,16 @@ Napi::Value WatchDelete(const Napi::CallbackInfo& info) {
   if (watch != nullptr) watch->wanted.erase(static_cast<uint64_t>(info[0].ToNumber().DoubleValue()));
   return info.Env().Undefined();
 }
-// tcpCloseWatchDrain(): reports what is queued now (a sandbox that exited: its last closes).
+// tcpCloseWatchDrain(): calls back for what is queued now.
 Napi::Value WatchDrain(const Napi::CallbackInfo& info) {
   if (watch != nullptr) DrainWatch(info.Env());
   return info.Env().Undefined();
 }
 Napi::Value WatchStop(const Napi::CallbackInfo& info) {
   if (watch == nullptr) return info.Env().Undefined();
-  CloseWatch* w = watch;
+  close(watch->fd);
+  delete watch;
   watch = nullptr;
-  uv_poll_stop(&w->handle);
-  close(w->fd);
-  w->cb.Reset();
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->handle), [](uv_handle_t* h) { delete static_cast<CloseWatch*>(h->data); });
   return info.Env().Undefined();
 }
 

@@ -66,7 +66,7 @@ export function unwatchClose(cookie: number): void {
   stopWhenIdle();
 }
 
-/** Delivers the notifications queued now (a sandbox that just exited: its last connections). */
+/** Delivers the notifications queued now (each policy's sweep calls it, once a second and at exit). */
 export function drainCloses(): void {
   if (running) (addon().tcpCloseWatchDrain as () => void)();
 }

@@ -274,6 +274,7 @@ export class NetworkPolicy {
    * (lib/net/closes.ts), or, without that notification, after a few sweeps with the last counts seen.
    */
   sweep(final = false): void {
+    this.closes.drain(); // the kernel's final counts first: they close connections for good
     const live = [...this.open.entries()].filter(([, c]) => c.cookie !== undefined);
     let rows: Array<[number, number, number, number]> = [];
     try {
@@ -298,9 +299,8 @@ export class NetworkPolicy {
     }
   }
 
-  /** The sandbox exited: the kernel's queued notifications, a last look at the counts, then every connection is closed. */
+  /** The sandbox exited: a last look (the kernel's notifications, then the counts), then every connection is closed. */
   stop(): void {
-    this.closes.drain();
     this.sweep();
     this.sweep(true);
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
