@@ -5,6 +5,7 @@
  *   leaky     keeps memory from every request until its memory limit stops it
  *   escaper   tries to read host files, open a socket and run a program
  *   counter   updated from 1.0.0 to 2.0.0 while requests keep flowing
+ *   fetcher   granted one HTTP API (net:connect), refused on the cloud metadata address
  *
  * With --dashboard (npm run demo -- --dashboard [--port N]) the host keeps running after the tour, with
  * its dashboard on 127.0.0.1 and a request every second, until Ctrl-C.
@@ -12,12 +13,22 @@
  * The plugins are copied to a temporary directory with a data file for greeter; greeter's manifest
  * names that directory (the ${DEMO_DATA} placeholder), so its permission is real. The demo key is
  * generated for this run and thrown away: nothing secret is in the repository.
+ *
+ * fetcher's API is a small server this demo starts on an address of this host (not loopback: a
+ * sandbox's loopback is its own), with a DNS server on the host's loopback that answers the name
+ * status.demo with the metadata address. No packet leaves this machine: the metadata address is
+ * refused before anything is sent.
  */
+import * as dgram from 'node:dgram';
+import * as dns from 'node:dns';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { readAuditLog } from '../lib/audit';
+import { buildAnswer, parseQuery, RCODE_NXDOMAIN, TYPE_A } from '../lib/net/dns';
+import { networkReport } from '../lib/sandbox/network-report';
 import { PluginHost, type PluginStatusEvent } from '../lib/plugins';
 import {
   addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore,
@@ -81,6 +92,53 @@ class DemoTrustList {
   }
 }
 
+interface DemoApi {
+  /** The API's base URL and the grant that opens exactly it, or why the network part is skipped. */
+  url?: string;
+  grant?: string;
+  skip?: string;
+  close(): void;
+}
+
+/**
+ * The API fetcher may call, on the first address of this host that is not loopback (an explicit IP
+ * grant opens a host address; loopback in a sandbox is the sandbox's own), and the DNS server the
+ * host asks for sandboxes: status.demo answers 169.254.169.254, every other name does not exist.
+ */
+async function startDemoApi(): Promise<DemoApi> {
+  const net = await networkReport();
+  if (net.mechanism === 'none') return { skip: `this host cannot enforce network policies: ${net.reason}`, close: () => {} };
+  const addrs = Object.values(os.networkInterfaces()).flatMap((l) => l ?? []).filter((a) => !a.internal && !a.address.startsWith('fe80:'));
+  const addr = addrs.find((a) => a.family === 'IPv4') ?? addrs[0];
+  if (addr === undefined) return { skip: 'this host has no address besides loopback to serve the demo API on', close: () => {} };
+  const api = http.createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    res.setHeader('connection', 'close'); // closed at once, so the demo can show its close line
+    res.end(JSON.stringify({ city: new URL(req.url ?? '/', 'http://x').searchParams.get('city'), forecast: 'rain', celsius: 7 }));
+  });
+  await new Promise<void>((r) => api.listen(0, addr.address, r));
+  const port = (api.address() as { port: number }).port;
+  const resolver = dgram.createSocket('udp4');
+  resolver.on('message', (m, from) => {
+    const q = parseQuery(m);
+    if (q === null) return;
+    const meta = q.name === 'status.demo';
+    const answer = meta && q.type === TYPE_A ? buildAnswer(q, 0, [Buffer.from([169, 254, 169, 254])]) : buildAnswer(q, meta ? 0 : RCODE_NXDOMAIN);
+    resolver.send(answer, from.port, from.address);
+  });
+  await new Promise<void>((r) => resolver.bind(0, '127.0.0.1', r));
+  dns.setServers([`127.0.0.1:${resolver.address().port}`]);
+  const host = addr.family === 'IPv4' ? addr.address : `[${addr.address}]`;
+  return {
+    url: `http://${host}:${port}`,
+    grant: `${host}:${port}`,
+    close: () => {
+      api.close();
+      resolver.close();
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const asRoot = process.getuid?.() === 0;
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-demo-'));
@@ -90,6 +148,10 @@ async function main(): Promise<void> {
   fs.mkdirSync(data, { mode: 0o755 });
   fs.writeFileSync(path.join(data, 'motd.txt'), 'Plugins run in kernel sandboxes here.\n', { mode: 0o644 });
   copyTree(path.join(EXAMPLES, 'plugins'), plugins);
+  const demoApi = await startDemoApi();
+  const fetcherManifest = path.join(plugins, 'fetcher', 'warden.json');
+  if (demoApi.grant === undefined) fs.rmSync(path.join(plugins, 'fetcher'), { recursive: true });
+  else fs.writeFileSync(fetcherManifest, fs.readFileSync(fetcherManifest, 'utf8').replace('${DEMO_API}', demoApi.grant));
   const greeterManifest = path.join(plugins, 'greeter', 'warden.json');
   fs.writeFileSync(greeterManifest, fs.readFileSync(greeterManifest, 'utf8').replace('${DEMO_DATA}', data));
 
@@ -106,6 +168,7 @@ async function main(): Promise<void> {
   await trust.grant(path.join(plugins, 'leaky'), 'restricted', [], { memory: 96 << 20 });
   await trust.grant(path.join(plugins, 'escaper'), 'restricted', [], {});
   await trust.grant(path.join(plugins, 'counter'), 'standard', [], {});
+  if (demoApi.grant !== undefined) await trust.grant(path.join(plugins, 'fetcher'), 'standard', [`net:connect:${demoApi.grant}`, 'net:connect:status.demo:80'], {});
   await trust.publish();
 
   const auditFile = path.join(root, 'audit.jsonl');
@@ -116,8 +179,9 @@ async function main(): Promise<void> {
     hooks: [
       { name: 'request', mode: 'waterfall', timeout: 2000 },
       { name: 'status', mode: 'parallel', timeout: 2000 },
+      { name: 'egress', mode: 'parallel', timeout: 5000 },
     ],
-    config: { greeter: { motdFile: path.join(data, 'motd.txt') } },
+    config: { greeter: { motdFile: path.join(data, 'motd.txt') }, fetcher: { api: demoApi.url } },
     audit: auditFile,
     watch: { debounceMs: 150 },
     warmPool: 2, // pre-started runners: reloads and later loads take one instead of starting node
@@ -164,6 +228,24 @@ async function main(): Promise<void> {
   const greeterStatus = st.outcomes.find((o) => o.owner === 'greeter');
   out(`  greeter, in the same call, read its granted file: ${JSON.stringify((greeterStatus?.value as { motd?: string })?.motd)}`);
 
+  section('Network by policy: fetcher is granted one API (net:connect), nothing else');
+  if (demoApi.skip !== undefined) {
+    out(`  skipped: ${demoApi.skip}`);
+  } else {
+    out(`  the API: ${demoApi.url} (an address of this host: closed to sandboxes unless an IP grant names it)`);
+    out('  status.demo, also granted, now resolves to 169.254.169.254 (the cloud metadata endpoint)');
+    const r = await host.invoke('egress', []);
+    const fetcher = r.outcomes.find((o) => o.owner === 'fetcher');
+    if (fetcher?.ok) for (const line of (fetcher.value as { report: string[] }).report) out(`  ${line}`);
+    else out(`  fetcher did not answer: ${fetcher?.error?.message ?? host.info('fetcher').reason?.message ?? host.status('fetcher')}`);
+    // The API connection is reported when the kernel frees its socket, with its bytes.
+    const network = async () => (await readAuditLog(auditFile, { event: 'network' })).events;
+    const end = Date.now() + 3000;
+    while (!(await network()).some((e) => /^closed /.test(e.reason ?? '')) && Date.now() < end) await sleep(50);
+    out('  its audit lines (event "network"):');
+    for (const e of await network()) out(`    ${e.severity.padEnd(8)} ${e.reason}`);
+  }
+
   section('Hot reload: counter 1.0.0 → 2.0.0 while requests keep flowing');
   let calls = 0;
   let failed = 0;
@@ -199,6 +281,7 @@ async function main(): Promise<void> {
 
   if (process.argv.includes('--dashboard')) await serveDashboard(host);
   await host.close();
+  demoApi.close();
   section(`Audit log (${auditFile}; also: warden audit --file ...)`);
   const { events, chainOk } = await readAuditLog(auditFile);
   for (const e of events) out(`  ${e.time.slice(11, 23)} ${e.severity.padEnd(8)} ${e.event.padEnd(10)} ${(e.plugin ?? '-').padEnd(8)} ${(e.reason ?? '').slice(0, 110)}`);

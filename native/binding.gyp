@@ -30,6 +30,7 @@
         "exit_watch.cc",
         "net_intercept.cc",
         "net_diag.cc",
+        "net_closes.cc",
         "file_lock.cc",
         "probe.cc",
         "seccomp.cc",

@@ -3,6 +3,7 @@
 // A network policy uses it to see which of the connections it handed to a sandbox are still open,
 // and how many bytes each carried, without holding a reference to them (a reference held by the
 // host would keep a connection open after the sandbox closed it).
+
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -19,16 +20,15 @@
 #include <vector>
 
 #include "bindings.h"
+#include "net_diag.h"
 
 namespace warden {
 
 namespace {
 
-struct Found {
-  double cookie;
-  int state;
-  double sent, received;
-};
+uint64_t CookieOf(const inet_diag_msg* m) {
+  return static_cast<uint64_t>(m->id.idiag_cookie[0]) | (static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32);
+}
 
 // One dump; appends the sockets whose cookie is wanted. Returns 0 or an errno.
 int Dump(int family, const std::unordered_set<uint64_t>& wanted, std::vector<Found>* out) {
@@ -65,19 +65,8 @@ int Dump(int family, const std::unordered_set<uint64_t>& wanted, std::vector<Fou
         close(fd);
         return 0;
       }
-      auto* m = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
-      const uint64_t cookie = static_cast<uint64_t>(m->id.idiag_cookie[0]) | (static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32);
-      if (wanted.count(cookie) == 0) continue;
-      Found f{static_cast<double>(cookie), m->idiag_state, -1, -1};
-      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
-      for (auto* a = reinterpret_cast<rtattr*>(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-        if (a->rta_type != INET_DIAG_INFO) continue;
-        tcp_info ti {};
-        memcpy(&ti, RTA_DATA(a), std::min<size_t>(RTA_PAYLOAD(a), sizeof ti));
-        f.sent = static_cast<double>(ti.tcpi_bytes_acked);
-        f.received = static_cast<double>(ti.tcpi_bytes_received);
-      }
-      out->push_back(f);
+      if (wanted.count(CookieOf(static_cast<inet_diag_msg*>(NLMSG_DATA(h)))) == 0) continue;
+      out->push_back(ParseDiag(h));
     }
   }
 }
@@ -114,8 +103,26 @@ Napi::Value TcpStates(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// One inet_diag_msg: its cookie, state and, when it carries tcp_info, its byte counts (else -1).
+Found ParseDiag(const nlmsghdr* h) {
+  auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+  Found f{static_cast<double>(CookieOf(m)), m->idiag_state, -1, -1};
+  int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+  for (auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+    if (a->rta_type != INET_DIAG_INFO) continue;
+    tcp_info ti {};
+    memcpy(&ti, RTA_DATA(a), std::min<size_t>(RTA_PAYLOAD(a), sizeof ti));
+    // Data bytes only: the acked count also holds the SYN and the FIN, each counting as one.
+    // The received count holds the peer's FIN once it came (the kernel has no data-only count).
+    f.sent = static_cast<double>(ti.tcpi_bytes_sent - ti.tcpi_bytes_retrans);
+    f.received = static_cast<double>(ti.tcpi_bytes_received);
+  }
+  return f;
+}
+
 void InitNetDiag(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpStates", Napi::Function::New(env, TcpStates, "tcpStates"));
+  InitNetCloses(env, exports);
 }
 
 }  // namespace warden

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
@@ -77,8 +78,7 @@ bool TargetCloexec(pid_t tid, int fd) {
 }
 
 // Socket options a program may set before connect that change how the connection behaves. The
-// host's socket gets the caller's value wherever the two differ. Buffer sizes are not copied: a
-// copied default would lock the size and switch the kernel's autotuning off.
+// host's socket gets the caller's value wherever it differs from a fresh socket's.
 struct IntOpt { int level, name; };
 constexpr IntOpt kIntOpts[] = {
     {SOL_SOCKET, SO_KEEPALIVE}, {SOL_SOCKET, SO_OOBINLINE},   {SOL_SOCKET, SO_PRIORITY},
@@ -87,24 +87,62 @@ constexpr IntOpt kIntOpts[] = {
     {IPPROTO_TCP, TCP_USER_TIMEOUT}, {IPPROTO_TCP, TCP_CORK}, {IPPROTO_TCP, TCP_NOTSENT_LOWAT},
     {IPPROTO_TCP, TCP_MAXSEG},
 };
+constexpr IntOpt kV4Opts[] = {{IPPROTO_IP, IP_TOS}};
+constexpr IntOpt kV6Opts[] = {{IPPROTO_IPV6, IPV6_V6ONLY}, {IPPROTO_IPV6, IPV6_TCLASS}};
+constexpr size_t kNumInt = sizeof kIntOpts / sizeof kIntOpts[0];
+
+// A fresh host socket's values, read once per family: each connect then reads only the caller's
+// socket (the connect path's syscalls are its cost) and writes only what differs. -1: unreadable.
+struct Defaults {
+  bool ready = false;
+  int common[kNumInt];
+  int family[2];
+  int sndbuf, rcvbuf;
+};
+Defaults defaults4, defaults6;
+
+const Defaults& DefaultsFor(int domain) {
+  Defaults& d = domain == AF_INET ? defaults4 : defaults6;
+  if (d.ready) return d;
+  Fd s(socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  for (size_t i = 0; i < kNumInt; i++) {
+    if (s.get() < 0 || GetInt(s.get(), kIntOpts[i].level, kIntOpts[i].name, &d.common[i]) != 0) d.common[i] = -1;
+  }
+  const IntOpt* fam = domain == AF_INET ? kV4Opts : kV6Opts;
+  const size_t n = domain == AF_INET ? 1 : 2;
+  for (size_t i = 0; i < 2; i++) {
+    if (i >= n || s.get() < 0 || GetInt(s.get(), fam[i].level, fam[i].name, &d.family[i]) != 0) d.family[i] = -1;
+  }
+  if (s.get() < 0 || GetInt(s.get(), SOL_SOCKET, SO_SNDBUF, &d.sndbuf) != 0) d.sndbuf = -1;
+  if (s.get() < 0 || GetInt(s.get(), SOL_SOCKET, SO_RCVBUF, &d.rcvbuf) != 0) d.rcvbuf = -1;
+  d.ready = s.get() >= 0;
+  return d;
+}
+
+void CopyInt(int from, int to, const IntOpt& o, int dflt) {
+  int v = 0;
+  if (GetInt(from, o.level, o.name, &v) == 0 && v != dflt) setsockopt(to, o.level, o.name, &v, sizeof v);
+}
 
 void CopyOptions(int from, int to, int domain) {
-  for (const IntOpt& o : kIntOpts) {
-    int a = 0, b = 0;
-    if (GetInt(from, o.level, o.name, &a) != 0 || GetInt(to, o.level, o.name, &b) != 0 || a == b) continue;
-    setsockopt(to, o.level, o.name, &a, sizeof a);
-  }
-  int tos = 0;
-  if (domain == AF_INET && GetInt(from, IPPROTO_IP, IP_TOS, &tos) == 0) setsockopt(to, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
-  if (domain == AF_INET6) {
+  const Defaults& d = DefaultsFor(domain);
+  for (size_t i = 0; i < kNumInt; i++) CopyInt(from, to, kIntOpts[i], d.common[i]);
+  if (domain == AF_INET) CopyInt(from, to, kV4Opts[0], d.family[0]);
+  else for (size_t i = 0; i < 2; i++) CopyInt(from, to, kV6Opts[i], d.family[i]);
+  // Buffer sizes only when the program chose them (they differ from a fresh socket's): setting one
+  // locks it and switches the kernel's autotuning off. The kernel doubles what is asked and reports
+  // the doubled value, so half of it is asked again.
+  for (auto [name, dflt] : {std::pair{SO_SNDBUF, d.sndbuf}, std::pair{SO_RCVBUF, d.rcvbuf}}) {
     int v = 0;
-    if (GetInt(from, IPPROTO_IPV6, IPV6_V6ONLY, &v) == 0) setsockopt(to, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v);
-    if (GetInt(from, IPPROTO_IPV6, IPV6_TCLASS, &v) == 0) setsockopt(to, IPPROTO_IPV6, IPV6_TCLASS, &v, sizeof v);
+    if (GetInt(from, SOL_SOCKET, name, &v) == 0 && v != dflt) {
+      v /= 2;
+      setsockopt(to, SOL_SOCKET, name, &v, sizeof v);
+    }
   }
-  for (int name : {SO_RCVTIMEO, SO_SNDTIMEO}) {
+  for (int name : {SO_RCVTIMEO, SO_SNDTIMEO}) {  // default: none (zero)
     struct timeval tv {};
     socklen_t len = sizeof tv;
-    if (getsockopt(from, SOL_SOCKET, name, &tv, &len) == 0) setsockopt(to, SOL_SOCKET, name, &tv, sizeof tv);
+    if (getsockopt(from, SOL_SOCKET, name, &tv, &len) == 0 && (tv.tv_sec != 0 || tv.tv_usec != 0)) setsockopt(to, SOL_SOCKET, name, &tv, sizeof tv);
   }
   struct linger lg {};
   socklen_t len = sizeof lg;
@@ -303,7 +341,7 @@ void NetIntercept::Reply(uint64_t id, int64_t val, int error) {
 // Puts `host_fd` at the caller's `target_fd` (closing what was there), then answers the connect.
 // Two steps, not ADDFD_FLAG_SEND: with SEND the syscall would return the fd number, and connect
 // must return 0 or -EINPROGRESS. The caller stays blocked in connect between the two.
-void NetIntercept::Install(uint64_t id, int host_fd, int target_fd, bool cloexec, int64_t error) {
+void NetIntercept::Install(uint64_t id, int host_fd, uint64_t cookie, int target_fd, bool cloexec, int64_t error) {
   struct seccomp_notif_addfd addfd {};
   addfd.id = id;
   addfd.flags = SECCOMP_ADDFD_FLAG_SETFD;
@@ -314,7 +352,7 @@ void NetIntercept::Install(uint64_t id, int host_fd, int target_fd, bool cloexec
     Reply(id, 0, errno == ENOENT ? EINTR : errno);
     return;
   }
-  handed_in_.insert(Cookie(host_fd));
+  handed_in_.insert(cookie);
   Reply(id, 0, static_cast<int>(error));
 }
 
@@ -472,7 +510,7 @@ void NetIntercept::HandleConnect(const struct seccomp_notif& req, int dup) {
   if (err == 0 || nonblocking) {
     if (!nonblocking) fcntl(s.get(), F_SETFL, fcntl(s.get(), F_GETFL) & ~O_NONBLOCK);
     const uint64_t c = Cookie(s.get());
-    Install(req.id, s.get(), target, cloexec, err);
+    Install(req.id, s.get(), c, target, cloexec, err);
     return CallReport(id, 0, c);
   }
   // A blocking caller: it waits in connect while the host's event loop waits for the handshake.
@@ -508,7 +546,7 @@ void NetIntercept::Finish(Pending* p, int error) {
   if (error == 0) {
     fcntl(p->fd, F_SETFL, fcntl(p->fd, F_GETFL) & ~O_NONBLOCK);
     c = Cookie(p->fd);
-    Install(p->notif, p->fd, p->target, p->cloexec, 0);
+    Install(p->notif, p->fd, c, p->target, p->cloexec, 0);
   } else {
     Reply(p->notif, 0, error);
   }

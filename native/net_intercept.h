@@ -54,7 +54,7 @@ class NetIntercept {
   struct StubPoll;
 
   void Reply(uint64_t id, int64_t val, int error);
-  void Install(uint64_t id, int host_fd, int target_fd, bool cloexec, int64_t val);
+  void Install(uint64_t id, int host_fd, uint64_t cookie, int target_fd, bool cloexec, int64_t val);
   void Finish(Pending* p, int error);
   void HandleConnect(const struct seccomp_notif& req, int dup);
   void HandleListen(const struct seccomp_notif& req, int dup);

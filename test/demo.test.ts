@@ -22,6 +22,23 @@ function runDemo(prefix: string[], root = CHECKOUT): { status: number | null; ou
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
+/** fetcher: the granted API answers, the metadata address is refused by number and by name, and each is an audit line. */
+function checkNetwork(t: Test, out: string): void {
+  const skip = /^== Network by policy.*\n {2}skipped: (.*)$/m.exec(out);
+  if (skip !== null) {
+    t.comment(`network part skipped by the demo: ${skip[1]}`);
+    t.match(skip[1], /cannot enforce network policies|no address besides loopback/, 'a skip names its reason');
+    return;
+  }
+  t.match(out, /^ {2}GET http:\/\/\S+\/v1\/weather\?city=Oslo: 200 \{"city":"Oslo","forecast":"rain","celsius":7\}$/m, 'the granted API answers');
+  t.match(out, /^ {2}GET http:\/\/169\.254\.169\.254\/\S*: refused \(EACCES\)$/m, 'the metadata address is refused');
+  t.match(out, /^ {2}GET http:\/\/status\.demo\/\S*: refused \(ENOTFOUND\)$/m, 'a granted name resolving to it is not answered');
+  t.match(out, /^ {4}info {5}allowed connect \S+:\d+/m, 'the allowed connection is an audit line');
+  t.match(out, /^ {4}warning {2}refused connect 169\.254\.169\.254:80: metadata address/m, 'the refusal is an audit line with its reason');
+  t.match(out, /^ {4}warning {2}refused dns status\.demo: metadata address in the answer, dropped$/m, 'the dropped DNS answer too');
+  t.match(out, /^ {4}info {5}closed \S+:\d+ \(\d+ bytes out, \d+ in\)$/m, 'and the closed connection, with its bytes');
+}
+
 function checkCommon(t: Test, out: string): void {
   t.match(out, /counter\s+1\.0\.0\s+active/, 'plugins loaded');
   t.match(out, /ann: headers=\{"x-greeting":"hello ann"\} counted=1/, 'the waterfall hook ran through the plugins');
@@ -31,6 +48,7 @@ function checkCommon(t: Test, out: string): void {
   t.match(out, /escaper is failed: seccomp — forbidden syscall execve/, 'running a program without sys:exec kills it');
   t.match(out, /read its granted file: "Plugins run in kernel sandboxes here\."/, 'a granted path is readable');
   t.match(out, /reloaded( from the warm pool)?: pid \d+ → \d+; \d+ requests during the update, 0 failed; versions seen: counter 1\.0\.0, counter 2\.0\.0/, 'hot reload lost nothing');
+  checkNetwork(t, out);
   t.match(out, /hash chain intact/);
   t.match(out, /every plugin unloaded/);
 }

@@ -121,9 +121,31 @@ export function validateNetworkOptions(o: unknown, field = 'network'): ResolvedN
 }
 
 interface Answered { name: string; grants: NetGrant[] }
+interface Conn {
+  address: string;
+  port: number;
+  cookie?: number;
+  sent?: number;
+  received?: number;
+  /** Sweeps since the sandbox's side was seen closed, waiting for the kernel's final counts. */
+  closing?: number;
+  watched?: boolean;
+}
+
+/** The kernel's socket destroy notifications (lib/sandbox/network-closes.ts), or none. */
+export interface CloseWatch {
+  watch(cookie: number, onClose: (state: number, sent: number, received: number) => void): boolean;
+  unwatch(cookie: number): void;
+  drain(): void;
+}
+const NO_CLOSE_WATCH: CloseWatch = { watch: () => false, unwatch: () => {}, drain: () => {} };
+
 const SWEEP_MS = 1000;
 // TCP states in which the sandbox has not closed its side: SYN_SENT, SYN_RECV, ESTABLISHED, CLOSE_WAIT.
 const OPEN_STATES = new Set([1, 2, 3, 8]);
+// Sweeps a closed connection waits for its destroy notification before it is reported with the
+// last sampled counts (a FIN_WAIT2 socket whose peer never closes lives on for tcp_fin_timeout).
+const CLOSING_SWEEPS = 3;
 const MAX_ANSWERED = 4096;
 
 export class NetworkPolicy {
@@ -132,7 +154,8 @@ export class NetworkPolicy {
   private connectTimes: number[] = [];
   private refusalTimes: number[] = [];
   private nextId = 1;
-  private readonly open = new Map<number, { address: string; port: number; cookie?: number; sent?: number; received?: number }>();
+  private readonly open = new Map<number, Conn>();
+  private closing = 0; // entries of `open` whose sandbox side is closed (they no longer count)
   private sweepTimer: NodeJS.Timeout | undefined;
   private violated = false;
 
@@ -142,6 +165,7 @@ export class NetworkPolicy {
     private readonly onViolation: (reason: string) => void,
     private readonly replyDns: (port: number, answer: Buffer) => void,
     private readonly tcpStates: (cookies: Float64Array) => Array<[number, number, number, number]> = () => [],
+    private readonly closes: CloseWatch = NO_CLOSE_WATCH,
   ) {
     this.resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
     this.resolver.setServers(o.dnsServers ?? dns.getServers());
@@ -149,7 +173,7 @@ export class NetworkPolicy {
 
   /** Connections the host handed in and has not seen closed. */
   get openConnections(): number {
-    return this.open.size;
+    return this.open.size - this.closing;
   }
 
   /** Called by native/net_intercept.cc for each connect and listen. Synchronous. */
@@ -181,11 +205,11 @@ export class NetworkPolicy {
       return this.refuse({ type: 'connect', ...where, reason: typeof grant === 'string' ? grant.slice(9) : 'not granted' });
     }
     const now = Date.now();
-    this.connectTimes = this.connectTimes.filter((t) => t > now - 60_000);
+    while (this.connectTimes.length > 0 && this.connectTimes[0]! <= now - 60_000) this.connectTimes.shift();
     if (this.connectTimes.length >= this.o.connectionsPerMinute) {
       return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.connectionsPerMinute} connections a minute` }, EAGAIN);
     }
-    if (this.open.size >= this.o.maxConnections) {
+    if (this.openConnections >= this.o.maxConnections) {
       return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.maxConnections} connections open at once` }, EAGAIN);
     }
     this.connectTimes.push(now);
@@ -214,7 +238,10 @@ export class NetworkPolicy {
     const c = this.open.get(id);
     if (c === undefined) return;
     if (errno !== 0) this.open.delete(id);
-    else c.cookie = cookie;
+    else {
+      c.cookie = cookie;
+      c.watched = this.closes.watch(cookie, (_state, sent, received) => this.close(id, c, sent, received));
+    }
     this.emit({ at: Date.now(), type: 'connected', address: c.address, port: c.port, ...(errno === 0 ? {} : { errno: errnoName(errno) }) });
     if (errno === 0 && this.sweepTimer === undefined) {
       this.sweepTimer = setInterval(() => this.sweep(), SWEEP_MS);
@@ -222,12 +249,32 @@ export class NetworkPolicy {
     }
   }
 
+  /** Reports a connection closed, with its final counts when known (>= 0). */
+  private close(id: number, c: Conn, sent: number, received: number): void {
+    if (this.open.get(id) !== c) return;
+    if (sent >= 0) {
+      c.sent = sent;
+      c.received = received;
+    }
+    this.open.delete(id);
+    if (c.closing !== undefined) this.closing--;
+    if (c.watched === true) this.closes.unwatch(c.cookie!);
+    this.emit({ at: Date.now(), type: 'closed', address: c.address, port: c.port, bytesOut: c.sent ?? null, bytesIn: c.received ?? null });
+    if (this.open.size === 0 && this.sweepTimer !== undefined) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
   /**
    * Which handed-in connections are still open, from the kernel's socket table (the host holds no
    * reference to them). A connection is closed once the sandbox's side has closed or shut it
-   * (FIN_WAIT, TIME_WAIT, LAST_ACK, ...) or it is gone; its bytes are the last counts seen.
+   * (FIN_WAIT, TIME_WAIT, LAST_ACK, ...) or it is gone: from then on it no longer counts against
+   * the limits, and it is reported when the kernel frees its socket, with the final byte counts
+   * (lib/sandbox/network-closes.ts), or, without that notification, after a few sweeps with the last counts seen.
    */
   sweep(final = false): void {
+    this.closes.drain(); // the kernel's final counts first: they close connections for good
     const live = [...this.open.entries()].filter(([, c]) => c.cookie !== undefined);
     let rows: Array<[number, number, number, number]> = [];
     try {
@@ -243,16 +290,16 @@ export class NetworkPolicy {
         c.received = row[3];
       }
       if (row !== undefined && OPEN_STATES.has(row[1])) continue;
-      this.open.delete(id);
-      this.emit({ at: Date.now(), type: 'closed', address: c.address, port: c.port, bytesOut: c.sent ?? null, bytesIn: c.received ?? null });
-    }
-    if (this.open.size === 0 && this.sweepTimer !== undefined) {
-      clearInterval(this.sweepTimer);
-      this.sweepTimer = undefined;
+      if (c.closing === undefined) {
+        c.closing = 0;
+        this.closing++;
+      }
+      if (!final && c.watched === true && c.closing++ < CLOSING_SWEEPS) continue;
+      this.close(id, c, -1, -1);
     }
   }
 
-  /** The sandbox exited: one last look at the byte counts, then every connection is closed. */
+  /** The sandbox exited: a last look (the kernel's notifications, then the counts), then every connection is closed. */
   stop(): void {
     this.sweep();
     this.sweep(true);

@@ -28,6 +28,6 @@ export function auditEvent(severity: AuditSeverity, event: string, r: PluginReco
 /** The reason text of a `network` audit line, and its severity (refusals are warnings). */
 export function networkLine(e: NetworkEvent): { severity: AuditSeverity; reason: string } {
   const where = e.name ?? (e.address === undefined ? '' : e.port === undefined ? e.address : `${e.address}:${e.port}`);
-  const what = e.type === 'closed' ? `closed ${where}` : e.type === 'connected' ? `${e.errno === undefined ? 'connected' : `failed (${e.errno})`} ${where}` : `${e.decision} ${e.type} ${where}${e.reason === undefined ? '' : `: ${e.reason}`}`;
+  const what = e.type === 'closed' ? `closed ${where} (${e.bytesOut ?? '?'} bytes out, ${e.bytesIn ?? '?'} in)` : e.type === 'connected' ? `${e.errno === undefined ? 'connected' : `failed (${e.errno})`} ${where}` : `${e.decision} ${e.type} ${where}${e.reason === undefined ? '' : `: ${e.reason}`}`;
   return { severity: e.decision === 'refused' ? 'warning' : 'info', reason: what };
 }

@@ -16,6 +16,7 @@ import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
 import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
 import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
+import { drainCloses, unwatchClose, watchClose } from './network-closes';
 import { NetworkPolicy, validateNetworkOptions, type NetworkEvent, type ResolvedNetworkOptions } from '../net/policy';
 
 const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
@@ -273,6 +274,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       },
       (port, answer) => this.native.replyDns(port, answer),
       addon().tcpStates as (cookies: Float64Array) => Array<[number, number, number, number]>,
+      { watch: watchClose, unwatch: unwatchClose, drain: drainCloses },
     );
     this.policy = policy;
     this.native.interceptNetwork((r) => policy.decide(r), (id, errno, cookie) => policy.report(id, errno, cookie), (q, port) => policy.dns(q, port));

@@ -200,6 +200,8 @@ const net = require('net');
 t.test('socket options and fd flags set before connect are carried to the handed-in socket', async (t) => {
   const r = await run(['/opt/net-attempt', 'opts', WORLD.http, '80'], { network: { allow: [`${WORLD.http}:80`], dnsServers: DNS } });
   t.equal(r.out, 'ok nodelay=1 keepalive=1 nonblock=1 cloexec=1 inprogress=1');
+  const b = await run(['/opt/net-attempt', 'bufs', WORLD.http, '80'], { network: { allow: [`${WORLD.http}:80`], dnsServers: DNS } });
+  t.equal(b.out, 'ok sndbuf=kept rcvbuf=kept', 'buffer sizes the program chose are carried');
 });
 
 t.test('ports, wildcards and names not granted', async (t) => {
@@ -352,6 +354,34 @@ const a = net.connect({ port: 9000, host: H, allowHalfOpen: true }, () => {
   const closed = r.events.filter((e) => e.type === 'closed');
   t.ok(closed.length >= 1, 'closed connections are events');
   t.ok(closed.some((e) => (e.bytesIn ?? 0) >= 100000 && (e.bytesOut ?? 0) >= 9), `with the bytes in and out (${JSON.stringify(closed.map((e) => [e.bytesOut, e.bytesIn]))})`);
+});
+
+t.test('a connection shorter than a second is reported with its bytes (the kernel\'s destroy notification)', async (t) => {
+  // Each connection asks the bulk server for N bytes, reads them and closes at once: well inside
+  // the one-second sampling of the socket table, which alone saw such connections only after they
+  // had lost their counts.
+  const code = `
+const net = require('net');
+const sizes = [1000, 54321];
+(async () => {
+  for (const n of sizes) {
+    await new Promise((res) => {
+      const s = net.connect(9000, '${WORLD.http}', () => { const q = Buffer.alloc(9); q[0] = 0x53; q.writeBigUInt64BE(BigInt(n), 1); s.write(q); });
+      let got = 0;
+      s.on('data', (d) => (got += d.length)).on('end', () => { console.log('read ' + got); s.destroy(); res(); });
+    });
+  }
+  setTimeout(() => {}, 300); // the process outlives its connections briefly, as a server would
+})();`;
+  const started = Date.now();
+  const r = await run([process.execPath, '-e', code], { network: { allow: [`${WORLD.http}:9000`], dnsServers: DNS } });
+  t.match(r.out, /^read 1000\nread 54321$/m);
+  t.ok(Date.now() - started < 5000, 'the run is short');
+  const closed = r.events.filter((e) => e.type === 'closed');
+  t.equal(closed.length, 2, 'both connections are reported closed');
+  t.same(closed.map((e) => e.bytesOut), [9, 9], 'with exactly the bytes sent');
+  // The kernel's received count holds the peer's FIN as one more byte.
+  t.same(closed.map((e) => e.bytesIn), [1001, 54322], 'and the bytes received (+1: the server\'s FIN)');
 });
 
 t.test('an unprivileged host enforces the same policy (the stub joins the sandbox\'s user namespace)', async (t) => {
