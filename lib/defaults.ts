@@ -8,6 +8,13 @@
 export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 /** Loading a plugin into its runner: module plus activate() (loadTimeout, loadTimeoutMs). */
 export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
+/**
+ * Plugin starts (sandbox, runner, module, activate()) that run at once, per core the host may use
+ * (os.availableParallelism()); the others wait in line (maxConcurrentLoads). A start is mostly cpu,
+ * but part of it waits on the kernel (clone, mounts, cgroups) and on the handshake's round trips:
+ * two per core keep the cores busy without dividing them so thin that starts time out.
+ */
+export const DEFAULT_LOADS_PER_CORE = 2;
 /** A pooled runner's warm-up call, and how long a pool waits for a runner to become ready. */
 export const DEFAULT_READY_TIMEOUT_MS = 10_000;
 /** The sandbox's own setup, from clone to the exec of its command (SpawnOptions.setupTimeout). */

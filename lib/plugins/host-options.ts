@@ -3,11 +3,12 @@
  * names its field and what it must be), and the settings the host runs with, every default filled
  * in from lib/defaults.ts.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as semver from 'semver';
 
 import {
-  DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_PLUGIN_LIMITS, DEFAULT_QUARANTINE, DEFAULT_RESTART_INITIAL_DELAY_MS,
+  DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_LOADS_PER_CORE, DEFAULT_PLUGIN_LIMITS, DEFAULT_QUARANTINE, DEFAULT_RESTART_INITIAL_DELAY_MS,
   DEFAULT_RESTART_MAX_DELAY_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, DEFAULT_WATCH_DEBOUNCE_MS,
 } from '../defaults';
 import { InvalidOptionError } from '../errors';
@@ -67,6 +68,12 @@ export interface PluginHostOptions {
   /** How long a plugin may take to load (module + activate). Default 10000 ms. */
   loadTimeoutMs?: number;
   /**
+   * How many plugins start (sandbox, runner, module, activate(), hook list) at once; the others
+   * wait in line, and the wait does not count against loadTimeoutMs. Default 2 per core
+   * (os.availableParallelism()).
+   */
+  maxConcurrentLoads?: number;
+  /**
    * What happens to running plugins when the trust list in force expires (loads and reloads stop
    * either way, until a fresh list is accepted):
    * - 'unload' (default): they are unloaded (status reason 'trust-expired') and loaded again once a
@@ -119,6 +126,7 @@ export interface HostSettings {
   readonly drainTimeoutMs: number;
   readonly shutdownTimeoutMs: number;
   readonly loadTimeoutMs: number;
+  readonly maxConcurrentLoads: number;
   /** Debounce of the file watch; undefined: the host does not watch. */
   readonly watchDebounceMs: number | undefined;
   readonly allowDegradedLimits: boolean;
@@ -152,6 +160,9 @@ export function hostSettings(options: PluginHostOptions): HostSettings {
   if (o.quarantine !== undefined && o.quarantine.violations < 1) throw new InvalidOptionError('quarantine.violations', 'must be at least 1');
   const defaultLimits = parsePluginLimits(o.limits ?? DEFAULT_PLUGIN_LIMITS, 'limits');
   if (o.hostIds !== undefined) checkRange('hostIds', o.hostIds);
+  if (o.maxConcurrentLoads !== undefined && (!Number.isSafeInteger(o.maxConcurrentLoads) || o.maxConcurrentLoads < 1)) {
+    throw new InvalidOptionError('maxConcurrentLoads', `must be a whole number of at least 1 (plugin starts at once), got ${String(o.maxConcurrentLoads)}`);
+  }
   if (o.warmPool !== undefined && (!Number.isSafeInteger(o.warmPool) || o.warmPool < 0)) throw new InvalidOptionError('warmPool', 'must be a whole number of runners (0: no pool)');
   return {
     options: o,
@@ -167,6 +178,7 @@ export function hostSettings(options: PluginHostOptions): HostSettings {
     drainTimeoutMs: o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
     shutdownTimeoutMs: o.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
     loadTimeoutMs: o.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS,
+    maxConcurrentLoads: o.maxConcurrentLoads ?? DEFAULT_LOADS_PER_CORE * os.availableParallelism(),
     watchDebounceMs: !o.watch ? undefined : typeof o.watch === 'object' ? o.watch.debounceMs ?? DEFAULT_WATCH_DEBOUNCE_MS : DEFAULT_WATCH_DEBOUNCE_MS,
     allowDegradedLimits: o.allowDegradedLimits === true,
     pluginStderr: o.pluginStderr ?? 'ignore',

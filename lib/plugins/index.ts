@@ -5,4 +5,4 @@ export { Permission, parsePermission, permissionToString, decidePermissions, san
 export { PluginLimits, PluginLimitsInput, effectiveLimits, parsePluginLimits, trustEntryLimits } from './limits';
 export { discoverPlugins, Discovered } from './discovery';
 export { PluginReason, PluginReasonKind } from './instance';
-export { PluginHost, PluginHostOptions, PluginInfo, PluginStatus, PluginStatusEvent, PluginLauncher } from './plugin-host';
+export { PluginHost, PluginHostOptions, PluginInfo, PluginStatus, PluginStatusEvent, PluginLauncher, LoadProgressEvent } from './plugin-host';

@@ -11,6 +11,8 @@
  *
  * Every decision goes to the audit log; every status change is a 'status' event with a reason.
  *
+ * Starts (spawn + handshake) go through admission.ts: a bounded number at once, the rest in line.
+ *
  * This file holds the state and the lifecycle (load, reload, unload, each serialized per plugin);
  * the options and their defaults are in host-options.ts, the steps before a plugin takes calls in
  * prepare.ts, violations, restarts and quarantine in supervision.ts, the trust list's expiry in
@@ -27,6 +29,7 @@ import type { VerifiedTrustList } from '../trust/verify';
 import type { StartOverEvent } from '../trust/store';
 import { RunnerPool } from '../pool';
 import { deadHostCgroups } from '../limits';
+import { Admission } from './admission';
 import { auditEvent, errorFields } from './audit-lines';
 import { discoverPlugins } from './discovery';
 import { PluginLoadError, PluginStateError } from './errors';
@@ -47,8 +50,18 @@ import { observedHost } from './observe';
 export type { PluginHostOptions, PluginLauncher } from './host-options';
 export type { PluginInfo, PluginStatus, PluginStatusEvent } from './record';
 
+/** start()'s progress: how many of the eager loads settled, and how many still wait for their turn. */
+export interface LoadProgressEvent {
+  loaded: number;
+  failed: number;
+  total: number;
+  /** Starts waiting in line for a slot (maxConcurrentLoads). */
+  queued: number;
+}
+
 /**
- * Events: 'status' (PluginStatusEvent), 'log' (plugin, level, message), 'event' (plugin, name, ...args)
+ * Events: 'status' (PluginStatusEvent), 'load-progress' (LoadProgressEvent, during start() each time
+ * a load settles; the last has loaded + failed = total), 'log' (plugin, level, message), 'event' (plugin, name, ...args)
  * for host.emit() of plugins, 'error' is never emitted (failures are statuses and audit events).
  */
 export class PluginHost extends EventEmitter {
@@ -60,6 +73,7 @@ export class PluginHost extends EventEmitter {
   private readonly records = new Map<string, PluginRecord>();
   private readonly launcher: PluginLauncher;
   private readonly pool: RunnerPool | undefined;
+  private readonly admission: Admission;
   private trustList: VerifiedTrustList | undefined;
   private readonly expiry: TrustExpiry;
   /** The view of this host that its parts (preparation, supervision, expiry, triggers) work on. */
@@ -103,6 +117,7 @@ export class PluginHost extends EventEmitter {
     } else {
       this.launcher = o.launcher ?? spawnNode;
     }
+    this.admission = new Admission(this.settings.maxConcurrentLoads);
     this.core = {
       settings: this.settings,
       records: this.records,
@@ -142,10 +157,20 @@ export class PluginHost extends EventEmitter {
         trust: () => void onTrustChanged(this.core),
       });
     }
-    if (this.settings.loading === 'eager') {
-      await Promise.all([...this.records.values()].map((r) => this.ensureLoaded(r, []).catch(() => undefined)));
-    }
+    if (this.settings.loading === 'eager') await this.loadAll();
     if (this.opts.dashboard !== undefined) await this.dashboard.listen(this.opts.dashboard);
+  }
+
+  /** start()'s eager loads, with a 'load-progress' event each time one settles. */
+  private async loadAll(): Promise<void> {
+    const records = [...this.records.values()];
+    const progress: LoadProgressEvent = { loaded: 0, failed: 0, total: records.length, queued: 0 };
+    await Promise.all(records.map(async (r) => {
+      await this.ensureLoaded(r, []).catch(() => undefined);
+      if (r.status === 'active') progress.loaded++;
+      else progress.failed++;
+      this.emit('load-progress', { ...progress, queued: this.admission.queued });
+    }));
   }
 
   /** Declares one more hook (host side). */
@@ -252,6 +277,8 @@ export class PluginHost extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Starts still in line are refused now: each plugin's unload below waits behind its load.
+    this.admission.close();
     this.watcher?.close();
     this.metrics.close();
     await this.dashboard.close();
@@ -323,8 +350,10 @@ export class PluginHost extends EventEmitter {
 
   /** Prepares and starts a new instance; it takes no calls yet. Throws PluginLoadError. */
   private async startVerified(r: PluginRecord, chain: string[]): Promise<PluginInstance> {
+    // Preparation loads the dependencies, so it runs before the slot is taken: a plugin waiting for
+    // its dependency holds no slot, and the dependency cannot wait behind it.
     const prep = await preparePlugin(this.core, r, chain);
-    const inst = await startInstance(this.core, this.launcher, r, prep);
+    const inst = await this.admission.run(r.name, () => startInstance(this.core, this.launcher, r, prep));
     await this.expiry.stillTrusted(r, inst);
     return inst;
   }
@@ -348,6 +377,8 @@ export class PluginHost extends EventEmitter {
     try {
       inst = await this.startVerified(r, chain);
     } catch (e) {
+      // The host closed while this start waited in line: not a failure of the plugin; close() unloads it.
+      if (this.closed && e instanceof PluginStateError) throw e;
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
       // The trust list, compatibility or permissions said no: 'refused'; anything else failed.
       const refused = err.stage === 'verify' || err.stage === 'permissions' || err.stage === 'compat';
