@@ -1,0 +1,204 @@
+/**
+ * Admission for plugin starts: at most maxConcurrentLoads starts at once (counted on the host side,
+ * around the launcher), the time in line does not count against the load timeout, a plugin waiting
+ * for its dependency holds no slot, close() refuses the starts still in line and leaves no runner,
+ * and start() reports its progress.
+ */
+import t, { Test } from 'tap';
+import * as fs from 'node:fs';
+
+import { InvalidOptionError } from '../lib/errors';
+import { spawnNode } from '../lib/process/spawn-node';
+import { Admission } from '../lib/plugins/admission';
+import type { LoadProgressEvent, PluginHost, PluginLauncher } from '../lib/plugins';
+import { PluginWorld, until } from './helpers/plugins';
+
+const HOOKS = [{ name: 'slow', mode: 'parallel' as const }];
+
+/** A plugin whose activate() takes `ms` (a timer, not cpu: the slot is what is measured). */
+const slowCode = (ms: number): string => `
+exports.activate = async (h) => {
+  await new Promise((r) => setTimeout(r, ${ms}));
+  h.hook('slow', () => process.pid);
+};`;
+
+async function slowWorld(t: Test, n: number, activateMs: number): Promise<{ w: PluginWorld; names: string[] }> {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  const names: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `slow${i}`;
+    names.push(name);
+    w.writePlugin(name, { code: slowCode(activateMs), hooks: ['slow'] });
+    await w.trust(name);
+  }
+  await w.publish();
+  return { w, names };
+}
+
+/** Counts the starts in the launcher (spawn through activate()) and keeps every runner's pid. */
+function countingLauncher(): { launcher: PluginLauncher; inFlight: () => number; peak: () => number; launches: () => number; pids: number[] } {
+  let inFlight = 0;
+  let peak = 0;
+  let launches = 0;
+  const pids: number[] = [];
+  return {
+    inFlight: () => inFlight,
+    peak: () => peak,
+    launches: () => launches,
+    pids,
+    launcher: async (entry, options) => {
+      launches++;
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      try {
+        const proc = await spawnNode(entry, options);
+        pids.push(proc.pid);
+        return proc;
+      } finally {
+        inFlight--;
+      }
+    },
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** This process's direct children, from /proc. */
+function children(): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const m = /^PPid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${d}/status`, 'utf8'));
+      if (m !== null && Number(m[1]) === process.pid) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+const activeCount = (host: PluginHost): number => host.plugins().filter((p) => p.status === 'active').length;
+
+t.test('Admission: at most max at once, first come first served, close() refuses the line', async (t) => {
+  const a = new Admission(2);
+  let running = 0;
+  let peak = 0;
+  const order: number[] = [];
+  const job = (i: number) => a.run(`p${i}`, async () => {
+    running++;
+    peak = Math.max(peak, running);
+    order.push(i);
+    await new Promise((r) => setTimeout(r, 20));
+    running--;
+    return i;
+  });
+  t.same(await Promise.all([0, 1, 2, 3, 4, 5].map(job)), [0, 1, 2, 3, 4, 5]);
+  t.equal(peak, 2, 'two at once, never more');
+  t.same(order, [0, 1, 2, 3, 4, 5], 'in the order they asked');
+  // A failing start gives its slot back.
+  await t.rejects(a.run('bad', async () => { throw new Error('boom'); }), /boom/);
+  const held = [job(10), job(11)];
+  const queued = [job(12), job(13)];
+  t.equal(a.queued, 2, 'two in line');
+  a.close();
+  for (const q of queued) await t.rejects(q, { code: 'ERR_PLUGIN_STATE', message: /waited for its turn/ }, 'a start in line is refused on close');
+  t.same(await Promise.all(held), [10, 11], 'the running starts finish');
+  await t.rejects(a.run('late', async () => 1), { code: 'ERR_PLUGIN_STATE' }, 'nothing starts after close');
+  t.equal(a.queued, 0);
+});
+
+t.test('maxConcurrentLoads is checked and named', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  t.equal(w.host({ maxConcurrentLoads: 3 }).plugins().length, 0, 'a whole number is accepted');
+  for (const bad of [0, -1, 1.5, Number.NaN]) {
+    t.throws(() => w.host({ maxConcurrentLoads: bad }), new InvalidOptionError('maxConcurrentLoads', `must be a whole number of at least 1 (plugin starts at once), got ${String(bad)}`), `${bad} is refused`);
+  }
+});
+
+t.test('8 slow plugins, maxConcurrentLoads 2: never more than 2 starts at once, all load, progress ends at total', async (t) => {
+  const { w } = await slowWorld(t, 8, 300);
+  const c = countingLauncher();
+  const host = w.host({ hooks: HOOKS, maxConcurrentLoads: 2, launcher: c.launcher });
+  t.teardown(() => host.close());
+  const progress: LoadProgressEvent[] = [];
+  host.on('load-progress', (e: LoadProgressEvent) => progress.push(e));
+  const t0 = Date.now();
+  await host.start();
+  const wall = Date.now() - t0;
+  t.equal(activeCount(host), 8, 'all 8 loaded');
+  t.equal(c.peak(), 2, `at most 2 starts at once (peak ${c.peak()})`);
+  // 8 activate()s of 300 ms, 2 at a time: at least 4 rounds.
+  t.ok(wall >= 4 * 300, `start() took ${wall} ms, at least 4 rounds of 300 ms`);
+  t.equal(progress.length, 8, 'one progress event per settled load');
+  t.same(progress.map((p) => p.loaded), [1, 2, 3, 4, 5, 6, 7, 8], 'loaded counts up');
+  t.ok(progress.every((p) => p.total === 8 && p.failed === 0));
+  t.ok(progress[0]!.queued > 0, `starts waited in line at the first settle (${progress[0]!.queued})`);
+  t.same(progress.at(-1), { loaded: 8, failed: 0, total: 8, queued: 0 }, 'the last event: everything settled');
+  const r = await host.invoke('slow');
+  t.equal(r.values.length, 8, 'all 8 answer');
+});
+
+t.test('a load timeout shorter than the time in line: the wait does not count, all load', async (t) => {
+  // One at a time: the sixth start waits for five activate()s of 400 ms (2 s at least), longer than
+  // the 1.2 s load timeout; each start alone needs 400 ms plus the sandbox.
+  const { w } = await slowWorld(t, 6, 400);
+  const host = w.host({ hooks: HOOKS, maxConcurrentLoads: 1, loadTimeoutMs: 1200 });
+  t.teardown(() => host.close());
+  const t0 = Date.now();
+  await host.start();
+  const wall = Date.now() - t0;
+  t.same(host.plugins().filter((p) => p.status !== 'active').map((p) => `${p.name}: ${p.reason?.message}`), [], 'all 6 loaded');
+  t.ok(wall > 1200, `start() took ${wall} ms, longer than the load timeout`);
+});
+
+t.test('a plugin waiting for its dependency holds no slot (maxConcurrentLoads 1)', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  // 'a' sorts first: its preparation asks for 'b' while nothing else runs; with the slot taken
+  // before preparation, 'b' would wait behind 'a' for ever.
+  w.writePlugin('a', { code: slowCode(50), hooks: ['slow'], dependencies: { b: '^1.0.0' } });
+  w.writePlugin('b', { code: slowCode(50), hooks: ['slow'] });
+  w.writePlugin('c', { code: slowCode(50), hooks: ['slow'], dependencies: { a: '^1.0.0' } });
+  await w.trust('a');
+  await w.trust('b');
+  await w.trust('c');
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, maxConcurrentLoads: 1 });
+  t.teardown(() => host.close());
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<string>((r) => { timer = setTimeout(() => r('stuck'), 15000); });
+  const outcome = await Promise.race([host.start().then(() => 'started'), stuck]);
+  clearTimeout(timer);
+  t.equal(outcome, 'started', 'start() settles');
+  t.same(host.plugins().map((p) => `${p.name}:${p.status}`).sort(), ['a:active', 'b:active', 'c:active']);
+});
+
+t.test('close() while starts wait in line: it resolves, the line is dropped, no runner is left', async (t) => {
+  const { w } = await slowWorld(t, 6, 500);
+  const c = countingLauncher();
+  const host = w.host({ hooks: HOOKS, maxConcurrentLoads: 1, launcher: c.launcher });
+  const children0 = children();
+  const started = host.start();
+  await until(() => c.inFlight() === 1, 10000, 'the first start');
+  // The count below can see a runner: the sandbox being started is a child of this process.
+  await until(() => children().some((p) => !children0.includes(p)), 10000, 'the first sandbox process');
+  const t0 = Date.now();
+  await host.close();
+  const closeMs = Date.now() - t0;
+  await started;
+  t.equal(c.launches(), 1, 'only the start that had its slot ran; the 5 in line never spawned');
+  t.ok(closeMs < 5000, `close() resolved in ${closeMs} ms`);
+  t.same(c.pids.filter(alive), [], 'no runner alive');
+  t.same(children().filter((p) => !children0.includes(p)), [], 'no child process of the host left');
+  t.same(host.plugins().filter((p) => p.status === 'active' || p.status === 'loading').map((p) => p.name), [], 'nothing active or loading');
+});
