@@ -1,7 +1,8 @@
 /**
  * npm run bench:scale — N plugins (default 200, --plugins N) loaded at once by one PluginHost, each in
  * its own sandbox with a memory limit (so each has its cgroups), then:
- *  - load: wall time of start() with everything loading at once;
+ *  - load: wall time of start() (at most --max-loads starts at once, default PluginHost's: 2 per
+ *    core), against the target 1.3 × N × (a bare `node -e 0`, measured in the same run) / cores;
  *  - calls: a parallel hook every plugin handles, a 'first' hook that walks the plugins until the one
  *    named answers, and targeted calls of one plugin's own hook, spread at random; every answer is
  *    checked, and any failure makes the run exit 1;
@@ -16,14 +17,16 @@
  *
  * Options: --plugins N, --rounds R (parallel hook invocations, default 20), --targeted T (default
  * 4000), --first F (default 100), --concurrency C (targeted calls in flight, default 64), --idle S,
- * --launcher <module> (see bench/launcher-arg.ts), --load-timeout MS (default: PluginHost's), --pids N
+ * --max-loads N (maxConcurrentLoads), --launcher <module> (see bench/launcher-arg.ts), --load-timeout MS (default: PluginHost's), --pids N
  * or none (each plugin's pids limit, default 64 as PluginHost's default; on a cgroup v1 host a pids
  * limit keeps one 10 ms timer running in the host, since v1 does not notify a refused fork).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 
-import { PluginHost, type PluginInfo } from '../lib/plugins';
+import { DEFAULT_LOADS_PER_CORE } from '../lib/defaults';
+import { PluginHost, type LoadProgressEvent, type PluginInfo } from '../lib/plugins';
 import type { HookResult } from '../lib/hooks';
 import {
   argNumber, argValue, cgroupCount, fdCount, hostCpuMs, hostRss, mib, processCpuMs, processMemory, runnerPids, sandboxTotals,
@@ -103,6 +106,13 @@ async function bareNodePeer(): Promise<{ rss: number; pss: number } | undefined>
   return m;
 }
 
+/** Mean wall time of a bare `node -e 0`, run `times` times one after the other: the peer of a cold start. */
+function nodeStartMs(times: number): number {
+  const t0 = performance.now();
+  for (let i = 0; i < times; i++) spawnSync(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  return (performance.now() - t0) / times;
+}
+
 async function main(): Promise<void> {
   const n = argNumber('plugins', 200);
   const rounds = argNumber('rounds', 20);
@@ -112,6 +122,7 @@ async function main(): Promise<void> {
   const idleS = argNumber('idle', 10);
   const loadTimeout = argValue('load-timeout');
   const pids = argValue('pids') ?? '64';
+  const maxLoads = argValue('max-loads');
   const choice = await launcherFromArgs();
 
   process.stderr.write(`creating and signing ${n} plugins...\n`);
@@ -132,9 +143,17 @@ async function main(): Promise<void> {
     limits: pids === 'none' ? { memory: '256M', callTimeout: '5s' } : { memory: '256M', pids: Number(pids), callTimeout: '5s' },
     launcher: choice.launcher,
     ...(loadTimeout !== undefined ? { loadTimeoutMs: Number(loadTimeout) } : {}),
+    ...(maxLoads !== undefined ? { maxConcurrentLoads: Number(maxLoads) } : {}),
+  });
+  host.on('load-progress', (p: LoadProgressEvent) => {
+    const settled = p.loaded + p.failed;
+    if (settled % 100 === 0 || settled === p.total) process.stderr.write(`  ${settled}/${p.total} settled (${p.failed} failed, ${p.queued} waiting)\n`);
   });
   try {
-    process.stderr.write(`loading ${n} plugins at once (${choice.name})...\n`);
+    const cores = os.availableParallelism();
+    const nodeMs = nodeStartMs(20);
+    const targetMs = (1.3 * n * nodeMs) / cores;
+    process.stderr.write(`loading ${n} plugins (${choice.name})...\n`);
     const cpuLoad0 = hostCpuMs();
     const t0 = performance.now();
     await host.start();
@@ -144,7 +163,8 @@ async function main(): Promise<void> {
     const notActive = infos.filter((p: PluginInfo) => p.status !== 'active');
     for (const p of notActive) failures.push(`load ${p.name}: ${p.status} ${p.reason?.message ?? ''}`);
     rows.push(['plugins active after start()', `${infos.length - notActive.length} of ${n}`]);
-    rows.push(['load wall time, all at once', `${(loadMs / 1000).toFixed(2)} s (${(loadMs / n).toFixed(1)} ms per plugin)`]);
+    rows.push(['start() wall time', `${(loadMs / 1000).toFixed(2)} s (${(loadMs / n).toFixed(1)} ms per plugin; ${maxLoads ?? `default ${DEFAULT_LOADS_PER_CORE * cores}`} starts at once)`]);
+    rows.push(['peer: bare `node -e 0` (mean of 20, one after the other)', `${nodeMs.toFixed(1)} ms; target 1.3 × ${n} × that / ${cores} cores = ${(targetMs / 1000).toFixed(2)} s; start() is ${(loadMs / targetMs).toFixed(2)}× the target`]);
     rows.push(['host cpu during load', `${(loadCpu / 1000).toFixed(2)} s`]);
     rows.push(['launcher; limits per plugin', `${choice.name}; memory 256M, pids ${pids}`]);
 
