@@ -202,3 +202,21 @@ t.test('close() while starts wait in line: it resolves, the line is dropped, no 
   t.same(children().filter((p) => !children0.includes(p)), [], 'no child process of the host left');
   t.same(host.plugins().filter((p) => p.status === 'active' || p.status === 'loading').map((p) => p.name), [], 'nothing active or loading');
 });
+
+t.test('close() while a reload waits in line: the reload is refused, both plugins are unloaded, no runner left', async (t) => {
+  const { w } = await slowWorld(t, 2, 400);
+  const c = countingLauncher();
+  const host = w.host({ hooks: HOOKS, maxConcurrentLoads: 1, launcher: c.launcher });
+  await host.start();
+  t.equal(activeCount(host), 2);
+  // Settled now (a rejection seen later would count as unhandled).
+  const first = host.reload('slow0').catch((e: Error) => e);
+  const second = host.reload('slow1').catch((e: Error) => e);
+  await until(() => c.launches() === 3 && c.inFlight() === 1, 10000, 'the first reload starting');
+  await host.close();
+  t.match(await first, { code: 'ERR_PLUGIN_STATE', message: /changed state during the reload/ }, 'the reload that ran is not switched to: the host closed');
+  t.match(await second, { code: 'ERR_PLUGIN_STATE', message: /waited for its turn/ }, 'the reload in line is refused');
+  t.equal(c.launches(), 3, 'the reload in line never spawned');
+  t.same(c.pids.filter(alive), [], 'no runner alive');
+  t.same(host.plugins().map((p) => `${p.name}:${p.status}:${p.reason?.kind}`), ['slow0:unloaded:host-shutdown', 'slow1:unloaded:host-shutdown']);
+});

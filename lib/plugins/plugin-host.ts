@@ -409,6 +409,7 @@ export class PluginHost extends EventEmitter {
     try {
       inst = await this.startVerified(r, []);
     } catch (e) {
+      if (this.closed && e instanceof PluginStateError) throw e; // refused in line by close(), which unloads the old one
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
       this.log('warning', 'reload', r, `reload failed, ${old.version} keeps serving: ${err.message}`, { stage: err.stage });
       // The old instance may have broken a limit while the new one was being prepared.
