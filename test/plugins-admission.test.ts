@@ -220,3 +220,15 @@ t.test('close() while a reload waits in line: the reload is refused, both plugin
   t.same(c.pids.filter(alive), [], 'no runner alive');
   t.same(host.plugins().map((p) => `${p.name}:${p.status}:${p.reason?.kind}`), ['slow0:unloaded:host-shutdown', 'slow1:unloaded:host-shutdown']);
 });
+
+t.test('lazy loading from invoke(): the loads it sets off go through the line too, and all answer', async (t) => {
+  const { w } = await slowWorld(t, 4, 200);
+  const c = countingLauncher();
+  const host = w.host({ hooks: HOOKS, maxConcurrentLoads: 1, loading: 'lazy', launcher: c.launcher });
+  t.teardown(() => host.close());
+  await host.start();
+  t.equal(c.launches(), 0, 'nothing loaded at start');
+  const r = await host.invoke('slow');
+  t.equal(r.values.length, 4, 'all 4 answer the first call');
+  t.equal(c.peak(), 1, 'one start at a time');
+});
