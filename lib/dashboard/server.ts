@@ -44,6 +44,15 @@ export interface DashboardSource {
 
 const STATIC_DIR = path.join(__dirname, '..', '..', '..', 'lib', 'dashboard', 'static');
 const COOKIE = 'warden_dashboard';
+/**
+ * Output queued for one event-stream client that has not been read yet. A page that stops reading
+ * (a stalled tab, a client that pauses its socket) would otherwise make the host buffer every audit
+ * line and usage push for it without end. Past this the client is cut off; EventSource reconnects
+ * and reloads the state from /api/usage and /api/audit.
+ */
+const MAX_UNSENT_BYTES = 1024 * 1024;
+/** Open event streams at once; each holds up to MAX_UNSENT_BYTES. */
+const MAX_STREAMS = 32;
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 interface Asset {
@@ -60,6 +69,15 @@ function assets(): Record<string, Asset> {
     '/static/uplot.js': { file: path.join(uplot, 'uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
     '/static/uplot.css': { file: path.join(uplot, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
   };
+}
+
+/** A cookie's value, percent-decoded; undefined when it is not valid percent-encoding (never a throw). */
+function cookieValue(raw: string): string | undefined {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
 }
 
 function digest(s: string): Buffer {
@@ -134,7 +152,7 @@ export class Dashboard {
     const auth = req.headers.authorization;
     if (auth !== undefined && auth.startsWith('Bearer ') && check(auth.slice(7))) return 'header';
     const cookie = (req.headers.cookie ?? '').split(';').map((c) => c.trim()).find((c) => c.startsWith(`${COOKIE}=`));
-    if (cookie !== undefined && check(decodeURIComponent(cookie.slice(COOKIE.length + 1)))) return 'cookie';
+    if (cookie !== undefined && check(cookieValue(cookie.slice(COOKIE.length + 1)))) return 'cookie';
     const q = query.get('token');
     if (q !== null && check(q)) return 'query';
     return undefined;
@@ -193,6 +211,7 @@ export class Dashboard {
       return json(this.source.audit.events({ limit }));
     }
     if (url.pathname === '/api/events') {
+      if (this.clients.size >= MAX_STREAMS) return fail(503, `at most ${MAX_STREAMS} live views at once: close one`);
       res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' });
       res.write(': warden\n\n');
       this.clients.add(res);
@@ -204,6 +223,12 @@ export class Dashboard {
   }
 
   private send(res: http.ServerResponse, event: string, data: unknown): void {
+    if (res.writableLength > MAX_UNSENT_BYTES) {
+      // Not reading: cut it off rather than hold its backlog (see MAX_UNSENT_BYTES).
+      this.clients.delete(res);
+      res.destroy();
+      return;
+    }
     // JSON has no raw newline, so one data line per event.
     res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }

@@ -190,15 +190,21 @@
   $('f-event').addEventListener('input', renderAudit);
   $('audit-filters').addEventListener('submit', function (ev) { ev.preventDefault(); });
 
-  getJSON('/api/audit?limit=' + MAX_AUDIT).then(function (events) {
-    var seen = {};
-    state.audit.forEach(function (e) { seen[e.seq] = true; });
-    state.audit = events.filter(function (e) { return !seen[e.seq]; }).concat(state.audit);
-    renderAudit();
-  });
+  // The recent audit lines, merged by sequence number with what the stream already brought. Run at
+  // every (re)connect too: a page that fell behind is cut off by the server and misses lines.
+  function loadAudit() {
+    getJSON('/api/audit?limit=' + MAX_AUDIT).then(function (events) {
+      var seen = {};
+      state.audit.forEach(function (e) { seen[e.seq] = true; });
+      state.audit = state.audit.concat(events.filter(function (e) { return !seen[e.seq]; }));
+      state.audit.sort(function (a, b) { return a.seq - b.seq; });
+      if (state.audit.length > MAX_AUDIT) state.audit.splice(0, state.audit.length - MAX_AUDIT);
+      renderAudit();
+    });
+  }
 
   var source = new EventSource('/api/events');
-  source.addEventListener('open', function () { $('conn').textContent = 'live'; });
+  source.addEventListener('open', function () { $('conn').textContent = 'live'; loadAudit(); });
   source.addEventListener('error', function () { $('conn').textContent = 'reconnecting…'; });
   source.addEventListener('usage', function (m) { renderUsage(JSON.parse(m.data)); });
   source.addEventListener('audit', function (m) { addAudit(JSON.parse(m.data)); });
