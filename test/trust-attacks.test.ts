@@ -155,6 +155,17 @@ t.test('a signed field changed after signing: ERR_TRUST_BAD_SIGNATURE', async (t
   await t.rejects(verifyTrustList(serializeTrustList(later), { anchor: anchorOf([k], 1) }), { code: 'ERR_TRUST_BAD_SIGNATURE', keyIds: [k.keyId] });
 });
 
+t.test('a signature of the wrong length or not base64: ERR_TRUST_MALFORMED naming the field; 64 wrong bytes: ERR_TRUST_BAD_SIGNATURE', async (t) => {
+  const [k] = await keys(1);
+  const { doc } = await signedList({ declared: [k], threshold: 1, signers: [k] });
+  for (const sig of ['', 'AAAA', Buffer.alloc(65).toString('base64'), '!!!not base64!!!', doc.signatures[0]!.sig.slice(0, -4)]) {
+    const forged = { ...doc, signatures: [{ keyId: k.keyId, sig }] };
+    await t.rejects(verifyTrustList(serializeTrustList(forged), { anchor: anchorOf([k], 1) }), { code: 'ERR_TRUST_MALFORMED', message: /signatures\[0\]\.sig/ }, `sig '${sig.slice(0, 12)}…'`);
+  }
+  const zeros = { ...doc, signatures: [{ keyId: k.keyId, sig: Buffer.alloc(64).toString('base64') }] };
+  await t.rejects(verifyTrustList(serializeTrustList(zeros), { anchor: anchorOf([k], 1) }), { code: 'ERR_TRUST_BAD_SIGNATURE', keyIds: [k.keyId] }, '64 zero bytes');
+});
+
 t.test('key rotation needs a threshold of the old AND the new keys', async (t) => {
   const dir = tmpdir();
   const [old1, old2, new1, new2] = await keys(4);

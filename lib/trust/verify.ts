@@ -102,12 +102,11 @@ export async function tallySignatures(
       t.unknown.push(s.keyId);
       continue;
     }
-    let ok = false;
-    try {
-      ok = sodium.crypto_sign_verify_detached(new Uint8Array(Buffer.from(s.sig, 'base64')), message, pk);
-    } catch {
-      ok = false;
-    }
+    // A signature that is not 64 bytes is bad input, counted as a bad signature. Anything libsodium
+    // throws beyond that is not a verdict on the signature: it propagates with its own message
+    // (the load fails either way), instead of hiding as "bad signature".
+    const sig = new Uint8Array(Buffer.from(s.sig, 'base64'));
+    const ok = sig.length === sodium.crypto_sign_BYTES && sodium.crypto_sign_verify_detached(sig, message, pk);
     (ok ? t.valid : t.bad).push(s.keyId);
   }
   return t;
