@@ -133,13 +133,22 @@ function runFile(phase, setup, file) {
     lines(/** @type {any} */ (child.stdout), false);
     lines(/** @type {any} */ (child.stderr), true);
     let timedOut = false;
+    /** @type {NodeJS.Timeout | undefined} */
+    let lastResort;
     const timer = setTimeout(() => {
       timedOut = true;
-      if (phase === 'root') { try { process.kill(-(/** @type {number} */ (child.pid)), 'SIGKILL'); } catch { /* gone */ } }
-      else { try { fs.writeFileSync(path.join(setup.cgroup, 'cgroup.kill'), '1'); } catch { /* gone */ } }
+      if (phase === 'root') {
+        try { process.kill(-(/** @type {number} */ (child.pid)), 'SIGKILL'); } catch { /* gone */ }
+        // Sandboxes start their own sessions, outside the file's process group, and may hold its
+        // stdout open: 'close' would never come and the whole VM would hang on one file.
+        for (const p of userProcesses().filter((q) => !procsBefore.has(q))) { try { process.kill(Number(p), 'SIGKILL'); } catch { /* gone */ } }
+      } else { try { fs.writeFileSync(path.join(setup.cgroup, 'cgroup.kill'), '1'); } catch { /* gone */ } }
+      // Whatever still holds the pipes, the file is over: stop waiting for them.
+      lastResort = setTimeout(() => { child.stdout?.destroy(); child.stderr?.destroy(); }, 10_000);
     }, fileTimeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(lastResort);
       const ms = Date.now() - started;
       /** @type {string[]} */
       const problems = [];
