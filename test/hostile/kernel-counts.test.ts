@@ -133,7 +133,10 @@ t.test('a `warden run`-style sandbox holding every message queue byte and inotif
   const next = Sandbox.spawn({ command: [bin, 'probe', 'inotify', 'mqueue'], binds, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   next.stdout!.on('data', (d: Buffer) => (out += d));
+  // The exit can be seen before the last of stdout is read: wait for both.
+  const ended = new Promise((r) => next.stdout!.once('end', r));
   t.equal((await next.exited).code, 0);
+  await ended;
   const probe = JSON.parse(out) as Taken;
   t.equal(probe.mqueueError, 'ok', 'the next sandbox still opens a message queue');
   t.equal(probe.inotifyError, 'ok', 'and gets an inotify instance');
