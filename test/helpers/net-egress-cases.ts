@@ -405,3 +405,28 @@ sb.exited.then((r) => console.log('uid ' + process.getuid() + ' exit ' + r.code)
   t.match(r.stdout, /^meta EACCES$/m);
   t.match(r.stdout, /^uid 1000 exit 0$/m);
 });
+
+t.test('a sandbox flooding connect() while the host is busy: the queue to the event loop stays bounded, every call is answered', async (t) => {
+  // 400 processes connect at once while the host's event loop is blocked: the network thread
+  // receives the notifications and queues them for the loop; past its bound it stops receiving, and
+  // the callers wait in the kernel instead of in the host's memory. Their destination is the
+  // sandbox's own loopback (nothing listens there): decided 'local', ECONNREFUSED, no refusal counted.
+  const events: NetworkEvent[] = [];
+  const sb = Sandbox.spawn({
+    command: ['/opt/net-attempt', 'flood', '400', '127.0.0.1', '9'],
+    binds: [{ source: attempt, target: '/opt/net-attempt' }],
+    network: { allow: [WORLD.http], dnsServers: DNS },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  sb.on('network', (e) => events.push(e));
+  let out = '';
+  sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000); // the host's loop, busy for 3 s
+  const [r] = await Promise.all([sb.exited, new Promise((resolve) => sb.stdout!.on('end', resolve))]);
+  const peak = (sb as unknown as { native: { netQueuePeak(): number } }).native.netQueuePeak();
+  t.equal(r.code, 0, out);
+  t.equal(out.trim(), 'ok 0 400 0', 'every connect was answered (ECONNREFUSED from its own loopback)');
+  t.ok(peak <= 256, `the queue held at most 256 items (peak ${peak})`);
+  t.ok(peak >= 200, `the flood reached the bound while the loop was busy (peak ${peak})`);
+  t.equal(events.filter((e) => e.decision === 'refused').length, 0, 'nothing refused, no violation');
+});
