@@ -270,6 +270,19 @@ t.test('limits: connections per minute, and hammering refused destinations is a 
   t.equal(h.code, null, 'the sandbox was killed');
 });
 
+t.test('connects made by the host without asking JS (the lease) stay within the per-minute limit and are all reported', async (t) => {
+  // The first connect is decided by JS, which leases the next ones to the listener thread; the
+  // lease counts against the limit before they happen.
+  const targets: Array<[string, number]> = Array.from({ length: 8 }, () => [WORLD.http, 80] as [string, number]);
+  const r = await probe(targets, { allow: [WORLD.http], connectionsPerMinute: 5, dnsServers: DNS });
+  const results = r.out.split('\n').map((l) => l.split(' ').slice(2).join(' '));
+  t.equal(results.filter((x) => x === 'EAGAIN').length, 3, `5 connections in the minute, then EAGAIN (${JSON.stringify(results)})`);
+  t.equal(r.events.filter((e) => e.type === 'connect' && e.decision === 'allowed').length, 5, 'each allowed connect is an event');
+  t.ok(r.events.filter((e) => e.type === 'connect' && e.decision === 'allowed').every((e) => e.reason === WORLD.http && e.address === WORLD.http && e.port === 80), 'with the grant that allowed it');
+  t.equal(r.events.filter((e) => e.type === 'connected' && e.errno === undefined).length, 5, 'and its hand-in');
+  t.equal(r.events.filter((e) => e.type === 'closed').length, 5, 'and its close');
+});
+
 t.test('options are checked, naming the field', async (t) => {
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['0x7f000001'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['2001:db8::1:80'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
