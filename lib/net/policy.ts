@@ -187,7 +187,7 @@ export class NetworkPolicy {
     return this.open.size - this.closing;
   }
 
-  /** Called by native/net_intercept.cc for each connect and listen. Synchronous. */
+  /** Called by native/net_intercept.cc for each connect and listen not made under a lease (native/net_fast.cc). Synchronous. */
   decide(r: ConnectRequest): Verdict {
     if (r.syscall === 'listen') {
       if (r.hostSocket) return this.refuse({ type: 'listen', reason: 'a connected socket cannot listen' });
