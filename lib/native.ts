@@ -80,9 +80,12 @@ export interface NativeSandboxProcess {
   interceptNetwork(
     decide: (r: import('./net/policy').ConnectRequest) => import('./net/policy').Verdict,
     report: (id: number, errno: number, cookie: number) => void,
+    connected: (address: string, port: number, errno: number, cookie: number, at: number) => void,
     dns: (query: Buffer, port: number) => void,
   ): void;
   replyDns(port: number, answer: Buffer): number;
+  /** The most items the network thread's queue to the event loop held at once (tests). */
+  netQueuePeak(): number;
 }
 
 export interface NativeSetupError extends Error {

@@ -29,6 +29,8 @@
         "mount_template.cc",
         "exit_watch.cc",
         "net_intercept.cc",
+        "net_fast.cc",
+        "net_socket.cc",
         "net_diag.cc",
         "net_closes.cc",
         "file_lock.cc",

@@ -56,6 +56,7 @@ Napi::Function SandboxProcess::Define(Napi::Env env) {
                       InstanceMethod("ref", &SandboxProcess::Ref),
                       InstanceMethod("interceptNetwork", &SandboxProcess::InterceptNetwork),
                       InstanceMethod("replyDns", &SandboxProcess::ReplyDns),
+                      InstanceMethod("netQueuePeak", &SandboxProcess::NetQueuePeak),
                       InstanceAccessor("pid", &SandboxProcess::GetPid, nullptr)});
 }
 
@@ -145,12 +146,14 @@ Napi::Value SandboxProcess::Kill(const Napi::CallbackInfo& info) {
 Napi::Value SandboxProcess::Unref(const Napi::CallbackInfo& info) {
   if (exit_poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&exit_poll_->handle));
   if (listener_poll_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&listener_poll_->handle));
+  if (net_ != nullptr) net_->SetRef(false);
   return info.Env().Undefined();
 }
 
 Napi::Value SandboxProcess::Ref(const Napi::CallbackInfo& info) {
   if (exit_poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&exit_poll_->handle));
   if (listener_poll_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&listener_poll_->handle));
+  if (net_ != nullptr) net_->SetRef(true);
   return info.Env().Undefined();
 }
 
@@ -178,6 +181,9 @@ void SandboxProcess::OnExitReadable() {
   close(pidfd_);
   pidfd_ = -1;
 
+  // What the network thread queued before the end (the outcomes of connects it made) reaches JS
+  // before the exit does.
+  if (net_ != nullptr) net_->Drain();
   Napi::HandleScope scope(env_);
   Napi::Value code = env_.Null();
   Napi::Value signal = env_.Null();
@@ -207,6 +213,12 @@ void SandboxProcess::OnListenerReadable(int events) {
     if (errno != ENOENT && errno != EINTR) StopListener();
     return;
   }
+  OnNotification(req);
+}
+
+// A notification, received here or by the network thread (net_fast.cc), which then hands over
+// all it does not handle itself.
+void SandboxProcess::OnNotification(const struct seccomp_notif& req) {
   if (net_ != nullptr && NetIntercept::Handles(req.data.nr)) {
     net_->Handle(req);
     return;
@@ -248,13 +260,13 @@ void SandboxProcess::StopListener() {
 
 namespace warden {
 
-// interceptNetwork(decide, report, dns): called right after construction, before the event loop can
+// interceptNetwork(decide, report, connected, dns): called right after construction, before the event loop can
 // deliver a notification. Opens the DNS stub inside the sandbox; throws ERR_SANDBOX_SETUP (stage
 // 'network') when it cannot.
 Napi::Value SandboxProcess::InterceptNetwork(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction()) {
-    Napi::TypeError::New(env, "interceptNetwork(decide, report, dns)").ThrowAsJavaScriptException();
+  if (info.Length() < 4 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "interceptNetwork(decide, report, connected, dns)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   if (listener_ < 0 || pidfd_ < 0 || net_ != nullptr) {
@@ -269,11 +281,23 @@ Napi::Value SandboxProcess::InterceptNetwork(const Napi::CallbackInfo& info) {
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
   net_ = new NetIntercept(env, loop, listener_, info[0].As<Napi::Function>(), info[1].As<Napi::Function>(),
-                          info[2].As<Napi::Function>());
+                          info[2].As<Napi::Function>(), info[3].As<Napi::Function>());
   std::string problem = net_->OpenStub(pidfd_);
   if (!problem.empty()) {
+    problem = "DNS stub: " + problem;
+  } else {
+    // From now on the network thread receives the notifications, and hands the loop the rest.
+    problem = net_->Start([this](const struct seccomp_notif& req) { OnNotification(req); });
+    if (problem.empty()) {
+      Poll::Close(listener_poll_);
+      listener_poll_ = nullptr;
+    } else {
+      problem = "listener thread: " + problem;
+    }
+  }
+  if (!problem.empty()) {
     Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") + StageName(Stage::kNetwork) +
-                                              ": DNS stub: " + problem);
+                                              ": " + problem);
     e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
     e.Set("stage", Napi::String::New(env, StageName(Stage::kNetwork)));
     e.Set("errno", Napi::Number::New(env, 0));
@@ -289,6 +313,11 @@ Napi::Value SandboxProcess::ReplyDns(const Napi::CallbackInfo& info) {
   if (net_ == nullptr || info.Length() < 2 || !info[0].IsNumber() || !info[1].IsBuffer()) return Napi::Number::New(env, EINVAL);
   auto buf = info[1].As<Napi::Buffer<uint8_t>>();
   return Napi::Number::New(env, net_->ReplyDns(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), buf.Data(), buf.Length()));
+}
+
+// netQueuePeak() -> the most items the network thread's queue to the loop held at once (tests).
+Napi::Value SandboxProcess::NetQueuePeak(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), net_ == nullptr ? 0 : static_cast<double>(net_->QueuePeak()));
 }
 
 }  // namespace warden

@@ -2,6 +2,7 @@
 // uv_poll handle, so the event loop never blocks and SIGCHLD is never involved.
 #pragma once
 
+#include <linux/seccomp.h>
 #include <napi.h>
 #include <uv.h>
 
@@ -24,9 +25,11 @@ class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
   Napi::Value GetPid(const Napi::CallbackInfo& info);
   Napi::Value InterceptNetwork(const Napi::CallbackInfo& info);  // see net_intercept.h
   Napi::Value ReplyDns(const Napi::CallbackInfo& info);
+  Napi::Value NetQueuePeak(const Napi::CallbackInfo& info);
 
   void OnExitReadable();
   void OnListenerReadable(int status);
+  void OnNotification(const struct seccomp_notif& req);
   void StopListener();
   void Deliver(Napi::FunctionReference& callback, std::initializer_list<napi_value> args);
 

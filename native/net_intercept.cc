@@ -24,6 +24,8 @@
 #include <memory>
 #include <utility>
 
+#include "net_socket.h"
+
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
 #endif
@@ -38,116 +40,6 @@ constexpr int kNrListen = 50;
 // (a full accept queue inside the sandbox would otherwise stall the host).
 constexpr int kLocalTimeoutMs = 1000;
 
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() { if (fd_ >= 0) close(fd_); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  int release() { int f = fd_; fd_ = -1; return f; }
- private:
-  int fd_;
-};
-
-int GetInt(int fd, int level, int opt, int* out) {
-  socklen_t len = sizeof *out;
-  return getsockopt(fd, level, opt, out, &len);
-}
-
-uint64_t Cookie(int fd) {
-  uint64_t c = 0;
-  socklen_t len = sizeof c;
-  return getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &len) == 0 ? c : 0;
-}
-
-// FD_CLOEXEC of the caller's fd is per-fd, not per-file: read it from /proc/<tid>/fdinfo.
-bool TargetCloexec(pid_t tid, int fd) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", tid, fd);
-  Fd f(open(path, O_RDONLY | O_CLOEXEC));
-  if (f.get() < 0) return true;  // cannot tell: closing on exec is the safer side
-  char buf[256];
-  ssize_t n = read(f.get(), buf, sizeof buf - 1);
-  if (n <= 0) return true;
-  buf[n] = 0;
-  const char* p = strstr(buf, "flags:");
-  if (p == nullptr) return true;
-  return (strtoul(p + 6, nullptr, 8) & O_CLOEXEC) != 0;
-}
-
-// Socket options a program may set before connect that change how the connection behaves. The
-// host's socket gets the caller's value wherever it differs from a fresh socket's.
-struct IntOpt { int level, name; };
-constexpr IntOpt kIntOpts[] = {
-    {SOL_SOCKET, SO_KEEPALIVE}, {SOL_SOCKET, SO_OOBINLINE},   {SOL_SOCKET, SO_PRIORITY},
-    {SOL_SOCKET, SO_RCVLOWAT},  {SOL_SOCKET, SO_REUSEADDR},   {IPPROTO_TCP, TCP_NODELAY},
-    {IPPROTO_TCP, TCP_KEEPIDLE}, {IPPROTO_TCP, TCP_KEEPINTVL}, {IPPROTO_TCP, TCP_KEEPCNT},
-    {IPPROTO_TCP, TCP_USER_TIMEOUT}, {IPPROTO_TCP, TCP_CORK}, {IPPROTO_TCP, TCP_NOTSENT_LOWAT},
-    {IPPROTO_TCP, TCP_MAXSEG},
-};
-constexpr IntOpt kV4Opts[] = {{IPPROTO_IP, IP_TOS}};
-constexpr IntOpt kV6Opts[] = {{IPPROTO_IPV6, IPV6_V6ONLY}, {IPPROTO_IPV6, IPV6_TCLASS}};
-constexpr size_t kNumInt = sizeof kIntOpts / sizeof kIntOpts[0];
-
-// A fresh host socket's values, read once per family: each connect then reads only the caller's
-// socket (the connect path's syscalls are its cost) and writes only what differs. -1: unreadable.
-struct Defaults {
-  bool ready = false;
-  int common[kNumInt];
-  int family[2];
-  int sndbuf, rcvbuf;
-};
-Defaults defaults4, defaults6;
-
-const Defaults& DefaultsFor(int domain) {
-  Defaults& d = domain == AF_INET ? defaults4 : defaults6;
-  if (d.ready) return d;
-  Fd s(socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  for (size_t i = 0; i < kNumInt; i++) {
-    if (s.get() < 0 || GetInt(s.get(), kIntOpts[i].level, kIntOpts[i].name, &d.common[i]) != 0) d.common[i] = -1;
-  }
-  const IntOpt* fam = domain == AF_INET ? kV4Opts : kV6Opts;
-  const size_t n = domain == AF_INET ? 1 : 2;
-  for (size_t i = 0; i < 2; i++) {
-    if (i >= n || s.get() < 0 || GetInt(s.get(), fam[i].level, fam[i].name, &d.family[i]) != 0) d.family[i] = -1;
-  }
-  if (s.get() < 0 || GetInt(s.get(), SOL_SOCKET, SO_SNDBUF, &d.sndbuf) != 0) d.sndbuf = -1;
-  if (s.get() < 0 || GetInt(s.get(), SOL_SOCKET, SO_RCVBUF, &d.rcvbuf) != 0) d.rcvbuf = -1;
-  d.ready = s.get() >= 0;
-  return d;
-}
-
-void CopyInt(int from, int to, const IntOpt& o, int dflt) {
-  int v = 0;
-  if (GetInt(from, o.level, o.name, &v) == 0 && v != dflt) setsockopt(to, o.level, o.name, &v, sizeof v);
-}
-
-void CopyOptions(int from, int to, int domain) {
-  const Defaults& d = DefaultsFor(domain);
-  for (size_t i = 0; i < kNumInt; i++) CopyInt(from, to, kIntOpts[i], d.common[i]);
-  if (domain == AF_INET) CopyInt(from, to, kV4Opts[0], d.family[0]);
-  else for (size_t i = 0; i < 2; i++) CopyInt(from, to, kV6Opts[i], d.family[i]);
-  // Buffer sizes only when the program chose them (they differ from a fresh socket's): setting one
-  // locks it and switches the kernel's autotuning off. The kernel doubles what is asked and reports
-  // the doubled value, so half of it is asked again.
-  for (auto [name, dflt] : {std::pair{SO_SNDBUF, d.sndbuf}, std::pair{SO_RCVBUF, d.rcvbuf}}) {
-    int v = 0;
-    if (GetInt(from, SOL_SOCKET, name, &v) == 0 && v != dflt) {
-      v /= 2;
-      setsockopt(to, SOL_SOCKET, name, &v, sizeof v);
-    }
-  }
-  for (int name : {SO_RCVTIMEO, SO_SNDTIMEO}) {  // default: none (zero)
-    struct timeval tv {};
-    socklen_t len = sizeof tv;
-    if (getsockopt(from, SOL_SOCKET, name, &tv, &len) == 0 && (tv.tv_sec != 0 || tv.tv_usec != 0)) setsockopt(to, SOL_SOCKET, name, &tv, sizeof tv);
-  }
-  struct linger lg {};
-  socklen_t len = sizeof lg;
-  if (getsockopt(from, SOL_SOCKET, SO_LINGER, &lg, &len) == 0 && lg.l_onoff) setsockopt(to, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-}
 
 // connect() on the caller's own socket (copy), bounded in time when it is blocking.
 int LocalConnect(int dup, const sockaddr* addr, socklen_t len) {
@@ -261,16 +153,22 @@ struct NetIntercept::StubPoll {
 };
 
 NetIntercept::NetIntercept(Napi::Env env, uv_loop_t* loop, int listener, Napi::Function decide,
-                           Napi::Function report, Napi::Function dns)
+                           Napi::Function report, Napi::Function connected, Napi::Function dns)
     : env_(env), loop_(loop), listener_(listener) {
-  // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6) is not set: measured with bench:net on a loaded
-  // machine it made connect slower (the host yields its CPU to the sandbox at every wake-up).
   decide_ = Napi::Persistent(decide);
   report_ = Napi::Persistent(report);
+  connected_ = Napi::Persistent(connected);
   dns_ = Napi::Persistent(dns);
+  uv_mutex_init(&mu_);
+  uv_cond_init(&room_);
+  InitSocketDefaults();
 }
 
-NetIntercept::~NetIntercept() { Stop(); }
+NetIntercept::~NetIntercept() {
+  Stop();
+  uv_cond_destroy(&room_);
+  uv_mutex_destroy(&mu_);
+}
 
 bool NetIntercept::Handles(int nr) { return nr == kNrConnect || nr == kNrListen; }
 
@@ -352,7 +250,9 @@ void NetIntercept::Install(uint64_t id, int host_fd, uint64_t cookie, int target
     Reply(id, 0, errno == ENOENT ? EINTR : errno);
     return;
   }
+  uv_mutex_lock(&mu_);
   handed_in_.insert(cookie);
+  uv_mutex_unlock(&mu_);
   Reply(id, 0, static_cast<int>(error));
 }
 
@@ -385,7 +285,10 @@ void NetIntercept::Handle(const struct seccomp_notif& req) {
 }
 
 void NetIntercept::HandleListen(const struct seccomp_notif& req, int dup) {
-  const bool host_socket = handed_in_.count(Cookie(dup)) != 0;
+  const uint64_t cookie = Cookie(dup);
+  uv_mutex_lock(&mu_);
+  const bool host_socket = handed_in_.count(cookie) != 0;
+  uv_mutex_unlock(&mu_);
   int domain = 0, type = 0;
   GetInt(dup, SOL_SOCKET, SO_DOMAIN, &domain);
   GetInt(dup, SOL_SOCKET, SO_TYPE, &type);
@@ -428,7 +331,9 @@ void NetIntercept::HandleConnect(const struct seccomp_notif& req, int dup) {
   GetInt(dup, SOL_SOCKET, SO_TYPE, &type);
   GetInt(dup, SOL_SOCKET, SO_PROTOCOL, &protocol);
   const uint64_t cookie = Cookie(dup);
+  uv_mutex_lock(&mu_);
   const bool host_socket = handed_in_.count(cookie) != 0;
+  uv_mutex_unlock(&mu_);
 
   // Unix sockets stay in the sandbox: its files, its abstract names.
   if (domain == AF_UNIX) {
@@ -467,6 +372,9 @@ void NetIntercept::HandleConnect(const struct seccomp_notif& req, int dup) {
   r.Set("protocol", protocol);
   r.Set("hostSocket", host_socket);
   r.Set("pid", static_cast<double>(tid));
+  // Connects the thread made under the lease and JS has not counted yet; no more until JS leases
+  // again, so JS's limits hold for both.
+  r.Set("inFlight", RevokeLease());
   // Call, not MakeCallback: the sandbox's thread waits, and the microtask checkpoint MakeCallback
   // runs afterwards belongs after the reply (report's MakeCallback runs it).
   Napi::Value v = decide_.Call(env_.Global(), {r});
@@ -491,6 +399,8 @@ void NetIntercept::HandleConnect(const struct seccomp_notif& req, int dup) {
     int e = d.Get("errno").IsNumber() ? d.Get("errno").As<Napi::Number>().Int32Value() : EACCES;
     return Reply(req.id, 0, e > 0 ? e : EACCES);
   }
+  // The exact address and port JS checked, for the thread's next connects there (net_fast.cc).
+  if (d.Get("lease").IsNumber()) Lease(ss, d.Get("lease").As<Napi::Number>().Int32Value());
 
   // 'host': a new socket of the same kind in the host's namespace, connected to exactly `ss`.
   const bool nonblocking = (fcntl(dup, F_GETFL) & O_NONBLOCK) != 0;
@@ -558,6 +468,16 @@ void NetIntercept::Finish(Pending* p, int error) {
 }
 
 void NetIntercept::Stop() {
+  StopThread();
+  queue_.clear();
+  if (async_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+    async_ = nullptr;
+  }
+  if (wake_ >= 0) {
+    close(wake_);
+    wake_ = -1;
+  }
   for (auto& [p, _] : pending_) {
     p->owner = nullptr;
     uv_poll_stop(&p->handle);

@@ -6,6 +6,7 @@ import t from 'tap';
 import * as path from 'node:path';
 import { Sandbox } from '../lib/sandbox/sandbox';
 import type { Violation } from '../lib/sandbox/types';
+import type { NetworkOptions } from '../lib/net/policy';
 import { attemptPath } from './helpers/seccomp';
 
 interface Outcome {
@@ -15,7 +16,7 @@ interface Outcome {
   violation: Violation | null;
 }
 
-async function attemptInside(profile: string, args: string[], extra: { shareNet?: boolean } = {}): Promise<Outcome> {
+async function attemptInside(profile: string, args: string[], extra: { shareNet?: boolean; network?: NetworkOptions } = {}): Promise<Outcome> {
   const bin = attemptPath();
   const sb = Sandbox.spawn({
     command: ['/opt/attempt', '-', 'call', ...args],
@@ -29,6 +30,14 @@ async function attemptInside(profile: string, args: string[], extra: { shareNet?
   const [r] = await Promise.all([sb.exited, drained]);
   return { line: out.trim(), code: r.code, signal: r.signal, violation: r.violation };
 }
+
+t.test('under a network policy (a host thread receives the notifications), a denied syscall is still a violation', async (t) => {
+  // No traffic: the policy only makes the listener's notifications go through the network thread.
+  const o = await attemptInside('default', ['mount', 'str:none', 'str:/tmp', 'str:tmpfs', '0', '0'], { network: { allow: ['198.51.100.1'], dnsServers: ['198.51.100.53'] } });
+  t.equal(o.violation?.kind, 'seccomp', 'a seccomp violation');
+  t.equal(o.violation?.syscall, 'mount', 'reported by name');
+  t.equal(o.signal, 'SIGKILL', 'the sandbox was killed');
+});
 
 const CLONE_NEW = { CLONE_NEWNS: 0x20000, CLONE_NEWUSER: 0x10000000, CLONE_NEWPID: 0x20000000, CLONE_NEWNET: 0x40000000 };
 

@@ -62,9 +62,15 @@ export interface ConnectRequest {
   type: 'stream' | 'dgram' | 'raw' | 'seqpacket' | 'other';
   hostSocket: boolean;
   pid: number;
+  /** Connects the host made under the last lease whose outcome (`connected`) has not come yet. */
+  inFlight?: number;
 }
 
-export interface Verdict { verdict: 'host' | 'local' | 'refuse'; errno?: number; id?: number }
+/**
+ * `lease`: with 'host', how many more connects the host may make to exactly this address and port
+ * (and to others leased before, within LEASE_MS) without asking, each reported by `connected`.
+ */
+export interface Verdict { verdict: 'host' | 'local' | 'refuse'; errno?: number; id?: number; lease?: number }
 
 const EACCES = 13;
 const EAGAIN = 11;
@@ -147,6 +153,9 @@ const OPEN_STATES = new Set([1, 2, 3, 8]);
 // last sampled counts (a FIN_WAIT2 socket whose peer never closes lives on for tcp_fin_timeout).
 const CLOSING_SWEEPS = 3;
 const MAX_ANSWERED = 4096;
+// Connects leased at once (native/net_fast.cc keeps a lease for 1 s): what can happen before JS hears.
+const LEASE_MAX = 64;
+const MAX_LEASED_REASONS = 256;
 
 export class NetworkPolicy {
   private readonly answered = new Map<bigint, Answered>(); // addresses the stub answered, by value (v4 as v4)
@@ -158,6 +167,8 @@ export class NetworkPolicy {
   private closing = 0; // entries of `open` whose sandbox side is closed (they no longer count)
   private sweepTimer: NodeJS.Timeout | undefined;
   private violated = false;
+  /** Why each leased destination was allowed, for the events of the connects made under the lease. */
+  private readonly leased = new Map<string, { reason: string; name?: string }>();
 
   constructor(
     private readonly o: ResolvedNetworkOptions,
@@ -176,7 +187,7 @@ export class NetworkPolicy {
     return this.open.size - this.closing;
   }
 
-  /** Called by native/net_intercept.cc for each connect and listen. Synchronous. */
+  /** Called by native/net_intercept.cc for each connect and listen not made under a lease (native/net_fast.cc). Synchronous. */
   decide(r: ConnectRequest): Verdict {
     if (r.syscall === 'listen') {
       if (r.hostSocket) return this.refuse({ type: 'listen', reason: 'a connected socket cannot listen' });
@@ -206,17 +217,42 @@ export class NetworkPolicy {
     }
     const now = Date.now();
     while (this.connectTimes.length > 0 && this.connectTimes[0]! <= now - 60_000) this.connectTimes.shift();
-    if (this.connectTimes.length >= this.o.connectionsPerMinute) {
+    // Connects made under a lease and not reported yet count as made and open.
+    const inFlight = r.inFlight ?? 0;
+    if (this.connectTimes.length + inFlight >= this.o.connectionsPerMinute) {
       return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.connectionsPerMinute} connections a minute` }, EAGAIN);
     }
-    if (this.openConnections >= this.o.maxConnections) {
+    if (this.openConnections + inFlight >= this.o.maxConnections) {
       return this.refuse({ type: 'connect', ...where, reason: `more than ${this.o.maxConnections} connections open at once` }, EAGAIN);
     }
     this.connectTimes.push(now);
     const id = this.nextId++;
     this.open.set(id, where);
-    this.emit({ at: now, type: 'connect', decision: 'allowed', ...where, reason: grant, name: this.answered.get(ip.value)?.name });
-    return { verdict: 'host', id };
+    const name = this.answered.get(ip.value)?.name;
+    this.emit({ at: now, type: 'connect', decision: 'allowed', ...where, reason: grant, name });
+    // What the host may do without asking, within the same limits (this connect counted).
+    const lease = Math.min(LEASE_MAX, this.o.connectionsPerMinute - this.connectTimes.length - inFlight, this.o.maxConnections - this.openConnections - inFlight);
+    if (lease > 0) {
+      if (this.leased.size >= MAX_LEASED_REASONS) this.leased.clear();
+      this.leased.set(`${r.address}|${port}`, { reason: grant, name });
+    }
+    return lease > 0 ? { verdict: 'host', id, lease } : { verdict: 'host', id };
+  }
+
+  /**
+   * A connect the host made under a lease, to `address` (as the program gave it) and `port`: counted
+   * and reported as if decided here, then as `report` would (errno 0: handed in, `cookie` its socket's).
+   */
+  connected(address: string, port: number, errno: number, cookie: number, at: number): void {
+    const parsed = parseIp(address);
+    const ip = parsed === null ? null : embeddedIpv4(parsed) ?? parsed;
+    const where = { address: ip?.text ?? address, port };
+    const why = this.leased.get(`${address}|${port}`);
+    this.connectTimes.push(Date.now());
+    const id = this.nextId++;
+    this.open.set(id, where);
+    this.emit({ at, type: 'connect', decision: 'allowed', ...where, reason: why?.reason ?? 'leased', name: why?.name });
+    this.report(id, errno, cookie);
   }
 
   /** What grants ip:port: the grant's text, or 'refused: why'. */

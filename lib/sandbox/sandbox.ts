@@ -277,7 +277,12 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       { watch: watchClose, unwatch: unwatchClose, drain: drainCloses },
     );
     this.policy = policy;
-    this.native.interceptNetwork((r) => policy.decide(r), (id, errno, cookie) => policy.report(id, errno, cookie), (q, port) => policy.dns(q, port));
+    this.native.interceptNetwork(
+      (r) => policy.decide(r),
+      (id, errno, cookie) => policy.report(id, errno, cookie),
+      (address, port, errno, cookie, at) => policy.connected(address, port, errno, cookie, at),
+      (q, port) => policy.dns(q, port),
+    );
   }
 
   private onViolation(v: NativeViolation): void {

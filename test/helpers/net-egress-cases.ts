@@ -270,6 +270,19 @@ t.test('limits: connections per minute, and hammering refused destinations is a 
   t.equal(h.code, null, 'the sandbox was killed');
 });
 
+t.test('connects made by the host without asking JS (the lease) stay within the per-minute limit and are all reported', async (t) => {
+  // The first connect is decided by JS, which leases the next ones to the listener thread; the
+  // lease counts against the limit before they happen.
+  const targets: Array<[string, number]> = Array.from({ length: 8 }, () => [WORLD.http, 80] as [string, number]);
+  const r = await probe(targets, { allow: [WORLD.http], connectionsPerMinute: 5, dnsServers: DNS });
+  const results = r.out.split('\n').map((l) => l.split(' ').slice(2).join(' '));
+  t.equal(results.filter((x) => x === 'EAGAIN').length, 3, `5 connections in the minute, then EAGAIN (${JSON.stringify(results)})`);
+  t.equal(r.events.filter((e) => e.type === 'connect' && e.decision === 'allowed').length, 5, 'each allowed connect is an event');
+  t.ok(r.events.filter((e) => e.type === 'connect' && e.decision === 'allowed').every((e) => e.reason === WORLD.http && e.address === WORLD.http && e.port === 80), 'with the grant that allowed it');
+  t.equal(r.events.filter((e) => e.type === 'connected' && e.errno === undefined).length, 5, 'and its hand-in');
+  t.equal(r.events.filter((e) => e.type === 'closed').length, 5, 'and its close');
+});
+
 t.test('options are checked, naming the field', async (t) => {
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['0x7f000001'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['2001:db8::1:80'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
@@ -404,4 +417,29 @@ sb.exited.then((r) => console.log('uid ' + process.getuid() + ' exit ' + r.code)
   t.match(r.stdout, /^fetch 200$/m, r.stderr);
   t.match(r.stdout, /^meta EACCES$/m);
   t.match(r.stdout, /^uid 1000 exit 0$/m);
+});
+
+t.test('a sandbox flooding connect() while the host is busy: the queue to the event loop stays bounded, every call is answered', async (t) => {
+  // 400 processes connect at once while the host's event loop is blocked: the network thread
+  // receives the notifications and queues them for the loop; past its bound it stops receiving, and
+  // the callers wait in the kernel instead of in the host's memory. Their destination is the
+  // sandbox's own loopback (nothing listens there): decided 'local', ECONNREFUSED, no refusal counted.
+  const events: NetworkEvent[] = [];
+  const sb = Sandbox.spawn({
+    command: ['/opt/net-attempt', 'flood', '400', '127.0.0.1', '9'],
+    binds: [{ source: attempt, target: '/opt/net-attempt' }],
+    network: { allow: [WORLD.http], dnsServers: DNS },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  sb.on('network', (e) => events.push(e));
+  let out = '';
+  sb.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3000); // the host's loop, busy for 3 s
+  const [r] = await Promise.all([sb.exited, new Promise((resolve) => sb.stdout!.on('end', resolve))]);
+  const peak = (sb as unknown as { native: { netQueuePeak(): number } }).native.netQueuePeak();
+  t.equal(r.code, 0, out);
+  t.equal(out.trim(), 'ok 0 400 0', 'every connect was answered (ECONNREFUSED from its own loopback)');
+  t.ok(peak <= 256, `the queue held at most 256 items (peak ${peak})`);
+  t.ok(peak >= 200, `the flood reached the bound while the loop was busy (peak ${peak})`);
+  t.equal(events.filter((e) => e.decision === 'refused').length, 0, 'nothing refused, no violation');
 });
