@@ -215,7 +215,15 @@ function walkProgram(code: string, program: acorn.Program, evalDepth: number): A
     ExportAllDeclaration(n) {
       reached(n, String(n.source.value));
     },
+    // `typeof fetch`, `x instanceof Function`, `Function.prototype`: a test or a type, not a use.
+    UnaryExpression(n) {
+      if (n.operator === 'typeof' && n.argument.type === 'Identifier') handled.add(n.argument);
+    },
+    BinaryExpression(n) {
+      if (n.operator === 'instanceof' && n.right.type === 'Identifier') handled.add(n.right);
+    },
     MemberExpression(n) {
+      if (n.object.type === 'Identifier' && n.object.name === 'Function') handled.add(n.object);
       const name = propertyName(n, env);
       if (name === undefined) return;
       const interesting = Object.prototype.hasOwnProperty.call(PROCESS_PROPERTIES, name) || Object.prototype.hasOwnProperty.call(GLOBALS, name);
