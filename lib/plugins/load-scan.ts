@@ -54,23 +54,32 @@ export class LoadScans {
 
   private async drain(): Promise<void> {
     this.running = true;
+    const worker = new ScanWorker(DEFAULT_SCAN_WORKER_HEAP_MB);
+    this.worker = worker;
     while (!this.closed && this.waiting.length > 0) {
       const w = this.waiting.shift()!;
-      this.worker ??= new ScanWorker(DEFAULT_SCAN_WORKER_HEAP_MB);
-      const report = await scanTree(w.tree, { requested: w.requested, entries: [w.entry] }, this.worker);
+      const report = await scanTree(w.tree, { requested: w.requested, entries: [w.entry] }, worker);
       if (this.closed) break;
       const s = summarize(report);
       this.cache.set(w.digest, s);
       if (this.cache.size > MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
       for (const log of w.logs) emit(log, w.digest, s, false);
     }
+    // Nothing waits: the thread goes (a host at rest holds no scan worker); the next load starts one.
+    this.worker = undefined;
     this.running = false;
+    this.drained = worker.close();
+    await this.drained;
   }
 
-  close(): void {
+  private drained: Promise<void> = Promise.resolve();
+
+  /** Stops scanning; resolves once the worker thread is gone. No scan line is written after it. */
+  async close(): Promise<void> {
     this.closed = true;
     this.waiting.length = 0;
-    this.worker?.close();
+    await this.worker?.close();
+    await this.drained;
   }
 }
 

@@ -283,7 +283,7 @@ export class PluginHost extends EventEmitter {
     // Starts still in line are refused now: each plugin's unload below waits behind its load.
     this.admission.close();
     this.watcher?.close();
-    this.scans.close();
+    const scans = this.scans.close();
     this.metrics.close();
     await this.dashboard.close();
     this.expiry.stop();
@@ -295,6 +295,7 @@ export class PluginHost extends EventEmitter {
       ),
     );
     await this.pool?.close();
+    await scans;
     releasePreparedMounts();
     if (this.ownsAudit) this.audit.close();
     // The cgroup event watches close their eventfds in libuv close callbacks, which run at the end

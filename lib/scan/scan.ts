@@ -53,7 +53,7 @@ export async function scanPlugin(dir: string, options: ScanOptions = {}): Promis
     const extra: Finding[] = listing.truncated ? [wholeFile('.', 'not-scanned', `more than ${limits.maxFiles} entries: the rest of the directory was not scanned (maxFiles)`, '*')] : [];
     return await scanEntries(listing.entries, options, limits, worker, extra);
   } finally {
-    worker.close();
+    await worker.close();
   }
 }
 

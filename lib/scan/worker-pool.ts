@@ -4,7 +4,7 @@
  * from outside bounds its time, and it keeps the caller's event loop free meanwhile. A file over
  * its time, or one that exhausts the worker's heap, ends the worker and is an 'unparsed' finding;
  * a new worker takes the files after it. The worker is kept between runs (the plugin host scans
- * one plugin after another) and does not hold the process open while idle.
+ * one plugin after another) until close(), and does not hold the process open while idle.
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -31,24 +31,26 @@ export class ScanWorker {
 
   constructor(private readonly heapMb: number) {}
 
-  /** Ends the worker; a run in progress settles with its remaining files not scanned. */
-  close(): void {
+  /**
+   * Ends the worker; a run in progress settles with its remaining files not scanned. Resolves once
+   * the thread is gone (its fds closed), not before.
+   */
+  async close(): Promise<void> {
     this.closed = true;
     this.abort?.();
-    this.kill();
+    await this.kill();
   }
 
   private abort: (() => void) | undefined;
 
-  private kill(): void {
+  private kill(): Promise<unknown> {
     const w = this.worker;
     this.worker = undefined;
     this.ready = false;
-    if (w !== undefined) {
-      w.removeAllListeners();
-      w.on('error', () => undefined); // a late error of a worker being ended is nobody's
-      void w.terminate();
-    }
+    if (w === undefined) return Promise.resolve();
+    w.removeAllListeners();
+    w.on('error', () => undefined); // a late error of a worker being ended is nobody's
+    return w.terminate();
   }
 
   private spawn(): Worker {
@@ -87,7 +89,7 @@ export class ScanWorker {
         clearTimeout(fileTimer);
         fileTimer = setTimeout(() => {
           const job = jobs[done]!;
-          this.kill();
+          void this.kill();
           results[done++] = whole(job.file, 'unparsed', `not read through within ${fileTimeoutMs} ms (the scan's time limit per file)`);
           next();
         }, fileTimeoutMs);
@@ -139,7 +141,7 @@ export class ScanWorker {
         settle();
       };
       overallTimer = setTimeout(() => {
-        this.kill();
+        void this.kill();
         if (done < jobs.length) results[done] = whole(jobs[done]!.file, 'unparsed', "not read through within the scan's overall time limit");
         if (done < jobs.length) done++;
         restOut("not scanned: the scan's overall time limit was reached");
