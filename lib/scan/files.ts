@@ -79,7 +79,8 @@ function readNoFollow(abs: string, size: number): Buffer | undefined {
     const st = fs.fstatSync(fd);
     // Swapped for something else since the walk: not what was listed, not read.
     if (!st.isFile() || st.size !== size) return undefined;
-    const data = Buffer.allocUnsafe(size);
+    // Not from the shared pool: the worker is sent the buffer's whole memory, which is then this file only.
+    const data = Buffer.allocUnsafeSlow(size);
     let total = 0;
     while (total < size) {
       const n = fs.readSync(fd, data, total, size - total, total);

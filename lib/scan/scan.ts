@@ -47,9 +47,10 @@ function limitsOf(o: ScanLimits): Required<ScanLimits> {
 /** Scans the plugin directory `dir`. Rejects only when `dir` cannot be read at all. */
 export async function scanPlugin(dir: string, options: ScanOptions = {}): Promise<ScanReport> {
   const limits = limitsOf(options);
-  const listing = listDirectory(dir, limits.maxFiles);
   const worker = new ScanWorker(limits.workerHeapMb);
+  worker.prestart();
   try {
+    const listing = listDirectory(dir, limits.maxFiles);
     const extra: Finding[] = listing.truncated ? [wholeFile('.', 'not-scanned', `more than ${limits.maxFiles} entries: the rest of the directory was not scanned (maxFiles)`, '*')] : [];
     return await scanEntries(listing.entries, options, limits, worker, extra);
   } finally {

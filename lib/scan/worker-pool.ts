@@ -53,12 +53,25 @@ export class ScanWorker {
     return w.terminate();
   }
 
+  /** Starts the thread now, so that its start overlaps the caller's reading of the files. */
+  prestart(): void {
+    if (this.worker === undefined && !this.closed) this.spawn();
+  }
+
+  /** Called once the current worker has loaded the parser (a run arms its first file's timer). */
+  private onReady: (() => void) | undefined;
+
   private spawn(): Worker {
     // execArgv []: not the caller's flags and preloads (a test runner's loaders, --inspect), which
     // would cost each worker start a second and are none of the parser's business.
     const w = new Worker(WORKER_ENTRY, { execArgv: [], resourceLimits: { maxOldGenerationSizeMb: this.heapMb }, stdout: true, stderr: true });
     this.worker = w;
     this.ready = false;
+    w.once('message', () => {
+      // The first message of a worker is 'ready' (worker.ts).
+      this.ready = true;
+      this.onReady?.();
+    });
     return w;
   }
 
@@ -77,6 +90,7 @@ export class ScanWorker {
         clearTimeout(fileTimer);
         clearTimeout(overallTimer);
         this.abort = undefined;
+        this.onReady = undefined;
         const w = this.worker;
         if (w !== undefined) {
           w.removeAllListeners('message').removeAllListeners('exit').removeAllListeners('error');
@@ -95,11 +109,7 @@ export class ScanWorker {
         }, fileTimeoutMs);
       };
       const onMessage = (m: WorkerResult | 'ready'): void => {
-        if (m === 'ready') {
-          this.ready = true;
-          armFile();
-          return;
-        }
+        if (m === 'ready') return;
         results[m.i - base] = { findings: m.findings, relative: m.relative };
         done = m.i - base + 1;
         if (done === jobs.length) settle();
@@ -135,6 +145,7 @@ export class ScanWorker {
         }
         this.nextJob = base + jobs.length;
         if (this.ready) armFile();
+        else this.onReady = armFile;
       };
       this.abort = () => {
         restOut('the scan was stopped');
