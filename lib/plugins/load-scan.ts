@@ -9,8 +9,12 @@ import type { AuditSeverity } from '../audit';
 import { DEFAULT_SCAN_WORKER_HEAP_MB } from '../defaults';
 import { ScanWorker, scanTree, summarize, summaryLine, type ScanSummary, type TreeLike } from '../scan';
 
-/** Scans waiting at most; a load beyond it is not scanned this time (and says so). */
+/**
+ * Scans waiting at most, and the bytes of their trees (a waiting scan keeps its tree in memory after
+ * the load is done with it); a load beyond either is not scanned this time (and says so).
+ */
 const MAX_WAITING = 16;
+const MAX_WAITING_BYTES = 128 * 1024 * 1024;
 /** Digests whose summary is kept. */
 const MAX_CACHED = 1024;
 
@@ -21,6 +25,7 @@ interface Waiting {
   tree: TreeLike;
   requested: string[];
   entry: string;
+  bytes: number;
   logs: Log[];
 }
 
@@ -30,6 +35,7 @@ export class LoadScans {
   private worker: ScanWorker | undefined;
   private running = false;
   private closed = false;
+  private waitingBytes = 0;
 
   /** Records the scan of `tree` (digest-checked) through `log`, now if cached, else when it ends. */
   scan(digest: string, tree: TreeLike, requested: string[], entry: string, log: Log): void {
@@ -44,11 +50,14 @@ export class LoadScans {
       same.logs.push(log);
       return;
     }
-    if (this.waiting.length >= MAX_WAITING) {
-      log('info', `not scanned at this load: ${MAX_WAITING} scans are waiting`, { digest });
+    let bytes = 0;
+    for (const f of tree.files) bytes += f.data?.length ?? 0;
+    if (this.waiting.length >= MAX_WAITING || this.waitingBytes + bytes > MAX_WAITING_BYTES) {
+      log('info', `not scanned at this load: ${this.waiting.length} scans (${this.waitingBytes} bytes) are waiting`, { digest });
       return;
     }
-    this.waiting.push({ digest, tree, requested, entry, logs: [log] });
+    this.waitingBytes += bytes;
+    this.waiting.push({ digest, tree, requested, entry, bytes, logs: [log] });
     if (!this.running) void this.drain();
   }
 
@@ -58,6 +67,7 @@ export class LoadScans {
     this.worker = worker;
     while (!this.closed && this.waiting.length > 0) {
       const w = this.waiting.shift()!;
+      this.waitingBytes -= w.bytes;
       const report = await scanTree(w.tree, { requested: w.requested, entries: [w.entry] }, worker);
       if (this.closed) break;
       const s = summarize(report);
@@ -78,6 +88,7 @@ export class LoadScans {
   async close(): Promise<void> {
     this.closed = true;
     this.waiting.length = 0;
+    this.waitingBytes = 0;
     await this.worker?.close();
     await this.drained;
   }
