@@ -36,3 +36,12 @@ export const DEFAULT_RESTART_MAX_DELAY_MS = 60_000;
 export const DEFAULT_QUARANTINE: Readonly<{ violations: number; windowMs: number }> = Object.freeze({ violations: 3, windowMs: 600_000 });
 /** Limits of a plugin whose trust entry sets none (PluginHostOptions.limits). */
 export const DEFAULT_PLUGIN_LIMITS: Readonly<{ memory: string; pids: number; callTimeout: string }> = Object.freeze({ memory: '256M', pids: 64, callTimeout: '5s' });
+/** The capability scan (lib/scan): files larger are not parsed; bytes parsed in all; entries walked. */
+export const DEFAULT_SCAN_MAX_FILE_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_SCAN_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_SCAN_MAX_FILES = 20_000;
+/** Parsing one file, and the whole scan. */
+export const DEFAULT_SCAN_FILE_TIMEOUT_MS = 2_000;
+export const DEFAULT_SCAN_TIMEOUT_MS = 30_000;
+/** Heap of the scan's worker thread, in MiB. */
+export const DEFAULT_SCAN_WORKER_HEAP_MB = 512;

@@ -27,5 +27,7 @@ export * from './audit';
 export * from './plugins';
 export { PluginObserver, METRIC_NAMES, DEFAULT_THRESHOLDS, HISTORY_SERIES, LATENCY_BUCKETS } from './metrics';
 export type { ObserverOptions, Thresholds, HistorySeries, HistoryView, HostUsage, PluginUsage, PressureEvent, PressureKind } from './metrics';
+export { scanPlugin, summarize as summarizeScan, formatReport as formatScanReport } from './scan';
+export type { Finding, FindingKind, ScanLimits, ScanOptions, ScanReport, ScanSummary, ImpliedPermission, PermissionDiff } from './scan';
 export { Dashboard } from './dashboard';
 export type { DashboardOptions } from './dashboard';

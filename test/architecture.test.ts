@@ -17,15 +17,17 @@ const LIB = path.join(root, 'lib');
  */
 const ALLOWED: Record<string, readonly string[]> = {
   // The public entry re-exports the API of every layer but the command line's.
-  index: ['plugins', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'errors'],
-  cli: ['plugins', 'trust', 'audit', 'sandbox', 'limits', 'errors', 'metrics'],
-  plugins: ['hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
+  index: ['plugins', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'scan', 'errors'],
+  cli: ['plugins', 'trust', 'audit', 'sandbox', 'limits', 'scan', 'errors', 'metrics'],
+  plugins: ['hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'scan', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
   process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults'],
   // Beside plugins/, used by it, never using it: metrics read a view of the host the plugin host builds.
   metrics: ['audit', 'hooks', 'limits', 'errors'],
   dashboard: ['metrics', 'audit', 'errors'],
+  // The capability scan: acorn over a plugin's files in a worker thread; knows nothing of plugins.
+  scan: ['defaults'],
   // Pure libraries.
   hooks: ['errors', 'defaults'],
   trust: ['errors'],

@@ -33,7 +33,7 @@ t.test('whole flow: keygen → hash → init → add → sign → verify → sho
   t.match(fs.readFileSync(path.join(keys, 'alice.pub'), 'utf8'), /"type": "warden-ed25519-public"/);
   const keyId = /signing key ([0-9a-f]{16})/.exec(r.stdout)![1];
 
-  const plugin = makePlugin(home, 'alpha');
+  const plugin = makePlugin(home, 'alpha', { 'lib/net.js': `require('https');\n` });
   r = warden('hash', plugin);
   t.equal(r.status, 0, r.stderr);
   const digest = r.stdout.trim();

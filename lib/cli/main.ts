@@ -10,6 +10,7 @@ import { hash } from './hash';
 import { trust } from './trust';
 import { audit } from './audit';
 import { top } from './top';
+import { scanCommand } from './scan';
 
 export type Command = (args: string[]) => Promise<number>;
 
@@ -22,6 +23,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   run: { run: runCommand, summary: 'run a command in a sandbox: warden run [options] -- CMD [ARGS...]' },
   doctor: { run: doctorCommand, summary: 'what this host offers and what warden will degrade or refuse' },
   keygen: { run: keygen, summary: 'create a signing key pair (or --envelope key) for trust lists' },
+  scan: { run: scanCommand, summary: 'what a plugin\'s code reaches (built-ins, globals, addons, install scripts) against its requested permissions' },
   hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
   trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists; reset-state' },
   audit: { run: audit, summary: 'show, filter and verify an audit log (--file or $WARDEN_AUDIT_LOG)' },

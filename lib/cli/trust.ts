@@ -22,14 +22,17 @@ import { flag, list, parse, Parsed, parseWhen, positiveInt, run, str, UsageError
 import { readManifest } from '../plugins/manifest';
 import { PluginManifestError } from '../plugins/errors';
 import { PLUGIN_LIMIT_NAMES } from '../plugins/limits';
+import { formatReport, scanPlugin } from '../scan';
 
 const USAGE = `usage: warden trust <subcommand> LIST [options]
 
   init LIST --key PUB [--key PUB]... [--threshold N] [--expires WHEN] [--force]
         create an empty list signed by the given public keys (threshold N, default 1)
   add LIST DIR --publisher P [--name N] [--version V] [--trust LEVEL]
-        [--permission P]... [--limit NAME=INT]... [--replace]
-        hash plugin directory DIR and list it (name/version default to DIR's manifest)
+        [--permission P]... [--limit NAME=INT]... [--replace] [--force]
+        hash plugin directory DIR and list it (name/version default to DIR's manifest);
+        DIR is scanned first (warden scan): a --permission the code never uses is refused
+        unless --force, and capabilities the code uses but not granted are warned about
   remove LIST NAME[@VERSION]      drop one version, or every version, of a plugin
   bump LIST [--expires WHEN]      start the next version (new expiry, signatures dropped)
   keys LIST --key PUB... [--threshold N]
@@ -92,6 +95,26 @@ function readPluginMeta(dir: string): PluginMeta {
   }
 }
 
+/**
+ * Shows the scan of DIR against the permissions about to be granted. A grant the code never uses
+ * is refused (false) unless forced; one it uses without a grant is a warning (the load would not
+ * give it, and the plugin would fail where it tries).
+ */
+async function scanAgainstGrants(dir: string, grants: string[], force: boolean): Promise<boolean> {
+  const report = await scanPlugin(dir, { requested: grants });
+  const d = report.diff;
+  process.stdout.write(`scan of ${dir}:\n${formatReport(report).replace(/^/gm, '  ')}`);
+  if (d.usedNotRequested.length > 0) process.stderr.write(`warden trust add: warning: the code uses ${d.usedNotRequested.join(', ')}, not granted here${d.usedNotRequested.includes('*') ? " ('*': code the scan could not see through; read the findings)" : ''}\n`);
+  if (d.requestedUnused.length > 0 && d.complete) {
+    if (!force) {
+      process.stderr.write(`warden trust add: refused: the code never uses ${d.requestedUnused.join(', ')}; drop the --permission, or pass --force to grant it anyway\n`);
+      return false;
+    }
+    process.stderr.write(`warden trust add: --force: granting ${d.requestedUnused.join(', ')}, which the code never uses\n`);
+  }
+  return true;
+}
+
 async function nameAndVersion(p: Parsed, dir: string): Promise<{ name: string; version: string }> {
   const meta = readPluginMeta(dir);
   const name = str(p, 'name') ?? meta.name;
@@ -119,7 +142,7 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
   async add(args) {
     const p = parse(args, {
       name: { type: 'string' }, version: { type: 'string' }, publisher: { type: 'string' }, trust: { type: 'string' },
-      permission: { type: 'string', multiple: true }, limit: { type: 'string', multiple: true }, replace: { type: 'boolean' },
+      permission: { type: 'string', multiple: true }, limit: { type: 'string', multiple: true }, replace: { type: 'boolean' }, force: { type: 'boolean' },
     }, { min: 2, max: 2, names: 'LIST DIR' });
     const [file, dir] = p.positionals;
     const publisher = str(p, 'publisher');
@@ -136,6 +159,7 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
     const doc = await readList(file);
     const { name, version } = await nameAndVersion(p, dir);
     const digest = await digestDirectory(dir);
+    if (!(await scanAgainstGrants(dir, list(p, 'permission'), flag(p, 'force')))) return 1;
     const next = addEntry(doc, { name, version, digest, publisher, trust: trust as TrustLevel, permissions: list(p, 'permission'), limits }, { replace: flag(p, 'replace') });
     await writeList(file, next);
     process.stdout.write(`added ${name}@${version} ${digest} to ${file} (version ${next.signed.version}, unsigned)\n`);

@@ -8,6 +8,7 @@ import type { AuditSeverity } from '../audit';
 import type { HookRegistry } from '../hooks';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { HostSettings } from './host-options';
+import type { LoadScans } from './load-scan';
 import type { PluginReason } from './instance';
 import type { PluginRecord, PluginStatus } from './record';
 
@@ -15,6 +16,8 @@ export interface HostCore {
   readonly settings: HostSettings;
   readonly records: ReadonlyMap<string, PluginRecord>;
   readonly registry: HookRegistry;
+  /** The capability scan at load (audit only); undefined when the host scans nothing (scanAtLoad: false). */
+  readonly scans: LoadScans | undefined;
   isClosed(): boolean;
   /** The trust list in force, undefined until one was accepted. */
   trustList(): VerifiedTrustList | undefined;

@@ -90,6 +90,12 @@ export interface PluginHostOptions {
    * in a few ms; the others start cold. See RunnerPool.
    */
   warmPool?: number;
+  /**
+   * Scan each plugin version at its first load (lib/scan, as `warden scan`) and write the summary
+   * to the audit log as a `scan` line: once per directory digest, in a worker thread, beside the
+   * load, never refusing it. Default true.
+   */
+  scanAtLoad?: boolean;
   /** Bounds of a plugin's files (they are read, digested and copied into the sandbox). Default 10000 files, 64 MiB. */
   treeLimits?: TreeLimits;
   /** Starts runners; default: the warm pool's start, or spawnNode. For tests and custom launchers. */
@@ -163,6 +169,7 @@ export function hostSettings(options: PluginHostOptions): HostSettings {
   if (o.maxConcurrentLoads !== undefined && (!Number.isSafeInteger(o.maxConcurrentLoads) || o.maxConcurrentLoads < 1)) {
     throw new InvalidOptionError('maxConcurrentLoads', `must be a whole number of at least 1 (plugin starts at once), got ${String(o.maxConcurrentLoads)}`);
   }
+  if (o.scanAtLoad !== undefined && typeof o.scanAtLoad !== 'boolean') throw new InvalidOptionError('scanAtLoad', 'must be true or false');
   if (o.warmPool !== undefined && (!Number.isSafeInteger(o.warmPool) || o.warmPool < 0)) throw new InvalidOptionError('warmPool', 'must be a whole number of runners (0: no pool)');
   return {
     options: o,

@@ -46,6 +46,7 @@ import { PluginWatcher } from './watch';
 import { PluginObserver, type HostUsage } from '../metrics';
 import { Dashboard } from '../dashboard';
 import { observedHost } from './observe';
+import { LoadScans } from './load-scan';
 
 export type { PluginHostOptions, PluginLauncher } from './host-options';
 export type { PluginInfo, PluginStatus, PluginStatusEvent } from './record';
@@ -92,6 +93,7 @@ export class PluginHost extends EventEmitter {
   readonly dashboard: Dashboard;
   private closed = false;
   private started = false;
+  private readonly scans = new LoadScans();
 
   constructor(options: PluginHostOptions) {
     super();
@@ -122,6 +124,7 @@ export class PluginHost extends EventEmitter {
       settings: this.settings,
       records: this.records,
       registry: this.registry,
+      scans: o.scanAtLoad === false ? undefined : this.scans,
       isClosed: () => this.closed,
       trustList: () => this.trustList,
       refreshTrust: () => this.refreshTrust(),
@@ -280,6 +283,7 @@ export class PluginHost extends EventEmitter {
     // Starts still in line are refused now: each plugin's unload below waits behind its load.
     this.admission.close();
     this.watcher?.close();
+    const scans = this.scans.close();
     this.metrics.close();
     await this.dashboard.close();
     this.expiry.stop();
@@ -291,6 +295,7 @@ export class PluginHost extends EventEmitter {
       ),
     );
     await this.pool?.close();
+    await scans;
     releasePreparedMounts();
     if (this.ownsAudit) this.audit.close();
     // The cgroup event watches close their eventfds in libuv close callbacks, which run at the end

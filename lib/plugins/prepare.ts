@@ -5,6 +5,8 @@
  * sandbox with those very files, and its hook list checked against the manifest and the hooks the
  * host declares. Each step that refuses throws a PluginLoadError naming the step, and is audited.
  */
+import * as path from 'node:path';
+
 import { CallTimeoutError, RemoteError } from '../errors';
 import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
@@ -62,6 +64,10 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
     core.log('warning', 'verify', r, `${manifest.name}@${manifest.version} refused by the trust list: ${errorFields(e).message}`, { code: errorFields(e).code });
     throw new PluginLoadError(r.name, 'verify', e);
   }
+  // The scan of these very bytes, audited when it ends (it does not hold the load up). The line names
+  // this version, whatever the record's instance is by then.
+  const about: PluginRecord = { ...r, instance: undefined, manifest };
+  core.scans?.scan(tree.digest, tree, manifest.permissions.map(permissionToString), path.relative(manifest.dir, manifest.entry), (severity, reason, details) => core.log(severity, 'scan', about, reason, details));
   // Dependencies load first, so that their versions are known to the compatibility check.
   if (chain.includes(r.name)) throw new PluginLoadError(r.name, 'compat', new Error(`dependency cycle: ${[...chain, r.name].join(' → ')}`));
   for (const dep of Object.keys(manifest.dependencies)) {
