@@ -9,7 +9,7 @@ import * as path from 'node:path';
 
 import {
   addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore, writeResetState,
-  type PublicKey, type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
+  type LevelTable, type PublicKey, type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
 } from '../../lib/trust';
 import { PluginHost, type PluginHostOptions } from '../../lib/plugins';
 
@@ -112,10 +112,10 @@ export class PluginWorld {
     for (const k of [...this.listed.keys()]) if (k.startsWith(`${name}@`) && (version === undefined || k === `${name}@${version}`)) this.listed.delete(k);
   }
 
-  /** Signs and writes the trust list (atomically, by rename), with a new version number (or `version`). */
-  async publish(opts: { expires?: Date; version?: number } = {}): Promise<TrustListDocument> {
+  /** Signs and writes the trust list (atomically, by rename), with a new version number (or `version`); `levels`: its trust levels table. */
+  async publish(opts: { expires?: Date; version?: number; levels?: LevelTable } = {}): Promise<TrustListDocument> {
     const version = opts.version ?? ++this.version;
-    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: opts.expires ?? new Date(Date.now() + 86400_000), version });
+    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: opts.expires ?? new Date(Date.now() + 86400_000), version, levels: opts.levels });
     for (const e of this.listed.values()) doc = addEntry(doc, e);
     doc = await signTrustList(doc, this.key);
     const tmp = `${this.trustFile}.tmp`;
