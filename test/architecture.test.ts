@@ -17,9 +17,9 @@ const LIB = path.join(root, 'lib');
  */
 const ALLOWED: Record<string, readonly string[]> = {
   // The public entry re-exports the API of every layer but the command line's.
-  index: ['plugins', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'errors'],
-  cli: ['plugins', 'trust', 'audit', 'sandbox', 'limits', 'errors', 'metrics'],
-  plugins: ['hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
+  index: ['plugins', 'reputation', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'errors'],
+  cli: ['plugins', 'reputation', 'trust', 'audit', 'sandbox', 'limits', 'errors', 'metrics'],
+  plugins: ['reputation', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
   process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults'],
@@ -27,6 +27,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   metrics: ['audit', 'hooks', 'limits', 'errors'],
   dashboard: ['metrics', 'audit', 'errors'],
   // Pure libraries.
+  // A score from the audit log's counts and the trust list (types only of both).
+  reputation: ['audit', 'trust'],
   hooks: ['errors', 'defaults'],
   trust: ['errors'],
   audit: ['native', 'errors'],

@@ -32,6 +32,9 @@ export interface Grant {
   trust?: TrustEntry['trust'];
   /** The digest to list instead of digestDirectory's (a publisher whose tool does not refuse what ours does). */
   digest?: string;
+  /** The entry's `added` time. */
+  added?: string;
+  publisher?: string;
 }
 
 export class PluginWorld {
@@ -100,8 +103,8 @@ export class PluginWorld {
     const dir = path.join(this.pluginsDir, dirName);
     const m = JSON.parse(fs.readFileSync(path.join(dir, 'warden.json'), 'utf8')) as { version: string };
     const e: TrustEntry = {
-      name, version: m.version, digest: grant.digest ?? (await digestDirectory(dir)), publisher: 'test', trust: grant.trust ?? 'standard',
-      permissions: grant.permissions ?? [], limits: grant.limits ?? {},
+      name, version: m.version, digest: grant.digest ?? (await digestDirectory(dir)), publisher: grant.publisher ?? 'test', trust: grant.trust ?? 'standard',
+      permissions: grant.permissions ?? [], limits: grant.limits ?? {}, ...(grant.added !== undefined ? { added: grant.added } : {}),
     };
     this.listed.set(`${name}@${m.version}`, e);
     return e;
