@@ -18,7 +18,7 @@ const LIB = path.join(root, 'lib');
 const ALLOWED: Record<string, readonly string[]> = {
   // The public entry re-exports the API of every layer but the command line's.
   index: ['plugins', 'reputation', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'errors'],
-  cli: ['plugins', 'reputation', 'trust', 'audit', 'sandbox', 'limits', 'errors', 'metrics'],
+  cli: ['install', 'plugins', 'reputation', 'trust', 'audit', 'sandbox', 'limits', 'errors', 'metrics'],
   plugins: ['reputation', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
@@ -26,6 +26,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   // Beside plugins/, used by it, never using it: metrics read a view of the host the plugin host builds.
   metrics: ['audit', 'hooks', 'limits', 'errors'],
   dashboard: ['metrics', 'audit', 'errors'],
+  // npm ci in a sandbox, then the digest.
+  install: ['sandbox', 'trust', 'net', 'errors'],
   // Pure libraries.
   // A score from the audit log's counts and the trust list (types only of both).
   reputation: ['audit', 'trust'],
