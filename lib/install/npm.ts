@@ -122,7 +122,8 @@ export async function installPlugin(spec: string, into: string, o: InstallOption
   const npm = bundledNpm();
   const sb = Sandbox.spawn({
     command: [process.execPath, npm, 'ci', '--ignore-scripts', '--no-audit', '--no-fund', '--no-update-notifier',
-      `--registry=${o.registry}`, '--cache=/tmp/npm-cache', '--userconfig=/tmp/no-user-npmrc', '--globalconfig=/tmp/no-global-npmrc', '--loglevel=warn'],
+      // Few retries: a refused destination or a bad tarball does not get better by waiting.
+      `--registry=${o.registry}`, '--fetch-retries=1', '--fetch-retry-mintimeout=1000', '--fetch-retry-maxtimeout=2000', '--cache=/tmp/npm-cache', '--userconfig=/tmp/no-user-npmrc', '--globalconfig=/tmp/no-global-npmrc', '--loglevel=warn'],
     env: { PATH: '/usr/bin:/bin', HOME: '/tmp', npm_config_ignore_scripts: 'true' },
     binds: [
       { source: dir, target: '/pkg', writable: true },
