@@ -12,6 +12,7 @@ import * as path from 'node:path';
 
 import { readAuditLog } from '../lib/audit';
 import { RECOMMENDED_LEVELS, parseTrustList, signedBytes, type LevelTable } from '../lib/trust';
+import { parsePermission, sandboxOptionsFor } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
 import { rootOnly } from './helpers/sandbox';
 
@@ -170,4 +171,11 @@ t.test('warden trust: init writes the recommended table, add refuses a grant abo
   t.same(parseTrustList(fs.readFileSync(list)).signed.levels?.restricted, { permissions: ['fs:read:/srv'], limits: { memory: 1048576 } });
   r = run('trust', 'show', list);
   t.match(r.stdout, /restricted {2}ceiling=fs:read:\/srv {2}limits=memory=1048576/);
+});
+
+t.test("a level's network budget becomes the plugin's network policy", async (t) => {
+  const eff = [parsePermission('net:connect:api.example.com:443')];
+  t.same(sandboxOptionsFor(eff, { connectionsPerMinute: 60, maxConnections: 32 }).network, { allow: ['api.example.com:443'], outbound: false, connectionsPerMinute: 60, maxConnections: 32 });
+  t.same(sandboxOptionsFor(eff, { connectionsPerMinute: 0 }).network, { allow: ['api.example.com:443'], outbound: false }, '0 leaves the policy default');
+  t.equal(sandboxOptionsFor([], { connectionsPerMinute: 60 }).network, undefined, 'no network permission: no policy, whatever the budget');
 });
