@@ -114,11 +114,37 @@ export async function installPlugin(spec: string, into: string, o: InstallOption
   if (fs.existsSync(path.join(src, '.npmrc'))) throw new InvalidOptionError('SPEC', `${spec}/.npmrc would configure the install (registries, scripts); remove it`);
   if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new InvalidOptionError('--into', `${into} is not empty; install into a new directory`);
   fs.mkdirSync(dir, { recursive: true });
-  copyTree(src, dir);
   const root = process.getuid?.() === 0;
-  // As root the sandbox writes as a host id of its own, unknown before the spawn: DIR is open to it
-  // for the install only, then handed back to this user.
-  if (root) fs.chmodSync(dir, 0o777);
+  // As root the sandbox writes as a host id of its own, unknown before the spawn, so the directory
+  // it writes must be open to all (0777). That directory is a staging one inside a 0700 directory of
+  // root's (bound with the host's rights), so no other local user can add files before the digest;
+  // once npm is done it is handed back to this user and renamed into DIR.
+  const stage = root ? fs.mkdtempSync(path.join(path.dirname(dir), '.warden-install-')) : undefined;
+  const work = stage === undefined ? dir : path.join(stage, 'pkg');
+  try {
+    if (stage !== undefined) {
+      fs.mkdirSync(work);
+      fs.chmodSync(work, 0o777);
+    }
+    copyTree(src, work);
+    await runNpm(work, stage !== undefined, grant, o);
+    if (stage !== undefined) {
+      chownTree(work, process.getuid!(), process.getgid!());
+      fs.chmodSync(work, 0o755);
+      fs.rmdirSync(dir);
+      fs.renameSync(work, dir);
+    }
+  } finally {
+    if (stage !== undefined) fs.rmSync(stage, { recursive: true, force: true });
+  }
+  const digest = await digestDirectory(dir);
+  // The capability scan of what was installed, when a scanner is wired in.
+  const scan = o.scan === undefined ? undefined : await o.scan(dir);
+  return { dir, digest, scan };
+}
+
+/** npm ci in `work`, in a sandbox; throws InstallError when it fails or is stopped. */
+async function runNpm(work: string, hostAccess: boolean, grant: string, o: InstallOptions): Promise<void> {
   const npm = bundledNpm();
   const sb = Sandbox.spawn({
     command: [process.execPath, npm, 'ci', '--ignore-scripts', '--no-audit', '--no-fund', '--no-update-notifier',
@@ -126,7 +152,7 @@ export async function installPlugin(spec: string, into: string, o: InstallOption
       `--registry=${o.registry}`, '--fetch-retries=1', '--fetch-retry-mintimeout=1000', '--fetch-retry-maxtimeout=2000', '--cache=/tmp/npm-cache', '--userconfig=/tmp/no-user-npmrc', '--globalconfig=/tmp/no-global-npmrc', '--loglevel=warn'],
     env: { PATH: '/usr/bin:/bin', HOME: '/tmp', npm_config_ignore_scripts: 'true' },
     binds: [
-      { source: dir, target: '/pkg', writable: true },
+      { source: work, target: '/pkg', writable: true, hostAccess },
       // npm and node, where they are not under the system directories every sandbox sees.
       ...[path.dirname(path.dirname(npm)), fs.realpathSync(process.execPath)]
         .filter((p) => !/^\/(usr|bin|lib|lib64|sbin)\//.test(p)).map((source) => ({ source, hostAccess: true })),
@@ -139,14 +165,6 @@ export async function installPlugin(spec: string, into: string, o: InstallOption
   });
   if (o.onNetwork !== undefined) sb.on('network', o.onNetwork);
   const { code, signal, violation } = await sb.exited;
-  if (root) {
-    chownTree(dir, process.getuid!(), process.getgid!());
-    fs.chmodSync(dir, 0o755);
-  }
   if (violation !== null) throw new InstallError(`npm ci was stopped: ${violation.kind} violation${violation.syscall !== undefined ? ` (${violation.syscall})` : ''}`);
   if (code !== 0) throw new InstallError(`npm ci failed (${signal ?? `exit ${code}`}); see npm's output above. Nothing was run from the packages (scripts are off)`);
-  const digest = await digestDirectory(dir);
-  // The capability scan of what was installed, when a scanner is wired in.
-  const scan = o.scan === undefined ? undefined : await o.scan(dir);
-  return { dir, digest, scan };
 }
