@@ -171,6 +171,20 @@ t.test('warden trust: init writes the recommended table, add refuses a grant abo
   t.same(parseTrustList(fs.readFileSync(list)).signed.levels?.restricted, { permissions: ['fs:read:/srv'], limits: { memory: 1048576 } });
   r = run('trust', 'show', list);
   t.match(r.stdout, /restricted {2}ceiling=fs:read:\/srv {2}limits=memory=1048576/);
+  const firstAdded = Object.values(parseTrustList(fs.readFileSync(list)).signed.keys.keys)[0]!.added;
+  r = spawnSync(process.execPath, [bin, 'keygen', 'next', '--dir', keyDir], { encoding: 'utf8' });
+  t.equal(r.status, 0, r.stderr);
+  await new Promise((res) => setTimeout(res, 1100));
+  r = run('trust', 'keys', list, '--key', path.join(keyDir, 'ops.pub'), '--key', path.join(keyDir, 'next.pub'));
+  t.equal(r.status, 0, r.stderr);
+  const declared = Object.values(parseTrustList(fs.readFileSync(list)).signed.keys.keys);
+  t.equal(declared.find((k) => k.name === 'ops')?.added, firstAdded, 'a key declared before keeps its time');
+  t.not(declared.find((k) => k.name === 'next')?.added, firstAdded, 'a new key is stamped now');
+  const legacy = path.join(w.root, 'legacy.json');
+  r = run('trust', 'init', legacy, '--key', path.join(keyDir, 'ops.pub'), '--no-levels');
+  t.equal(r.status, 0, r.stderr);
+  t.equal(parseTrustList(fs.readFileSync(legacy)).signed.levels, undefined, '--no-levels: labels only');
+  t.match(run('trust', 'show', legacy).stdout, /levels {3}\(no table: labels only/);
 });
 
 t.test("a level's network budget becomes the plugin's network policy", async (t) => {
