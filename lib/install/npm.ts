@@ -5,7 +5,8 @@
  *     no implicit `node-gyp rebuild`),
  *   - the network limited by the egress policy to the registry's host and port (every other
  *     destination, a lockfile's `resolved` URL on another host included, is refused),
- *   - writable only DIR (bound at /pkg) and the sandbox's private /tmp (npm's cache and HOME),
+ *   - writable only DIR (bound at /pkg; as root a staging directory renamed into DIR after) and the
+ *     sandbox's private /tmp (npm's cache and HOME),
  *   - the lockfile as the only source of versions: `npm ci` refuses a tree that differs from it and
  *     checks every tarball against the lockfile's `integrity`.
  * The plugin's files are copied into DIR first; DIR must be new or empty. A `.npmrc` in the plugin
