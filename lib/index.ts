@@ -25,6 +25,7 @@ export * from './hooks';
 export { AuditLogError } from './errors';
 export * from './audit';
 export * from './plugins';
+export * from './reputation';
 export { PluginObserver, METRIC_NAMES, DEFAULT_THRESHOLDS, HISTORY_SERIES, LATENCY_BUCKETS } from './metrics';
 export type { ObserverOptions, Thresholds, HistorySeries, HistoryView, HostUsage, PluginUsage, PressureEvent, PressureKind } from './metrics';
 export { scanPlugin, summarize as summarizeScan, formatReport as formatScanReport } from './scan';

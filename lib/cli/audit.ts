@@ -3,9 +3,13 @@ import * as fs from 'node:fs';
 import { readAuditLog, AuditReadResult } from '../audit/read';
 import { AUDIT_SEVERITIES, AuditEvent, AuditFilter, AuditSeverity } from '../audit/format';
 import { flag, list, parse, positiveInt, run, str, UsageError } from './trust-common';
+import { summarize, summaryText } from './audit-summary';
+import { parseTrustList } from '../trust/document';
+import { DEFAULT_MAX_BYTES, readBounded } from '../trust/io';
 
 const USAGE = `usage: warden audit [--file FILE] [--plugin NAME] [--event E]... [--severity MIN]
                     [--since WHEN] [--until WHEN] [--limit N] [--json] [--verify [--checkpoint FILE]]
+                    [--summary [--trust LIST]]
 
 Shows the events of an audit log (time, severity, event, plugin, reason), oldest first.
 
@@ -20,6 +24,10 @@ Shows the events of an audit log (time, severity, event, plugin, reason), oldest
   --verify          check the hash chain and print a summary instead of the events
   --checkpoint FILE with --verify: the host's checkpoint (audit checkpoint option): the log must
                     still hold the event it names, unchanged
+  --summary         per plugin: loads, crashes, violations by kind, restarts, quarantines, and its
+                    reputation score with each signal's contribution (with --json: one object)
+  --trust LIST      with --summary: take trust levels and entry/publisher ages from this trust list
+                    (read, signatures not checked)
 
 Exit status (--verify): 0 intact (writes cut short by a crash and continued after are reported, and
 are part of the chain); 1 the file cannot be read, the chain is broken or a line is not a chained
@@ -96,6 +104,7 @@ export async function audit(args: string[]): Promise<number> {
     const p = parse(args, {
       file: { type: 'string' }, plugin: { type: 'string' }, event: { type: 'string', multiple: true }, severity: { type: 'string' },
       since: { type: 'string' }, until: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' }, verify: { type: 'boolean' }, checkpoint: { type: 'string' },
+      summary: { type: 'boolean' }, trust: { type: 'string' },
     }, { min: 0, max: 0, names: '' });
     const file = str(p, 'file') ?? (process.env.WARDEN_AUDIT_LOG || undefined);
     if (file === undefined) throw new UsageError('--file FILE is required (or set WARDEN_AUDIT_LOG to the audit log)');
@@ -147,6 +156,14 @@ export async function audit(args: string[]): Promise<number> {
       }
       const note = r.problems.length > 0 ? `, ${r.problems.length} problem(s) reported above` : '';
       process.stdout.write(`OK: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}${note}; last line sha256 ${r.head}\n`);
+      return 0;
+    }
+    const trustFile = str(p, 'trust');
+    if (trustFile !== undefined && !flag(p, 'summary')) throw new UsageError('--trust goes with --summary');
+    if (flag(p, 'summary')) {
+      const entries = trustFile === undefined ? undefined : parseTrustList(await readBounded(trustFile, DEFAULT_MAX_BYTES), { file: trustFile }).signed.entries;
+      const rows = summarize(r.events, entries);
+      process.stdout.write(flag(p, 'json') ? `${escapeText(JSON.stringify(rows))}\n` : summaryText(rows, escapeText));
       return 0;
     }
     if (flag(p, 'json')) {

@@ -11,6 +11,7 @@ import { trust } from './trust';
 import { audit } from './audit';
 import { top } from './top';
 import { scanCommand } from './scan';
+import { install } from './install';
 
 export type Command = (args: string[]) => Promise<number>;
 
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   hash: { run: hash, summary: 'print the SHA3-512 digest of a plugin directory' },
   trust: { run: trust, summary: 'create, edit, sign, verify, show, encrypt and decrypt trust lists; reset-state' },
   audit: { run: audit, summary: 'show, filter and verify an audit log (--file or $WARDEN_AUDIT_LOG)' },
+  install: { run: install, summary: "install a plugin's npm dependencies in a sandbox (scripts off, registry only): warden install SPEC --into DIR" },
   top: { run: top, summary: "a running host's plugins, live, from its dashboard: warden top --url URL --token T" },
 };
 

@@ -23,16 +23,22 @@ import { readManifest } from '../plugins/manifest';
 import { PluginManifestError } from '../plugins/errors';
 import { PLUGIN_LIMIT_NAMES } from '../plugins/limits';
 import { formatReport, scanPlugin } from '../scan';
+import { checkLevelCeiling } from '../plugins/levels';
+import { RECOMMENDED_LEVELS, UNLISTED_LEVELS } from '../trust/levels';
 
 const USAGE = `usage: warden trust <subcommand> LIST [options]
 
-  init LIST --key PUB [--key PUB]... [--threshold N] [--expires WHEN] [--force]
-        create an empty list signed by the given public keys (threshold N, default 1)
+  init LIST --key PUB [--key PUB]... [--threshold N] [--expires WHEN] [--force] [--no-levels]
+        create an empty list signed by the given public keys (threshold N, default 1), with the
+        recommended trust levels table (--no-levels: levels are labels only, as in older lists)
   add LIST DIR --publisher P [--name N] [--version V] [--trust LEVEL]
         [--permission P]... [--limit NAME=INT]... [--replace] [--force]
         hash plugin directory DIR and list it (name/version default to DIR's manifest);
-        DIR is scanned first (warden scan): a --permission the code never uses is refused
-        unless --force, and capabilities the code uses but not granted are warned about
+        a permission above LEVEL's ceiling is refused; DIR is scanned first (warden scan):
+        a --permission the code never uses is refused unless --force, and capabilities
+        the code uses but not granted are warned about
+  level LIST LEVEL [--permission P]... [--limit NAME=INT]...
+        set what LEVEL means: its ceiling of permissions ("*": any) and its default limits
   remove LIST NAME[@VERSION]      drop one version, or every version, of a plugin
   bump LIST [--expires WHEN]      start the next version (new expiry, signatures dropped)
   keys LIST --key PUB... [--threshold N]
@@ -53,7 +59,24 @@ const USAGE = `usage: warden trust <subcommand> LIST [options]
 Editing a signed list starts its next version and drops its signatures: sign it again.
 WHEN is a duration (90d, 12h, 2w) or a date (2030-01-31). Default expiry: 90d.
 LEVEL is one of ${TRUST_LEVELS.join(', ')} (default restricted).
+Limits: ${PLUGIN_LIMIT_NAMES.join(', ')} (memory in bytes, cpu in millicores, cpuTime and callTimeout in ms).
 `;
+
+function parseLimits(values: string[]): Record<string, number> {
+  const limits: Record<string, number> = {};
+  for (const l of values) {
+    const m = /^([A-Za-z][A-Za-z0-9_]{0,63})=(0|[1-9][0-9]{0,15})$/.exec(l);
+    if (m === null || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--limit '${l}' must be NAME=INTEGER, e.g. memory=268435456`);
+    if (!(PLUGIN_LIMIT_NAMES as readonly string[]).includes(m[1])) throw new UsageError(`--limit '${m[1]}' is not a plugin limit; known: ${PLUGIN_LIMIT_NAMES.join(', ')} (memory in bytes, cpu in millicores, cpuTime and callTimeout in ms)`);
+    limits[m[1]] = Number(m[2]);
+  }
+  return limits;
+}
+
+function level(value: string | undefined, option: string): TrustLevel {
+  if (value === undefined || !(TRUST_LEVELS as readonly string[]).includes(value)) throw new UsageError(`${option} '${value ?? ''}' must be one of ${TRUST_LEVELS.join(', ')}`);
+  return value as TrustLevel;
+}
 
 async function readList(file: string): Promise<TrustListDocument> {
   const buf = await readBounded(file, DEFAULT_MAX_BYTES);
@@ -128,12 +151,13 @@ async function nameAndVersion(p: Parsed, dir: string): Promise<{ name: string; v
 
 const sub: Record<string, (args: string[]) => Promise<number>> = {
   async init(args) {
-    const p = parse(args, { key: { type: 'string', multiple: true }, threshold: { type: 'string' }, expires: { type: 'string' }, force: { type: 'boolean' } }, { min: 1, max: 1, names: 'LIST' });
+    const p = parse(args, { key: { type: 'string', multiple: true }, threshold: { type: 'string' }, expires: { type: 'string' }, force: { type: 'boolean' }, 'no-levels': { type: 'boolean' } }, { min: 1, max: 1, names: 'LIST' });
     const file = p.positionals[0];
     if (!flag(p, 'force') && fs.existsSync(file)) throw new UsageError(`LIST ${file} already exists; pass --force to replace it`);
     const keys = await loadKeys(list(p, 'key'), '--key');
     const distinct = new Set(keys.map((k) => k.keyId)).size;
-    const doc = createTrustList({ keys, threshold: threshold(p, distinct), expires: parseWhen(str(p, 'expires') ?? '90d', '--expires') });
+    const levels = flag(p, 'no-levels') ? undefined : RECOMMENDED_LEVELS;
+    const doc = createTrustList({ keys, threshold: threshold(p, distinct), expires: parseWhen(str(p, 'expires') ?? '90d', '--expires'), levels, now: new Date() });
     await writeList(file, doc);
     process.stdout.write(`created ${file}: version 1, ${distinct} key(s), threshold ${doc.signed.keys.threshold}, expires ${doc.signed.expires}\n`);
     return 0;
@@ -147,22 +171,32 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
     const [file, dir] = p.positionals;
     const publisher = str(p, 'publisher');
     if (publisher === undefined || publisher === '') throw new UsageError('--publisher is required');
-    const trust = str(p, 'trust') ?? 'restricted';
-    if (!(TRUST_LEVELS as readonly string[]).includes(trust)) throw new UsageError(`--trust '${trust}' must be one of ${TRUST_LEVELS.join(', ')}`);
-    const limits: Record<string, number> = {};
-    for (const l of list(p, 'limit')) {
-      const m = /^([A-Za-z][A-Za-z0-9_]{0,63})=(0|[1-9][0-9]{0,15})$/.exec(l);
-      if (m === null || !Number.isSafeInteger(Number(m[2]))) throw new UsageError(`--limit '${l}' must be NAME=INTEGER, e.g. memory=268435456`);
-      if (!(PLUGIN_LIMIT_NAMES as readonly string[]).includes(m[1])) throw new UsageError(`--limit '${m[1]}' is not a plugin limit; known: ${PLUGIN_LIMIT_NAMES.join(', ')} (memory in bytes, cpu in millicores, cpuTime and callTimeout in ms)`);
-      limits[m[1]] = Number(m[2]);
-    }
+    const trust = level(str(p, 'trust') ?? 'restricted', '--trust');
+    const limits = parseLimits(list(p, 'limit'));
     const doc = await readList(file);
     const { name, version } = await nameAndVersion(p, dir);
+    const permissions = list(p, 'permission');
+    // Refused here rather than at every host's load.
+    checkLevelCeiling(name, trust, (doc.signed.levels ?? UNLISTED_LEVELS)[trust], permissions);
     const digest = await digestDirectory(dir);
-    if (!(await scanAgainstGrants(dir, list(p, 'permission'), flag(p, 'force')))) return 1;
-    const next = addEntry(doc, { name, version, digest, publisher, trust: trust as TrustLevel, permissions: list(p, 'permission'), limits }, { replace: flag(p, 'replace') });
+    if (!(await scanAgainstGrants(dir, permissions, flag(p, 'force')))) return 1;
+    const next = addEntry(doc, { name, version, digest, publisher, trust, permissions, limits, added: formatExpires(new Date()) }, { replace: flag(p, 'replace') });
     await writeList(file, next);
     process.stdout.write(`added ${name}@${version} ${digest} to ${file} (version ${next.signed.version}, unsigned)\n`);
+    return 0;
+  },
+
+  async level(args) {
+    const p = parse(args, { permission: { type: 'string', multiple: true }, limit: { type: 'string', multiple: true } }, { min: 2, max: 2, names: 'LIST LEVEL' });
+    const [file, name] = p.positionals;
+    const lvl = level(name, 'LEVEL');
+    const doc = await readList(file);
+    const policy = { permissions: [...new Set(list(p, 'permission'))].sort(), limits: parseLimits(list(p, 'limit')) };
+    const next = editTrustList(doc, (s) => ({ ...s, levels: { ...(s.levels ?? UNLISTED_LEVELS), [lvl]: policy } }));
+    // A narrower ceiling must not leave entries above it: they would be refused at every load.
+    for (const e of next.signed.entries) if (e.trust === lvl) checkLevelCeiling(e.name, lvl, policy, e.permissions);
+    await writeList(file, next);
+    process.stdout.write(`${file}: level ${lvl} allows ${policy.permissions.join(', ') || 'no permissions'}; limits ${Object.entries(policy.limits).map(([k, v]) => `${k}=${v}`).join(', ') || 'host defaults'} (version ${next.signed.version}, unsigned)\n`);
     return 0;
   },
 
@@ -196,7 +230,11 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
     const file = p.positionals[0];
     const keys = await loadKeys(list(p, 'key'), '--key');
     const t = threshold(p, new Set(keys.map((k) => k.keyId)).size);
-    const next = editTrustList(await readList(file), (s) => ({ ...s, keys: keySetOf(keys, t) }));
+    const doc = await readList(file);
+    // Keys declared before keep the time they were first declared; new ones are stamped now.
+    const added: Record<string, string> = {};
+    for (const k of keys) added[k.keyId] = doc.signed.keys.keys[k.keyId]?.added ?? formatExpires(new Date());
+    const next = editTrustList(doc, (s) => ({ ...s, keys: keySetOf(keys, t, added) }));
     await writeList(file, next);
     process.stdout.write(`${file}: version ${next.signed.version} declares ${Object.keys(next.signed.keys.keys).length} key(s), threshold ${t}; sign with a threshold of the old keys and of the new ones\n`);
     return 0;
@@ -311,6 +349,8 @@ const sub: Record<string, (args: string[]) => Promise<number>> = {
       `  keys     threshold ${s.keys.threshold} of ${Object.keys(s.keys.keys).length}`,
       ...Object.entries(s.keys.keys).map(([id, k]) => `           ${id}  ${k.name}`),
       `  signed by ${doc.signatures.length === 0 ? '(unsigned)' : doc.signatures.map((x) => x.keyId).join(', ')}`,
+      `  levels   ${s.levels === undefined ? '(no table: labels only, any permission, host default limits)' : ''}`,
+      ...Object.entries(s.levels ?? {}).map(([n, l]) => `           ${n}  ceiling=${l.permissions.join(',') || '-'}  limits=${Object.entries(l.limits).map(([k, v]) => `${k}=${v}`).join(',') || '-'}`),
       `  entries  ${s.entries.length}`,
       ...s.entries.map((e) => {
         const limits = Object.entries(e.limits).map(([k, v]) => `${k}=${v}`).join(',');

@@ -4,8 +4,11 @@
  * said it needs that much; starting it with less would fail later and less clearly).
  *
  * Manifest and host defaults use the sandbox's units ("256M", "10s", 0.5 cores). Trust list entries
- * hold non-negative integers: memory (bytes), pids, cpu (millicores: 1000 = one core), cpuTime (ms),
- * callTimeout (ms).
+ * and levels hold non-negative integers: memory (bytes), pids, cpu (millicores: 1000 = one core),
+ * cpuTime (ms), callTimeout (ms), connectionsPerMinute, maxConnections (the network budget).
+ *
+ * The allowance of a limit is the trust entry's, else its trust level's (the list's `levels`
+ * table), else the host's default.
  */
 import { InvalidOptionError } from '../errors';
 import type { LimitsOptions } from '../limits/options';
@@ -22,11 +25,15 @@ export interface PluginLimits {
   cpuTime?: number;
   /** Milliseconds a hook call may take before it counts as a `timeout` violation. */
   callTimeout?: number;
+  /** Network budget (when the plugin has a network policy): new connections a minute. */
+  connectionsPerMinute?: number;
+  /** Network budget: connections open at once. */
+  maxConnections?: number;
 }
 
 export type PluginLimitsInput = { [K in keyof PluginLimits]?: string | number };
 
-export const PLUGIN_LIMIT_NAMES = ['memory', 'pids', 'cpu', 'cpuTime', 'callTimeout'] as const;
+export const PLUGIN_LIMIT_NAMES = ['memory', 'pids', 'cpu', 'cpuTime', 'callTimeout', 'connectionsPerMinute', 'maxConnections'] as const;
 const KEYS = PLUGIN_LIMIT_NAMES;
 
 export function parsePluginLimits(raw: unknown, prefix: string): PluginLimits {
@@ -41,17 +48,18 @@ export function parsePluginLimits(raw: unknown, prefix: string): PluginLimits {
     else if (k === 'pids') out.pids = parseCount(field, v);
     else if (k === 'cpu') out.cpu = parseCpu(field, v);
     else if (k === 'cpuTime') out.cpuTime = parseDuration(field, v);
-    else out.callTimeout = parseDuration(field, v);
+    else if (k === 'callTimeout') out.callTimeout = parseDuration(field, v);
+    else out[k as 'connectionsPerMinute' | 'maxConnections'] = parseCount(field, v);
   }
   return out;
 }
 
-/** Reads a trust entry's integer limits into PluginLimits; unknown names are refused. */
-export function trustEntryLimits(plugin: string, limits: Readonly<Record<string, number>>): PluginLimits {
+/** Reads a trust entry's (or level's) integer limits into PluginLimits; unknown names are refused. */
+export function trustEntryLimits(plugin: string, limits: Readonly<Record<string, number>>, where = 'limits'): PluginLimits {
   const out: PluginLimits = {};
   for (const [k, v] of Object.entries(limits)) {
     if (!(KEYS as readonly string[]).includes(k)) {
-      throw new PermissionDeniedError(plugin, `limits.${k}`, `is a limit this host does not know (known: ${KEYS.join(', ')}), so the trust list cannot be applied`);
+      throw new PermissionDeniedError(plugin, `${where}.${k}`, `is a limit this host does not know (known: ${KEYS.join(', ')}), so the trust list cannot be applied`);
     }
     out[k as keyof PluginLimits] = k === 'cpu' ? v / 1000 : v;
   }

@@ -117,8 +117,14 @@ export interface PermissionSandboxOptions {
   allowExec: boolean;
 }
 
+/** The network budget a policy gets (the plugin's limits of those names). */
+export interface NetworkBudget {
+  connectionsPerMinute?: number;
+  maxConnections?: number;
+}
+
 /** The sandbox options the effective permissions translate to. */
-export function sandboxOptionsFor(effective: readonly Permission[]): PermissionSandboxOptions {
+export function sandboxOptionsFor(effective: readonly Permission[], budget: NetworkBudget = {}): PermissionSandboxOptions {
   const binds: BindMount[] = [];
   for (const p of effective) {
     if (p.kind === 'fs:read' || p.kind === 'fs:write') {
@@ -134,7 +140,16 @@ export function sandboxOptionsFor(effective: readonly Permission[]): PermissionS
   return {
     binds,
     shareNet,
-    network: shareNet || (allow.length === 0 && !outbound) ? undefined : { allow, outbound },
+    network: shareNet || (allow.length === 0 && !outbound) ? undefined : { allow, outbound, ...budgetOf(budget) },
     allowExec: effective.some((p) => p.kind === 'sys:exec'),
   };
+}
+
+function budgetOf(b: NetworkBudget): NetworkBudget {
+  const out: NetworkBudget = {};
+  // 0 in a trust list reads as "none": the policy's counts must be at least 1, and a policy that
+  // allows no connection at all is no policy (the ceiling is where network is taken away).
+  if (b.connectionsPerMinute !== undefined && b.connectionsPerMinute > 0) out.connectionsPerMinute = b.connectionsPerMinute;
+  if (b.maxConnections !== undefined && b.maxConnections > 0) out.maxConnections = b.maxConnections;
+  return out;
 }

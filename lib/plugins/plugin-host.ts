@@ -20,7 +20,9 @@
  */
 import { EventEmitter } from 'node:events';
 
-import { AuditLog, type AuditSeverity } from '../audit';
+import { AuditLog, readAuditLog, type AuditSeverity } from '../audit';
+import { publishersFirstListed, reputation, ReputationLedger, REPUTATION_EVENTS, signalsFor } from '../reputation';
+import type { TrustEntry } from '../trust/document';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
 import { spawnNode } from '../process/spawn-node';
 import { releasePreparedMounts } from '../sandbox/plan';
@@ -94,6 +96,9 @@ export class PluginHost extends EventEmitter {
   private closed = false;
   private started = false;
   private readonly scans = new LoadScans();
+  /** What the audit log says of each plugin (seeded from the file at start, then fed as events are written). */
+  private readonly ledger = new ReputationLedger();
+  private reputationIndex: { list: VerifiedTrustList | undefined; entries: Map<string, TrustEntry>; publishers: Map<string, number> } = { list: undefined, entries: new Map(), publishers: new Map() };
 
   constructor(options: PluginHostOptions) {
     super();
@@ -151,6 +156,7 @@ export class PluginHost extends EventEmitter {
     if (this.closed) throw new PluginStateError('*', 'the host is closed');
     if (this.started) throw new PluginStateError('*', 'start() was already called');
     this.started = true;
+    await this.seedReputation();
     this.removeLeftoversOfDeadHosts();
     await this.refreshTrust();
     this.scan();
@@ -162,6 +168,15 @@ export class PluginHost extends EventEmitter {
     }
     if (this.settings.loading === 'eager') await this.loadAll();
     if (this.opts.dashboard !== undefined) await this.dashboard.listen(this.opts.dashboard);
+  }
+
+  /** The audit log's history of each plugin, read once; then each event as this host's log writes it. */
+  private async seedReputation(): Promise<void> {
+    if (this.audit.path !== undefined) {
+      const r = await readAuditLog(this.audit.path, { event: [...REPUTATION_EVENTS] }).catch(() => undefined);
+      for (const e of r?.events ?? []) this.ledger.add(e);
+    }
+    this.audit.subscribe((e) => this.ledger.add(e));
   }
 
   /** start()'s eager loads, with a 'load-progress' event each time one settles. */
@@ -259,11 +274,23 @@ export class PluginHost extends EventEmitter {
   }
 
   info(name: string): PluginInfo {
-    return pluginInfo(this.record(name), this.settings.quarantine.windowMs);
+    return this.infoOf(this.record(name));
   }
 
   plugins(): PluginInfo[] {
-    return [...this.records.values()].map((r) => pluginInfo(r, this.settings.quarantine.windowMs));
+    return [...this.records.values()].map((r) => this.infoOf(r));
+  }
+
+  private infoOf(r: PluginRecord): PluginInfo {
+    const version = versionOf(r);
+    const list = this.trustList;
+    if (list !== this.reputationIndex.list) {
+      // Once per list: plugins() is sampled by the observer, and must not walk the entries per plugin.
+      this.reputationIndex = { list, entries: new Map(list?.entries.map((e) => [`${e.name}@${e.version}`, e]) ?? []), publishers: publishersFirstListed(list?.entries ?? []) };
+    }
+    const entry = this.reputationIndex.entries.get(`${r.name}@${version ?? ''}`);
+    const rep = reputation(signalsFor(r.name, version, this.ledger, entry, this.reputationIndex.publishers));
+    return pluginInfo(r, this.settings.quarantine.windowMs, entry?.trust, rep);
   }
 
   /** A JSON snapshot of every plugin's resources, calls, violations and warnings (see lib/metrics). */

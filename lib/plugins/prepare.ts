@@ -24,6 +24,7 @@ import type { HostCore } from './host-core';
 import type { PluginHostOptions, PluginLauncher } from './host-options';
 import { PluginInstance } from './instance';
 import { effectiveLimits, sandboxLimits, trustEntryLimits, type PluginLimits } from './limits';
+import { checkLevelCeiling } from './levels';
 import { readManifest, type PluginManifest } from './manifest';
 import { decidePermissions, permissionToString, sandboxOptionsFor } from './permissions';
 import type { PluginRecord } from './record';
@@ -89,14 +90,18 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
   let permissions: ReturnType<typeof decidePermissions>;
   let limits: PluginLimits;
   try {
+    // The entry's level: a ceiling on what it may be granted, and the limits it does not name.
+    const level = list.levelOf(entry);
+    checkLevelCeiling(manifest.name, entry.trust, level, entry.permissions);
     permissions = decidePermissions(manifest.name, manifest.permissions, entry.permissions);
-    limits = effectiveLimits(manifest.name, manifest.limits, trustEntryLimits(manifest.name, entry.limits), s.defaultLimits);
+    const granted = { ...trustEntryLimits(manifest.name, level.limits, `levels.${entry.trust}.limits`), ...trustEntryLimits(manifest.name, entry.limits) };
+    limits = effectiveLimits(manifest.name, manifest.limits, granted, s.defaultLimits);
   } catch (e) {
-    core.log('warning', 'permission', r, errorFields(e).message, { code: errorFields(e).code, requested: manifest.permissions.map(permissionToString), granted: entry.permissions });
+    core.log('warning', 'permission', r, errorFields(e).message, { code: errorFields(e).code, trust: entry.trust, requested: manifest.permissions.map(permissionToString), granted: entry.permissions });
     throw new PluginLoadError(r.name, 'permissions', e);
   }
   core.log('info', 'permission', r, permissions.decisions.length === 0 ? 'no permissions requested: sandbox defaults only' : `granted ${permissions.decisions.map((d) => d.permission).join(', ')}`, { decisions: permissions.decisions, limits });
-  const sb = sandboxOptionsFor(permissions.effective);
+  const sb = sandboxOptionsFor(permissions.effective, limits);
   // Each network decision of the plugin's sandbox is a `network` audit line.
   const onNetwork = (e: NetworkEvent): void => {
     const line = networkLine(e);

@@ -4,6 +4,8 @@
  */
 import type { PluginInstance, PluginReason } from './instance';
 import type { PluginManifest } from './manifest';
+import type { Reputation } from '../reputation/score';
+import type { TrustLevel } from '../trust/levels';
 
 export type PluginStatus = 'idle' | 'loading' | 'active' | 'reloading' | 'unloading' | 'unloaded' | 'failed' | 'quarantined';
 
@@ -29,6 +31,10 @@ export interface PluginInfo {
   /** Violations inside the quarantine window. */
   recentViolations: number;
   restarts: number;
+  /** The trust level of the version's entry in the list in force, if it is listed. */
+  trust: TrustLevel | undefined;
+  /** Score and each signal's contribution (lib/reputation): the audit log's counts and the trust list. */
+  reputation: Reputation;
 }
 
 export interface PluginRecord {
@@ -60,7 +66,7 @@ export function versionOf(r: PluginRecord): string | undefined {
   return r.instance?.version ?? r.manifest?.version;
 }
 
-export function pluginInfo(r: PluginRecord, quarantineWindowMs: number): PluginInfo {
+export function pluginInfo(r: PluginRecord, quarantineWindowMs: number, trust: TrustLevel | undefined, reputation: Reputation): PluginInfo {
   const now = Date.now();
   return {
     name: r.name,
@@ -73,5 +79,7 @@ export function pluginInfo(r: PluginRecord, quarantineWindowMs: number): PluginI
     hooks: r.instance?.hooks.map((h) => h.hook) ?? [],
     recentViolations: r.violationTimes.filter((t) => now - t < quarantineWindowMs).length,
     restarts: r.restarts,
+    trust,
+    reputation,
   };
 }

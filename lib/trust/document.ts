@@ -16,10 +16,9 @@ import { isDigest } from './digest';
 import { getSodium } from './sodium';
 import { keyIdOf, PublicKey, SigningKey } from './keys';
 import { DEFAULT_MAX_BYTES } from './io';
+import { checkLevels, checkLimitTable, TRUST_LEVELS, type LevelTable, type TrustLevel } from './levels';
 
-export const TRUST_LEVELS = ['privileged', 'standard', 'restricted'] as const;
-/** How much the host trusts a plugin; the policy layer maps it to defaults. */
-export type TrustLevel = (typeof TRUST_LEVELS)[number];
+export { TRUST_LEVELS, type TrustLevel } from './levels';
 
 export interface TrustEntry {
   name: string;
@@ -33,12 +32,16 @@ export interface TrustEntry {
   permissions: string[];
   /** Resource limits granted, e.g. { memory: 268435456, pids: 64 }; non-negative integers (names: lib/plugins/limits.ts). */
   limits: Record<string, number>;
+  /** When the entry was added (UTC, like `expires`); optional, older lists have none. A reputation signal. */
+  added?: string;
 }
 
 export interface DeclaredKey {
   name: string;
   /** base64 of the 32-byte Ed25519 public key. */
   publicKey: string;
+  /** When the key was first declared (UTC, like `expires`); optional. A reputation signal. */
+  added?: string;
 }
 
 export interface KeySet {
@@ -54,6 +57,8 @@ export interface SignedTrustList {
   /** UTC, "YYYY-MM-DDTHH:MM:SSZ". */
   expires: string;
   keys: KeySet;
+  /** What each trust level means (levels.ts); absent in lists made before levels had a meaning. */
+  levels?: LevelTable;
   entries: TrustEntry[];
 }
 
@@ -70,7 +75,6 @@ export interface TrustListDocument {
 
 const SIGNING_DOMAIN = 'warden-trust-list-v1\0';
 const NAME_RE = /^(@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
-const LIMIT_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const EXPIRES_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
 const KEYID_RE = /^[0-9a-f]{16}$/;
 
@@ -149,13 +153,13 @@ export function checkDocument(raw: JsonValue): TrustListDocument {
 
 export function checkSigned(raw: JsonValue | undefined): SignedTrustList {
   const w = '$.signed';
-  const o = obj(raw, w, ['type', 'specVersion', 'version', 'expires', 'keys', 'entries']);
+  const o = obj(raw, w, ['type', 'specVersion', 'version', 'expires', 'keys', 'levels', 'entries']);
   if (o.type !== 'warden-trust-list') fail(`${w}.type`, 'must be "warden-trust-list"');
   if (o.specVersion !== 1) fail(`${w}.specVersion`, 'unsupported (this warden reads version 1)');
   const version = int(o.version, `${w}.version`, 1);
-  const expires = str(o.expires, `${w}.expires`, 20);
-  if (!EXPIRES_RE.test(expires) || Number.isNaN(Date.parse(expires))) fail(`${w}.expires`, 'must be a UTC time like 2030-01-31T00:00:00Z');
+  const expires = time(o.expires, `${w}.expires`);
   const keys = checkKeySet(o.keys, `${w}.keys`);
+  const levels = o.levels === undefined ? undefined : checkLevels(o.levels, `${w}.levels`);
   const seen = new Set<string>();
   const entries = arr(o.entries, `${w}.entries`).map((e, i) => {
     const entry = checkEntry(e, `${w}.entries[${i}]`);
@@ -164,7 +168,14 @@ export function checkSigned(raw: JsonValue | undefined): SignedTrustList {
     seen.add(id);
     return entry;
   });
-  return { type: 'warden-trust-list', specVersion: 1, version, expires, keys, entries };
+  // An absent table stays absent: the signed bytes of an older list must not change.
+  return { type: 'warden-trust-list', specVersion: 1, version, expires, keys, ...(levels !== undefined ? { levels } : {}), entries };
+}
+
+function time(v: JsonValue | undefined, where: string): string {
+  const t = str(v, where, 20);
+  if (!EXPIRES_RE.test(t) || Number.isNaN(Date.parse(t))) fail(where, 'must be a UTC time like 2030-01-31T00:00:00Z');
+  return t;
 }
 
 function checkKeySet(raw: JsonValue | undefined, w: string): KeySet {
@@ -173,13 +184,13 @@ function checkKeySet(raw: JsonValue | undefined, w: string): KeySet {
   const keys: Record<string, DeclaredKey> = {};
   for (const [id, v] of Object.entries(ko)) {
     const kw = `${w}.keys.${id}`;
-    const k = obj(v, kw, ['name', 'publicKey']);
+    const k = obj(v, kw, ['name', 'publicKey', 'added']);
     const publicKey = str(k.publicKey, `${kw}.publicKey`, 44);
     const bytes = Buffer.from(publicKey, 'base64');
     if (bytes.length !== 32) fail(`${kw}.publicKey`, 'must be 32 bytes of base64');
     // The id is derived from the key; a mismatch would let one key pose as two.
     if (keyIdOf(bytes) !== id) fail(kw, 'key id does not match the public key');
-    keys[id] = { name: str(k.name, `${kw}.name`, 64), publicKey };
+    keys[id] = { name: str(k.name, `${kw}.name`, 64), publicKey, ...(k.added !== undefined ? { added: time(k.added, `${kw}.added`) } : {}) };
   }
   const n = Object.keys(keys).length;
   if (n === 0) fail(`${w}.keys`, 'must declare at least one key');
@@ -189,7 +200,7 @@ function checkKeySet(raw: JsonValue | undefined, w: string): KeySet {
 }
 
 function checkEntry(raw: JsonValue, w: string): TrustEntry {
-  const o = obj(raw, w, ['name', 'version', 'digest', 'publisher', 'trust', 'permissions', 'limits']);
+  const o = obj(raw, w, ['name', 'version', 'digest', 'publisher', 'trust', 'permissions', 'limits', 'added']);
   const name = str(o.name, `${w}.name`, 214);
   if (!isValidPluginName(name)) fail(`${w}.name`, 'must be a lowercase package-style name');
   const version = str(o.version, `${w}.version`, 256);
@@ -200,20 +211,19 @@ function checkEntry(raw: JsonValue, w: string): TrustEntry {
   const trust = str(o.trust, `${w}.trust`, 32);
   if (!(TRUST_LEVELS as readonly string[]).includes(trust)) fail(`${w}.trust`, `must be one of ${TRUST_LEVELS.join(', ')}`);
   const permissions = arr(o.permissions, `${w}.permissions`).map((p, i) => str(p, `${w}.permissions[${i}]`, 256));
-  const lo = obj(o.limits, `${w}.limits`, Object.keys((o.limits ?? {}) as object));
-  const limits: Record<string, number> = {};
-  for (const [k, v] of Object.entries(lo)) {
-    if (!LIMIT_RE.test(k)) fail(`${w}.limits.${k}`, 'limit names are identifiers');
-    limits[k] = int(v, `${w}.limits.${k}`, 0);
-  }
-  return { name, version, digest, publisher, trust: trust as TrustLevel, permissions, limits };
+  const limits = checkLimitTable(o.limits, `${w}.limits`);
+  const added = o.added === undefined ? {} : { added: time(o.added, `${w}.added`) };
+  return { name, version, digest, publisher, trust: trust as TrustLevel, permissions, limits, ...added };
 }
 
 // ---- construction and edits -----------------------------------------------------------------------
 
-export function keySetOf(keys: PublicKey[], threshold: number): KeySet {
+/** The key set of these keys; `added` (by key id) records when each was first declared. */
+export function keySetOf(keys: PublicKey[], threshold: number, added: Readonly<Record<string, string>> = {}): KeySet {
   const out: Record<string, DeclaredKey> = {};
-  for (const k of keys) out[k.keyId] = { name: k.name, publicKey: Buffer.from(k.publicKey).toString('base64') };
+  for (const k of keys) {
+    out[k.keyId] = { name: k.name, publicKey: Buffer.from(k.publicKey).toString('base64'), ...(added[k.keyId] !== undefined ? { added: added[k.keyId] } : {}) };
+  }
   const n = Object.keys(out).length;
   if (!Number.isSafeInteger(threshold) || threshold < 1 || threshold > n) {
     throw new MalformedError('$.signed.keys.threshold', `must be between 1 and the number of distinct keys (${n})`);
@@ -221,13 +231,20 @@ export function keySetOf(keys: PublicKey[], threshold: number): KeySet {
   return { threshold, keys: out };
 }
 
-export function createTrustList(opts: { keys: PublicKey[]; threshold: number; expires: Date; version?: number }): TrustListDocument {
+/**
+ * A new, empty list. `levels` gives the trust levels a meaning (levels.ts; without it the list means
+ * what lists without a table mean); `now` stamps the keys' `added` (omitted: not stamped).
+ */
+export function createTrustList(opts: { keys: PublicKey[]; threshold: number; expires: Date; version?: number; levels?: LevelTable; now?: Date }): TrustListDocument {
+  const added: Record<string, string> = {};
+  if (opts.now !== undefined) for (const k of opts.keys) added[k.keyId] = formatExpires(opts.now);
   const signed: SignedTrustList = {
     type: 'warden-trust-list',
     specVersion: 1,
     version: opts.version ?? 1,
     expires: formatExpires(opts.expires),
-    keys: keySetOf(opts.keys, opts.threshold),
+    keys: keySetOf(opts.keys, opts.threshold, added),
+    ...(opts.levels !== undefined ? { levels: opts.levels } : {}),
     entries: [],
   };
   return { signed: checkSigned(JSON.parse(canonicalize(signed)) as JsonValue), signatures: [] };

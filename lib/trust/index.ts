@@ -17,6 +17,7 @@ export {
   TrustAnchor, AcceptedVersion, VerifyOptions, SignatureTally, VerifiedTrustList, VerificationLevel, TrustCheck,
   verifyTrustList, verifyTrustDocument, checkTrustList, tallySignatures, documentDigest,
 } from './verify';
+export { LevelPolicy, LevelTable, RECOMMENDED_LEVELS, UNLISTED_LEVELS, ANY_PERMISSION } from './levels';
 export { encryptEnvelope, decryptEnvelope, isEnvelope, Envelope } from './envelope';
 export { TrustState, ResetState, StateRecord, isResetState, readTrustState, writeTrustState, writeResetState } from './state';
 export { TrustStore, TrustStoreOptions, StartOverEvent } from './store';

@@ -27,6 +27,7 @@ import {
 import { KeySet, keySetOf, parseTrustList, signedBytes, TrustEntry, TrustListDocument } from './document';
 import { digestDirectory } from './digest';
 import { PublicKey } from './keys';
+import { UNLISTED_LEVELS, type LevelPolicy, type LevelTable } from './levels';
 
 /** Pinned keys and how many of them must sign. */
 export interface TrustAnchor {
@@ -152,6 +153,16 @@ export class VerifiedTrustList {
 
   get entries(): readonly TrustEntry[] {
     return this.document.signed.entries;
+  }
+
+  /** What each trust level means: the list's table, or, for a list without one, UNLISTED_LEVELS. */
+  get levels(): LevelTable {
+    return this.document.signed.levels ?? UNLISTED_LEVELS;
+  }
+
+  /** The level policy an entry falls under. */
+  levelOf(entry: TrustEntry): LevelPolicy {
+    return this.levels[entry.trust];
   }
 
   /** The key set the next list must satisfy. */

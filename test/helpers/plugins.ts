@@ -9,7 +9,7 @@ import * as path from 'node:path';
 
 import {
   addEntry, createTrustList, digestDirectory, generateSigningKey, serializeTrustList, signTrustList, TrustStore, writeResetState,
-  type PublicKey, type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
+  type LevelTable, type PublicKey, type SigningKey, type TrustEntry, type TrustListDocument, type TrustStoreOptions,
 } from '../../lib/trust';
 import { PluginHost, type PluginHostOptions } from '../../lib/plugins';
 
@@ -32,6 +32,9 @@ export interface Grant {
   trust?: TrustEntry['trust'];
   /** The digest to list instead of digestDirectory's (a publisher whose tool does not refuse what ours does). */
   digest?: string;
+  /** The entry's `added` time. */
+  added?: string;
+  publisher?: string;
 }
 
 export class PluginWorld {
@@ -100,8 +103,8 @@ export class PluginWorld {
     const dir = path.join(this.pluginsDir, dirName);
     const m = JSON.parse(fs.readFileSync(path.join(dir, 'warden.json'), 'utf8')) as { version: string };
     const e: TrustEntry = {
-      name, version: m.version, digest: grant.digest ?? (await digestDirectory(dir)), publisher: 'test', trust: grant.trust ?? 'standard',
-      permissions: grant.permissions ?? [], limits: grant.limits ?? {},
+      name, version: m.version, digest: grant.digest ?? (await digestDirectory(dir)), publisher: grant.publisher ?? 'test', trust: grant.trust ?? 'standard',
+      permissions: grant.permissions ?? [], limits: grant.limits ?? {}, ...(grant.added !== undefined ? { added: grant.added } : {}),
     };
     this.listed.set(`${name}@${m.version}`, e);
     return e;
@@ -112,10 +115,10 @@ export class PluginWorld {
     for (const k of [...this.listed.keys()]) if (k.startsWith(`${name}@`) && (version === undefined || k === `${name}@${version}`)) this.listed.delete(k);
   }
 
-  /** Signs and writes the trust list (atomically, by rename), with a new version number (or `version`). */
-  async publish(opts: { expires?: Date; version?: number } = {}): Promise<TrustListDocument> {
+  /** Signs and writes the trust list (atomically, by rename), with a new version number (or `version`); `levels`: its trust levels table. */
+  async publish(opts: { expires?: Date; version?: number; levels?: LevelTable } = {}): Promise<TrustListDocument> {
     const version = opts.version ?? ++this.version;
-    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: opts.expires ?? new Date(Date.now() + 86400_000), version });
+    let doc = createTrustList({ keys: [this.key], threshold: 1, expires: opts.expires ?? new Date(Date.now() + 86400_000), version, levels: opts.levels });
     for (const e of this.listed.values()) doc = addEntry(doc, e);
     doc = await signTrustList(doc, this.key);
     const tmp = `${this.trustFile}.tmp`;
