@@ -64,19 +64,19 @@ t.test('warden trust add: shows the scan, refuses an unused grant unless --force
   const dir = plugin('shell', `require('child_process').execFileSync('ls');\n`, ['sys:exec']);
   const before = fs.readFileSync(list, 'utf8');
 
-  let r = warden('trust', 'add', list, dir, '--publisher', 'acme', '--permission', 'sys:exec', '--permission', 'net:outbound');
+  let r = warden('trust', 'add', list, dir, '--publisher', 'acme', '--trust', 'privileged', '--permission', 'sys:exec', '--permission', 'net:outbound');
   t.equal(r.status, 1, 'refused');
   t.match(r.stdout, /main\.js:1:1\s+builtin\s+sys:exec/, 'the scan is shown');
   t.match(r.stderr, /refused: the code never uses net:outbound; drop the --permission, or pass --force/);
   t.equal(fs.readFileSync(list, 'utf8'), before, 'the list is unchanged');
 
-  r = warden('trust', 'add', list, dir, '--publisher', 'acme', '--permission', 'sys:exec', '--permission', 'net:outbound', '--force');
+  r = warden('trust', 'add', list, dir, '--publisher', 'acme', '--trust', 'privileged', '--permission', 'sys:exec', '--permission', 'net:outbound', '--force');
   t.equal(r.status, 0, r.stderr);
   t.match(r.stderr, /--force: granting net:outbound, which the code never uses/);
   t.match(r.stdout, /added shell@1\.0\.0/);
 
   const net = plugin('fetcher', `fetch('https://example.test/');\n`);
-  r = warden('trust', 'add', list, net, '--publisher', 'acme');
+  r = warden('trust', 'add', list, net, '--publisher', 'acme', '--trust', 'privileged');
   t.equal(r.status, 0, 'used but not granted: added, with a warning');
   t.match(r.stderr, /warning: the code uses net:outbound, not granted here/);
 });
