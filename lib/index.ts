@@ -29,3 +29,5 @@ export { PluginObserver, METRIC_NAMES, DEFAULT_THRESHOLDS, HISTORY_SERIES, LATEN
 export type { ObserverOptions, Thresholds, HistorySeries, HistoryView, HostUsage, PluginUsage, PressureEvent, PressureKind } from './metrics';
 export { Dashboard } from './dashboard';
 export type { DashboardOptions } from './dashboard';
+export { BusError, FileDataAdapter, HostBus, HOST_SENDER, DataQuotaError, parseBusGrant } from './bus';
+export type { BusOptions, BusGrant, BusObserver, DataAdapter } from './bus';

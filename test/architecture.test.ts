@@ -17,15 +17,17 @@ const LIB = path.join(root, 'lib');
  */
 const ALLOWED: Record<string, readonly string[]> = {
   // The public entry re-exports the API of every layer but the command line's.
-  index: ['plugins', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'errors'],
+  index: ['plugins', 'bus', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'errors'],
   cli: ['plugins', 'trust', 'audit', 'sandbox', 'limits', 'errors', 'metrics'],
-  plugins: ['hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
+  plugins: ['bus', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
   process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults'],
   // Beside plugins/, used by it, never using it: metrics read a view of the host the plugin host builds.
   metrics: ['audit', 'hooks', 'limits', 'errors'],
   dashboard: ['metrics', 'audit', 'errors'],
+  // The plugins' bus: grants, routing, shared data; plugins/ wires it to each plugin's channel.
+  bus: ['trust', 'errors', 'defaults'],
   // Pure libraries.
   hooks: ['errors', 'defaults'],
   trust: ['errors'],

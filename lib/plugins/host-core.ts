@@ -5,6 +5,7 @@
  * whole in its own file while one object owns the records, the queue and the audit log.
  */
 import type { AuditSeverity } from '../audit';
+import type { Bus } from '../bus';
 import type { HookRegistry } from '../hooks';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { HostSettings } from './host-options';
@@ -15,6 +16,7 @@ export interface HostCore {
   readonly settings: HostSettings;
   readonly records: ReadonlyMap<string, PluginRecord>;
   readonly registry: HookRegistry;
+  readonly bus: Bus;
   isClosed(): boolean;
   /** The trust list in force, undefined until one was accepted. */
   trustList(): VerifiedTrustList | undefined;
