@@ -202,10 +202,10 @@ export class Bus {
     let parts: { owner: string; rest: string };
     try {
       if (op === 'list') {
-        // list('OWNER/') or list('OWNER/prefix'): an empty rest is allowed here only.
-        const k = typeof key === 'string' && key.endsWith('/') ? `${key}x` : key;
-        const p = parseDataKey(k, 'prefix');
-        parts = { owner: p.owner, rest: typeof key === 'string' && key.endsWith('/') ? '' : p.rest };
+        // A prefix may end in '/' ('OWNER/' is the whole namespace): checked as the key it starts.
+        const open = typeof key === 'string' && key.endsWith('/');
+        const p = parseDataKey(open ? `${key}x` : key, 'prefix');
+        parts = { owner: p.owner, rest: open ? p.rest.slice(0, -1) : p.rest };
       } else parts = parseDataKey(key);
     } catch (e) {
       this.refuse(m, 'ERR_BUS_INVALID', `data ${op}: ${(e as Error).message}`, {});
