@@ -14,7 +14,8 @@ import { PluginWorld, until } from './helpers/plugins';
 
 const callee = (tag: string): string => `let cancelled = 0;
 exports.activate = async (host) => {
-  await host.provide('echo', function (id) { return { tag: '${tag}', id, caller: this.caller }; });
+  // Slow enough that a reload finds calls in flight on the old version.
+  await host.provide('echo', async function (id) { await new Promise((r) => setTimeout(r, 5)); return { tag: '${tag}', id, caller: this.caller }; });
   await host.provide('fail', function () { const e = new Error('callee says no'); e.code = 'E_CALLEE'; throw e; });
   await host.provide('hang', function () { return new Promise((resolve) => this.signal.addEventListener('abort', () => { cancelled++; resolve('aborted'); })); });
 };
