@@ -64,8 +64,8 @@ async function main(): Promise<void> {
         await all;
         fan.push(Number(process.hrtime.bigint() - s0) / 1000);
       }
-      const hostP50 = pct(rows.filter((r) => r[0].includes('host')).flatMap((r) => r[1]), 50);
-      const busP50 = pct(rows.filter((r) => r[0].includes('plugin →')).flatMap((r) => r[1]), 50);
+      const hostP50 = pct(rows.filter((r) => r[0] === 'plugin → host call').flatMap((r) => r[1]), 50);
+      const busP50 = pct(rows.filter((r) => r[0] === 'plugin → plugin service call').flatMap((r) => r[1]), 50);
       process.stdout.write(`case                                         p50 µs    p99 µs\n`);
       for (const [name, xs] of rows) process.stdout.write(`${name.padEnd(44)} ${pct(xs, 50).toFixed(1).padStart(7)}  ${pct(xs, 99).toFixed(1).padStart(8)}\n`);
       process.stdout.write(`${`event fan-out to ${subs} subscribers (all ran)`.padEnd(44)} ${pct(fan, 50).toFixed(1).padStart(7)}  ${pct(fan, 99).toFixed(1).padStart(8)}\n`);
