@@ -86,6 +86,9 @@ t.test('service calls: identity, grants, errors carried back, cancellation, a ho
   t.equal(pids.size, 6, 'each reload a new sandbox');
   const { events } = await readAuditLog(w.auditPath, { event: 'bus', plugin: 'caller' });
   t.ok(events.some((e) => /call svc\/hang: not granted/.test(e.reason ?? '')), 'the refused call is audited');
+  // Unloaded: no call reaches it, and the caller is told so.
+  await host.unload('svc');
+  await t.rejects(caller().call('echo', 1) as Promise<unknown>, { message: /call svc\/echo: svc is not running/ }, 'a call to an unloaded plugin fails clearly');
 });
 
 const DATA = `exports.activate = (host) => ({
