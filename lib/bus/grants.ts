@@ -46,12 +46,17 @@ export function splitOwner(s: string): { owner: string; rest: string } | undefin
   return { owner: s.slice(0, cut), rest: s.slice(cut + 1) };
 }
 
+/** Keys are names, not paths; still, '.' and '..' segments would read like paths to a person or a tool: refused. */
+function dotSegment(s: string): boolean {
+  return s.split('/').some((c) => c === '.' || c === '..');
+}
+
 /** Checks a data key (`OWNER/key`); returns its parts or throws a TypeError saying what is wrong. */
 export function parseDataKey(key: unknown, what = 'key'): { owner: string; rest: string } {
   if (typeof key !== 'string' || key.length > 214 + 1 + MAX_KEY) throw new TypeError(`${what} must be a string 'OWNER/key'`);
   const p = splitOwner(key);
   if (p === undefined || !isValidPluginName(p.owner)) throw new TypeError(`${what} '${key.slice(0, 100)}' must start with a plugin name and '/' (OWNER/key)`);
-  if (!KEY_RE.test(p.rest) || p.rest.length > MAX_KEY) throw new TypeError(`${what} '${key.slice(0, 100)}': the key after '${p.owner}/' must be 1-${MAX_KEY} characters of A-Z a-z 0-9 _ . : @ ~ - in '/'-separated segments`);
+  if (!KEY_RE.test(p.rest) || p.rest.length > MAX_KEY || dotSegment(p.rest)) throw new TypeError(`${what} '${key.slice(0, 100)}': the key after '${p.owner}/' must be 1-${MAX_KEY} characters of A-Z a-z 0-9 _ . : @ ~ - in '/'-separated segments, none of them '.' or '..'`);
   return p;
 }
 
@@ -76,8 +81,8 @@ export function parseBusGrant(s: string): BusGrant {
     return { kind, plugin: p.owner, service: p.rest };
   }
   // An empty prefix is the whole namespace; otherwise the prefix must be a key or the start of one.
-  if (p.rest !== '' && (!/^[A-Za-z0-9_.:@~/-]+$/.test(p.rest) || p.rest.startsWith('/') || p.rest.includes('//') || p.rest.length > MAX_KEY)) {
-    throw new Error(`${kind}: the prefix '${p.rest.slice(0, 100)}' must be empty or the start of a key (A-Z a-z 0-9 _ . : @ ~ - /)`);
+  if (p.rest !== '' && (!/^[A-Za-z0-9_.:@~/-]+$/.test(p.rest) || p.rest.startsWith('/') || p.rest.includes('//') || p.rest.length > MAX_KEY || dotSegment(p.rest))) {
+    throw new Error(`${kind}: the prefix '${p.rest.slice(0, 100)}' must be empty or the start of a key (A-Z a-z 0-9 _ . : @ ~ - /, no '.' or '..' segment)`);
   }
   return { kind, owner: p.owner, prefix: p.rest };
 }
