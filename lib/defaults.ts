@@ -45,3 +45,16 @@ export const DEFAULT_SCAN_FILE_TIMEOUT_MS = 2_000;
 export const DEFAULT_SCAN_TIMEOUT_MS = 30_000;
 /** Heap of the scan's worker thread, in MiB. */
 export const DEFAULT_SCAN_WORKER_HEAP_MB = 512;
+/**
+ * The plugin bus (lib/bus): an event's payload, a shared-data value, the events a plugin may
+ * publish per second (with a burst), deliveries waiting on one subscriber before the bus drops
+ * (and counts) more for it, a service call's time, refusals that make a plugin's violation
+ * (a window's worth: an honest plugin is refused once and stops), a data owner's quota.
+ */
+export const DEFAULT_BUS: Readonly<{
+  maxPayloadBytes: number; publishPerSecond: number; publishBurst: number; maxPendingPerSubscriber: number;
+  callTimeoutMs: number; maxRefusals: number; refusalWindowMs: number; maxValueBytes: number; quotaBytes: number; quotaKeys: number;
+}> = Object.freeze({
+  maxPayloadBytes: 64 * 1024, publishPerSecond: 1000, publishBurst: 200, maxPendingPerSubscriber: 256,
+  callTimeoutMs: 10_000, maxRefusals: 50, refusalWindowMs: 10_000, maxValueBytes: 64 * 1024, quotaBytes: 1024 * 1024, quotaKeys: 1000,
+});

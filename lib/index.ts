@@ -32,3 +32,5 @@ export { scanPlugin, summarize as summarizeScan, formatReport as formatScanRepor
 export type { Finding, FindingKind, ScanLimits, ScanOptions, ScanReport, ScanSummary, ImpliedPermission, PermissionDiff } from './scan';
 export { Dashboard } from './dashboard';
 export type { DashboardOptions } from './dashboard';
+export { BusError, FileDataAdapter, HostBus, HOST_SENDER, DataQuotaError, parseBusGrant } from './bus';
+export type { BusOptions, BusGrant, BusObserver, DataAdapter } from './bus';

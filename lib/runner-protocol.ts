@@ -41,3 +41,17 @@ export interface LoadSetup {
   /** The plugin's files, written under `root` (which must be empty or absent). */
   tree?: { root: string; entries: WireEntry[] };
 }
+
+/**
+ * The bus (lib/bus), runner → host: `$bus:publish` (topic, payload), `$bus:subscribe` (topic),
+ * `$bus:provide` (service), `$bus:call` (plugin, service, args), `$data:OP` (key[, value]).
+ * Host → runner: `$bus:event` (topic, from, payload) and `$bus:serve` (caller, service, args).
+ * Nothing the plugin sends names its sender: the host knows whose channel it came on.
+ */
+export const M_BUS_PUBLISH = '$bus:publish';
+export const M_BUS_SUBSCRIBE = '$bus:subscribe';
+export const M_BUS_PROVIDE = '$bus:provide';
+export const M_BUS_CALL = '$bus:call';
+export const M_BUS_EVENT = '$bus:event';
+export const M_BUS_SERVE = '$bus:serve';
+export const M_DATA_PREFIX = '$data:'; // + get | set | delete | list

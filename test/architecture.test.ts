@@ -17,9 +17,9 @@ const LIB = path.join(root, 'lib');
  */
 const ALLOWED: Record<string, readonly string[]> = {
   // The public entry re-exports the API of every layer but the command line's.
-  index: ['plugins', 'reputation', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'scan', 'errors'],
+  index: ['plugins', 'bus', 'reputation', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'scan', 'errors'],
   cli: ['install', 'plugins', 'reputation', 'trust', 'audit', 'sandbox', 'limits', 'scan', 'errors', 'metrics'],
-  plugins: ['reputation', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'scan', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
+  plugins: ['bus', 'reputation', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'scan', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
   process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults'],
@@ -30,6 +30,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   scan: ['defaults'],
   // npm ci in a sandbox, then the digest.
   install: ['sandbox', 'trust', 'net', 'errors'],
+  // The plugins' bus: grants, routing, shared data; plugins/ wires it to each plugin's channel.
+  bus: ['trust', 'errors', 'defaults'],
   // Pure libraries.
   // A score from the audit log's counts and the trust list (types only of both).
   reputation: ['audit', 'trust'],

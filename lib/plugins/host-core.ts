@@ -5,6 +5,7 @@
  * whole in its own file while one object owns the records, the queue and the audit log.
  */
 import type { AuditSeverity } from '../audit';
+import type { Bus } from '../bus';
 import type { HookRegistry } from '../hooks';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { HostSettings } from './host-options';
@@ -18,6 +19,7 @@ export interface HostCore {
   readonly registry: HookRegistry;
   /** The capability scan at load (audit only); undefined when the host scans nothing (scanAtLoad: false). */
   readonly scans: LoadScans | undefined;
+  readonly bus: Bus;
   isClosed(): boolean;
   /** The trust list in force, undefined until one was accepted. */
   trustList(): VerifiedTrustList | undefined;

@@ -14,6 +14,7 @@ import {
 import { InvalidOptionError } from '../errors';
 import type { ObserverOptions } from '../metrics';
 import type { DashboardOptions } from '../dashboard';
+import type { BusOptions } from '../bus';
 import type { AuditLog } from '../audit';
 import type { HookDeclaration } from '../hooks';
 import type { CallContext, PeerLimits } from '../channel/rpc';
@@ -117,6 +118,8 @@ export interface PluginHostOptions {
   observe?: ObserverOptions;
   /** Serve the dashboard from start() (see lib/dashboard); or call host.dashboard.listen() later. */
   dashboard?: DashboardOptions;
+  /** The plugins' bus (lib/bus): payload, rate, queue and data bounds, a data adapter (FileDataAdapter). */
+  bus?: BusOptions;
 }
 
 /** The options as the host runs with them: checked, every default filled in. */

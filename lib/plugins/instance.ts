@@ -5,6 +5,7 @@
  */
 import { CallTimeoutError } from '../errors';
 import type { HandlerContext, HookHandler } from '../hooks';
+import type { BusMember } from '../bus';
 import type { PluginProcess, RunnerExit } from '../process/plugin-process';
 import { HOOK_METHOD_PREFIX, M_SHUTDOWN, type HookRegistration } from '../runner-protocol';
 import type { PluginManifest } from './manifest';
@@ -57,6 +58,8 @@ export class PluginInstance {
   private violated = false;
   /** Set by the host when it replaced this instance, so stragglers go to the successor. */
   successor: PluginInstance | undefined;
+  /** This instance on the bus (its rights, subscriptions and services). */
+  busMember: BusMember | undefined;
 
   constructor(
     readonly proc: PluginProcess & { warm?: boolean },
@@ -122,6 +125,16 @@ export class PluginInstance {
         this.violation({ kind: 'timeout', message: `hook '${hook}' got no answer within the hook's ${ctx.timeout} ms`, limit: ctx.timeout });
       }
       throw e;
+    } finally {
+      if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Counts a call into the plugin that is not a hook (a bus service call) as in flight, so drain() waits for it. */
+  async track<T>(p: Promise<T>): Promise<T> {
+    this.inflight++;
+    try {
+      return await p;
     } finally {
       if (--this.inflight === 0) for (const w of this.idleWaiters.splice(0)) w();
     }

@@ -6,6 +6,7 @@
  * stricter reading wins.
  */
 import { ANY_PERMISSION, type LevelPolicy, type TrustLevel } from '../trust/levels';
+import { isBusGrant } from '../bus';
 import { PluginError } from './errors';
 import { covers, parsePermission, type Permission } from './permissions';
 
@@ -48,6 +49,8 @@ export function aboveCeiling(granted: readonly string[], ceiling: readonly strin
 
 /** Throws LevelCeilingError when the entry's grants go above its level's ceiling. */
 export function checkLevelCeiling(plugin: string, level: TrustLevel, policy: LevelPolicy, granted: readonly string[]): void {
-  const over = aboveCeiling(granted, policy.permissions);
+  // Bus grants are not host capabilities (they name other plugins' topics, services and data): a
+  // level's ceiling does not cover them, each is granted by name.
+  const over = aboveCeiling(granted.filter((g) => !isBusGrant(g)), policy.permissions);
   if (over !== undefined) throw new LevelCeilingError(plugin, level, over, policy.permissions);
 }

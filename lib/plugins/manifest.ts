@@ -9,6 +9,9 @@
  *   permissions       what it asks for: "fs:read:/abs/path", "fs:write:/abs/path", "net:outbound", "sys:exec"
  *   limits            what it asks for: memory, pids, cpu, cpuTime, callTimeout (LimitsOptions syntax)
  *   hooks             the hooks it handles (so a lazy host knows whom to start for a hook)
+ *   provides          on the bus: "events:publish:TOPIC", "service:provide:NAME" (lib/bus/grants.ts)
+ *   consumes          on the bus: "events:subscribe:TOPIC", "service:call:PLUGIN/NAME",
+ *                     "data:read:OWNER/PREFIX", "data:write:OWNER/PREFIX"
  *
  * Everything is checked before any process starts; each error names the file and the field.
  */
@@ -16,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as semver from 'semver';
 
+import { parseDeclarations, type BusGrant } from '../bus';
 import { isValidPluginName } from '../trust/document';
 import { parseJsonBounded } from '../trust/canonical';
 import { PluginManifestError } from './errors';
@@ -34,6 +38,8 @@ export interface PluginManifest {
   permissions: Permission[];
   limits: PluginLimits;
   hooks: string[];
+  /** What it declares on the bus (`provides` then `consumes`); each must be granted by the trust entry. */
+  bus: BusGrant[];
   /** The file the manifest came from. */
   file: string;
 }
@@ -41,7 +47,7 @@ export interface PluginManifest {
 const MANIFEST_MAX_BYTES = 256 * 1024;
 /** Entries of each list of a manifest (hooks, permissions, dependencies): a manifest is read on every (re)load. */
 const MAX_LIST = 256;
-const FIELDS = new Set(['name', 'version', 'entry', 'hostApi', 'dependencies', 'permissions', 'limits', 'hooks', 'description']);
+const FIELDS = new Set(['name', 'version', 'entry', 'hostApi', 'dependencies', 'permissions', 'limits', 'hooks', 'provides', 'consumes', 'description']);
 export const HOOK_NAME_RE = /^[a-z][a-zA-Z0-9_.:-]{0,127}$/;
 
 function readJson(file: string, plugin: string): Record<string, unknown> {
@@ -183,5 +189,13 @@ export function checkManifestFields(raw: Record<string, unknown>, dir: string, f
       if (!hooks.includes(h)) hooks.push(h);
     });
   }
-  return { name, version: raw.version, dir, entry: entryReal, hostApi: raw.hostApi, dependencies, permissions, limits, hooks, file };
+  const bus: BusGrant[] = [];
+  for (const field of ['provides', 'consumes'] as const) {
+    try {
+      bus.push(...parseDeclarations(raw[field], field));
+    } catch (e) {
+      fail(name, file, `${prefix}${(e as { field?: string }).field ?? field}`, (e as Error).message);
+    }
+  }
+  return { name, version: raw.version, dir, entry: entryReal, hostApi: raw.hostApi, dependencies, permissions, limits, hooks, bus, file };
 }

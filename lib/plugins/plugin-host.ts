@@ -21,6 +21,7 @@
 import { EventEmitter } from 'node:events';
 
 import { AuditLog, readAuditLog, type AuditSeverity } from '../audit';
+import { Bus, HostBus } from '../bus';
 import { publishersFirstListed, reputation, ReputationLedger, REPUTATION_EVENTS, signalsFor } from '../reputation';
 import type { TrustEntry } from '../trust/document';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
@@ -99,6 +100,10 @@ export class PluginHost extends EventEmitter {
   /** What the audit log says of each plugin (seeded from the file at start, then fed as events are written). */
   private readonly ledger = new ReputationLedger();
   private reputationIndex: { list: VerifiedTrustList | undefined; entries: Map<string, TrustEntry>; publishers: Map<string, number> } = { list: undefined, entries: new Map(), publishers: new Map() };
+  /** The plugins' bus: events, services, shared data, routed and checked here. */
+  private readonly busCore: Bus;
+  /** The application's side of the bus: publish, observe, call a plugin's service, shared data. */
+  readonly bus: HostBus;
 
   constructor(options: PluginHostOptions) {
     super();
@@ -125,11 +130,17 @@ export class PluginHost extends EventEmitter {
       this.launcher = o.launcher ?? spawnNode;
     }
     this.admission = new Admission(this.settings.maxConcurrentLoads);
+    this.busCore = new Bus(o.bus ?? {}, (severity, plugin, reason, details) => {
+      const r = plugin === undefined ? undefined : this.records.get(plugin);
+      this.log(severity, 'bus', r, reason, details);
+    });
+    this.bus = new HostBus(this.busCore);
     this.core = {
       settings: this.settings,
       records: this.records,
       registry: this.registry,
       scans: o.scanAtLoad === false ? undefined : this.scans,
+      bus: this.busCore,
       isClosed: () => this.closed,
       trustList: () => this.trustList,
       refreshTrust: () => this.refreshTrust(),
@@ -396,9 +407,12 @@ export class PluginHost extends EventEmitter {
     inst.onViolation = (reason) => onViolation(this.core, r, inst, reason);
     // One synchronous step: an invoke() sees either all old handlers or all new ones.
     this.registry.replaceOwner(r.name, inst.hooks.map((h) => ({ hook: h.hook, handler: inst.hookHandler(h.hook), options: { priority: h.priority, kind: 'plugin' as const } })));
+    // In the same step: bus calls and events now reach the new instance, none the old one.
+    if (inst.busMember !== undefined) this.busCore.attach(inst.busMember);
     if (previous !== undefined) {
       previous.retired = true;
       previous.successor = inst;
+      if (previous.busMember !== undefined && previous.busMember !== inst.busMember) this.busCore.detach(previous.busMember);
     }
   }
 
@@ -467,6 +481,7 @@ export class PluginHost extends EventEmitter {
     }
     this.setStatus(r, 'unloading', reason);
     this.registry.removeOwner(r.name);
+    if (inst.busMember !== undefined) this.busCore.detach(inst.busMember);
     r.instance = undefined;
     inst.retired = true;
     await inst.stop({ drainMs: this.settings.drainTimeoutMs, shutdownMs: this.settings.shutdownTimeoutMs });

@@ -7,6 +7,7 @@
  */
 import * as path from 'node:path';
 
+import { BusRights, decideBusGrants, isBusGrant, type BusMember } from '../bus';
 import { CallTimeoutError, RemoteError } from '../errors';
 import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
@@ -19,7 +20,8 @@ import { assertCompatible } from '../trust/compat';
 import { DigestMismatchError } from '../trust/errors';
 import { readPluginTree, type PluginTree } from '../trust/tree';
 import { errorFields, networkLine } from './audit-lines';
-import { PluginError, PluginHookError, PluginLoadError } from './errors';
+import { busHandlersFor, busPeerFor } from './bus-wiring';
+import { PermissionDeniedError, PluginError, PluginHookError, PluginLoadError } from './errors';
 import type { HostCore } from './host-core';
 import type { PluginHostOptions, PluginLauncher } from './host-options';
 import { PluginInstance } from './instance';
@@ -36,6 +38,8 @@ export interface Prepared {
   spawn: SpawnNodeOptions;
   limits: PluginLimits;
   permissions: ReturnType<typeof decidePermissions>;
+  /** The instance-to-be on the bus, with the grants it was given. */
+  busMember: BusMember;
 }
 
 /** Everything before the spawn: verify, compat, permissions, limits. Throws PluginLoadError. */
@@ -89,11 +93,17 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
   }
   let permissions: ReturnType<typeof decidePermissions>;
   let limits: PluginLimits;
+  let busMember: BusMember;
   try {
-    // The entry's level: a ceiling on what it may be granted, and the limits it does not name.
+    // The entry's level: a ceiling on what it may be granted (bus grants aside), and the limits it
+    // does not name.
     const level = list.levelOf(entry);
     checkLevelCeiling(manifest.name, entry.trust, level, entry.permissions);
-    permissions = decidePermissions(manifest.name, manifest.permissions, entry.permissions);
+    permissions = decidePermissions(manifest.name, manifest.permissions, entry.permissions.filter((g) => !isBusGrant(g)));
+    const bus = decideBusGrants(manifest.bus, entry.permissions);
+    if (bus.malformed !== undefined) throw new PermissionDeniedError(manifest.name, bus.malformed.grant, `is granted in a form this host does not understand (${bus.malformed.why})`, 'fix the trust list entry');
+    if (bus.missing !== undefined) throw new PermissionDeniedError(manifest.name, bus.missing, 'the trust list does not grant');
+    busMember = core.bus.member(new BusRights(manifest.name, bus.effective));
     const granted = { ...trustEntryLimits(manifest.name, level.limits, `levels.${entry.trust}.limits`), ...trustEntryLimits(manifest.name, entry.limits) };
     limits = effectiveLimits(manifest.name, manifest.limits, granted, s.defaultLimits);
   } catch (e) {
@@ -118,7 +128,8 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
     allowExec: sb.allowExec,
     limits: sandboxLimits(limits, s.allowDegradedLimits),
     config: s.options.config?.[manifest.name],
-    handlers: hostMethodsFor(s.options.methods, manifest.name, core),
+    // The bus's methods after the application's: a `$` name is the host's own.
+    handlers: { ...hostMethodsFor(s.options.methods, manifest.name, core), ...busHandlersFor(core.bus, busMember) },
     // Per-call timeouts are the hooks' and the plugin's callTimeout; the channel itself waits.
     timeout: 0,
     loadTimeout: s.loadTimeoutMs,
@@ -126,7 +137,7 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
     hostIds: s.options.hostIds,
     channelLimits: s.options.channelLimits,
   };
-  return { manifest, entry, spawn, limits, permissions };
+  return { manifest, entry, spawn, limits, permissions, busMember };
 }
 
 /** Spawns and handshakes a prepared plugin; returns the running instance. */
@@ -140,6 +151,9 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
     throw new PluginLoadError(r.name, init ? 'init' : 'spawn', e);
   }
   const inst = new PluginInstance(proc, { manifest: prep.manifest, trust: prep.entry, permissions: prep.permissions.effective, limits: prep.limits });
+  // Reachable on the bus once the host activates it (plugin-host.ts), not before.
+  inst.busMember = prep.busMember;
+  prep.busMember.peer = busPeerFor(inst);
   proc.on('log', (level: string, message: string) => core.emit('log', r.name, level, message));
   proc.on('event', (name: string, ...args: unknown[]) => core.emit('event', r.name, name, ...args));
   try {

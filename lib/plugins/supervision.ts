@@ -13,6 +13,7 @@ export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstanc
   if (r.instance !== inst) return; // an old instance draining after a reload: it is going anyway
   // At once: no more calls, the sandbox killed. In-flight calls fail with the channel.
   core.registry.removeOwner(r.name);
+  if (inst.busMember !== undefined) core.bus.detach(inst.busMember);
   r.instance = undefined;
   void inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
   const now = Date.now();

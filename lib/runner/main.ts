@@ -17,7 +17,8 @@ import { EventEmitter } from 'node:events';
 import { loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
 import {
-  ENV_CHANNEL, HOOK_METHOD_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, RUNNER_FDS,
+  ENV_CHANNEL, HOOK_METHOD_PREFIX, M_BUS_CALL, M_BUS_EVENT, M_BUS_PROVIDE, M_BUS_PUBLISH, M_BUS_SERVE, M_BUS_SUBSCRIBE,
+  M_DATA_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, RUNNER_FDS,
   type HookRegistration, type LoadSetup, type WireEntry,
 } from '../runner-protocol';
 
@@ -40,6 +41,23 @@ export interface HostApi {
   hook(name: string, handler: Handler, options?: { priority?: number }): void;
   /** Called when the plugin is unloaded, before its sandbox stops (time-limited by the host). */
   onShutdown(fn: () => unknown): void;
+  /** Publishes on a topic of the bus (needs events:publish:TOPIC); resolves to the number of subscribers reached. */
+  publish(topic: string, payload?: unknown): Promise<number>;
+  /** Receives the topic's events as (payload, { topic, from }); `from` is stamped by the host (needs events:subscribe:TOPIC). */
+  subscribe(topic: string, handler: (payload: unknown, meta: { topic: string; from: string }) => unknown): Promise<void>;
+  /** Answers calls of other plugins to `name` (needs service:provide:NAME); `this.caller` names the caller, `this.signal` aborts. */
+  provide(name: string, fn: Handler): Promise<void>;
+  /** Calls another plugin's service through the host (needs service:call:PLUGIN/NAME). */
+  callPlugin(plugin: string, name: string, ...args: unknown[]): Promise<unknown>;
+  /** callPlugin with a signal that cancels the call (and the callee's this.signal). */
+  callPluginWith(options: { signal?: AbortSignal }, plugin: string, name: string, ...args: unknown[]): Promise<unknown>;
+  /** Shared data, keys 'OWNER/key': own keys always, other owners' as granted (data:read/data:write). */
+  readonly data: {
+    get(key: string): Promise<unknown>;
+    set(key: string, value: unknown): Promise<void>;
+    delete(key: string): Promise<boolean>;
+    list(prefix: string): Promise<string[]>;
+  };
 }
 
 // Under `module: commonjs`, TypeScript would turn import() into require(), which cannot load ES modules.
@@ -156,8 +174,51 @@ function main(): void {
       if (typeof fn !== 'function') throw new TypeError('host.onShutdown needs a function');
       shutdownFns.push(fn);
     },
+    publish: (topic, payload) => rpc.call(M_BUS_PUBLISH, [topic, payload]) as Promise<number>,
+    subscribe: async (topic, handler) => {
+      if (typeof handler !== 'function') throw new TypeError(`host.subscribe('${String(topic)}'): the handler must be a function`);
+      // Registered before the host hears of it: an event may arrive right after the host's answer.
+      const list = subscriptions.get(topic) ?? [];
+      list.push(handler);
+      subscriptions.set(topic, list);
+      try {
+        await rpc.call(M_BUS_SUBSCRIBE, [topic]);
+      } catch (e) {
+        list.splice(list.indexOf(handler), 1);
+        throw e;
+      }
+    },
+    provide: (name, fn) => {
+      if (typeof fn !== 'function') return Promise.reject(new TypeError(`host.provide('${String(name)}'): the service must be a function`));
+      // Registered before the host hears of it: a call may arrive right after the host's answer.
+      services.set(name, fn);
+      return (rpc.call(M_BUS_PROVIDE, [name]) as Promise<void>).catch((e: unknown) => {
+        services.delete(name);
+        throw e;
+      });
+    },
+    callPlugin: (plugin, name, ...args) => rpc.call(M_BUS_CALL, [plugin, name, args]),
+    callPluginWith: (options, plugin, name, ...args) => rpc.call(M_BUS_CALL, [plugin, name, args], { signal: options?.signal }),
+    data: Object.freeze({
+      get: (key: string) => rpc.call(M_DATA_PREFIX + 'get', [key]),
+      set: (key: string, value: unknown) => rpc.call(M_DATA_PREFIX + 'set', [key, value]) as Promise<void>,
+      delete: (key: string) => rpc.call(M_DATA_PREFIX + 'delete', [key]) as Promise<boolean>,
+      list: (prefix: string) => rpc.call(M_DATA_PREFIX + 'list', [prefix]) as Promise<string[]>,
+    }),
   };
   const hooks: HookRegistration[] = [];
+  const subscriptions = new Map<string, Array<(payload: unknown, meta: { topic: string; from: string }) => unknown>>();
+  const services = new Map<string, Handler>();
+  rpc.handle(M_BUS_EVENT, async (topic: unknown, from: unknown, payload: unknown) => {
+    const meta = Object.freeze({ topic: String(topic), from: String(from) });
+    for (const fn of subscriptions.get(meta.topic) ?? []) await fn(payload, meta);
+  });
+  rpc.handle(M_BUS_SERVE, function (this: { signal: AbortSignal }, caller: unknown, name: unknown, args: unknown) {
+    const fn = services.get(String(name));
+    if (fn === undefined) throw new Error(`no service '${String(name)}' here`);
+    const ctx = this;
+    return fn.apply({ get signal() { return ctx.signal; }, caller: String(caller), method: String(name) } as never, Array.isArray(args) ? args : []);
+  } as Handler);
   const shutdownFns: Array<() => unknown> = [];
   let hooksRead = false;
   rpc.handle(M_HOOKS, () => {

@@ -77,6 +77,9 @@ function family(p: ImpliedPermission): readonly string[] {
   }
 }
 
+/** The permission kinds some finding can imply: the rest are outside what a scan can judge. */
+const SEEN_KINDS: ReadonlySet<string> = new Set((['fs:*', 'net:outbound', 'sys:exec'] as const).flatMap(family));
+
 /** 'fs:read:/srv' → 'fs:read'; 'net:connect:example.com:443' → 'net:connect'. */
 function kindOf(permission: string): string {
   const parts = permission.split(':');
@@ -97,6 +100,8 @@ export function diffPermissions(implied: ReadonlySet<ImpliedPermission>, request
   const requestedKinds = new Set(requested.map(kindOf));
   const usedNotRequested = [...implied].filter((p) => p === '*' || !family(p).some((k) => requestedKinds.has(k))).sort();
   const usedKinds = new Set([...implied].flatMap(family));
-  const requestedUnused = requested.filter((r) => !usedKinds.has(kindOf(r)));
+  // Only kinds the code's syntax can show are judged: a bus grant (events:, service:, data:) names
+  // another plugin's topic or service, which no built-in or global reveals.
+  const requestedUnused = requested.filter((r) => SEEN_KINDS.has(kindOf(r)) && !usedKinds.has(kindOf(r)));
   return { usedNotRequested, requestedUnused, complete: !implied.has('*') };
 }

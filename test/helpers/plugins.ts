@@ -22,6 +22,9 @@ export interface PluginSpec {
   permissions?: string[];
   limits?: Record<string, string | number>;
   dependencies?: Record<string, string>;
+  /** Bus declarations (lib/bus/grants.ts). */
+  provides?: string[];
+  consumes?: string[];
   /** More files, relative path → text. */
   files?: Record<string, string>;
 }
@@ -80,6 +83,8 @@ export class PluginWorld {
       permissions: spec.permissions ?? [],
       ...(spec.limits ? { limits: spec.limits } : {}),
       ...(spec.dependencies ? { dependencies: spec.dependencies } : {}),
+      ...(spec.provides ? { provides: spec.provides } : {}),
+      ...(spec.consumes ? { consumes: spec.consumes } : {}),
     };
     fs.writeFileSync(path.join(staging, 'warden.json'), JSON.stringify(manifest, null, 2), { mode: 0o644 });
     fs.writeFileSync(path.join(staging, 'index.js'), spec.code, { mode: 0o644 });
