@@ -46,7 +46,13 @@ t.test('a scan line at load, once per digest; the load is not refused by it', as
     quiet = await scanLines(w, 'quiet');
   }
   t.equal(quiet[0]?.severity, 'info');
-  t.match(quiet[0]?.details, { findings: 0, implied: [], usedNotRequested: [] });
+  t.match(quiet[0]?.details, { findings: 0, implied: [], usedNotRequested: [], risky: 0 });
+
+  // The scan feeds the reputation: two capabilities used but not requested, at -10 each; the
+  // non-literal-looking require('child' + '_process') folds to a constant, so nothing risky.
+  const rep = host.plugins().find((p) => p.name === 'sneaky')?.reputation;
+  t.match(rep?.contributions.find((c) => c.signal === 'used but not requested'), { value: 'fs:*, sys:exec', points: -20 }, 'the scan is a signal of the reputation');
+  t.match(host.plugins().find((p) => p.name === 'quiet')?.reputation?.contributions.find((c) => c.signal === 'used but not requested'), { value: 'none', points: 0 });
 
   // The same bytes again: from the cache, at once.
   await host.reload('sneaky');

@@ -154,7 +154,7 @@ t.test('warden trust: init writes the recommended table, add refuses a grant abo
   const doc = parseTrustList(fs.readFileSync(list));
   t.same(doc.signed.levels, RECOMMENDED_LEVELS);
   t.match(Object.values(doc.signed.keys.keys)[0]?.added ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'the key is stamped');
-  const dir = w.writePlugin('p', { code: 'exports.x = 1;' });
+  const dir = w.writePlugin('p', { code: "exports.x = 1;\nexports.get = (u) => require('https').get(u);" });
   r = run('trust', 'add', list, dir, '--publisher', 'acme', '--permission', 'net:outbound');
   t.equal(r.status, 1);
   t.match(r.stderr, /p is granted net:outbound, above the ceiling of trust level 'restricted'.*\[ERR_PLUGIN_LEVEL_CEILING\]/);

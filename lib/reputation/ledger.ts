@@ -10,7 +10,7 @@ import type { TrustEntry } from '../trust/document';
 import type { ReputationSignals } from './score';
 
 /** The audit events a ledger tallies (a filter for reading a log). */
-export const REPUTATION_EVENTS = ['violation', 'restart', 'quarantine', 'verify', 'load'] as const;
+export const REPUTATION_EVENTS = ['violation', 'restart', 'quarantine', 'verify', 'load', 'scan'] as const;
 
 const MAX_PLUGINS = 10_000;
 const MAX_VERSIONS = 64;
@@ -24,6 +24,8 @@ export interface PluginTally {
   loads: number;
   /** version → ms of its first `verify` (or `load`) event. */
   firstSeen: Record<string, number>;
+  /** version → its latest capability scan at load (the `scan` audit line's summary). */
+  scans: Record<string, { usedNotRequested: string[]; risky: number }>;
 }
 
 export class ReputationLedger {
@@ -35,7 +37,7 @@ export class ReputationLedger {
     let t = this.tallies.get(e.plugin);
     if (t === undefined) {
       if (this.tallies.size >= MAX_PLUGINS) return;
-      t = { crashes: 0, violations: {}, restarts: 0, quarantines: 0, loads: 0, firstSeen: Object.create(null) as Record<string, number> };
+      t = { crashes: 0, violations: {}, restarts: 0, quarantines: 0, loads: 0, firstSeen: Object.create(null) as Record<string, number>, scans: Object.create(null) as PluginTally['scans'] };
       this.tallies.set(e.plugin, t);
     }
     switch (e.event) {
@@ -49,6 +51,11 @@ export class ReputationLedger {
       // `quarantine` is also written at notice when released; only the critical line is one.
       case 'quarantine': if (e.severity === 'critical') t.quarantines++; break;
       case 'load': if (e.severity === 'info') t.loads++; break;
+      case 'scan': {
+        const scan = scanOf(e.details);
+        if (scan !== undefined && e.version !== undefined && (e.version in t.scans || Object.keys(t.scans).length < MAX_VERSIONS)) t.scans[e.version] = scan;
+        break;
+      }
       default: break;
     }
     if ((e.event === 'verify' || e.event === 'load') && e.severity === 'info' && e.version !== undefined && !(e.version in t.firstSeen)) {
@@ -64,6 +71,13 @@ export class ReputationLedger {
   plugins(): string[] {
     return [...this.tallies.keys()];
   }
+}
+
+/** A `scan` line's details as the score reads them; undefined when they do not have that shape (a log is input). */
+function scanOf(d: Record<string, unknown> | undefined): { usedNotRequested: string[]; risky: number } | undefined {
+  if (d === undefined || !Array.isArray(d.usedNotRequested) || !Number.isSafeInteger(d.risky) || (d.risky as number) < 0) return undefined;
+  const used = d.usedNotRequested.filter((x): x is string => typeof x === 'string').slice(0, 16);
+  return { usedNotRequested: used, risky: d.risky as number };
 }
 
 /** Each publisher's first `added` time among these entries (entries without one are skipped). */
@@ -96,5 +110,6 @@ export function signalsFor(plugin: string, version: string | undefined, ledger: 
     violations: { ...(t?.violations ?? {}) },
     restarts: t?.restarts ?? 0,
     quarantines: t?.quarantines ?? 0,
+    ...(version !== undefined && t?.scans[version] !== undefined ? { scan: t.scans[version] } : {}),
   };
 }

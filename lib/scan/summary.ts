@@ -1,5 +1,5 @@
 /** A scan report in a few words, and in lines for a terminal. */
-import type { ScanReport } from './types';
+import type { Finding, ScanReport } from './types';
 
 /** Counts and the permission diff: what an audit line or a one-line message needs. */
 export interface ScanSummary {
@@ -10,6 +10,16 @@ export interface ScanSummary {
   usedNotRequested: string[];
   requestedUnused: string[];
   complete: boolean;
+  /** Findings that hide or widen what the code does: eval/Function, dynamic require, native addons, build and install scripts, code not read through. */
+  risky: number;
+}
+
+/** Kinds that widen or hide what the code does, whatever permission they imply. */
+const RISKY_KINDS: ReadonlySet<Finding['kind']> = new Set(['dynamic-require', 'native-addon', 'binding-gyp', 'install-script', 'unparsed', 'not-scanned']);
+
+/** Risky: code that could do anything ('*': eval, Function, process.binding...) or that the scan cannot follow. */
+function isRisky(f: Finding): boolean {
+  return f.permission === '*' || RISKY_KINDS.has(f.kind);
 }
 
 export function summarize(report: ScanReport): ScanSummary {
@@ -20,6 +30,7 @@ export function summarize(report: ScanReport): ScanSummary {
     usedNotRequested: report.diff.usedNotRequested,
     requestedUnused: report.diff.requestedUnused,
     complete: report.diff.complete,
+    risky: report.findings.filter(isRisky).length,
   };
 }
 
