@@ -50,6 +50,9 @@ constexpr uint64_t kLeaseNs = 1000ull * 1000 * 1000;
 // Destinations leased at once; past this the oldest go (they are asked about again).
 constexpr size_t kLeasedMax = 64;
 constexpr size_t kKeyLen = 19;
+// How long the outcome of a connect the thread made may wait in the queue before the event loop is
+// woken for it (with whatever else came meanwhile). A notification for the loop wakes it at once.
+constexpr uint64_t kOutcomesNs = 5ull * 1000 * 1000;
 
 uint64_t NowNs() {
   struct timespec ts;
@@ -114,10 +117,22 @@ void NetIntercept::ThreadMain(void* self) { static_cast<NetIntercept*>(self)->Ru
 void NetIntercept::Run() {
   struct pollfd fds[2] = {{listener_, POLLIN, 0}, {wake_, POLLIN, 0}};
   for (;;) {
-    if (poll(fds, 2, -1) < 0) {
+    int timeout = -1;
+    if (flush_at_ != 0) {
+      const uint64_t now = NowNs();
+      if (now >= flush_at_) {
+        flush_at_ = 0;
+        uv_async_send(async_);
+      } else {
+        timeout = static_cast<int>((flush_at_ - now + 999999) / 1000000);
+      }
+    }
+    const int n = poll(fds, 2, timeout);
+    if (n < 0) {
       if (errno == EINTR) continue;
       return;
     }
+    if (n == 0) continue;  // the outcomes' wake-up is due
     if (fds[1].revents != 0) return;
     if ((fds[0].revents & POLLIN) == 0) return;  // POLLHUP: the sandbox is gone
     Item item;
@@ -218,8 +233,9 @@ bool NetIntercept::TryFast(const struct seccomp_notif& req) {
   return true;
 }
 
-// Waits while the queue is full. false: stopping.
+// Waits while the queue is full. false: stopping. Called on the thread only.
 bool NetIntercept::Push(Item&& item) {
+  const bool item_fast = item.fast;
   uv_mutex_lock(&mu_);
   while (queue_.size() >= kQueueMax && !stopping_) uv_cond_wait(&room_, &mu_);
   const bool ok = !stopping_;
@@ -227,9 +243,20 @@ bool NetIntercept::Push(Item&& item) {
     queue_.push_back(std::move(item));
     if (queue_.size() > queue_peak_) queue_peak_ = queue_.size();
   }
+  const size_t queued = queue_.size();
   uv_mutex_unlock(&mu_);
-  if (ok) uv_async_send(async_);
-  return ok;
+  if (!ok) return false;
+  // A notification wakes the loop now: the sandbox's caller waits for it (and the outcomes queued
+  // before it are delivered first, in order). An outcome of a connect the thread made waits up to
+  // kOutcomesNs for others: measured, waking the loop for each one put its work on the CPU the
+  // sandbox and the thread need (its timestamp is the connect's, not the delivery's).
+  if (!item_fast || queued >= kQueueMax / 2) {
+    flush_at_ = 0;
+    uv_async_send(async_);
+  } else if (flush_at_ == 0) {
+    flush_at_ = NowNs() + kOutcomesNs;
+  }
+  return true;
 }
 
 void NetIntercept::OnAsync() {

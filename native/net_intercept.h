@@ -7,7 +7,8 @@
 // a copy of the caller's socket (pidfd_getfd) and asks the policy (JS, lib/net) what to do:
 //   - 'host':   the host creates a socket of the same kind in its own network namespace, connects it
 //               to the address it read and checked, and installs it in place of the caller's fd
-//               (SECCOMP_IOCTL_NOTIF_ADDFD with SETFD|SEND). The caller's memory is never read again,
+//               (SECCOMP_IOCTL_NOTIF_ADDFD with SETFD, then the answer: ADDFD's SEND flag would make
+//               connect return the fd number). The caller's memory is never read again,
 //               so changing the address after the check has no effect.
 //   - 'local':  the host performs the call on its copy of the caller's own socket (which lives in the
 //               sandbox's namespace: its own loopback, its own abstract unix names).
@@ -21,7 +22,8 @@
 // thread: a non-blocking TCP connect to an (address, port) the policy allowed within the last second
 // and leased (`lease` in the verdict: at most that many more connects, counted against the policy's
 // limits before they happen). It connects the host socket, hands it in and answers, then queues the
-// outcome for JS (`connected`), which emits and counts it as if it had decided. Everything else (a
+// outcome for JS (`connected`), which emits and counts it as if it had decided; the event loop is
+// woken for such outcomes at most every 5 ms (kOutcomesNs), not once per connect. Everything else (a
 // first connect, an expired lease, blocking sockets, listen, unix, refusals, violations) is queued
 // as it came for the event loop, which handles it as before. One queue, in order, bounded: when it
 // is full the thread stops receiving until the loop has caught up, and the sandbox waits in its
@@ -136,6 +138,7 @@ class NetIntercept {
   uv_thread_t thread_;
   bool thread_started_ = false;
   int wake_ = -1;  // eventfd: stops the thread's poll
+  uint64_t flush_at_ = 0;  // thread only: when to wake the loop for queued outcomes (0: not due)
   uv_async_t* async_ = nullptr;
 };
 
