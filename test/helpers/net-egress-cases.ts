@@ -283,6 +283,27 @@ t.test('connects made by the host without asking JS (the lease) stay within the 
   t.equal(r.events.filter((e) => e.type === 'closed').length, 5, 'and its close');
 });
 
+t.test('connects made under the lease reach the events while the sandbox still runs, not only when it exits', async (t) => {
+  // The thread wakes the event loop for their outcomes at most every few milliseconds, not once
+  // per connect: they must still come while the program runs (here: it waits 3 s after them).
+  const program = `
+const net = require('net');
+(async () => {
+  for (let i = 0; i < 10; i++) await new Promise((res, rej) => { const s = net.connect({ host: process.argv[1], port: 80 }, () => { s.destroy(); res(); }); s.on('error', rej); });
+  console.log('done');
+  setTimeout(() => {}, 3000);
+})();`;
+  const sb = Sandbox.spawn({ command: [process.execPath, '-e', program, WORLD.http], network: { allow: [`${WORLD.http}:80`], dnsServers: DNS }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const allowed: NetworkEvent[] = [];
+  sb.on('network', (e) => { if (e.type === 'connect' && e.decision === 'allowed') allowed.push(e); });
+  await new Promise<void>((resolve) => sb.stdout!.setEncoding('utf8').on('data', (d: string) => { if (d.includes('done')) resolve(); }));
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(allowed.length, 10, `all 10 connects reported half a second after the last, the program still running (${allowed.length})`);
+  t.ok(allowed.every((e) => e.type === 'connect' && e.address === WORLD.http && e.port === 80), 'each to the granted server');
+  sb.kill();
+  await sb.exited;
+});
+
 t.test('options are checked, naming the field', async (t) => {
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['0x7f000001'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['2001:db8::1:80'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
