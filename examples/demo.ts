@@ -1,5 +1,5 @@
 /**
- * npm run demo — a small host with four plugins signed with a demo key:
+ * npm run demo — a small host with seven plugins signed with a demo key:
  *
  *   greeter   well-behaved: transforms requests, reads the one file it was granted
  *   leaky     keeps memory from every request until its memory limit stops it
