@@ -1,11 +1,14 @@
 /**
- * npm run demo — a small host with four plugins signed with a demo key:
+ * npm run demo — a small host with seven plugins signed with a demo key:
  *
  *   greeter   well-behaved: transforms requests, reads the one file it was granted
  *   leaky     keeps memory from every request until its memory limit stops it
  *   escaper   tries to read host files, open a socket and run a program
  *   counter   updated from 1.0.0 to 2.0.0 while requests keep flowing
  *   fetcher   granted one HTTP API (net:connect), refused on the cloud metadata address
+ *   prices    on the bus: provides the service quote, publishes price.changed, shares its menu
+ *   shop      on the bus: calls prices/quote, subscribes to price.changed, reads prices' public data,
+ *             and is refused prices' internal data (granted data:read:prices/public/ only)
  *
  * With --dashboard (npm run demo -- --dashboard [--port N]) the host keeps running after the tour, with
  * its dashboard on 127.0.0.1 and a request every second, until Ctrl-C.
@@ -168,6 +171,9 @@ async function main(): Promise<void> {
   await trust.grant(path.join(plugins, 'leaky'), 'restricted', [], { memory: 96 << 20 });
   await trust.grant(path.join(plugins, 'escaper'), 'restricted', [], {});
   await trust.grant(path.join(plugins, 'counter'), 'standard', [], {});
+  // Bus grants: each string the manifest declares (provides, consumes) must be granted here.
+  await trust.grant(path.join(plugins, 'prices'), 'restricted', PRICES_GRANTS, {});
+  await trust.grant(path.join(plugins, 'shop'), 'restricted', SHOP_GRANTS, {});
   if (demoApi.grant !== undefined) await trust.grant(path.join(plugins, 'fetcher'), 'standard', [`net:connect:${demoApi.grant}`, 'net:connect:status.demo:80'], {});
   await trust.publish();
 
@@ -180,6 +186,8 @@ async function main(): Promise<void> {
       { name: 'request', mode: 'waterfall', timeout: 2000 },
       { name: 'status', mode: 'parallel', timeout: 2000 },
       { name: 'egress', mode: 'parallel', timeout: 5000 },
+      { name: 'reprice', mode: 'first', timeout: 2000 },
+      { name: 'checkout', mode: 'first', timeout: 2000 },
     ],
     config: { greeter: { motdFile: path.join(data, 'motd.txt') }, fetcher: { api: demoApi.url } },
     audit: auditFile,
@@ -246,6 +254,8 @@ async function main(): Promise<void> {
     for (const e of await network()) out(`    ${e.severity.padEnd(8)} ${e.reason}`);
   }
 
+  await busExample(host, auditFile, logs);
+
   section('Hot reload: counter 1.0.0 → 2.0.0 while requests keep flowing');
   let calls = 0;
   let failed = 0;
@@ -290,6 +300,37 @@ async function main(): Promise<void> {
   section('Shutdown');
   out(`  every plugin unloaded: ${host.plugins().map((p) => `${p.name} ${p.status}`).join(', ')}`);
   fs.rmSync(root, { recursive: true, force: true });
+}
+
+const PRICES_GRANTS = ['service:provide:quote', 'events:publish:price.changed'];
+const SHOP_GRANTS = ['service:call:prices/quote', 'events:subscribe:price.changed', 'data:read:prices/public/'];
+
+/**
+ * The bus: prices and shop never reach each other; every call, event and data access goes through
+ * the host on the sender's own channel, is checked against the sender's grants, and names the sender
+ * as the host knows it. The application drives it through two hooks (reprice, checkout).
+ */
+async function busExample(host: PluginHost, auditFile: string, logs: string[]): Promise<void> {
+  section('The bus: prices and shop talk only through the host, as their trust entries grant');
+  out(`  prices is granted ${PRICES_GRANTS.join(', ')}`);
+  out(`  shop   is granted ${SHOP_GRANTS.join(', ')}`);
+  const reached = (await host.invoke('reprice', ['tea', 390])).value;
+  const heard = (): string | undefined => logs.find((l) => l.startsWith('[shop] price.changed'));
+  await until(() => heard() !== undefined, 3000);
+  out(`  prices published price.changed to ${reached} subscriber${reached === 1 ? '' : 's'}; shop's handler logged: ${heard()?.slice('[shop] '.length) ?? 'nothing'}`);
+  const r = await host.invoke('checkout', ['tea']);
+  if (r.errors.length > 0 || r.value === undefined) {
+    out(`  checkout failed: ${r.errors.map((e) => `${e.owner}: ${e.error?.message}`).join('; ') || 'no answer'}`);
+    return;
+  }
+  const v = r.value as { quote: unknown; menu: unknown; internal: { refused?: string; message?: string } };
+  out(`  shop called prices/quote('tea'): ${JSON.stringify(v.quote)}  (caller named by the host)`);
+  out(`  shop read prices/public/menu (granted): ${JSON.stringify(v.menu)}`);
+  out(`  shop read prices/internal/cost (not granted): ${v.internal.refused !== undefined ? `refused (${v.internal.refused})` : `NOT refused: ${JSON.stringify(v.internal)}`}`);
+  const refusal = async () => (await readAuditLog(auditFile, { event: 'bus', plugin: 'shop' })).events;
+  const end = Date.now() + 3000;
+  while ((await refusal()).length === 0 && Date.now() < end) await sleep(50);
+  for (const e of await refusal()) out(`    audit: ${e.severity.padEnd(8)} ${e.plugin}  ${e.reason}`);
 }
 
 /** Keeps the host running with its dashboard until SIGINT/SIGTERM, with a little traffic to watch. */

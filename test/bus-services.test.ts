@@ -55,7 +55,7 @@ t.test('service calls: identity, grants, errors carried back, cancellation, a ho
   const caller = () => host.process('caller')!;
   t.same(await caller().call('echo', 7), { tag: 'v1', id: 7, caller: 'caller' }, 'answered, with the caller named by the host');
   t.same(await host.bus.call('svc', 'echo', 1), { tag: 'v1', id: 1, caller: '$host' }, 'the application calls as $host');
-  await t.rejects(caller().call('fail') as Promise<unknown>, { message: /callee says no/ }, "the callee's error comes back");
+  await t.rejects(caller().call('fail') as Promise<unknown>, { message: /callee says no/, code: 'E_CALLEE' }, "the callee's error comes back, with its code");
   // Granted by the trust list but not declared by the caller's manifest: refused (intersection).
   await t.rejects(caller().call('notGranted') as Promise<unknown>, { message: /call svc\/hang: not granted \(service:call:svc\/hang\)/ });
   t.equal(await host.process('caller2')!.call('cancel'), 'caller: ABORT_ERR', "the caller's abort ends its call");

@@ -39,6 +39,15 @@ function checkNetwork(t: Test, out: string): void {
   t.match(out, /^ {4}info {5}closed \S+:\d+ \(\d+ bytes out, \d+ in\)$/m, 'and the closed connection, with its bytes');
 }
 
+/** The bus example: a service call and a granted read answered, an event delivered, an ungranted read refused and audited. */
+function checkBus(t: Test, out: string): void {
+  t.match(out, /^ {2}prices published price\.changed to 1 subscriber; shop's handler logged: price\.changed from prices: \{"item":"tea","cents":390\}$/m, 'the event reached its subscriber, sender stamped by the host');
+  t.match(out, /^ {2}shop called prices\/quote\('tea'\): \{"item":"tea","cents":390,"caller":"shop"\}/m, 'the service call answered, naming its caller');
+  t.match(out, /^ {2}shop read prices\/public\/menu \(granted\): \{"tea":390,"coffee":420\}$/m, 'the granted read answered');
+  t.match(out, /^ {2}shop read prices\/internal\/cost \(not granted\): refused \(ERR_BUS_DENIED\)$/m, 'the read outside the grant is refused');
+  t.match(out, /^ {4}audit: warning {2}shop {2}bus: refused data get 'prices\/internal\/cost': not granted/m, 'and the refusal is an audit line');
+}
+
 function checkCommon(t: Test, out: string): void {
   t.match(out, /counter\s+1\.0\.0\s+active/, 'plugins loaded');
   t.match(out, /ann: headers=\{"x-greeting":"hello ann"\} counted=1/, 'the waterfall hook ran through the plugins');
@@ -49,6 +58,7 @@ function checkCommon(t: Test, out: string): void {
   t.match(out, /read its granted file: "Plugins run in kernel sandboxes here\."/, 'a granted path is readable');
   t.match(out, /reloaded( from the warm pool)?: pid \d+ → \d+; \d+ requests during the update, 0 failed; versions seen: counter 1\.0\.0, counter 2\.0\.0/, 'hot reload lost nothing');
   checkNetwork(t, out);
+  checkBus(t, out);
   t.match(out, /hash chain intact/);
   t.match(out, /every plugin unloaded/);
 }
