@@ -72,6 +72,11 @@ t.test('a publisher and two subscribers, one not granted; the sender is stamped 
   const { events: audit } = await readAuditLog(w.auditPath, { event: 'bus' });
   t.ok(audit.some((e) => e.plugin === 'sub-no' && /subscribe to 'orders': not granted/.test(e.reason ?? '')), 'the refused subscribe is audited');
   t.ok(audit.some((e) => e.plugin === 'pub' && /publish to 'payments': not granted/.test(e.reason ?? '')), 'the refused publish is audited');
+  // The load's permission line names what was given, bus grants included: a plugin with only bus
+  // grants is not "sandbox defaults only"; one granted but not declaring them got nothing.
+  const { events: given } = await readAuditLog(w.auditPath, { event: 'permission' });
+  t.match(given.find((e) => e.plugin === 'pub')?.reason, /^granted events:publish:orders$/, 'the publisher\'s bus grant is in its permission line');
+  t.match(given.find((e) => e.plugin === 'sub-no')?.reason, /sandbox defaults only/, 'an undeclared grant is not given');
 });
 
 t.test('a load declaring an ungranted bus grant is refused, naming it; bad grant strings name the field', async (t) => {

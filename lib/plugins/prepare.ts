@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 
-import { BusRights, decideBusGrants, isBusGrant, type BusMember } from '../bus';
+import { BusRights, busGrantToString, decideBusGrants, isBusGrant, type BusMember } from '../bus';
 import { CallTimeoutError, RemoteError } from '../errors';
 import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
@@ -110,7 +110,10 @@ export async function preparePlugin(core: HostCore, r: PluginRecord, chain: stri
     core.log('warning', 'permission', r, errorFields(e).message, { code: errorFields(e).code, trust: entry.trust, requested: manifest.permissions.map(permissionToString), granted: entry.permissions });
     throw new PluginLoadError(r.name, 'permissions', e);
   }
-  core.log('info', 'permission', r, permissions.decisions.length === 0 ? 'no permissions requested: sandbox defaults only' : `granted ${permissions.decisions.map((d) => d.permission).join(', ')}`, { decisions: permissions.decisions, limits });
+  // One line for what the plugin was given: sandbox permissions and bus grants alike (a plugin with
+  // only bus grants is not "defaults only").
+  const given = [...permissions.decisions.map((d) => d.permission), ...busMember.rights.grants.map(busGrantToString)];
+  core.log('info', 'permission', r, given.length === 0 ? 'no permissions requested: sandbox defaults only' : `granted ${given.join(', ')}`, { decisions: permissions.decisions, bus: busMember.rights.grants.map(busGrantToString), limits });
   const sb = sandboxOptionsFor(permissions.effective, limits);
   // Each network decision of the plugin's sandbox is a `network` audit line.
   const onNetwork = (e: NetworkEvent): void => {
