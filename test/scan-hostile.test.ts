@@ -8,7 +8,7 @@ import t, { Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { scanPlugin, type ScanReport } from '../lib/scan';
+import { formatReport, scanPlugin, type ScanReport } from '../lib/scan';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-scan-hostile-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -101,6 +101,20 @@ t.test('more files than maxFiles: a finding for the rest', async (t) => {
   const report = await scanPlugin(plugin(files), { maxFiles: 5 });
   t.ok(report.findings.some((f) => f.kind === 'not-scanned' && /more than 5 entries/.test(f.what)));
   t.equal(report.stats.files, 5);
+});
+
+t.test('names and scripts with terminal control characters: printed escaped', async (t) => {
+  // A file name or an install script can carry escape sequences: printed raw, they could erase the
+  // line of a risky finding or retitle the terminal while someone reads the report.
+  const dir = plugin({
+    'evil\x1b[2K\r.js': 'eval(x);\n',
+    'package.json': JSON.stringify({ scripts: { postinstall: 'curl x\x1b]0;ok\x07\x1b[1A\x1b[2K\u202e' } }),
+  });
+  const text = formatReport(await scanPlugin(dir));
+  t.notOk(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/.test(text), 'no control character reaches the terminal');
+  t.match(text, /evil\\x1b\[2K\\x0d\.js/, 'the name is shown with its escapes visible');
+  t.match(text, /postinstall: curl x\\x1b\]0;ok\\x07/, 'so is the script');
+  t.match(text, /\\u202e/, 'and a bidi override');
 });
 
 t.test('options are checked', async (t) => {
