@@ -117,6 +117,22 @@ t.test('names and scripts with terminal control characters: printed escaped', as
   t.match(text, /\\u202e/, 'and a bidi override');
 });
 
+t.test('many large package.json: their bytes count toward maxTotalBytes', async (t) => {
+  // package.json files are read and parsed on the caller's thread: without a budget, 20,000 links
+  // to one 1 MiB file would be 20 GiB parsed there, past the scan's byte and time limits.
+  const dir = plugin({});
+  const big = JSON.stringify({ name: 'x', description: 'a'.repeat((1 << 20) - 100) });
+  fs.writeFileSync(path.join(dir, 'package.json'), big);
+  for (let i = 0; i < 40; i++) {
+    fs.mkdirSync(path.join(dir, `d${i}`));
+    fs.linkSync(path.join(dir, 'package.json'), path.join(dir, `d${i}`, 'package.json'));
+  }
+  const report = await scanPlugin(dir, { maxTotalBytes: 4 << 20 });
+  const skipped = report.findings.filter((f) => f.kind === 'not-scanned' && f.file.endsWith('package.json'));
+  t.ok(skipped.length >= 36, `package.json past the budget are not read (${skipped.length} of 41)`);
+  t.ok(report.stats.bytes <= 4 << 20, `bytes read within maxTotalBytes (${report.stats.bytes})`);
+});
+
 t.test('options are checked', async (t) => {
   await t.rejects(scanPlugin(root, { fileTimeoutMs: -1 }), /fileTimeoutMs must be a whole number > 0/);
   await t.rejects(scanPlugin(path.join(root, 'missing')), { code: 'ENOENT' });
