@@ -7,9 +7,11 @@
  * again and again (maxRefusals within refusalWindowMs), or publishing past its rate for as long,
  * has its violation reported (kind 'flood').
  *
- * Memory: a payload is bounded (maxPayloadBytes), a publisher's rate too, and deliveries waiting on
- * one subscriber are bounded (maxPendingPerSubscriber): past it, events for that subscriber are
- * dropped and counted (`dropped`), not queued. A slow subscriber is not hostile (it may just be
+ * Memory: a payload is bounded (maxPayloadBytes), a publisher's rate too; deliveries waiting on one subscriber are bounded in number
+ * (maxPendingPerSubscriber) and, with the service calls waiting on it, in bytes
+ * (maxPendingBytesPerPlugin, under the channel's own bound on what a plugin leaves unread, past
+ * which that plugin would be unloaded as a flood). Past them, events for that subscriber are
+ * dropped and counted (`dropped`), not queued, and calls are refused (ERR_BUS_LIMIT). A slow subscriber is not hostile (it may just be
  * busy), so it loses events rather than its sandbox; the publisher, which is bounded by its rate,
  * is not slowed by it either.
  */
@@ -39,7 +41,10 @@ export class BusMember {
   readonly topics = new Set<string>();
   readonly services = new Set<string>();
   peer: BusPeer | undefined;
+  /** Deliveries waiting on this instance. */
   pending = 0;
+  /** Bytes of deliveries and service calls waiting on it (as sizeOver counts them). */
+  pendingBytes = 0;
   dropped = 0;
   private tokens: number;
   private refilled = Date.now();
@@ -165,13 +170,17 @@ export class Bus {
       if (!m.topics.has(t) || m.peer === undefined || !m.peer.live() || m === sender) continue;
       // Checked again at delivery: the subscription was checked when made, the rights are the instance's own.
       if (!m.rights.maySubscribe(t)) continue;
-      if (m.pending >= this.settings.maxPendingPerSubscriber) {
+      if (m.pending >= this.settings.maxPendingPerSubscriber || m.pendingBytes + size > this.settings.maxPendingBytesPerPlugin) {
         if (m.dropped++ === 0 || m.dropped % 1000 === 0) this.audit('notice', m.name, `bus: dropping events for a slow subscriber (${m.dropped} so far)`, { topic: t, pending: m.pending });
         continue;
       }
       m.pending++;
+      m.pendingBytes += size;
       n++;
-      m.peer.deliver(t, from, payload, this.settings.callTimeoutMs).catch(() => undefined).finally(() => m.pending--);
+      m.peer.deliver(t, from, payload, this.settings.callTimeoutMs).catch(() => undefined).finally(() => {
+        m.pending--;
+        m.pendingBytes -= size;
+      });
     }
     for (const fn of this.observers.get(t) ?? []) {
       try {

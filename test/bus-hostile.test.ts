@@ -1,0 +1,56 @@
+/**
+ * Attacks on the bus's memory bounds, with real plugins in real sandboxes: a publisher filling a
+ * busy subscriber's channel, a caller sending service arguments far over the payload bound, a
+ * callee answering with far more than it. The host's queue to a plugin is bounded by the channel
+ * (over it for 2 s is that plugin's `flood` violation): the bus must stay under that bound, so that
+ * one plugin cannot get another, honest but busy one, unloaded, nor make the host hold its excess.
+ */
+import t from 'tap';
+
+import { PluginWorld } from './helpers/plugins';
+
+/** Blocks its own event loop (a long computation): it reads nothing meanwhile. */
+const BUSY = `exports.activate = async (host) => {
+  await host.subscribe('big', () => undefined);
+  await host.provide('take', () => 'ok');
+  return { block: (ms) => { const end = Date.now() + ms; while (Date.now() < end); return 'done'; } };
+};`;
+
+const SENDER = `const payload = 'x'.repeat(60 * 1024);
+exports.activate = (host) => ({
+  flood: async (n) => { let refused = 0; for (let i = 0; i < n; i++) { try { await host.publish('big', payload); } catch (e) { refused++; } } return refused; },
+  calls: async (n, bytes) => {
+    const arg = Buffer.alloc(bytes, 1);
+    const out = await Promise.allSettled(Array.from({ length: n }, () => host.callPlugin('busy', 'take', arg)));
+    return out.map((o) => (o.status === 'fulfilled' ? o.value : o.reason.code || o.reason.message));
+  },
+  big: () => host.callPlugin('huge', 'answer'),
+});`;
+
+async function world(t: { teardown(fn: () => unknown): void }) {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('busy', { code: BUSY, consumes: ['events:subscribe:big'], provides: ['service:provide:take'] });
+  await w.trust('busy', { permissions: ['events:subscribe:big', 'service:provide:take'] });
+  w.writePlugin('sender', { code: SENDER, provides: ['events:publish:big'], consumes: ['service:call:busy/take', 'service:call:huge/answer'] });
+  await w.trust('sender', { permissions: ['events:publish:big', 'service:call:busy/take', 'service:call:huge/answer'] });
+  w.writePlugin('huge', { code: `exports.activate = (host) => host.provide('answer', () => Buffer.alloc(32 << 20, 7));`, provides: ['service:provide:answer'] });
+  await w.trust('huge', { permissions: ['service:provide:answer'] });
+  await w.publish();
+  const host = w.host();
+  t.teardown(() => host.close());
+  await host.start();
+  return host;
+}
+
+t.test("events: a publisher cannot fill a busy subscriber's channel past its bound (the subscriber loses events, not its sandbox)", async (t) => {
+  const host = await world(t);
+  const busy = host.process('busy')!;
+  const blocked = busy.call('block', 3500);
+  // 200 events of 60 KiB (the rate's burst, each under the payload bound): 12 MiB for a subscriber reading nothing.
+  t.equal(await host.process('sender')!.call('flood', 200), 0, 'every publish accepted');
+  t.equal(await blocked, 'done', 'the subscriber finished its work');
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(host.info('busy').status, 'active', 'the busy subscriber is still running (no flood violation)');
+  t.ok((host.bus.dropped('busy') ?? 0) > 0, `events past the bound were dropped (${host.bus.dropped('busy')})`);
+});
