@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 
-import { PluginWorld } from './helpers/plugins';
+import { PluginWorld, until } from './helpers/plugins';
 
 /** Blocks its own event loop (a long computation): it reads nothing meanwhile. */
 const BUSY = `exports.activate = async (host) => {
@@ -53,4 +53,25 @@ t.test("events: a publisher cannot fill a busy subscriber's channel past its bou
   await new Promise((r) => setTimeout(r, 500));
   t.equal(host.info('busy').status, 'active', 'the busy subscriber is still running (no flood violation)');
   t.ok((host.bus.dropped('busy') ?? 0) > 0, `events past the bound were dropped (${host.bus.dropped('busy')})`);
+});
+
+t.test('services: arguments over the payload bound are refused; calls waiting on a busy callee are bounded', async (t) => {
+  const host = await world(t);
+  const sender = host.process('sender')!;
+  t.same(await sender.call('calls', 1, 1 << 20), ['ERR_BUS_LIMIT'], 'a 1 MiB argument is over the 64 KiB bound');
+  const blocked = host.process('busy')!.call('block', 3500);
+  // 300 calls of 60 KiB each (under the bound) to a callee that reads nothing for 3.5 s: 18 MiB.
+  const results = (await sender.call('calls', 300, 60 * 1024)) as unknown[];
+  await blocked;
+  t.ok(results.includes('ERR_BUS_LIMIT'), 'calls past what may wait on the callee are refused');
+  t.ok(results.includes('ok'), 'the others are answered');
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(host.info('busy').status, 'active', 'the busy callee is still running (no flood violation)');
+});
+
+t.test("services: a callee's answer over the payload bound is refused, not forwarded", async (t) => {
+  const host = await world(t);
+  await t.rejects(host.process('sender')!.call('big') as Promise<unknown>, { code: 'ERR_BUS_LIMIT' });
+  await t.rejects(host.bus.call('huge', 'answer'), { code: 'ERR_BUS_LIMIT' }, 'the same bound for the application');
+  await until(() => host.info('sender').status === 'active', 1000);
 });

@@ -7,7 +7,8 @@
  * again and again (maxRefusals within refusalWindowMs), or publishing past its rate for as long,
  * has its violation reported (kind 'flood').
  *
- * Memory: a payload is bounded (maxPayloadBytes), a publisher's rate too; deliveries waiting on one subscriber are bounded in number
+ * Memory: a payload is bounded (maxPayloadBytes), and so are a service call's arguments and its
+ * answer; a publisher's rate too; deliveries waiting on one subscriber are bounded in number
  * (maxPendingPerSubscriber) and, with the service calls waiting on it, in bytes
  * (maxPendingBytesPerPlugin, under the channel's own bound on what a plugin leaves unread, past
  * which that plugin would be unloaded as a flood). Past them, events for that subscriber are
@@ -203,7 +204,24 @@ export class Bus {
     const target = this.members.get(plugin);
     if (target === undefined || target.peer === undefined || !target.peer.live()) throw new BusError('ERR_BUS_UNAVAILABLE', `call ${plugin}/${s}: ${plugin} is not running`);
     if (!target.services.has(s)) throw new BusError('ERR_BUS_UNAVAILABLE', `call ${plugin}/${s}: ${plugin} provides no service '${s}'`);
-    return target.peer.serve(caller?.name ?? HOST_SENDER, s, args as unknown[], { timeout: this.settings.callTimeoutMs, signal });
+    const max = this.settings.maxPayloadBytes;
+    const size = sizeOver(args, max);
+    if (size > max) this.refuse(caller, 'ERR_BUS_LIMIT', `call ${plugin}/${s}: arguments over ${max} bytes`, { target: plugin, service: s, limit: max });
+    // A callee that reads nothing (busy) must not have the host queue calls for it without end: it
+    // would be unloaded as a flood, for what its callers sent. Not the caller's violation either.
+    if (target.pendingBytes + size > this.settings.maxPendingBytesPerPlugin) {
+      throw new BusError('ERR_BUS_LIMIT', `call ${plugin}/${s}: ${plugin} has over ${this.settings.maxPendingBytesPerPlugin} bytes of calls and events waiting; try again later`);
+    }
+    target.pendingBytes += size;
+    let answer: unknown;
+    try {
+      answer = await target.peer.serve(caller?.name ?? HOST_SENDER, s, args as unknown[], { timeout: this.settings.callTimeoutMs, signal });
+    } finally {
+      target.pendingBytes -= size;
+    }
+    // The answer goes on to the caller's channel: bounded like a payload, the callee's refusal if not.
+    if (sizeOver(answer, max) > max) this.refuse(target, 'ERR_BUS_LIMIT', `call ${plugin}/${s}: the answer is over ${max} bytes`, { caller: caller?.name ?? HOST_SENDER, service: s, limit: max });
+    return answer;
   }
 
   /** One shared-data operation of `m` (undefined: the application, which may do anything). */
