@@ -25,9 +25,12 @@ exports.activate = (host) => ({
     return out.map((o) => (o.status === 'fulfilled' ? o.value : o.reason.code || o.reason.message));
   },
   big: () => host.callPlugin('huge', 'answer'),
+  // Structured values (Map, Set) travel by structured clone: their contents are a payload too.
+  map: () => host.publish('big', new Map([['a', 'x'.repeat(60 * 1024)]])),
+  set: () => host.publish('big', new Set(['x'.repeat(60 * 1024)])),
 });`;
 
-async function world(t: { teardown(fn: () => unknown): void }) {
+async function world(t: { teardown(fn: () => unknown): void }, bus: Record<string, number> = {}) {
   const w = await PluginWorld.create();
   t.teardown(() => w.cleanup());
   w.writePlugin('busy', { code: BUSY, consumes: ['events:subscribe:big'], provides: ['service:provide:take'] });
@@ -37,7 +40,7 @@ async function world(t: { teardown(fn: () => unknown): void }) {
   w.writePlugin('huge', { code: `exports.activate = (host) => host.provide('answer', () => Buffer.alloc(32 << 20, 7));`, provides: ['service:provide:answer'] });
   await w.trust('huge', { permissions: ['service:provide:answer'] });
   await w.publish();
-  const host = w.host();
+  const host = w.host({ bus });
   t.teardown(() => host.close());
   await host.start();
   return host;
@@ -74,4 +77,11 @@ t.test("services: a callee's answer over the payload bound is refused, not forwa
   await t.rejects(host.process('sender')!.call('big') as Promise<unknown>, { code: 'ERR_BUS_LIMIT' });
   await t.rejects(host.bus.call('huge', 'answer'), { code: 'ERR_BUS_LIMIT' }, 'the same bound for the application');
   await until(() => host.info('sender').status === 'active', 1000);
+});
+
+t.test('events: a Map or a Set payload counts its contents toward the payload bound', async (t) => {
+  const host = await world(t, { maxPayloadBytes: 16 * 1024 });
+  await t.rejects(host.process('sender')!.call('map') as Promise<unknown>, { code: 'ERR_BUS_LIMIT' }, 'a Map of 60 KiB');
+  await t.rejects(host.process('sender')!.call('set') as Promise<unknown>, { code: 'ERR_BUS_LIMIT' }, 'a Set of 60 KiB');
+  t.throws(() => host.bus.publish('big', new Map([['a', 'x'.repeat(60 * 1024)]])), { code: 'ERR_BUS_LIMIT' }, 'from the application too');
 });
