@@ -85,3 +85,28 @@ t.test('events: a Map or a Set payload counts its contents toward the payload bo
   await t.rejects(host.process('sender')!.call('set') as Promise<unknown>, { code: 'ERR_BUS_LIMIT' }, 'a Set of 60 KiB');
   t.throws(() => host.bus.publish('big', new Map([['a', 'x'.repeat(60 * 1024)]])), { code: 'ERR_BUS_LIMIT' }, 'from the application too');
 });
+
+t.test('shared data: writes are rate-bounded (each rewrites and fsyncs the owner\'s whole file)', async (t) => {
+  // With a file adapter, a 20-byte set makes the host serialize, write and fsync up to 1 MiB: at the
+  // channel's 50,000 messages a second, one plugin would keep a core and the disk busy.
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('writer', {
+    code: `exports.activate = (host) => ({
+  fill: async () => { for (let i = 0; i < 14; i++) await host.data.set('writer/fill' + i, 'x'.repeat(60 * 1024)); },
+  hammer: async (n) => { const t0 = Date.now(); for (let i = 0; i < n; i++) { try { await host.data.set('writer/n', i); } catch (e) { return { ok: i, code: e.code, ms: Date.now() - t0 }; } } return { ok: n, ms: Date.now() - t0 }; },
+});`,
+  });
+  await w.trust('writer');
+  await w.publish();
+  const { FileDataAdapter } = await import('../lib/bus');
+  const host = w.host({ bus: { dataAdapter: new FileDataAdapter(`${w.root}/bus-data`) } });
+  t.teardown(() => host.close());
+  await host.start();
+  const p = host.process('writer')!;
+  await p.call('fill');
+  await new Promise((r) => setTimeout(r, 1100));
+  const r = (await p.call('hammer', 2000)) as { ok: number; code?: string; ms: number };
+  t.equal(r.code, 'ERR_BUS_LIMIT', `refused past the rate (${r.ok} writes accepted in ${r.ms} ms)`);
+  t.ok(r.ok <= 100 + (r.ms / 1000) * 100 + 5, 'no more than the burst and the rate');
+});

@@ -37,6 +37,24 @@ export interface BusPeer {
   live(): boolean;
 }
 
+/** `perSecond` tokens a second, at most `burst` saved up. */
+class TokenBucket {
+  private tokens: number;
+  private refilled = Date.now();
+
+  constructor(private readonly perSecond: number, private readonly burst: number) {
+    this.tokens = burst;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilled) * this.perSecond) / 1000);
+    this.refilled = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
 /** One instance of a plugin on the bus: its rights, what it subscribed to and provides. */
 export class BusMember {
   readonly topics = new Set<string>();
@@ -47,25 +65,27 @@ export class BusMember {
   /** Bytes of deliveries and service calls waiting on it (as sizeOver counts them). */
   pendingBytes = 0;
   dropped = 0;
-  private tokens: number;
-  private refilled = Date.now();
+  private readonly publishes: TokenBucket;
+  private readonly dataWrites: TokenBucket;
   private refusals: number[] = [];
 
   constructor(readonly rights: BusRights, private readonly o: BusSettings) {
-    this.tokens = o.publishBurst;
+    this.publishes = new TokenBucket(o.publishPerSecond, o.publishBurst);
+    this.dataWrites = new TokenBucket(o.dataWritesPerSecond, o.dataWriteBurst);
   }
 
   get name(): string {
     return this.rights.plugin;
   }
 
-  /** Takes one publish from the token bucket; false when over the rate. */
+  /** Takes one publish from its token bucket; false when over the rate. */
   takeToken(now = Date.now()): boolean {
-    this.tokens = Math.min(this.o.publishBurst, this.tokens + ((now - this.refilled) * this.o.publishPerSecond) / 1000);
-    this.refilled = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+    return this.publishes.take(now);
+  }
+
+  /** Takes one data write (set, delete) from its token bucket; false when over the rate. */
+  takeDataWrite(now = Date.now()): boolean {
+    return this.dataWrites.take(now);
   }
 
   /** Counts a refusal; true when the plugin has now been refused too often (its violation). */
@@ -240,6 +260,9 @@ export class Bus {
     const access = op === 'get' || op === 'list' ? 'read' : 'write';
     if (m !== undefined && !m.rights.mayData(access, parts.owner, parts.rest)) {
       this.refuse(m, 'ERR_BUS_DENIED', `data ${op} '${parts.owner}/${parts.rest}': not granted (data:${access}:${parts.owner}/...)`, { owner: parts.owner, key: parts.rest, grant: `data:${access}:${parts.owner}/${parts.rest}` });
+    }
+    if (m !== undefined && access === 'write' && !m.takeDataWrite()) {
+      this.refuse(m, 'ERR_BUS_LIMIT', `data ${op} '${parts.owner}/${parts.rest}': over the rate of ${this.settings.dataWritesPerSecond} writes/s (burst ${this.settings.dataWriteBurst})`, { owner: parts.owner, key: parts.rest, limit: this.settings.dataWritesPerSecond });
     }
     if (op === 'get') return this.data.get(parts.owner, parts.rest);
     if (op === 'delete') return this.data.delete(parts.owner, parts.rest);
