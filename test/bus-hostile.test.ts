@@ -110,3 +110,31 @@ t.test('shared data: writes are rate-bounded (each rewrites and fsyncs the owner
   t.equal(r.code, 'ERR_BUS_LIMIT', `refused past the rate (${r.ok} writes accepted in ${r.ms} ms)`);
   t.ok(r.ok <= 100 + (r.ms / 1000) * 100 + 5, 'no more than the burst and the rate');
 });
+
+t.test('re-entrancy: a service that calls back its caller\'s service answers (no deadlock); __proto__ keys are plain keys', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('ra', {
+    code: `exports.activate = async (host) => {
+  await host.provide('leaf', function () { return 'leaf for ' + this.caller; });
+  return { go: () => host.callPlugin('rb', 'pong'), proto: async () => { await host.data.set('ra/__proto__', { polluted: 1 }); await host.data.set('ra/constructor', 2); return [await host.data.get('ra/__proto__'), await host.data.list('ra/'), ({}).polluted]; } };
+};`,
+    provides: ['service:provide:leaf'], consumes: ['service:call:rb/pong'],
+  });
+  await w.trust('ra', { permissions: ['service:provide:leaf', 'service:call:rb/pong'] });
+  w.writePlugin('rb', { code: `exports.activate = (host) => host.provide('pong', () => host.callPlugin('ra', 'leaf'));`, provides: ['service:provide:pong'], consumes: ['service:call:ra/leaf'] });
+  await w.trust('rb', { permissions: ['service:provide:pong', 'service:call:ra/leaf'] });
+  await w.publish();
+  const { FileDataAdapter } = await import('../lib/bus');
+  const dir = `${w.root}/bus-data`;
+  const host = w.host({ bus: { callTimeoutMs: 3000, dataAdapter: new FileDataAdapter(dir) } });
+  t.teardown(() => host.close());
+  await host.start();
+  const started = Date.now();
+  t.equal(await host.process('ra')!.call('go'), 'leaf for rb', 'ra → rb → ra answered');
+  t.ok(Date.now() - started < 2000, 'well before the call timeout');
+  t.same(await host.process('ra')!.call('proto'), [{ polluted: 1 }, ['ra/__proto__', 'ra/constructor'], undefined], 'stored and listed as keys, the plugin\'s prototypes untouched');
+  t.equal(({} as { polluted?: unknown }).polluted, undefined, "the host's prototypes untouched");
+  await host.close();
+  t.same(new FileDataAdapter(dir).load().get('ra')?.get('__proto__'), '{"polluted":1}', 'and read back from the file as a key');
+});
