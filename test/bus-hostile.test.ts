@@ -138,3 +138,18 @@ t.test('re-entrancy: a service that calls back its caller\'s service answers (no
   await host.close();
   t.same(new FileDataAdapter(dir).load().get('ra')?.get('__proto__'), '{"polluted":1}', 'and read back from the file as a key');
 });
+
+t.test('shared data: the quota counts bytes, not UTF-16 units (three-byte characters are not a third of their size)', async (t) => {
+  const { DataStore } = await import('../lib/bus');
+  const store = new DataStore({ maxValueBytes: 64 * 1024, quotaBytes: 1 << 20, quotaKeys: 1000 });
+  const euros = '€'.repeat(21_000); // 63,000 bytes of UTF-8, 21,000 units
+  let stored = 0;
+  t.throws(() => {
+    for (let i = 0; i < 50; i++) {
+      store.set('o', `k${i}`, euros);
+      stored++;
+    }
+  }, { code: 'ERR_BUS_QUOTA' });
+  t.ok(store.usage('o') <= 1 << 20, `usage within the quota (${store.usage('o')} bytes)`);
+  t.ok(stored * 63_000 <= 1 << 20, `at most 1 MiB of UTF-8 held (${stored} values of 63,000 bytes)`);
+});
