@@ -46,11 +46,11 @@ class TokenBucket {
     this.tokens = burst;
   }
 
-  take(now: number): boolean {
+  take(now: number, n = 1): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilled) * this.perSecond) / 1000);
     this.refilled = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    if (this.tokens < n) return false;
+    this.tokens -= n;
     return true;
   }
 }
@@ -71,7 +71,7 @@ export class BusMember {
 
   constructor(readonly rights: BusRights, private readonly o: BusSettings) {
     this.publishes = new TokenBucket(o.publishPerSecond, o.publishBurst);
-    this.dataWrites = new TokenBucket(o.dataWritesPerSecond, o.dataWriteBurst);
+    this.dataWrites = new TokenBucket(o.dataWriteBytesPerSecond, o.dataWriteBurstBytes);
   }
 
   get name(): string {
@@ -83,9 +83,9 @@ export class BusMember {
     return this.publishes.take(now);
   }
 
-  /** Takes one data write (set, delete) from its token bucket; false when over the rate. */
-  takeDataWrite(now = Date.now()): boolean {
-    return this.dataWrites.take(now);
+  /** Takes `bytes` of data writes (set, delete) from its token bucket; false when over the rate. */
+  takeDataWrite(bytes: number, now = Date.now()): boolean {
+    return this.dataWrites.take(now, bytes);
   }
 
   /** Counts a refusal; true when the plugin has now been refused too often (its violation). */
@@ -261,8 +261,9 @@ export class Bus {
     if (m !== undefined && !m.rights.mayData(access, parts.owner, parts.rest)) {
       this.refuse(m, 'ERR_BUS_DENIED', `data ${op} '${parts.owner}/${parts.rest}': not granted (data:${access}:${parts.owner}/...)`, { owner: parts.owner, key: parts.rest, grant: `data:${access}:${parts.owner}/${parts.rest}` });
     }
-    if (m !== undefined && access === 'write' && !m.takeDataWrite()) {
-      this.refuse(m, 'ERR_BUS_LIMIT', `data ${op} '${parts.owner}/${parts.rest}': over the rate of ${this.settings.dataWritesPerSecond} writes/s (burst ${this.settings.dataWriteBurst})`, { owner: parts.owner, key: parts.rest, limit: this.settings.dataWritesPerSecond });
+    // Charged what the write costs at most: the owner's namespace as it is, and the largest value.
+    if (m !== undefined && access === 'write' && !m.takeDataWrite(Math.max(1024, this.data.usage(parts.owner) + (op === 'set' ? this.settings.maxValueBytes : 0)))) {
+      this.refuse(m, 'ERR_BUS_LIMIT', `data ${op} '${parts.owner}/${parts.rest}': over the rate of ${this.settings.dataWriteBytesPerSecond} bytes of '${parts.owner}' rewritten per second`, { owner: parts.owner, key: parts.rest, limit: this.settings.dataWriteBytesPerSecond });
     }
     if (op === 'get') return this.data.get(parts.owner, parts.rest);
     if (op === 'delete') return this.data.delete(parts.owner, parts.rest);
