@@ -52,9 +52,17 @@ export const DEFAULT_SCAN_WORKER_HEAP_MB = 512;
  * (a window's worth: an honest plugin is refused once and stops), a data owner's quota.
  */
 export const DEFAULT_BUS: Readonly<{
-  maxPayloadBytes: number; publishPerSecond: number; publishBurst: number; maxPendingPerSubscriber: number;
+  maxPayloadBytes: number; publishPerSecond: number; publishBurst: number; maxPendingPerSubscriber: number; maxPendingBytesPerPlugin: number;
   callTimeoutMs: number; maxRefusals: number; refusalWindowMs: number; maxValueBytes: number; quotaBytes: number; quotaKeys: number;
+  dataWriteBytesPerSecond: number; dataWriteBurstBytes: number;
 }> = Object.freeze({
-  maxPayloadBytes: 64 * 1024, publishPerSecond: 1000, publishBurst: 200, maxPendingPerSubscriber: 256,
+  // Half the channel's queueBytes (PLUGIN_PEER_LIMITS): what the bus leaves waiting for one plugin
+  // stays under the bound past which that plugin, not the sender, would be called a flood.
+  maxPayloadBytes: 64 * 1024, publishPerSecond: 1000, publishBurst: 200, maxPendingPerSubscriber: 256, maxPendingBytesPerPlugin: 4 << 20,
   callTimeoutMs: 10_000, maxRefusals: 50, refusalWindowMs: 10_000, maxValueBytes: 64 * 1024, quotaBytes: 1024 * 1024, quotaKeys: 1000,
+  // A data write costs the host the owner's whole namespace (up to quotaBytes) serialized, and with
+  // a file adapter written and fsynced, on its event loop: a plugin's writes are charged those bytes
+  // (at least 1 KiB each) against a rate. A count alone does not bound it: 100 writes a second of a
+  // 1 MiB namespace kept a core busy.
+  dataWriteBytesPerSecond: 4 << 20, dataWriteBurstBytes: 8 << 20,
 });

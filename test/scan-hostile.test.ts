@@ -8,7 +8,7 @@ import t, { Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { scanPlugin, type ScanReport } from '../lib/scan';
+import { formatReport, scanPlugin, type ScanReport } from '../lib/scan';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-scan-hostile-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -101,6 +101,36 @@ t.test('more files than maxFiles: a finding for the rest', async (t) => {
   const report = await scanPlugin(plugin(files), { maxFiles: 5 });
   t.ok(report.findings.some((f) => f.kind === 'not-scanned' && /more than 5 entries/.test(f.what)));
   t.equal(report.stats.files, 5);
+});
+
+t.test('names and scripts with terminal control characters: printed escaped', async (t) => {
+  // A file name or an install script can carry escape sequences: printed raw, they could erase the
+  // line of a risky finding or retitle the terminal while someone reads the report.
+  const dir = plugin({
+    'evil\x1b[2K\r.js': 'eval(x);\n',
+    'package.json': JSON.stringify({ scripts: { postinstall: 'curl x\x1b]0;ok\x07\x1b[1A\x1b[2K\u202e' } }),
+  });
+  const text = formatReport(await scanPlugin(dir));
+  t.notOk(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/.test(text), 'no control character reaches the terminal');
+  t.match(text, /evil\\x1b\[2K\\x0d\.js/, 'the name is shown with its escapes visible');
+  t.match(text, /postinstall: curl x\\x1b\]0;ok\\x07/, 'so is the script');
+  t.match(text, /\\u202e/, 'and a bidi override');
+});
+
+t.test('many large package.json: their bytes count toward maxTotalBytes', async (t) => {
+  // package.json files are read and parsed on the caller's thread: without a budget, 20,000 links
+  // to one 1 MiB file would be 20 GiB parsed there, past the scan's byte and time limits.
+  const dir = plugin({});
+  const big = JSON.stringify({ name: 'x', description: 'a'.repeat((1 << 20) - 100) });
+  fs.writeFileSync(path.join(dir, 'package.json'), big);
+  for (let i = 0; i < 40; i++) {
+    fs.mkdirSync(path.join(dir, `d${i}`));
+    fs.linkSync(path.join(dir, 'package.json'), path.join(dir, `d${i}`, 'package.json'));
+  }
+  const report = await scanPlugin(dir, { maxTotalBytes: 4 << 20 });
+  const skipped = report.findings.filter((f) => f.kind === 'not-scanned' && f.file.endsWith('package.json'));
+  t.ok(skipped.length >= 36, `package.json past the budget are not read (${skipped.length} of 41)`);
+  t.ok(report.stats.bytes <= 4 << 20, `bytes read within maxTotalBytes (${report.stats.bytes})`);
 });
 
 t.test('options are checked', async (t) => {

@@ -7,9 +7,12 @@
  * again and again (maxRefusals within refusalWindowMs), or publishing past its rate for as long,
  * has its violation reported (kind 'flood').
  *
- * Memory: a payload is bounded (maxPayloadBytes), a publisher's rate too, and deliveries waiting on
- * one subscriber are bounded (maxPendingPerSubscriber): past it, events for that subscriber are
- * dropped and counted (`dropped`), not queued. A slow subscriber is not hostile (it may just be
+ * Memory: a payload is bounded (maxPayloadBytes), and so are a service call's arguments and its
+ * answer; a publisher's rate too; deliveries waiting on one subscriber are bounded in number
+ * (maxPendingPerSubscriber) and, with the service calls waiting on it, in bytes
+ * (maxPendingBytesPerPlugin, under the channel's own bound on what a plugin leaves unread, past
+ * which that plugin would be unloaded as a flood). Past them, events for that subscriber are
+ * dropped and counted (`dropped`), not queued, and calls are refused (ERR_BUS_LIMIT). A slow subscriber is not hostile (it may just be
  * busy), so it loses events rather than its sandbox; the publisher, which is bounded by its rate,
  * is not slowed by it either.
  */
@@ -34,32 +37,55 @@ export interface BusPeer {
   live(): boolean;
 }
 
+/** `perSecond` tokens a second, at most `burst` saved up. */
+class TokenBucket {
+  private tokens: number;
+  private refilled = Date.now();
+
+  constructor(private readonly perSecond: number, private readonly burst: number) {
+    this.tokens = burst;
+  }
+
+  take(now: number, n = 1): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilled) * this.perSecond) / 1000);
+    this.refilled = now;
+    if (this.tokens < n) return false;
+    this.tokens -= n;
+    return true;
+  }
+}
+
 /** One instance of a plugin on the bus: its rights, what it subscribed to and provides. */
 export class BusMember {
   readonly topics = new Set<string>();
   readonly services = new Set<string>();
   peer: BusPeer | undefined;
+  /** Deliveries waiting on this instance. */
   pending = 0;
+  /** Bytes of deliveries and service calls waiting on it (as sizeOver counts them). */
+  pendingBytes = 0;
   dropped = 0;
-  private tokens: number;
-  private refilled = Date.now();
+  private readonly publishes: TokenBucket;
+  private readonly dataWrites: TokenBucket;
   private refusals: number[] = [];
 
   constructor(readonly rights: BusRights, private readonly o: BusSettings) {
-    this.tokens = o.publishBurst;
+    this.publishes = new TokenBucket(o.publishPerSecond, o.publishBurst);
+    this.dataWrites = new TokenBucket(o.dataWriteBytesPerSecond, o.dataWriteBurstBytes);
   }
 
   get name(): string {
     return this.rights.plugin;
   }
 
-  /** Takes one publish from the token bucket; false when over the rate. */
+  /** Takes one publish from its token bucket; false when over the rate. */
   takeToken(now = Date.now()): boolean {
-    this.tokens = Math.min(this.o.publishBurst, this.tokens + ((now - this.refilled) * this.o.publishPerSecond) / 1000);
-    this.refilled = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+    return this.publishes.take(now);
+  }
+
+  /** Takes `bytes` of data writes (set, delete) from its token bucket; false when over the rate. */
+  takeDataWrite(bytes: number, now = Date.now()): boolean {
+    return this.dataWrites.take(now, bytes);
   }
 
   /** Counts a refusal; true when the plugin has now been refused too often (its violation). */
@@ -165,13 +191,17 @@ export class Bus {
       if (!m.topics.has(t) || m.peer === undefined || !m.peer.live() || m === sender) continue;
       // Checked again at delivery: the subscription was checked when made, the rights are the instance's own.
       if (!m.rights.maySubscribe(t)) continue;
-      if (m.pending >= this.settings.maxPendingPerSubscriber) {
+      if (m.pending >= this.settings.maxPendingPerSubscriber || m.pendingBytes + size > this.settings.maxPendingBytesPerPlugin) {
         if (m.dropped++ === 0 || m.dropped % 1000 === 0) this.audit('notice', m.name, `bus: dropping events for a slow subscriber (${m.dropped} so far)`, { topic: t, pending: m.pending });
         continue;
       }
       m.pending++;
+      m.pendingBytes += size;
       n++;
-      m.peer.deliver(t, from, payload, this.settings.callTimeoutMs).catch(() => undefined).finally(() => m.pending--);
+      m.peer.deliver(t, from, payload, this.settings.callTimeoutMs).catch(() => undefined).finally(() => {
+        m.pending--;
+        m.pendingBytes -= size;
+      });
     }
     for (const fn of this.observers.get(t) ?? []) {
       try {
@@ -194,7 +224,24 @@ export class Bus {
     const target = this.members.get(plugin);
     if (target === undefined || target.peer === undefined || !target.peer.live()) throw new BusError('ERR_BUS_UNAVAILABLE', `call ${plugin}/${s}: ${plugin} is not running`);
     if (!target.services.has(s)) throw new BusError('ERR_BUS_UNAVAILABLE', `call ${plugin}/${s}: ${plugin} provides no service '${s}'`);
-    return target.peer.serve(caller?.name ?? HOST_SENDER, s, args as unknown[], { timeout: this.settings.callTimeoutMs, signal });
+    const max = this.settings.maxPayloadBytes;
+    const size = sizeOver(args, max);
+    if (size > max) this.refuse(caller, 'ERR_BUS_LIMIT', `call ${plugin}/${s}: arguments over ${max} bytes`, { target: plugin, service: s, limit: max });
+    // A callee that reads nothing (busy) must not have the host queue calls for it without end: it
+    // would be unloaded as a flood, for what its callers sent. Not the caller's violation either.
+    if (target.pendingBytes + size > this.settings.maxPendingBytesPerPlugin) {
+      throw new BusError('ERR_BUS_LIMIT', `call ${plugin}/${s}: ${plugin} has over ${this.settings.maxPendingBytesPerPlugin} bytes of calls and events waiting; try again later`);
+    }
+    target.pendingBytes += size;
+    let answer: unknown;
+    try {
+      answer = await target.peer.serve(caller?.name ?? HOST_SENDER, s, args as unknown[], { timeout: this.settings.callTimeoutMs, signal });
+    } finally {
+      target.pendingBytes -= size;
+    }
+    // The answer goes on to the caller's channel: bounded like a payload, the callee's refusal if not.
+    if (sizeOver(answer, max) > max) this.refuse(target, 'ERR_BUS_LIMIT', `call ${plugin}/${s}: the answer is over ${max} bytes`, { caller: caller?.name ?? HOST_SENDER, service: s, limit: max });
+    return answer;
   }
 
   /** One shared-data operation of `m` (undefined: the application, which may do anything). */
@@ -213,6 +260,10 @@ export class Bus {
     const access = op === 'get' || op === 'list' ? 'read' : 'write';
     if (m !== undefined && !m.rights.mayData(access, parts.owner, parts.rest)) {
       this.refuse(m, 'ERR_BUS_DENIED', `data ${op} '${parts.owner}/${parts.rest}': not granted (data:${access}:${parts.owner}/...)`, { owner: parts.owner, key: parts.rest, grant: `data:${access}:${parts.owner}/${parts.rest}` });
+    }
+    // Charged what the write costs at most: the owner's namespace as it is, and the largest value.
+    if (m !== undefined && access === 'write' && !m.takeDataWrite(Math.max(1024, this.data.usage(parts.owner) + (op === 'set' ? this.settings.maxValueBytes : 0)))) {
+      this.refuse(m, 'ERR_BUS_LIMIT', `data ${op} '${parts.owner}/${parts.rest}': over the rate of ${this.settings.dataWriteBytesPerSecond} bytes of '${parts.owner}' rewritten per second`, { owner: parts.owner, key: parts.rest, limit: this.settings.dataWriteBytesPerSecond });
     }
     if (op === 'get') return this.data.get(parts.owner, parts.rest);
     if (op === 'delete') return this.data.delete(parts.owner, parts.rest);

@@ -62,6 +62,11 @@ export class DataQuotaError extends WardenError {
   }
 }
 
+/** What a key and its value count toward the quota: UTF-8 bytes (as the file holds them), not UTF-16 units. */
+function bytes(key: string, text: string): number {
+  return Buffer.byteLength(key) + Buffer.byteLength(text);
+}
+
 /** Values are stored as JSON text: what goes in is what comes out, and its size is its length. */
 export class DataStore {
   private readonly owners: Map<string, Map<string, string>>;
@@ -69,7 +74,7 @@ export class DataStore {
 
   constructor(readonly limits: DataLimits, private readonly adapter?: DataAdapter) {
     this.owners = adapter?.load() ?? new Map();
-    for (const [o, m] of this.owners) this.used.set(o, [...m].reduce((n, [k, v]) => n + k.length + v.length, 0));
+    for (const [o, m] of this.owners) this.used.set(o, [...m].reduce((n, [k, v]) => n + bytes(k, v), 0));
   }
 
   get(owner: string, key: string): unknown {
@@ -88,7 +93,7 @@ export class DataStore {
     if (Buffer.byteLength(text) > this.limits.maxValueBytes) throw new DataQuotaError(`data value of '${owner}/${key}' is ${Buffer.byteLength(text)} bytes as JSON, more than ${this.limits.maxValueBytes}`);
     const m = this.owners.get(owner) ?? new Map<string, string>();
     const old = m.get(key);
-    const used = (this.used.get(owner) ?? 0) - (old === undefined ? 0 : key.length + old.length) + key.length + text.length;
+    const used = (this.used.get(owner) ?? 0) - (old === undefined ? 0 : bytes(key, old)) + bytes(key, text);
     if (used > this.limits.quotaBytes) throw new DataQuotaError(`'${owner}' would hold ${used} bytes of data, more than its quota of ${this.limits.quotaBytes}`);
     if (old === undefined && m.size >= this.limits.quotaKeys) throw new DataQuotaError(`'${owner}' holds ${m.size} keys, its quota`);
     m.set(key, text);
@@ -102,7 +107,7 @@ export class DataStore {
     const old = m?.get(key);
     if (m === undefined || old === undefined) return false;
     m.delete(key);
-    this.used.set(owner, (this.used.get(owner) ?? 0) - key.length - old.length);
+    this.used.set(owner, (this.used.get(owner) ?? 0) - bytes(key, old));
     this.adapter?.save(owner, m);
     return true;
   }

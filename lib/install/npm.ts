@@ -9,7 +9,8 @@
  *     sandbox's private /tmp (npm's cache and HOME),
  *   - the lockfile as the only source of versions: `npm ci` refuses a tree that differs from it and
  *     checks every tarball against the lockfile's `integrity`.
- * The plugin's files are copied into DIR first; DIR must be new or empty. A `.npmrc` in the plugin
+ * The plugin's files are copied into DIR first; DIR must be new or empty, not a symlink, not inside
+ * the plugin. A `.npmrc` in the plugin
  * is refused: its settings (scoped registries, script shells) would apply to the install.
  * Then DIR's digest (the trust list's) is computed; `scan`, when given, runs last on DIR: that is
  * the one place the capability scan of the install plugs in.
@@ -103,6 +104,31 @@ function chownTree(dir: string, uid: number, gid: number): void {
   }
 }
 
+/** `path` with its longest existing start resolved (symlinks followed): where it is, or would be. */
+function realPlace(p: string): string {
+  let head = p;
+  const tail: string[] = [];
+  while (!fs.existsSync(head) && path.dirname(head) !== head) {
+    tail.unshift(path.basename(head));
+    head = path.dirname(head);
+  }
+  return path.join(fs.realpathSync(head), ...tail);
+}
+
+/**
+ * DIR must be a new or empty directory, named as itself (not through a symlink: as root it is
+ * replaced by rename, and npm would write wherever the link points), and not inside SPEC, whose copy
+ * would then copy itself until the path is too long.
+ */
+function checkInto(into: string, dir: string, realSrc: string): void {
+  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  if (st?.isSymbolicLink()) throw new InvalidOptionError('--into', `${into} is a symlink; name the directory itself`);
+  if (st !== undefined && !st.isDirectory()) throw new InvalidOptionError('--into', `${into} is not a directory; name a new or empty directory`);
+  if (st !== undefined && fs.readdirSync(dir).length > 0) throw new InvalidOptionError('--into', `${into} is not empty; install into a new directory`);
+  const real = realPlace(dir);
+  if (real === realSrc || real.startsWith(`${realSrc}/`)) throw new InvalidOptionError('--into', `${into} is inside the plugin directory ${realSrc}; install outside it`);
+}
+
 /** Copies the plugin at `spec` into `into`, installs its dependencies there in a sandbox, digests it. */
 export async function installPlugin(spec: string, into: string, o: InstallOptions): Promise<InstallResult> {
   const grant = registryGrant(o.registry);
@@ -113,7 +139,7 @@ export async function installPlugin(spec: string, into: string, o: InstallOption
     if (!fs.existsSync(path.join(src, f))) throw new InvalidOptionError('SPEC', `${spec} has no ${f}: npm ci installs exactly what a lockfile says (make one with npm install --package-lock-only)`);
   }
   if (fs.existsSync(path.join(src, '.npmrc'))) throw new InvalidOptionError('SPEC', `${spec}/.npmrc would configure the install (registries, scripts); remove it`);
-  if (fs.existsSync(dir) && fs.readdirSync(dir).length > 0) throw new InvalidOptionError('--into', `${into} is not empty; install into a new directory`);
+  checkInto(into, dir, fs.realpathSync(src));
   fs.mkdirSync(dir, { recursive: true });
   const root = process.getuid?.() === 0;
   // As root the sandbox writes as a host id of its own, unknown before the spawn, so the directory

@@ -105,6 +105,7 @@ async function scanEntries(entries: ScanEntry[], options: ScanOptions, limits: R
   const byPath = new Map(entries.map((e) => [e.path, e]));
   const packageTypes = new Map<string, string | undefined>();
   const candidates: string[] = [];
+  let bytes = 0;
 
   for (const e of entries) {
     const base = path.posix.basename(e.path);
@@ -116,6 +117,14 @@ async function scanEntries(entries: ScanEntry[], options: ScanOptions, limits: R
     if (base.endsWith('.node')) findings.push(wholeFile(e.path, 'native-addon', 'a native addon: machine code, which this scan does not read', '*'));
     if (base === 'binding.gyp') findings.push(wholeFile(e.path, 'binding-gyp', 'binding.gyp: npm builds it at install time (node-gyp rebuild), on the installing host', null));
     if (base === 'package.json') {
+      // Read and parsed on this thread: their bytes count toward maxTotalBytes and the scan's time
+      // limit holds here too, or thousands of links to one large package.json would hold the caller.
+      const size = e.size ?? 0;
+      if (bytes + Math.min(size, MAX_PACKAGE_JSON) > limits.maxTotalBytes || Date.now() > deadline) {
+        findings.push(wholeFile(e.path, 'not-scanned', `not read: the scan's limit of ${limits.maxTotalBytes} bytes in all or its time limit was reached`, '*'));
+        continue;
+      }
+      if (size <= MAX_PACKAGE_JSON) bytes += size;
       const pkg = readPackage(e);
       const dir = path.posix.dirname(e.path);
       packageTypes.set(dir === '.' ? '' : dir, pkg?.type);
@@ -142,7 +151,6 @@ async function scanEntries(entries: ScanEntry[], options: ScanOptions, limits: R
   };
 
   const scanned = new Set<string>();
-  let bytes = 0;
   let files = 0;
   let round = candidates;
   for (let r = 0; r < MAX_ROUNDS && round.length > 0; r++) {
