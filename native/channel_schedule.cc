@@ -3,6 +3,7 @@
 // *when* to look; what is sent and received is channel.cc's. Methods of ChannelEndpoint
 // (channel_endpoint.h).
 #include <sched.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "channel_endpoint.h"
@@ -108,6 +109,37 @@ void ChannelEndpoint::OnIdle(uv_idle_t* handle) {
   self->Rearm();
 }
 
+// This thread's involuntary context switches so far (-1: unknown). A sched_yield that let another
+// thread run counts too: either way a runnable thread wanted our core.
+static int64_t InvoluntarySwitches() {
+  struct rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
+  return ru.ru_nivcsw;
+}
+
+// How long to spin for the next message after one was handled (0: do not). The spin wins when the
+// next message comes within it (a burst of calls: no wake-up per message); when the peer's next
+// message is further away (a request and answer cadence slower than the window, the callee of a
+// service call), each spin burns its whole window for nothing, on a core the peer and the host may
+// need. And a spin that was preempted shows that runnable threads outnumber the cores: there a
+// spin only delays them. So after kSpinMaxMisses such spins in a row we stop spinning, except on
+// every kSpinProbeEvery-th message, whose spin tells whether a burst started.
+int64_t ChannelEndpoint::SpinWindow() {
+  if (spin_ns_ <= 0) return 0;
+  if (spin_misses_ >= kSpinMaxMisses && ++spin_probe_ % kSpinProbeEvery != 0) return 0;
+  spin_nivcsw_ = InvoluntarySwitches();
+  return spin_ns_;
+}
+
+// A spin ended: `hit` when a message came during it.
+void ChannelEndpoint::SpinEnded(bool hit) {
+  const bool preempted = spin_nivcsw_ >= 0 && InvoluntarySwitches() > spin_nivcsw_;
+  spin_nivcsw_ = -1;
+  if (preempted) spin_misses_ = kSpinMaxMisses;
+  else if (hit) spin_misses_ = 0;
+  else if (spin_misses_ < kSpinMaxMisses) ++spin_misses_;
+}
+
 // Delivers what the ring holds, one message per onEvent. Between messages it may spin for the
 // next (the runner: spinUs), never longer than that after the last one, and never more than
 // `budget` messages in one turn, so timers and I/O of this loop still run.
@@ -128,6 +160,7 @@ void ChannelEndpoint::Serve() {
     if (Paused()) break;
     FrameDecoder::Status st = ep_->Receive(sink_.get());
     if (st == FrameDecoder::kMessage) {
+      if (spin_until != 0) SpinEnded(true);
       Deliver(env, sink_->Take());
       delivered = true;
       if (++handled >= budget_) break;  // Rearm sees the ring is not empty and wakes us again
@@ -137,7 +170,8 @@ void ChannelEndpoint::Serve() {
       // settled meanwhile (an async function that did not wait for I/O) is done; one still
       // waiting needs the event loop, so no spinning then.
       const bool busy = state_ != nullptr && state_[kStateBusy] > 0;
-      spin_until = !busy && spin_ns_ > 0 ? NowNs() + spin_ns_ : 0;
+      const int64_t window = busy ? 0 : SpinWindow();
+      spin_until = window > 0 ? NowNs() + window : 0;
       wait.Reset(ep_.get());
       continue;
     }
@@ -170,7 +204,10 @@ void ChannelEndpoint::Serve() {
       spin_until = NowNs() + spin_ns_;
       continue;
     }
-    if (NowNs() >= spin_until) break;
+    if (NowNs() >= spin_until) {
+      SpinEnded(false);
+      break;
+    }
     wait.Once(ep_.get(), [this] { return ep_->RxPending() || (!queue_.empty() && ep_->PeerTail() != ep_->LastTail()); });
   }
   SyncRef();
