@@ -122,8 +122,9 @@ static int64_t InvoluntarySwitches() {
 // message is further away (a request and answer cadence slower than the window, the callee of a
 // service call), each spin burns its whole window for nothing, on a core the peer and the host may
 // need. And a spin that was preempted shows that runnable threads outnumber the cores: there a
-// spin only delays them. So after kSpinMaxMisses such spins in a row we stop spinning, except on
-// every kSpinProbeEvery-th message, whose spin tells whether a burst started.
+// spin only delays them, so it counts as a miss even when a message came. After kSpinMaxMisses
+// misses in a row we stop spinning, except on every kSpinProbeEvery-th message, whose spin tells
+// whether a burst started (one preemption alone does not end a burst's spinning).
 int64_t ChannelEndpoint::SpinWindow() {
   if (spin_ns_ <= 0) return 0;
   if (spin_misses_ >= kSpinMaxMisses && ++spin_probe_ % kSpinProbeEvery != 0) return 0;
@@ -135,8 +136,7 @@ int64_t ChannelEndpoint::SpinWindow() {
 void ChannelEndpoint::SpinEnded(bool hit) {
   const bool preempted = spin_nivcsw_ >= 0 && InvoluntarySwitches() > spin_nivcsw_;
   spin_nivcsw_ = -1;
-  if (preempted) spin_misses_ = kSpinMaxMisses;
-  else if (hit) spin_misses_ = 0;
+  if (hit && !preempted) spin_misses_ = 0;
   else if (spin_misses_ < kSpinMaxMisses) ++spin_misses_;
 }
 
