@@ -128,7 +128,7 @@ static int64_t InvoluntarySwitches() {
 int64_t ChannelEndpoint::SpinWindow() {
   if (spin_ns_ <= 0) return 0;
   if (spin_misses_ >= kSpinMaxMisses && ++spin_probe_ % kSpinProbeEvery != 0) return 0;
-  spin_nivcsw_ = InvoluntarySwitches();
+  spin_nivcsw_ = -1;  // read when the spin first waits: a message already there costs no syscall
   return spin_ns_;
 }
 
@@ -208,6 +208,7 @@ void ChannelEndpoint::Serve() {
       SpinEnded(false);
       break;
     }
+    if (spin_nivcsw_ < 0) spin_nivcsw_ = InvoluntarySwitches();
     wait.Once(ep_.get(), [this] { return ep_->RxPending() || (!queue_.empty() && ep_->PeerTail() != ep_->LastTail()); });
   }
   SyncRef();
