@@ -138,8 +138,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     if (state_ != nullptr) SetRef(state_[kStateHold] > 0);
   }
 
-  // Spins that ended empty (or preempted) in a row before spinning stops, and then how often a
-  // message still gets a spin (a probe, so a burst that starts is noticed).
+  // Spins that ended empty in a row before spinning stops, and then how often a message still
+  // gets a spin (a probe, so a burst that starts is noticed).
   static constexpr int kSpinMaxMisses = 3;
   static constexpr uint32_t kSpinProbeEvery = 64;
   // Longest one idle callback polls the ring before the loop goes on.
@@ -176,11 +176,9 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   static thread_local int64_t last_yield_;
   int64_t spin_ns_ = 0;
   // The spin after a message pays off only if it is used (see SpinWindow): consecutive spins that
-  // ended empty or preempted, messages since the last probe, and the thread's involuntary context
-  // switches when the current spin began.
+  // ended empty, and messages since the last probe.
   int spin_misses_ = 0;
   uint32_t spin_probe_ = 0;
-  int64_t spin_nivcsw_ = -1;
   int budget_ = 256;
   bool started_ = false;
   bool refed_ = false;

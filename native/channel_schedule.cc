@@ -3,7 +3,6 @@
 // *when* to look; what is sent and received is channel.cc's. Methods of ChannelEndpoint
 // (channel_endpoint.h).
 #include <sched.h>
-#include <sys/resource.h>
 #include <uv.h>
 
 #include "channel_endpoint.h"
@@ -109,34 +108,21 @@ void ChannelEndpoint::OnIdle(uv_idle_t* handle) {
   self->Rearm();
 }
 
-// This thread's involuntary context switches so far (-1: unknown). A sched_yield that let another
-// thread run counts too: either way a runnable thread wanted our core.
-static int64_t InvoluntarySwitches() {
-  struct rusage ru;
-  if (getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
-  return ru.ru_nivcsw;
-}
-
 // How long to spin for the next message after one was handled (0: do not). The spin wins when the
 // next message comes within it (a burst of calls: no wake-up per message); when the peer's next
 // message is further away (a request and answer cadence slower than the window, the callee of a
-// service call), each spin burns its whole window for nothing, on a core the peer and the host may
-// need. And a spin that was preempted shows that runnable threads outnumber the cores: there a
-// spin only delays them, so it counts as a miss even when a message came. After kSpinMaxMisses
-// misses in a row we stop spinning, except on every kSpinProbeEvery-th message, whose spin tells
-// whether a burst started (one preemption alone does not end a burst's spinning).
+// service call, a subscriber), each spin burns its whole window for nothing, on a core the peer and
+// the host may need. So after kSpinMaxMisses spins in a row that got nothing we stop spinning,
+// except on every kSpinProbeEvery-th message, whose spin tells whether a burst started.
 int64_t ChannelEndpoint::SpinWindow() {
   if (spin_ns_ <= 0) return 0;
   if (spin_misses_ >= kSpinMaxMisses && ++spin_probe_ % kSpinProbeEvery != 0) return 0;
-  spin_nivcsw_ = -1;  // read when the spin first waits: a message already there costs no syscall
   return spin_ns_;
 }
 
 // A spin ended: `hit` when a message came during it.
 void ChannelEndpoint::SpinEnded(bool hit) {
-  const bool preempted = spin_nivcsw_ >= 0 && InvoluntarySwitches() > spin_nivcsw_;
-  spin_nivcsw_ = -1;
-  if (hit && !preempted) spin_misses_ = 0;
+  if (hit) spin_misses_ = 0;
   else if (spin_misses_ < kSpinMaxMisses) ++spin_misses_;
 }
 
@@ -208,7 +194,6 @@ void ChannelEndpoint::Serve() {
       SpinEnded(false);
       break;
     }
-    if (spin_nivcsw_ < 0) spin_nivcsw_ = InvoluntarySwitches();
     wait.Once(ep_.get(), [this] { return ep_->RxPending() || (!queue_.empty() && ep_->PeerTail() != ep_->LastTail()); });
   }
   SyncRef();
