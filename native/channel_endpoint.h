@@ -118,6 +118,8 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   }
 
   // channel_schedule.cc
+  int64_t SpinWindow();
+  void SpinEnded(bool hit);
   FrameEncoder::Status SendNow(const Message& m);
   void Rearm();
   void StartIdle();
@@ -136,6 +138,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
     if (state_ != nullptr) SetRef(state_[kStateHold] > 0);
   }
 
+  // Spins that ended empty in a row before spinning stops, and then how often a message still
+  // gets a spin (a probe, so a burst that starts is noticed).
+  static constexpr int kSpinMaxMisses = 3;
+  static constexpr uint32_t kSpinProbeEvery = 64;
   // Longest one idle callback polls the ring before the loop goes on.
   static constexpr int64_t kIdlePollNs = 3 * 1000;
   // A consumer that frees no room for this long is not worth waiting for (we queue instead).
@@ -169,6 +175,10 @@ class ChannelEndpoint : public Napi::ObjectWrap<ChannelEndpoint> {
   static thread_local int idlers_;
   static thread_local int64_t last_yield_;
   int64_t spin_ns_ = 0;
+  // The spin after a message pays off only if it is used (see SpinWindow): consecutive spins that
+  // ended empty, and messages since the last probe.
+  int spin_misses_ = 0;
+  uint32_t spin_probe_ = 0;
   int budget_ = 256;
   bool started_ = false;
   bool refed_ = false;

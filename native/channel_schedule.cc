@@ -108,6 +108,24 @@ void ChannelEndpoint::OnIdle(uv_idle_t* handle) {
   self->Rearm();
 }
 
+// How long to spin for the next message after one was handled (0: do not). The spin wins when the
+// next message comes within it (a burst of calls: no wake-up per message); when the peer's next
+// message is further away (a request and answer cadence slower than the window, the callee of a
+// service call, a subscriber), each spin burns its whole window for nothing, on a core the peer and
+// the host may need. So after kSpinMaxMisses spins in a row that got nothing we stop spinning,
+// except on every kSpinProbeEvery-th message, whose spin tells whether a burst started.
+int64_t ChannelEndpoint::SpinWindow() {
+  if (spin_ns_ <= 0) return 0;
+  if (spin_misses_ >= kSpinMaxMisses && ++spin_probe_ % kSpinProbeEvery != 0) return 0;
+  return spin_ns_;
+}
+
+// A spin ended: `hit` when a message came during it.
+void ChannelEndpoint::SpinEnded(bool hit) {
+  if (hit) spin_misses_ = 0;
+  else if (spin_misses_ < kSpinMaxMisses) ++spin_misses_;
+}
+
 // Delivers what the ring holds, one message per onEvent. Between messages it may spin for the
 // next (the runner: spinUs), never longer than that after the last one, and never more than
 // `budget` messages in one turn, so timers and I/O of this loop still run.
@@ -128,6 +146,7 @@ void ChannelEndpoint::Serve() {
     if (Paused()) break;
     FrameDecoder::Status st = ep_->Receive(sink_.get());
     if (st == FrameDecoder::kMessage) {
+      if (spin_until != 0) SpinEnded(true);
       Deliver(env, sink_->Take());
       delivered = true;
       if (++handled >= budget_) break;  // Rearm sees the ring is not empty and wakes us again
@@ -137,7 +156,8 @@ void ChannelEndpoint::Serve() {
       // settled meanwhile (an async function that did not wait for I/O) is done; one still
       // waiting needs the event loop, so no spinning then.
       const bool busy = state_ != nullptr && state_[kStateBusy] > 0;
-      spin_until = !busy && spin_ns_ > 0 ? NowNs() + spin_ns_ : 0;
+      const int64_t window = busy ? 0 : SpinWindow();
+      spin_until = window > 0 ? NowNs() + window : 0;
       wait.Reset(ep_.get());
       continue;
     }
@@ -170,7 +190,10 @@ void ChannelEndpoint::Serve() {
       spin_until = NowNs() + spin_ns_;
       continue;
     }
-    if (NowNs() >= spin_until) break;
+    if (NowNs() >= spin_until) {
+      SpinEnded(false);
+      break;
+    }
     wait.Once(ep_.get(), [this] { return ep_->RxPending() || (!queue_.empty() && ep_->PeerTail() != ep_->LastTail()); });
   }
   SyncRef();

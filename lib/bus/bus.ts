@@ -25,12 +25,18 @@ import { sizeOver } from './size';
 /** The application's name on the bus: not a plugin name (those cannot start with '$'), so no plugin can take it. */
 export const HOST_SENDER = '$host';
 
+/** What cancels a service call (the caller's call context; the channel's CancelSource has this shape). */
+export interface CancelSource {
+  readonly aborted: boolean;
+  onAbort(fn: () => void): () => void;
+}
+
 /** How the bus reaches one running instance of a plugin (plugins/bus-wiring.ts makes it). */
 export interface BusPeer {
   /** Delivers an event; settles when the subscriber's handler did. */
   deliver(topic: string, from: string, payload: unknown, timeout: number): Promise<unknown>;
   /** Runs one of the plugin's services for `caller`. */
-  serve(caller: string, service: string, args: unknown[], options: { timeout: number; signal?: AbortSignal }): Promise<unknown>;
+  serve(caller: string, service: string, args: unknown[], options: { timeout: number; cancel?: CancelSource }): Promise<unknown>;
   /** The plugin abused the bus: its violation. */
   violation(message: string): void;
   /** False once the instance is retired (unloaded, replaced, broke a limit). */
@@ -214,7 +220,7 @@ export class Bus {
   }
 
   /** Calls `plugin`'s `service` for `caller` (undefined: the application). Callee errors come back as they were thrown. */
-  async call(caller: BusMember | undefined, plugin: unknown, service: unknown, args: unknown, signal?: AbortSignal): Promise<unknown> {
+  async call(caller: BusMember | undefined, plugin: unknown, service: unknown, args: unknown, cancel?: CancelSource): Promise<unknown> {
     const s = this.checkName(caller, 'service', service);
     if (typeof plugin !== 'string' || plugin.length > 214) this.refuse(caller, 'ERR_BUS_INVALID', 'a service call whose plugin is not a name', {});
     if (!Array.isArray(args)) this.refuse(caller, 'ERR_BUS_INVALID', 'a service call whose arguments are not a list', {});
@@ -235,7 +241,7 @@ export class Bus {
     target.pendingBytes += size;
     let answer: unknown;
     try {
-      answer = await target.peer.serve(caller?.name ?? HOST_SENDER, s, args as unknown[], { timeout: this.settings.callTimeoutMs, signal });
+      answer = await target.peer.serve(caller?.name ?? HOST_SENDER, s, args as unknown[], { timeout: this.settings.callTimeoutMs, cancel });
     } finally {
       target.pendingBytes -= size;
     }

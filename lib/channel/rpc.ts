@@ -15,20 +15,23 @@ import { EventEmitter } from 'node:events';
 import { DEFAULT_CALL_TIMEOUT_MS } from '../defaults';
 import { CallTimeoutError, ChannelError } from '../errors';
 import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
-import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type Handler } from './call-context';
+import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type CancelSource, type Handler } from './call-context';
 import { CallDeadlines } from './call-deadlines';
 import { CodecError, Kind, UNLIMITED, type DecodeLimits, type Decoded } from './codec';
 import { DecoderState, decode } from './decoder';
 import { Encoder } from './encoder';
 import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
 
-export type { CallContext, Handler } from './call-context';
+export type { CallContext, CancelSource, Handler } from './call-context';
+
 export { PLUGIN_PEER_LIMITS, type PeerLimits } from './peer-limits';
 
 export interface CallOptions {
   /** Milliseconds; 0 means none. Defaults to the peer's `timeout`. */
   timeout?: number;
   signal?: AbortSignal;
+  /** Like `signal`, cheaper: the Context of the call this one is made for (see CancelSource). */
+  cancel?: CancelSource;
 }
 
 export interface RpcOptions {
@@ -66,6 +69,8 @@ interface Pending {
   reject(e: unknown): void;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** Forgets the listener on options.cancel. */
+  unlink?: () => void;
 }
 
 /**
@@ -148,7 +153,8 @@ export class RpcPeer extends EventEmitter {
   call(method: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(abortError(method));
+    const cancel = options.cancel;
+    if (signal?.aborted || cancel?.aborted) return Promise.reject(abortError(method));
     const id = this.takeId();
     return new Promise((resolve, reject) => {
       const p: Pending = { method, resolve, reject };
@@ -158,6 +164,7 @@ export class RpcPeer extends EventEmitter {
         p.onAbort = () => this.giveUp(id, abortError(method));
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
+      if (cancel) p.unlink = cancel.onAbort(() => this.giveUp(id, abortError(method)));
       this.pending.set(id, p);
       if (timeout > 0) this.deadlines.add(id, timeout);
       // Applied by the send below, in the same crossing.
@@ -326,6 +333,7 @@ export class RpcPeer extends EventEmitter {
     if (!p) return undefined;
     this.pending.delete(id);
     if (p.signal && p.onAbort) p.signal.removeEventListener('abort', p.onAbort);
+    p.unlink?.();
     this.state[STATE_HOLD] = this.pending.size + (this.keepAlive ? 1 : 0);
     return p;
   }

@@ -5,7 +5,7 @@
  * the bus reaches the running instance (events, service calls, violations).
  */
 import type { Bus, BusMember, BusPeer } from '../bus';
-import type { CallContext, Handler } from '../channel/rpc';
+import type { CallContext, CancelSource, Handler } from '../channel/rpc';
 import { M_BUS_CALL, M_BUS_EVENT, M_BUS_PROVIDE, M_BUS_PUBLISH, M_BUS_SERVE, M_BUS_SUBSCRIBE, M_DATA_PREFIX } from '../runner-protocol';
 import type { PluginInstance } from './instance';
 
@@ -20,8 +20,10 @@ export function busHandlersFor(bus: Bus, m: BusMember): Record<string, Handler> 
       bus.provide(m, service);
     },
     [M_BUS_CALL]: function (this: CallContext, plugin, service, args) {
-      // The caller's signal: its cancel, or its channel closing, cancels the callee's call too.
-      return bus.call(m, plugin, service, args, this.signal);
+      // The caller's call: its cancel, or its channel closing, cancels the callee's call too. Its
+      // Context (RpcPeer calls handlers with one), not its signal: an AbortController and its
+      // listener per call cost more than the rest of the hop in the host.
+      return bus.call(m, plugin, service, args, this as CallContext & CancelSource);
     },
   };
   for (const op of ['get', 'set', 'delete', 'list'] as const) {
@@ -34,7 +36,7 @@ export function busHandlersFor(bus: Bus, m: BusMember): Record<string, Handler> 
 export function busPeerFor(inst: PluginInstance): BusPeer {
   return {
     deliver: (topic, from, payload, timeout) => inst.proc.callWith({ timeout }, M_BUS_EVENT, topic, from, payload),
-    serve: (caller, service, args, o) => inst.track(inst.proc.callWith({ timeout: o.timeout, signal: o.signal }, M_BUS_SERVE, caller, service, args)),
+    serve: (caller, service, args, o) => inst.track(inst.proc.callWith({ timeout: o.timeout, cancel: o.cancel }, M_BUS_SERVE, caller, service, args)),
     violation: (message) => inst.violation({ kind: 'flood', message: `bus: ${message}` }),
     live: () => !inst.retired && !inst.stopped,
   };
