@@ -22,8 +22,10 @@ import { DecoderState, decode } from './decoder';
 import { Encoder } from './encoder';
 import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
 
-export type { CallContext, CancelSource, Handler } from './call-context';
+/** Messages readArrived() delivers at most in one go (a turn of the endpoint's own delivery is bounded alike). */
+const READ_ARRIVED_MAX = 256;
 
+export type { CallContext, CancelSource, Handler } from './call-context';
 export { PLUGIN_PEER_LIMITS, type PeerLimits } from './peer-limits';
 
 export interface CallOptions {
@@ -114,6 +116,7 @@ export class RpcPeer extends EventEmitter {
     this.limits = l;
     this.decodeLimits = l?.decode ?? UNLIMITED;
     this.deadlines = new CallDeadlines(this.pending, (id, timeout) => {
+      this.readArrived();
       const p = this.pending.get(id);
       if (p !== undefined) this.giveUp(id, new CallTimeoutError(p.method, timeout));
     });
@@ -343,6 +346,27 @@ export class RpcPeer extends EventEmitter {
     if (!p) return;
     if (tellPeer) this.sendQuiet(Kind.Cancel, id, undefined, undefined);
     p.reject(err);
+  }
+
+  /**
+   * Delivers what the ring already holds, before a deadline is judged. The event loop runs its
+   * timers before it reads the rings: when the host was starved of cpu (a parallel hook over a
+   * thousand plugins wakes a thousand runners on two cores), an answer can sit in the ring while
+   * the deadline of its call fires, and the plugin was called a timeout. Bounded like a turn of
+   * the endpoint (`budget` messages); a paused (throttled) peer is not read.
+   */
+  private readArrived(): void {
+    for (let i = 0; i < READ_ARRIVED_MAX && !this.closedWith && this.state[STATE_PAUSE] === 0; i++) {
+      let m: number | Buffer | undefined | null;
+      try {
+        m = this.ep.recv();
+      } catch (e) {
+        this.nativeError(e);
+        return;
+      }
+      if (m === undefined) return;
+      this.onEvent(m);
+    }
   }
 
   private drainBacklog(): void {

@@ -200,13 +200,21 @@ export class Invocation {
         resolve(o);
       };
       if (this.timeout > 0) {
-        run.timer = setTimeout(() => {
+        const expire = (): void => {
           if (run.done) return;
           const err = new HookTimeoutError(this.hook, entry.owner, this.timeout);
           ctx.abort(err);
           const o = failed(entry, err, performance.now() - t0);
           o.timedOut = true;
           finish(o);
+        };
+        // The verdict waits for this turn's I/O: the event loop runs timers before it reads what
+        // arrived, and a host starved of cpu (a parallel hook waking a thousand plugins on two
+        // cores) would otherwise time out answers that are already there. Still unanswered after
+        // that turn is a timeout.
+        run.timer = setTimeout(() => {
+          run.timer = undefined;
+          if (!run.done) setImmediate(expire);
         }, this.timeout);
       }
       if (this.signal !== undefined) {
