@@ -18,7 +18,7 @@
  */
 import { WardenError } from '../errors';
 import { DEFAULT_BUS } from '../defaults';
-import { BUS_NAME_RE, parseDataKey, type BusRights } from './grants';
+import { BUS_NAME_RE, BusRights, busCovers, parseDataKey } from './grants';
 import { DataStore, type DataAdapter } from './data';
 import { sizeOver } from './size';
 
@@ -75,13 +75,24 @@ export class BusMember {
   private readonly dataWrites: TokenBucket;
   private refusals: number[] = [];
 
-  constructor(readonly rights: BusRights, private readonly o: BusSettings) {
+  constructor(private granted: BusRights, private readonly o: BusSettings) {
     this.publishes = new TokenBucket(o.publishPerSecond, o.publishBurst);
     this.dataWrites = new TokenBucket(o.dataWriteBytesPerSecond, o.dataWriteBurstBytes);
   }
 
+  /** What it may do now (narrowed when it is detached: see Bus.detach). */
+  get rights(): BusRights {
+    return this.granted;
+  }
+
   get name(): string {
-    return this.rights.plugin;
+    return this.granted.plugin;
+  }
+
+  /** Keeps only the grants `to` also covers; none when `to` is undefined. Never widens. */
+  narrowTo(to: BusRights | undefined): void {
+    const keep = to === undefined ? [] : this.granted.grants.filter((g) => to.grants.some((t) => busCovers(t, g)));
+    this.granted = new BusRights(this.granted.plugin, keep);
   }
 
   /** Takes one publish from its token bucket; false when over the rate. */
@@ -141,9 +152,15 @@ export class Bus {
     return this.members.get(plugin);
   }
 
-  /** The instance stops serving; a newer one attached meanwhile stays. */
-  detach(m: BusMember): void {
+  /**
+   * The instance stops serving; a newer one attached meanwhile stays. What it may still do while it
+   * drains narrows at once to what `successor` is granted, nothing without one: a reload that narrows
+   * the grants, an unload, a revocation take effect now, not when the old instance's last call ends;
+   * an ordinary reload with the same grants loses none of the drain's work.
+   */
+  detach(m: BusMember, successor?: BusMember): void {
     if (this.members.get(m.name) === m) this.members.delete(m.name);
+    m.narrowTo(successor?.rights);
   }
 
   /** Audits a refusal, throws it to the sender, and reports the sender's violation when it keeps trying. */

@@ -412,7 +412,7 @@ export class PluginHost extends EventEmitter {
     if (previous !== undefined) {
       previous.retired = true;
       previous.successor = inst;
-      if (previous.busMember !== undefined && previous.busMember !== inst.busMember) this.busCore.detach(previous.busMember);
+      if (previous.busMember !== undefined && previous.busMember !== inst.busMember) this.busCore.detach(previous.busMember, inst.busMember);
     }
   }
 

@@ -53,12 +53,34 @@ export async function onTrustChanged(core: HostCore): Promise<void> {
         // What runs is no longer trusted: it goes now, whatever the directory holds.
         unloadRevoked(core, r).catch(() => undefined);
       } else if (JSON.stringify(e) !== JSON.stringify(inst.info.trust) || r.manifest?.version !== inst.version) {
-        core.reload(r.name).catch(() => undefined);
+        reloadUnderNewEntry(core, r).catch(() => undefined);
       }
     } else if (r.status === 'failed' && r.reason?.kind === 'refused') {
       core.ensureLoaded(r, []).catch(() => undefined);
     }
   }
+}
+
+/**
+ * The list changed the running version's entry (grants, limits, level), or the directory holds a new
+ * version: reload. When the reload fails, what runs keeps serving only if the list still holds the
+ * entry it runs under unchanged (a new version that does not load is no reason to stop the old one).
+ * An instance whose own entry changed runs with grants or limits the list no longer gives: it does
+ * not outlive them (fail closed), it is unloaded.
+ */
+async function reloadUnderNewEntry(core: HostCore, r: PluginRecord): Promise<void> {
+  const inst = r.instance;
+  try {
+    await core.reload(r.name);
+    return;
+  } catch {
+    // not loadable under the list as it is now: judged below
+  }
+  if (inst === undefined || r.instance !== inst) return; // replaced or gone meanwhile
+  const now = core.trustList()?.entries.find((x) => x.name === inst.name && x.version === inst.version && x.digest === inst.info.trust.digest);
+  if (now !== undefined && JSON.stringify(now) === JSON.stringify(inst.info.trust)) return;
+  await core.enqueue(r, () => core.doUnload(r, { kind: 'revoked', message: `${inst.name}@${inst.version}: its trust list entry changed and it cannot load under the new one` }));
+  core.log('warning', 'unload', r, 'its trust list entry changed and the reload under it failed: unloaded, not left running with what it was given before');
 }
 
 async function unloadRevoked(core: HostCore, r: PluginRecord): Promise<void> {
