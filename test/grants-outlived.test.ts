@@ -7,6 +7,7 @@
  */
 import t from 'tap';
 
+import { pidAlive } from '../lib/pid-alive';
 import { PluginWorld, until } from './helpers/plugins';
 
 t.test('a trust list that narrows a running plugin\'s grants: reload under them, or unload', async (t) => {
@@ -81,12 +82,3 @@ t.test('an old instance draining after a reload has only the grants of its succe
   t.same(r.values, [{ orders: 'ok', audit: 'ERR_BUS_DENIED' }], 'the draining v1 keeps what v2 is granted, not the rest');
   t.same(seen, [['orders', 'v1']], 'nothing reached the revoked topic');
 });
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
