@@ -18,7 +18,7 @@ const LIB = path.join(root, 'lib');
 const ALLOWED: Record<string, readonly string[]> = {
   // The public entry re-exports the API of every layer but the command line's.
   index: ['plugins', 'bus', 'reputation', 'metrics', 'dashboard', 'pool', 'process', 'hooks', 'trust', 'audit', 'channel', 'sandbox', 'policy', 'runner', 'scan', 'errors'],
-  cli: ['install', 'plugins', 'reputation', 'trust', 'audit', 'sandbox', 'limits', 'scan', 'errors', 'metrics'],
+  cli: ['install', 'plugins', 'reputation', 'trust', 'audit', 'sandbox', 'limits', 'scan', 'terminal-text', 'errors', 'metrics'],
   plugins: ['bus', 'reputation', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'scan', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
@@ -27,7 +27,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   metrics: ['audit', 'hooks', 'limits', 'errors'],
   dashboard: ['metrics', 'audit', 'errors'],
   // The capability scan: acorn over a plugin's files in a worker thread; knows nothing of plugins.
-  scan: ['defaults'],
+  scan: ['terminal-text', 'defaults'],
   // npm ci in a sandbox, then the digest.
   install: ['sandbox', 'trust', 'net', 'errors'],
   // The plugins' bus: grants, routing, shared data; plugins/ wires it to each plugin's channel.
@@ -54,6 +54,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   'native-file': [],
   'pid-alive': [],
   'runner-protocol': [],
+  // Escapes what a terminal would obey in text from outside.
+  'terminal-text': [],
 };
 
 /** What the code inside a sandbox may load, all the way down from the runner's entry. */

@@ -38,3 +38,27 @@ t.test('the dashboard option refuses a non-loopback address and a short token', 
   await t.rejects(host.dashboard.listen({ host: '0.0.0.0' }), { code: 'ERR_INVALID_OPTION', field: 'dashboard.host' });
   await t.rejects(host.dashboard.listen({ token: 'short' }), { code: 'ERR_INVALID_OPTION', field: 'dashboard.token' });
 });
+
+t.test('warden top escapes what the dashboard answers: it may be any process at --url', async (t) => {
+  const { formatTop } = await import('../lib/cli/top');
+  const evil = {
+    at: 0,
+    host: { sandboxes: '\u001b]0;owned\u0007', byStatus: { failed: '\u001b[2J' }, violations24h: 0, critical24h: 0 },
+    plugins: [
+      {
+        name: 'a\u202egnp.exe', status: 'active\u001b[31m', cpu: { cores: '\u001b[1A' }, memory: { bytes: 1048576, limitBytes: '\u2066' },
+        pids: { current: 3 }, calls: { total: '\u009b2J', errors: 0, p99Ms: 1.25 }, violations: { seccomp: '\u001b' }, restarts: 0, pressure: ['\u2028x'],
+      },
+      { name: 'bare' },
+    ],
+  };
+  const text = formatTop(evil as never);
+  t.notOk(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/.test(text), `no control or bidi character reaches the terminal: ${JSON.stringify(text)}`);
+  t.match(text, /a\\u202egnp\.exe/, 'a bidi override in a name is shown escaped');
+  t.match(text, /active\\u001b\[31m/, 'so is an escape sequence in a status');
+  t.match(text, /\\u2028x/, 'and a line separator in a warning');
+  t.match(text, /^1 plugins|^2 plugins/, 'the summary is there');
+  t.match(text, /– sandboxes, – failed/, 'numbers that are not numbers are shown as –');
+  t.match(text, /\nbare\s+–/, 'a plugin with nothing but a name is a row of –');
+  t.throws(() => formatTop({ plugins: 'x' } as never), /not a usage report/, 'a shape that is no report is refused');
+});

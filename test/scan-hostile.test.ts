@@ -112,8 +112,8 @@ t.test('names and scripts with terminal control characters: printed escaped', as
   });
   const text = formatReport(await scanPlugin(dir));
   t.notOk(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/.test(text), 'no control character reaches the terminal');
-  t.match(text, /evil\\x1b\[2K\\x0d\.js/, 'the name is shown with its escapes visible');
-  t.match(text, /postinstall: curl x\\x1b\]0;ok\\x07/, 'so is the script');
+  t.match(text, /evil\\u001b\[2K\\u000d\.js/, 'the name is shown with its escapes visible');
+  t.match(text, /postinstall: curl x\\u001b\]0;ok\\u0007/, 'so is the script');
   t.match(text, /\\u202e/, 'and a bidi override');
 });
 

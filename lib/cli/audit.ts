@@ -5,6 +5,7 @@ import { AUDIT_SEVERITIES, AuditEvent, AuditFilter, AuditSeverity } from '../aud
 import { flag, list, parse, positiveInt, run, str, UsageError } from './trust-common';
 import { summarize, summaryText } from './audit-summary';
 import { parseTrustList } from '../trust/document';
+import { terminalSafe } from '../terminal-text';
 import { DEFAULT_MAX_BYTES, readBounded } from '../trust/io';
 
 const USAGE = `usage: warden audit [--file FILE] [--plugin NAME] [--event E]... [--severity MIN]
@@ -52,16 +53,9 @@ function parseTime(value: string, option: string, now = Date.now()): Date {
   throw new UsageError(`${option} must be an age like 30m, 12h, 7d or a date like 2030-01-31, got '${value}'`);
 }
 
-// C0 and C1 controls, DEL, line/paragraph separators and bidirectional overrides: a plugin-chosen
-// string must not move the cursor, recolour the terminal or reorder what is shown.
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-
-function escapeText(s: string): string {
-  return s.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 function cell(s: string | undefined, max: number): string {
-  const t = escapeText(s ?? '-');
+  const t = terminalSafe(s ?? '-');
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 }
 
@@ -95,7 +89,7 @@ function readCheckpoint(file: string): { seq: number; head: string } {
 }
 
 function reportProblems(file: string, r: AuditReadResult, max = 20): void {
-  for (const p of r.problems.slice(0, max)) process.stderr.write(`warden audit: ${escapeText(file)}:${p.line}: ${p.problem}\n`);
+  for (const p of r.problems.slice(0, max)) process.stderr.write(`warden audit: ${terminalSafe(file)}:${p.line}: ${p.problem}\n`);
   if (r.problems.length > max) process.stderr.write(`warden audit: … ${r.problems.length - max} more problem line(s)\n`);
 }
 
@@ -132,30 +126,30 @@ export async function audit(args: string[]): Promise<number> {
     reportProblems(file, r);
     if (flag(p, 'verify')) {
       if (!r.chainOk) {
-        process.stdout.write(`BROKEN: ${escapeText(file)}: the hash chain is broken (see the lines above); ${r.lines} line(s)\n`);
+        process.stdout.write(`BROKEN: ${terminalSafe(file)}: the hash chain is broken (see the lines above); ${r.lines} line(s)\n`);
         return 1;
       }
       // Lines that are not events are outside the chain: a file of them proves nothing.
       if (r.firstNonEvent !== undefined) {
-        process.stdout.write(`BROKEN: ${escapeText(file)}: line ${r.firstNonEvent.line} is not a chained audit event (${escapeText(r.firstNonEvent.problem)}); ${r.nonEvents} of ${r.lines} line(s) are not events\n`);
+        process.stdout.write(`BROKEN: ${terminalSafe(file)}: line ${r.firstNonEvent.line} is not a chained audit event (${terminalSafe(r.firstNonEvent.problem)}); ${r.nonEvents} of ${r.lines} line(s) are not events\n`);
         return 1;
       }
       if (checkpoint !== undefined && (r.lastSeq === undefined || r.lastSeq < checkpoint.seq)) {
-        process.stdout.write(`CUT: ${escapeText(file)}: the log ends at event ${r.lastSeq ?? 'none'}, but the checkpoint names event ${checkpoint.seq}: its tail was cut off\n`);
+        process.stdout.write(`CUT: ${terminalSafe(file)}: the log ends at event ${r.lastSeq ?? 'none'}, but the checkpoint names event ${checkpoint.seq}: its tail was cut off\n`);
         return 3;
       }
       if (checkpoint !== undefined && r.seqHash !== checkpoint.head) {
-        process.stdout.write(`REWRITTEN: ${escapeText(file)}: event ${checkpoint.seq} differs from the one the checkpoint recorded (sha256 ${r.seqHash ?? 'none'}, expected ${checkpoint.head}): the log was rewritten\n`);
+        process.stdout.write(`REWRITTEN: ${terminalSafe(file)}: event ${checkpoint.seq} differs from the one the checkpoint recorded (sha256 ${r.seqHash ?? 'none'}, expected ${checkpoint.head}): the log was rewritten\n`);
         return 4;
       }
       const torn = r.tornWrites.length > 0 ? `, ${r.tornWrites.length} write(s) cut short by a crash and continued after (line ${r.tornWrites.join(', ')})` : '';
       const against = checkpoint === undefined ? '' : `, event ${checkpoint.seq} matches the checkpoint`;
       if (r.tornTail) {
-        process.stdout.write(`TORN: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}; the last line is a write cut short (a crash): the next append ends it and continues\n`);
+        process.stdout.write(`TORN: ${terminalSafe(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}; the last line is a write cut short (a crash): the next append ends it and continues\n`);
         return 5;
       }
       const note = r.problems.length > 0 ? `, ${r.problems.length} problem(s) reported above` : '';
-      process.stdout.write(`OK: ${escapeText(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}${note}; last line sha256 ${r.head}\n`);
+      process.stdout.write(`OK: ${terminalSafe(file)}: hash chain intact over ${r.lines} line(s)${torn}${against}${note}; last line sha256 ${r.head}\n`);
       return 0;
     }
     const trustFile = str(p, 'trust');
@@ -163,14 +157,14 @@ export async function audit(args: string[]): Promise<number> {
     if (flag(p, 'summary')) {
       const entries = trustFile === undefined ? undefined : parseTrustList(await readBounded(trustFile, DEFAULT_MAX_BYTES), { file: trustFile }).signed.entries;
       const rows = summarize(r.events, entries);
-      process.stdout.write(flag(p, 'json') ? `${escapeText(JSON.stringify(rows))}\n` : summaryText(rows, escapeText));
+      process.stdout.write(flag(p, 'json') ? `${terminalSafe(JSON.stringify(rows))}\n` : summaryText(rows, terminalSafe));
       return 0;
     }
     if (flag(p, 'json')) {
       // JSON.stringify leaves C1 controls and bidi overrides raw; escape them too (still valid JSON).
-      process.stdout.write(r.events.map((e) => `${escapeText(JSON.stringify(e))}\n`).join(''));
+      process.stdout.write(r.events.map((e) => `${terminalSafe(JSON.stringify(e))}\n`).join(''));
     } else if (r.events.length === 0) {
-      process.stderr.write(`warden audit: no matching event in ${escapeText(file)} (${r.lines} line(s))\n`);
+      process.stderr.write(`warden audit: no matching event in ${terminalSafe(file)} (${r.lines} line(s))\n`);
     } else {
       process.stdout.write(table(r.events));
     }

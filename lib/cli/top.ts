@@ -4,6 +4,7 @@
  * control characters replaced, so it cannot move the cursor or recolour the terminal.
  */
 import type { HostUsage, PluginUsage } from '../metrics';
+import { terminalSafe } from '../terminal-text';
 
 const USAGE = `usage: warden top --url URL --token TOKEN [--interval SECONDS] [--once]
 
@@ -17,30 +18,49 @@ dashboard (PluginHost dashboard option, or host.dashboard.listen()).
 Exit status: 0; 1 the host cannot be reached or refused the token; 2 a bad option.
 `;
 
+/**
+ * The dashboard's JSON is another process's word (whatever answers at --url): every cell is
+ * escaped text or a number checked to be one, and a shape that is not a usage report is refused.
+ */
 function clean(s: unknown): string {
-  return String(s ?? '–').replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+  return terminalSafe(String(s ?? '–'));
 }
 
-function mib(b: number | undefined): string {
-  return b === undefined ? '–' : `${(b / 1048576).toFixed(1)}MiB`;
+function num(x: unknown, digits = 0, scale = 1): string {
+  return typeof x === 'number' && Number.isFinite(x) ? (x * scale).toFixed(digits) : '–';
 }
+
+function mib(b: unknown): string {
+  return typeof b === 'number' && Number.isFinite(b) ? `${(b / 1048576).toFixed(1)}MiB` : '–';
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null;
 
 export function formatTop(u: HostUsage): string {
+  if (!isObject(u) || !Array.isArray(u.plugins) || !isObject(u.host)) throw new TypeError('the answer is not a usage report (plugins and host missing)');
   const head = ['NAME', 'STATUS', 'CPU %', 'MEM / LIMIT', 'MEM %', 'PIDS', 'CALLS', 'ERRORS', 'P99 MS', 'VIOLATIONS', 'RESTARTS', 'WARNINGS'];
-  const row = (p: PluginUsage): string[] => [
-    clean(p.name), clean(p.status),
-    p.cpu.cores === undefined ? '–' : (p.cpu.cores * 100).toFixed(1),
-    `${mib(p.memory.bytes)} / ${mib(p.memory.limitBytes)}`,
-    p.memory.bytes === undefined || p.memory.limitBytes === undefined ? '–' : ((p.memory.bytes / p.memory.limitBytes) * 100).toFixed(1),
-    clean(p.pids.current), String(p.calls.total), String(p.calls.errors),
-    p.calls.p99Ms === undefined ? '–' : p.calls.p99Ms.toFixed(1),
-    String(Object.values(p.violations).reduce((a, b) => a + b, 0)), String(p.restarts), clean(p.pressure.join(',') || '–'),
-  ];
+  const row = (p: PluginUsage): string[] => {
+    const o = (x: unknown): Record<string, unknown> => (isObject(x) ? x : {});
+    const cpu = o(p?.cpu), memory = o(p?.memory), pids = o(p?.pids), calls = o(p?.calls);
+    const violations = Object.values(o(p?.violations)).reduce<number>((a, b) => a + (typeof b === 'number' ? b : 0), 0);
+    const bytes = memory.bytes, limit = memory.limitBytes;
+    return [
+      clean(p?.name), clean(p?.status),
+      num(cpu.cores, 1, 100),
+      `${mib(bytes)} / ${mib(limit)}`,
+      typeof bytes === 'number' && typeof limit === 'number' ? num(bytes / limit, 1, 100) : '–',
+      num(pids.current), num(calls.total), num(calls.errors),
+      num(calls.p99Ms, 1),
+      num(violations), num(p?.restarts), clean((Array.isArray(p?.pressure) ? p.pressure.join(',') : '') || '–'),
+    ];
+  };
   const rows = [head, ...u.plugins.map(row)];
   const widths = head.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const h = u.host;
-  const summary = `${u.plugins.length} plugins, ${h.sandboxes} sandboxes, ${h.byStatus.failed ?? 0} failed, ${h.byStatus.quarantined ?? 0} quarantined; ` +
-    `violations 24h: ${h.violations24h}, critical 24h: ${h.critical24h}${h.pool ? `; warm pool: ${h.pool.idle} idle` : ''}`;
+  const h = u.host as unknown as Record<string, unknown>;
+  const byStatus = isObject(h.byStatus) ? h.byStatus : {};
+  const pool = isObject(h.pool) ? h.pool : undefined;
+  const summary = `${u.plugins.length} plugins, ${num(h.sandboxes)} sandboxes, ${num(byStatus.failed ?? 0)} failed, ${num(byStatus.quarantined ?? 0)} quarantined; ` +
+    `violations 24h: ${num(h.violations24h)}, critical 24h: ${num(h.critical24h)}${pool ? `; warm pool: ${num(pool.idle)} idle` : ''}`;
   return `${summary}\n\n${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
 }
 
@@ -93,7 +113,13 @@ export async function top(args: string[]): Promise<number> {
       process.stderr.write(`warden top: ${endpoint.origin} answered ${res.status}${res.status === 401 ? ' (wrong token)' : ''}\n`);
       return 1;
     }
-    const text = formatTop((await res.json()) as HostUsage);
+    let text: string;
+    try {
+      text = formatTop((await res.json()) as HostUsage);
+    } catch (e) {
+      process.stderr.write(`warden top: ${endpoint.origin}: ${terminalSafe((e as Error).message)}\n`);
+      return 1;
+    }
     process.stdout.write(tty ? `\u001b[H\u001b[2J${text}` : text);
     if (once) return 0;
     await new Promise((r) => setTimeout(r, interval * 1000));

@@ -1,4 +1,5 @@
 /** A scan report in a few words, and in lines for a terminal. */
+import { terminalSafe } from '../terminal-text';
 import type { Finding, ScanReport } from './types';
 
 /** Counts and the permission diff: what an audit line or a one-line message needs. */
@@ -49,19 +50,12 @@ export function summaryLine(s: ScanSummary): string {
  * sequences, carriage returns, newlines) and bidi overrides would let it rewrite or hide lines of the
  * report on a terminal, so they are shown as escapes (\x1b, \u202e).
  */
-function printable(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => {
-    const n = c.charCodeAt(0);
-    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
-  });
-}
-
 /** The findings and the diff, for a terminal. */
 export function formatReport(report: ScanReport): string {
   const lines: string[] = [];
   for (const f of report.findings) {
-    const where = f.line === 0 ? printable(f.file) : `${printable(f.file)}:${f.line}:${f.column + 1}`;
-    lines.push(`${where}  ${f.kind}  ${f.permission ?? '-'}  ${printable(f.what)}`);
+    const where = f.line === 0 ? terminalSafe(f.file) : `${terminalSafe(f.file)}:${f.line}:${f.column + 1}`;
+    lines.push(`${where}  ${f.kind}  ${f.permission ?? '-'}  ${terminalSafe(f.what)}`);
   }
   if (report.findings.length === 0) lines.push('no findings');
   const d = report.diff;
