@@ -103,6 +103,42 @@ t.test('more files than maxFiles: a finding for the rest', async (t) => {
   t.equal(report.stats.files, 5);
 });
 
+t.test('a directory of many entries: the walk reads no more names than maxFiles allows', async (t) => {
+  // A tree of millions of entries must cost what maxFiles allows, not an array of every name. The
+  // count of names the walk takes from the file system is the observable (no timing).
+  const dir = plugin({});
+  for (let i = 0; i < 20000; i++) fs.writeFileSync(path.join(dir, `f${i}.js`), '');
+  const { listDirectory } = await import('../lib/scan/files');
+  const real = require('node:fs') as typeof fs & Record<string, unknown>;
+  const readdir = real.readdirSync, opendir = real.opendirSync;
+  let names = 0;
+  real.readdirSync = ((...a: Parameters<typeof fs.readdirSync>) => {
+    const r = readdir(...a);
+    names += r.length;
+    return r;
+  }) as typeof fs.readdirSync;
+  real.opendirSync = ((...a: Parameters<typeof fs.opendirSync>) => {
+    const d = opendir(...a);
+    const readSync = d.readSync.bind(d);
+    d.readSync = () => {
+      const e = readSync();
+      if (e !== null) names++;
+      return e;
+    };
+    return d;
+  }) as typeof fs.opendirSync;
+  let listing;
+  try {
+    listing = listDirectory(dir, 100);
+  } finally {
+    real.readdirSync = readdir;
+    real.opendirSync = opendir;
+  }
+  t.equal(listing.entries.length, 100, '100 entries listed');
+  t.ok(listing.truncated, 'and the walk says it stopped short');
+  t.ok(names <= 101, `${names} names read from a directory of 20000 (at most maxFiles + 1)`);
+});
+
 t.test('names and scripts with terminal control characters: printed escaped', async (t) => {
   // A file name or an install script can carry escape sequences: printed raw, they could erase the
   // line of a risky finding or retitle the terminal while someone reads the report.

@@ -33,12 +33,11 @@ export function listDirectory(dir: string, maxFiles: number): DirectoryListing {
   const pending: string[] = [''];
   while (pending.length > 0) {
     const relDir = pending.shift()!;
-    let names: string[];
-    try {
-      names = fs.readdirSync(path.join(root, relDir)).sort();
-    } catch {
-      continue; // unreadable: what is in it is not seen (the load's digest would refuse it)
-    }
+    // Read no more names than could still be listed (and one to tell the walk stopped short): a
+    // directory of millions of entries costs what maxFiles allows, not an array of all its names.
+    const names = readNames(path.join(root, relDir), maxFiles - entries.length + 1);
+    if (names === undefined) continue; // unreadable: what is in it is not seen (the load's digest would refuse it)
+    names.sort();
     for (const name of names) {
       if (entries.length >= maxFiles) return { entries, truncated: true };
       const rel = relDir === '' ? name : `${relDir}/${name}`;
@@ -66,6 +65,29 @@ export function listDirectory(dir: string, maxFiles: number): DirectoryListing {
     }
   }
   return { entries, truncated: false };
+}
+
+/** Up to `max` names of the directory `abs` (in the order the file system gives them); undefined when it cannot be read. */
+function readNames(abs: string, max: number): string[] | undefined {
+  let d: fs.Dir;
+  try {
+    d = fs.opendirSync(abs);
+  } catch {
+    return undefined;
+  }
+  const names: string[] = [];
+  try {
+    while (names.length < max) {
+      const e = d.readSync();
+      if (e === null) break;
+      names.push(e.name);
+    }
+  } catch {
+    // A directory that fails half way is seen as far as it was read.
+  } finally {
+    d.closeSync();
+  }
+  return names;
 }
 
 function readNoFollow(abs: string, size: number): Buffer | undefined {
