@@ -51,6 +51,17 @@ FrameDecoder::Status FrameDecoder::Next(const uint8_t* ring, uint64_t head, Mess
     FrameHeader h;
     RingCopyOut(ring, capacity_, tail_, &h, sizeof h);
     if (h.reserved0 != 0 || h.reserved1 != 0) return Fail(sink, "reserved header bits set");
+    if (h.kind == kFrameSkip) {
+      // Only to the end of the lap, from inside it: at most one per lap, so skips cost the consumer
+      // no more work than the ring's worth of messages they replace.
+      const uint64_t off = tail_ & (capacity_ - 1);
+      if (h.length != 0) return Fail(sink, "skip frame with a payload");
+      if (assembling_) return Fail(sink, "skip inside a chunked message");
+      if (off == 0 || h.total != capacity_ - off - kFrameHeaderSize) return Fail(sink, "skip frame not ending at the end of the lap");
+      if (kFrameHeaderSize + h.total > avail) return Fail(sink, "skip extends past the published data");
+      tail_ += kFrameHeaderSize + h.total;
+      continue;
+    }
     if (h.length > MaxChunk(capacity_)) return Fail(sink, "frame longer than the largest chunk");
     const uint64_t span = FrameSpan(h.length);
     if (span > avail) return Fail(sink, "frame extends past the published data");
@@ -142,6 +153,16 @@ void FrameEncoder::WriteFrame(uint8_t* ring, uint8_t kind, uint64_t total, const
 FrameEncoder::Status FrameEncoder::Write(uint8_t* ring, uint64_t tail, const Span* spans, size_t nspans,
                                          uint64_t total) {
   if (!CheckTail(tail)) return kProtocol;
+  const uint64_t off = head_ & (capacity_ - 1);
+  if (sent_ == 0 && head_ == last_tail_ && off >= HotWindow(capacity_) && total <= chunk_ && FrameSpan(total) <= off) {
+    // The consumer has everything: start this (small) message at the beginning of the next lap
+    // (kFrameSkip). The skip leaves `off` bytes free, which the message fits in.
+    FrameHeader h{};
+    h.kind = kFrameSkip;
+    h.total = capacity_ - off - kFrameHeaderSize;
+    RingCopyIn(ring, capacity_, head_, &h, sizeof h);
+    head_ += capacity_ - off;
+  }
   if (sent_ == 0 && total <= chunk_) {
     // Small messages go whole or not at all, so the consumer never has to assemble them.
     if (capacity_ - (head_ - last_tail_) < FrameSpan(total)) return kPartial;

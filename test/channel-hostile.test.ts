@@ -35,10 +35,11 @@ async function attack(mode: string, timeoutMs = 3000) {
 }
 
 t.test('hostile peers', { skip: cc.status !== 0 ? `cc failed: ${cc.stderr}` : false }, async (t) => {
-  for (const mode of ['garbage', 'lying-length', 'lying-head', 'lying-total', 'bad-envelope', 'shrink']) {
+  for (const mode of ['garbage', 'lying-length', 'lying-head', 'lying-total', 'bad-envelope', 'shrink', 'skip-payload', 'skip-from-start', 'skip-in-message']) {
     const r = await attack(mode);
     t.equal(r.err?.code, 'ERR_CHANNEL_PROTOCOL', `${mode}: the pending call fails with a protocol error`);
     t.ok(r.elapsed < 2500, `${mode}: at once, not at the timeout`);
+    if (mode.startsWith('skip-')) t.match(r.err?.message, /skip/, `${mode}: refused as a bad skip frame: ${r.err?.message}`);
   }
   const tail = await attack('lying-tail', 1500);
   t.ok(['ERR_CHANNEL_PROTOCOL', 'ERR_CALL_TIMEOUT'].includes(tail.err?.code ?? ''), 'lying tail: an error, not a hang');

@@ -56,6 +56,24 @@ int main(int argc, char** argv) {
     __atomic_store_n((uint64_t*)(map + 192), (uint64_t)1 << 40, __ATOMIC_SEQ_CST);
     wake_host();
     for (;;) pause();
+  } else if (!strcmp(mode, "skip-payload")) {
+    // A skip frame (kind 5) must carry no payload.
+    uint32_t hdr[4] = {8, 5, 0, 0};
+    memcpy(ring1(), hdr, 16);
+    set_head(32);
+  } else if (!strcmp(mode, "skip-from-start")) {
+    // A skip must start inside a lap and end exactly at its end; this one spans a whole lap.
+    uint32_t hdr[4] = {0, 5, (uint32_t)(ring - 16), (uint32_t)((ring - 16) >> 32)};
+    memcpy(ring1(), hdr, 16);
+    set_head(ring);
+  } else if (!strcmp(mode, "skip-in-message")) {
+    // A first chunk of a larger message, then a skip before its continuation.
+    uint32_t first[4] = {8, 2, 4096, 0};
+    memcpy(ring1(), first, 16);
+    memset(ring1() + 16, 1, 8);
+    uint32_t skip[4] = {0, 5, (uint32_t)(ring - 40), (uint32_t)((ring - 40) >> 32)};
+    memcpy(ring1() + 24, skip, 16);
+    set_head(ring);
   } else if (!strcmp(mode, "bad-envelope")) {
     // A frame that is fine, carrying a message the RPC codec rejects.
     uint32_t hdr[4] = {8, 1, 8, 0};

@@ -63,7 +63,8 @@ export function hostRss(): number {
 /**
  * RSS of this process's mappings of channel rings (the memfds named warden-channel), bytes. The rings
  * are fixed-size shared mappings (by default 1 MiB per direction per plugin) whose pages become
- * resident as messages walk through them: a bounded fill, not a leak, shown apart from the rest.
+ * resident as far as messages reach (small ones reuse the first 16 KiB of each lap, large ones walk
+ * further): a bounded fill, not a leak, shown apart from the rest.
  */
 export function channelRingRss(): number {
   let kb = 0;
