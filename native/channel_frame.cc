@@ -57,7 +57,11 @@ FrameDecoder::Status FrameDecoder::Next(const uint8_t* ring, uint64_t head, Mess
       const uint64_t off = tail_ & (capacity_ - 1);
       if (h.length != 0) return Fail(sink, "skip frame with a payload");
       if (assembling_) return Fail(sink, "skip inside a chunked message");
-      if (off == 0 || h.total != capacity_ - off - kFrameHeaderSize) return Fail(sink, "skip frame not ending at the end of the lap");
+      // 8 bytes before the end the header itself would cross into the next lap (and the sum below
+      // would wrap): no skip there.
+      if (off == 0 || capacity_ - off < kFrameHeaderSize || h.total != capacity_ - off - kFrameHeaderSize) {
+        return Fail(sink, "skip frame not ending at the end of the lap");
+      }
       if (kFrameHeaderSize + h.total > avail) return Fail(sink, "skip extends past the published data");
       tail_ += kFrameHeaderSize + h.total;
       continue;
@@ -154,9 +158,11 @@ FrameEncoder::Status FrameEncoder::Write(uint8_t* ring, uint64_t tail, const Spa
                                          uint64_t total) {
   if (!CheckTail(tail)) return kProtocol;
   const uint64_t off = head_ & (capacity_ - 1);
-  if (sent_ == 0 && head_ == last_tail_ && off >= HotWindow(capacity_) && total <= chunk_ && FrameSpan(total) <= off) {
+  if (sent_ == 0 && head_ == last_tail_ && off >= HotWindow(capacity_) && capacity_ - off >= kFrameHeaderSize &&
+      total <= chunk_ && FrameSpan(total) <= off) {
     // The consumer has everything: start this (small) message at the beginning of the next lap
-    // (kFrameSkip). The skip leaves `off` bytes free, which the message fits in.
+    // (kFrameSkip). The skip leaves `off` bytes free, which the message fits in. Positions are
+    // multiples of 8, so the head can stop 8 bytes before the end, too close for a skip header.
     FrameHeader h{};
     h.kind = kFrameSkip;
     h.total = capacity_ - off - kFrameHeaderSize;
