@@ -3,7 +3,8 @@
  *   - plugin → plugin service call (two hops through the host) p50, against plugin → host call p50
  *     (target: at most 2.5×);
  *   - one event fanned out to SUBS subscribers (default 100), time until every handler ran.
- * Real sandboxed plugins under PluginHost. SUBS, N (calls per measure) override the sizes.
+ * Real sandboxed plugins under PluginHost. SUBS, N (calls per measure), WARM (calls of each kind
+ * before measuring, default 20000) override the sizes.
  */
 import { PluginWorld } from '../test/helpers/plugins';
 
@@ -28,6 +29,7 @@ const CALLER = `exports.activate = (host) => ({
 async function main(): Promise<void> {
   const subs = Number(process.env.SUBS ?? 100);
   const n = Number(process.env.N ?? 5000);
+  const warm = Number(process.env.WARM ?? 20000);
   const w = await PluginWorld.create();
   try {
     w.writePlugin('svc', { code: `exports.activate = (host) => host.provide('ping', (i) => i);`, provides: ['service:provide:ping'] });
@@ -48,8 +50,10 @@ async function main(): Promise<void> {
       await host.start();
       process.stderr.write(`${subs + 2} plugins loaded in ${Date.now() - t0} ms\n`);
       const caller = host.process('caller')!;
-      await caller.call('time', 'host', 500);
-      await caller.call('time', 'plugin', 500);
+      // A fresh runner's first tens of thousands of calls pay one-time first touches (V8's young
+      // generation growing into new pages; see bench:ipc's "p99 after 100k"): warmed up past them.
+      await caller.call('time', 'host', warm);
+      await caller.call('time', 'plugin', warm);
       const rows: Array<[string, number[]]> = [];
       for (let round = 0; round < 2; round++) {
         rows.push(['plugin → host call', (await caller.call('time', 'host', n)) as number[]]);

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   warden::InitCgroupEvents(env, exports);
   warden::InitChannel(env, exports);
   warden::InitMallocTuning(env, exports);
+  warden::InitRunnerScheduling(env, exports);
   warden::InitFileLock(env, exports);
   warden::InitNetDiag(env, exports);
   return exports;

@@ -15,6 +15,7 @@
         "channel_schedule.cc",
         "channel_send_queue.cc",
         "malloc_tuning.cc",
+        "runner_scheduling.cc",
         "launcher_binding.cc",
         "launcher.cc",
         "launch_clone.cc",

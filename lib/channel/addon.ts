@@ -96,6 +96,8 @@ interface Addon {
   reuseLargeAllocations(): boolean;
   /** Stacks a seccomp program (compileSeccomp(policy, { stacked: true })) on every thread of this process. */
   restrictSelf(program: Buffer): void;
+  /** The host: puts a runner's thread in SCHED_BATCH, so its wake-ups do not preempt the host (native/runner_scheduling.cc). Throws ERR_RUNNER_SCHEDULING with errno. */
+  setBatchScheduling(tid: number): void;
 }
 
 let addon: Addon | undefined;

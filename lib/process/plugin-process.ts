@@ -239,7 +239,7 @@ export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions
 
 /** Creates the channel and spawns the runner, which then waits for its plugin (`handle.load`). */
 export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerOptions, 'plugin' | 'config' | 'loadTimeout'>): Promise<PluginProcess> {
-  const { ChannelEndpoint } = loadAddon();
+  const { ChannelEndpoint, setBatchScheduling } = loadAddon();
   const ep = new ChannelEndpoint({ ringSize: options.ringSize, maxMessage: options.maxMessage });
   const f = ep.childFds();
   let proc: RunnerProcess;
@@ -256,6 +256,15 @@ export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerO
         { fd: f.aliveWrite, target: RUNNER_FDS.alive },
       ],
     });
+    // Its wake-ups must not preempt the host's thread (native/runner_scheduling.cc). A host that may
+    // not set this gets the error: the runner would work without it, slower when the cores are
+    // busy, and nothing would say why.
+    try {
+      setBatchScheduling(proc.pid);
+    } catch (e) {
+      proc.kill('SIGKILL');
+      throw e;
+    }
   } catch (e) {
     ep.close();
     throw e;
