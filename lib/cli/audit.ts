@@ -53,7 +53,6 @@ function parseTime(value: string, option: string, now = Date.now()): Date {
   throw new UsageError(`${option} must be an age like 30m, 12h, 7d or a date like 2030-01-31, got '${value}'`);
 }
 
-
 function cell(s: string | undefined, max: number): string {
   const t = terminalSafe(s ?? '-');
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;

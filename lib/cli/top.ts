@@ -1,7 +1,8 @@
 /**
  * `warden top --url URL --token T`: a terminal view of a host's plugins, like `docker stats`, read
  * from the host's dashboard (its /api/usage). Text that a plugin can influence is printed with its
- * control characters replaced, so it cannot move the cursor or recolour the terminal.
+ * control and bidi characters escaped, so it cannot move the cursor, recolour the terminal or
+ * reorder what is shown.
  */
 import type { HostUsage, PluginUsage } from '../metrics';
 import { terminalSafe } from '../terminal-text';

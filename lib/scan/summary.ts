@@ -46,11 +46,10 @@ export function summaryLine(s: ScanSummary): string {
 }
 
 /**
- * File names, link targets and script text come from the plugin: control characters (escape
- * sequences, carriage returns, newlines) and bidi overrides would let it rewrite or hide lines of the
- * report on a terminal, so they are shown as escapes (\x1b, \u202e).
+ * The findings and the diff, for a terminal. File names, link targets and script text come from the
+ * plugin: control characters (escape sequences, carriage returns, newlines) and bidi overrides would
+ * let it rewrite or hide lines of the report, so they are shown as escapes (\u001b, \u202e).
  */
-/** The findings and the diff, for a terminal. */
 export function formatReport(report: ScanReport): string {
   const lines: string[] = [];
   for (const f of report.findings) {
