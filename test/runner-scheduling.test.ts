@@ -2,6 +2,7 @@
 // not preempt the host's thread. Read from the kernel (/proc/<pid>/stat, field 41: the policy).
 import t from 'tap';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { spawnNode } from '../lib/process/spawn-node';
@@ -14,7 +15,14 @@ function policyOf(pid: number): number {
 }
 
 t.test('a sandboxed runner runs in SCHED_BATCH; the host does not', async (t) => {
-  const p = await spawnNode(path.join(__dirname, '..', '..', 'test', 'helpers', 'channel-plugin.js'), { timeout: 5000 });
+  // The plugin sits in its own 0755 directory: the sandbox's host uid must reach it, and the checkout
+  // may live where only root can enter.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-sched-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.chmodSync(dir, 0o755);
+  const entry = path.join(dir, 'index.js');
+  fs.writeFileSync(entry, 'exports.add = (a, b) => a + b;\n', { mode: 0o644 });
+  const p = await spawnNode(entry, { timeout: 5000 });
   t.teardown(() => p.close(500));
   t.equal(p.callSync('add', 1, 2), 3, 'the runner answers');
   t.equal(policyOf(p.pid), SCHED_BATCH, `runner ${p.pid}: policy SCHED_BATCH`);
