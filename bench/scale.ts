@@ -155,6 +155,7 @@ async function main(): Promise<void> {
     const targetMs = (1.3 * n * nodeMs) / cores;
     process.stderr.write(`loading ${n} plugins (${choice.name})...\n`);
     const cpuLoad0 = hostCpuMs();
+    const pollLoad0 = { ...pollStats };
     const t0 = performance.now();
     await host.start();
     const loadMs = performance.now() - t0;
@@ -166,6 +167,8 @@ async function main(): Promise<void> {
     rows.push(['start() wall time', `${(loadMs / 1000).toFixed(2)} s (${(loadMs / n).toFixed(1)} ms per plugin; ${maxLoads ?? `default ${DEFAULT_LOADS_PER_CORE * cores}`} starts at once)`]);
     rows.push(['peer: bare `node -e 0` (mean of 20, one after the other)', `${nodeMs.toFixed(1)} ms; target 1.3 × ${n} × that / ${cores} cores = ${(targetMs / 1000).toFixed(2)} s; start() is ${(loadMs / targetMs).toFixed(2)}× the target`]);
     rows.push(['host cpu during load', `${(loadCpu / 1000).toFixed(2)} s`]);
+    const loadSweeps = pollStats.sweeps - pollLoad0.sweeps;
+    rows.push(['during load: v1 pids counter sweeps (budget ≤ 1/10 of a core)', `${loadSweeps} sweeps, ${((pollStats.sweepMs - pollLoad0.sweepMs) / 1000).toFixed(2)} s; longest wait for the budget ${pollStats.maxOwedMs.toFixed(0)} ms`]);
     rows.push(['launcher; limits per plugin', `${choice.name}; memory 256M, pids ${pids}`]);
 
     const active = names.filter((name) => host.status(name) === 'active');

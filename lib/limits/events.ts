@@ -22,6 +22,13 @@
  *    times a second, not 100. The price: a refusal that comes alone after such a quiet spell (a
  *    sandbox sitting at its limit that tries once more) is seen up to 100 ms late instead of 10;
  *    one that follows task creations, as a fork bomb's does, is not.
+ *    While pids move, each sweep reads every counter, so its cost grows with the number of
+ *    sandboxes; and while many plugins start (each runner creating its threads) pids move all the
+ *    time. At a thousand sandboxes that was a thousand reads every 10 ms, half a core for the whole
+ *    start (starting N plugins cost the host O(N²)). So the sweeps have a budget: after a sweep that
+ *    took d, the next waits at least d × SWEEP_SPACING. A sweep owed meanwhile is not dropped, only
+ *    later: at a few dozen sandboxes (well under a millisecond a sweep) nothing changes; at a
+ *    thousand (4-9 ms a sweep here) a refusal is seen up to ten sweep durations late.
  */
 import * as fs from 'node:fs';
 import { cgroupEventsAddon } from './native';
@@ -53,6 +60,11 @@ export const V1_PIDS_IDLE_POLL_MS = 100;
 export const PIDS_FAST_FOR_MS = 100;
 /** After the last pid moved, the counters are read on the ticks of this long (this tick and the next). */
 export const PIDS_SWEEP_AFTER_MS = 2 * V1_PIDS_POLL_MS;
+/**
+ * A sweep that took d (wall time: a sweep that was preempted counts as longer, so the budget errs
+ * towards less cpu) is followed by at least d × this without one: sweeps use ≤ 1/10 of a core.
+ */
+export const SWEEP_SPACING = 9;
 
 interface PolledCounter {
   file: StatFile;
@@ -68,9 +80,17 @@ let lastPidFile: StatFile | undefined;
 let lastPid: string | undefined;
 let lastMove = 0;
 let sweepUntil = 0;
+/** Earliest time (performance.now()) of the next sweep: the budget above. */
+let nextSweepAt = 0;
+/** A sweep was due but over budget: it runs on the first tick the budget allows. */
+let sweepOwed = false;
 
-/** Ticks of the shared poll, and how many of them read the counters (for tests and benchmarks). */
-export const pollStats = { ticks: 0, sweeps: 0 };
+/**
+ * Ticks of the shared poll, how many of them read the counters, the wall time those reads took
+ * (ms), and the longest a due sweep waited for its budget (ms). For tests and benchmarks.
+ */
+export const pollStats = { ticks: 0, sweeps: 0, sweepMs: 0, maxOwedMs: 0 };
+let owedSince = 0;
 
 /** The last pid allocated in our PID namespace (last field of /proc/loadavg); undefined if unreadable. */
 function readLastPid(): string | undefined {
@@ -88,9 +108,17 @@ function pollOnce(): void {
     lastPid = pid;
     lastMove = now;
     sweepUntil = now + PIDS_SWEEP_AFTER_MS;
-  } else if (now > sweepUntil) {
+  } else if (now > sweepUntil && !sweepOwed) {
     return; // no task was created anywhere since the counters were last read
   }
+  const start = performance.now();
+  if (start < nextSweepAt) {
+    if (!sweepOwed) owedSince = start;
+    sweepOwed = true;
+    return;
+  }
+  if (sweepOwed) pollStats.maxOwedMs = Math.max(pollStats.maxOwedMs, start - owedSince);
+  sweepOwed = false;
   pollStats.sweeps++;
   for (const p of polled) {
     const v = p.file.keyed()?.get(p.key);
@@ -99,6 +127,9 @@ function pollOnce(): void {
       p.cb(v);
     }
   }
+  const took = performance.now() - start;
+  pollStats.sweepMs += took;
+  nextSweepAt = start + took * (1 + SWEEP_SPACING);
 }
 
 function schedule(delay: number): void {
@@ -112,7 +143,7 @@ function tick(): void {
   pollTimer = undefined;
   pollOnce();
   if (polled.size === 0 || pollTimer !== undefined) return; // stopped, or a callback re-armed it
-  schedule(Date.now() - lastMove > PIDS_FAST_FOR_MS ? V1_PIDS_IDLE_POLL_MS : V1_PIDS_POLL_MS);
+  schedule(sweepOwed || Date.now() - lastMove <= PIDS_FAST_FOR_MS ? V1_PIDS_POLL_MS : V1_PIDS_IDLE_POLL_MS);
 }
 
 /** Shared poll of a keyed counter file (v1 pids.events `max`). */
@@ -136,6 +167,7 @@ export function pollCounter(file: string, key: string, cb: (value: number) => vo
       pollTimer = undefined;
       lastPidFile?.close();
       lastPidFile = undefined;
+      sweepOwed = false;
     }
   };
 }
