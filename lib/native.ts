@@ -101,6 +101,12 @@ export interface Addon {
     plan: NativePlan,
     onExit: (code: number | null, signal: number | null) => void,
     onViolation: (v: NativeViolation) => void,
+    /**
+     * Given: the launch runs on the addon's launch thread and this is called on a later turn,
+     * with null or the setup error (as NativeSetupError); pid is known from then on. Without: the
+     * constructor launches (the JS thread waits) and throws the setup error.
+     */
+    onLaunched?: (err: NativeSetupError | Error | null) => void,
   ) => NativeSandboxProcess;
   pipe(): [number, number];
   /** Throws a TypeError (code ERR_INVALID_OPTION) naming a bad entry. */

@@ -21,6 +21,7 @@
         "launch_clone.cc",
         "launch_modes.cc",
         "launch_release.cc",
+        "launch_thread.cc",
         "child.cc",
         "mount_child.cc",
         "mount_parent.cc",

@@ -135,8 +135,9 @@ int ChildMain(void* arg) {
   }
 
   SPAWN_TRACE(11, "c-signals");
-  // Die with the thread that cloned us. Set before waiting, so a parent that dies in between is seen
-  // as EOF on the status socket.
+  // Die with the thread that cloned us (the launch thread, which lives as long as the host
+  // process). Set before waiting, so a parent that dies in between is seen as EOF on the status
+  // socket.
   r = Sys(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (r < 0) Report(plan, status, Stage::kWaitParent, r);
 

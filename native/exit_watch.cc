@@ -9,9 +9,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "launch_options.h"
 #include "launch_modes.h"
+#include "launch_thread.h"
 #include "launcher.h"
 #include "net_intercept.h"
 #include "seccomp.h"
@@ -60,48 +62,169 @@ Napi::Function SandboxProcess::Define(Napi::Env env) {
                       InstanceAccessor("pid", &SandboxProcess::GetPid, nullptr)});
 }
 
-// new SandboxProcess(plan, onExit(code, signal), onViolation({ syscall, nr, pid }))
-// Launches at construction; a setup failure throws an Error carrying stage, errno, index, detail.
+// A launch running on the launch thread (launch_thread.h) for an asynchronous spawn. Made and
+// finished on the JS thread; the launch thread only fills `job` and hands it back through `tsfn`.
+//
+// Teardown of the JS environment (a worker ending) frees the threadsafe function whatever its
+// count of threads, so the launch thread may touch it only while holding `mutex` with `env_gone`
+// false: the environment's cleanup hook (EnvGone, registered after the function, so it runs
+// before the function's own) sets that flag under the same mutex.
+struct SandboxProcess::AsyncLaunch {
+  LaunchJob job;
+  SandboxProcess* owner = nullptr;
+  Napi::FunctionReference on_launched;
+  napi_threadsafe_function tsfn = nullptr;
+  std::mutex mutex;
+  bool env_gone = false;  // under mutex
+};
+
+namespace {
+
+Napi::Error SetupError(Napi::Env env, const LaunchError& error) {
+  Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") + StageName(error.stage));
+  e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
+  e.Set("stage", Napi::String::New(env, StageName(error.stage)));
+  e.Set("errno", Napi::Number::New(env, error.error));
+  e.Set("index", Napi::Number::New(env, error.index));
+  e.Set("detail", Napi::String::New(env, error.detail));
+  return e;
+}
+
+// Nobody will take this launch's sandbox (its JS environment is being torn down): it must not
+// run on. Any thread; the JS reference is left to the environment's teardown.
+void Abandon(SandboxProcess::AsyncLaunch* a) {
+  if (a->job.launched) {
+    syscall(SYS_pidfd_send_signal, a->job.result.pidfd, SIGKILL, nullptr, 0);
+    siginfo_t info;
+    while (waitid(kIdPidfd, a->job.result.pidfd, &info, WEXITED | __WALL) < 0 && errno == EINTR) {
+    }
+    close(a->job.result.pidfd);
+    if (a->job.result.listener >= 0) close(a->job.result.listener);
+  }
+  a->on_launched.SuppressDestruct();
+  delete a;
+}
+
+void EnvGone(void* arg) {
+  SandboxProcess::AsyncLaunch* a = static_cast<SandboxProcess::AsyncLaunch*>(arg);
+  std::lock_guard<std::mutex> lock(a->mutex);
+  a->env_gone = true;  // the launch thread, or the function's queue being emptied, frees `a`
+}
+
+}  // namespace
+
+// new SandboxProcess(plan, onExit(code, signal), onViolation({ syscall, nr, pid }) [, onLaunched(error)])
+// Without onLaunched: launches before returning (the JS thread waits for the launch thread); a
+// setup failure throws an Error carrying stage, errno, index, detail. With it: returns at once,
+// and onLaunched(null) or onLaunched(that Error) follows on a later turn of the event loop.
 SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<SandboxProcess>(info), env_(info.Env()) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
-    Napi::TypeError::New(env, "SandboxProcess(plan, onExit, onViolation)").ThrowAsJavaScriptException();
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction() ||
+      (info.Length() > 3 && !info[3].IsFunction() && !info[3].IsUndefined())) {
+    Napi::TypeError::New(env, "SandboxProcess(plan, onExit, onViolation, onLaunched?)").ThrowAsJavaScriptException();
     return;
   }
+  const bool async = info.Length() > 3 && info[3].IsFunction();
   SPAWN_TRACE(0, "n-start");
-  LaunchPlan plan;
-  std::string problem = LaunchPlanFromJs(info[0].As<Napi::Object>(), &plan);
+  AsyncLaunch* pending = async ? new AsyncLaunch() : nullptr;
+  LaunchPlan sync_plan;
+  LaunchPlan* plan = async ? &pending->job.plan : &sync_plan;
+  std::string problem = LaunchPlanFromJs(info[0].As<Napi::Object>(), plan);
   if (!problem.empty()) {
+    delete pending;
     Napi::Error e = Napi::TypeError::New(env, problem);
     e.Set("code", Napi::String::New(env, "ERR_INVALID_OPTION"));
     e.ThrowAsJavaScriptException();
     return;
   }
   SPAWN_TRACE(1, "p-plan");
-  LaunchResult result;
-  LaunchError error;
-  // Steps down to the next launch mode where the kernel refuses a sandbox the one the plan picked.
-  bool launched = LaunchWithFallback(&plan, &result, &error);
-  if (!launched) {
-    Napi::Error e = Napi::Error::New(env, std::string("sandbox setup failed at stage ") +
-                                              StageName(error.stage));
-    e.Set("code", Napi::String::New(env, "ERR_SANDBOX_SETUP"));
-    e.Set("stage", Napi::String::New(env, StageName(error.stage)));
-    e.Set("errno", Napi::Number::New(env, error.error));
-    e.Set("index", Napi::Number::New(env, error.index));
-    e.Set("detail", Napi::String::New(env, error.detail));
-    e.ThrowAsJavaScriptException();
-    return;
-  }
-  pid_ = result.pid;
-  pidfd_ = result.pidfd;
-  listener_ = result.listener;
   on_exit_ = Napi::Persistent(info[1].As<Napi::Function>());
   on_violation_ = Napi::Persistent(info[2].As<Napi::Function>());
 
+  if (!async) {
+    LaunchResult result;
+    LaunchError error;
+    // Steps down to the next launch mode where the kernel refuses a sandbox the one the plan picked.
+    if (!LaunchAndWait(plan, &result, &error)) {
+      SetupError(env, error).ThrowAsJavaScriptException();
+      return;
+    }
+    Adopt(result);
+    // Keep the JS object alive while the process runs: the callbacks refer to it.
+    Napi::ObjectWrap<SandboxProcess>::Ref();
+    return;
+  }
+
+  pending->owner = this;
+  pending->on_launched = Napi::Persistent(info[3].As<Napi::Function>());
+  pending->job.context = pending;
+  pending->job.done = [](LaunchJob* job) {
+    // Launch thread. FinishLaunch takes the mutex before it frees `a`.
+    AsyncLaunch* a = static_cast<AsyncLaunch*>(job->context);
+    std::unique_lock<std::mutex> lock(a->mutex);
+    if (!a->env_gone && napi_call_threadsafe_function(a->tsfn, a, napi_tsfn_blocking) == napi_ok) {
+      napi_release_threadsafe_function(a->tsfn, napi_tsfn_release);
+      return;
+    }
+    lock.unlock();
+    Abandon(a);  // nobody will take it (the function, if not yet freed, goes with the environment)
+  };
+  Napi::String name = Napi::String::New(env, "warden.launch");
+  napi_status status = napi_create_threadsafe_function(
+      env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, nullptr,
+      [](napi_env env, napi_value, void*, void* data) {
+        AsyncLaunch* a = static_cast<AsyncLaunch*>(data);
+        if (env == nullptr) {
+          Abandon(a);  // the environment is going away
+          return;
+        }
+        a->owner->FinishLaunch(a);
+      },
+      &pending->tsfn);
+  if (status == napi_ok) status = napi_add_env_cleanup_hook(env, EnvGone, pending);
+  int err = 0;
+  if (status != napi_ok || !SubmitLaunch(&pending->job, &err)) {
+    if (pending->tsfn != nullptr) napi_release_threadsafe_function(pending->tsfn, napi_tsfn_abort);
+    napi_remove_env_cleanup_hook(env, EnvGone, pending);
+    delete pending;
+    LaunchError error;
+    ParentFail(&error, Stage::kClone, err, status != napi_ok ? "napi_create_threadsafe_function" : "starting the launch thread");
+    SetupError(env, error).ThrowAsJavaScriptException();
+    return;
+  }
+  // Alive while launching (the launch thread will come back to it) and then while it runs.
+  Napi::ObjectWrap<SandboxProcess>::Ref();
+}
+
+// JS thread: the launch thread is done with `a`.
+void SandboxProcess::FinishLaunch(AsyncLaunch* a) {
+  Napi::Env env = env_;
+  Napi::HandleScope scope(env);
+  // Held here: a failure drops the object's own reference below, and Deliver calls on it.
+  Napi::Object self = Value();
+  (void)self;
+  Napi::FunctionReference on_launched = std::move(a->on_launched);
+  Napi::Value outcome = env.Null();
+  if (a->job.launched) {
+    Adopt(a->job.result);
+  } else {
+    outcome = SetupError(env, a->job.error).Value();
+    Napi::ObjectWrap<SandboxProcess>::Unref();
+  }
+  napi_remove_env_cleanup_hook(env, EnvGone, a);
+  { std::lock_guard<std::mutex> wait_for_launch_thread(a->mutex); }  // it may still hold it
+  delete a;
+  Deliver(on_launched, {outcome});
+}
+
+// The launched process is this object's: its pidfd and listener watched from the event loop.
+void SandboxProcess::Adopt(const LaunchResult& result) {
+  pid_ = result.pid;
+  pidfd_ = result.pidfd;
+  listener_ = result.listener;
   uv_loop_t* loop = nullptr;
-  napi_get_uv_event_loop(env, &loop);
+  napi_get_uv_event_loop(env_, &loop);
   exit_poll_ = Poll::Start(loop, pidfd_, this, [](uv_poll_t* h, int, int) {
     Poll* p = static_cast<Poll*>(h->data);
     if (p->owner != nullptr) p->owner->OnExitReadable();
@@ -112,12 +235,14 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
       if (p->owner != nullptr) p->owner->OnListenerReadable(status < 0 ? status : events);
     });
   }
-  // Keep the JS object alive while the process runs: the callbacks refer to it.
-  Napi::ObjectWrap<SandboxProcess>::Ref();
   SPAWN_TRACE(31, "p-polling");
 }
 
 SandboxProcess::~SandboxProcess() {
+  // Still running here only when its JS environment is torn down (while it runs, the object holds a
+  // reference to itself): a worker thread ending, or the host exiting. The sandbox ends with it; its
+  // parent-death signal belongs to the launch thread, which outlives a worker.
+  if (!exited_ && pidfd_ >= 0) syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
   delete net_;
   Poll::Close(exit_poll_);
   Poll::Close(listener_poll_);

@@ -10,14 +10,21 @@ namespace warden {
 
 class NetIntercept;
 
+struct LaunchResult;
+
 class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit SandboxProcess(const Napi::CallbackInfo& info);
   ~SandboxProcess() override;
 
+  struct AsyncLaunch;
+
  private:
   struct Poll;
+
+  void FinishLaunch(AsyncLaunch* a);
+  void Adopt(const LaunchResult& result);
 
   Napi::Value Kill(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);

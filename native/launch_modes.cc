@@ -191,7 +191,17 @@ bool StartChild(LaunchMode mode, LaunchPlan* plan, Release* release_ptr, void* s
   return true;
 }
 
+// The mount set's state as of now, on the launch thread (the only thread that changes it).
+static void TakeMountSetState(LaunchPlan* plan) {
+  if (plan->mount_set == nullptr) return;
+  plan->mounts = plan->mount_set->ops();
+  plan->root_namespace = plan->mount_set->namespace_fd();
+  plan->root_template = plan->root_namespace >= 0 ? -1 : plan->mount_set->template_fd();
+  if (plan->mount_ns && !plan->prepared()) plan->root_options = FreshRootOptions(plan->uid, plan->gid);
+}
+
 bool LaunchWithFallback(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
+  TakeMountSetState(plan);
   bool launched = Launch(plan, out, error);
   if (!launched && error->stage == Stage::kMountRoot && LaunchModeOf(*plan) == LaunchMode::kNamespace) {
     plan->mount_set->DropNamespace();

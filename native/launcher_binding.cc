@@ -218,11 +218,10 @@ std::string LaunchPlanFromJs(Napi::Object js, LaunchPlan* plan) {
     if (!plan->mount_ns) return "mounts need the mount namespace";
     plan->mount_set = MountSetWrap::Unwrap(mv.As<Napi::Object>())->set();
     if (plan->mount_set == nullptr) return "mountSet is closed";
-    plan->mounts = plan->mount_set->ops();
-    plan->root_namespace = plan->mount_set->namespace_fd();
-    plan->root_template = plan->root_namespace >= 0 ? -1 : plan->mount_set->template_fd();
+    // Its ops, template and namespace are read on the launch thread, when the launch starts
+    // (TakeMountSetState): an earlier launch may still drop its template there.
   }
-  if (plan->mount_ns && !plan->prepared()) plan->root_options = FreshRootOptions(plan->uid, plan->gid);
+  if (plan->mount_ns && plan->mount_set == nullptr) plan->root_options = FreshRootOptions(plan->uid, plan->gid);
 
   Napi::Value rv = js.Get("rlimits");
   if (rv.IsArray()) {

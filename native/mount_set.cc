@@ -73,10 +73,16 @@ MountSet::~MountSet() {
 }
 
 void MountSet::DropNamespace() {
-  // A set belongs to one JS environment (one thread), whose launches are synchronous.
-  if (namespace_fd_ >= 0) close(namespace_fd_);
-  namespace_fd_ = -1;
+  // Launch thread only (launch_thread.h), so no launch of this set holds the fd meanwhile.
+  const int fd = namespace_fd_.exchange(-1);
+  if (fd >= 0) close(fd);
+  std::lock_guard<std::mutex> lock(reason_mutex_);
   no_template_reason_ = "the kernel refused to clone a sandbox from the template namespace";
+}
+
+std::string MountSet::no_template_reason() const {
+  std::lock_guard<std::mutex> lock(reason_mutex_);
+  return no_template_reason_;
 }
 
 std::string FreshRootOptions(uid_t uid, gid_t gid) {
@@ -84,9 +90,10 @@ std::string FreshRootOptions(uid_t uid, gid_t gid) {
 }
 
 void MountSet::DropTemplate() {
-  // A set belongs to one JS environment (one thread), whose launches are synchronous.
-  if (template_fd_ >= 0) close(template_fd_);
-  template_fd_ = -1;
+  // Launch thread only (launch_thread.h), so no launch of this set holds the fd meanwhile.
+  const int fd = template_fd_.exchange(-1);
+  if (fd >= 0) close(fd);
+  std::lock_guard<std::mutex> lock(reason_mutex_);
   no_template_reason_ = "the kernel refused to clone the template into the sandbox";
 }
 

@@ -11,7 +11,7 @@
 namespace warden {
 
 namespace {
-// The set whose spares this thread keeps (see MountSet::RefillSpares). Weak: the set goes when
+// The set whose spares the launch thread keeps (see MountSet::RefillSpares). Weak: the set goes when
 // its last holder lets go, and its spares with it.
 thread_local std::weak_ptr<MountSet> t_spared_set;
 }  // namespace
@@ -28,7 +28,7 @@ int MountSet::TakeSpareTmpfs(size_t op, unsigned uid, unsigned gid) {
 }
 
 void MountSet::RefillSpares(const LaunchPlan& plan) {
-  // A set belongs to one JS environment, so to one thread, whose launches are synchronous.
+  // Launch thread only (launch_thread.h): every launch of the process runs there, one at a time.
   const std::shared_ptr<MountSet> previous = t_spared_set.lock();
   if (previous.get() != this) {
     if (previous != nullptr) previous->CloseSpares();

@@ -171,7 +171,7 @@ bool MountSet::BuildTemplate(std::string* why) {
   struct mount_attr attr;
   memset(&attr, 0, sizeof attr);
   attr.attr_set = MOUNT_ATTR_RDONLY;
-  if (syscall(SYS_mount_setattr, template_fd_, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+  if (syscall(SYS_mount_setattr, template_fd_.load(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
     *why = std::string("read-only template: ") + strerror(errno);
     return false;
   }

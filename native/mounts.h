@@ -20,7 +20,9 @@
 //    that refuses the template): a fresh tmpfs root populated op by op, then remounted read-only.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -54,23 +56,26 @@ class MountSet {
   std::string Build(const std::vector<MountSpec>& specs, bool allow_template = true);
 
   // The ops a spawn executes, and the template to clone as its root (-1: a fresh tmpfs per spawn).
-  const std::vector<MountOp>& ops() const { return template_fd_ >= 0 ? spawn_ops_ : all_ops_; }
-  int template_fd() const { return template_fd_; }
+  // Threads: a set is built on its JS thread; from then on only the launch thread changes it
+  // (launch_thread.h: drops, spares) while the JS thread may read whether it has a template.
+  const std::vector<MountOp>& ops() const { return template_fd() >= 0 ? spawn_ops_ : all_ops_; }
+  int template_fd() const { return template_fd_.load(std::memory_order_acquire); }
   // The template namespace to clone the child from (-1: none; the child pivots into a template
   // clone, or a fresh tmpfs).
-  int namespace_fd() const { return namespace_fd_; }
+  int namespace_fd() const { return namespace_fd_.load(std::memory_order_acquire); }
   // For a kernel that refuses a sandbox the template namespace, or the template: later spawns of
-  // this set use the next way down.
+  // this set use the next way down. Launch thread only.
   void DropNamespace();
   void DropTemplate();
   // Why there is no template, or no template namespace ("" when there are both): for tests.
-  const std::string& no_template_reason() const { return no_template_reason_; }
+  std::string no_template_reason() const;
 
   // Spares (prepared mode): what a launch needs that depends on nothing but its options can be
   // made ahead, after a launch, while its command runs, for the next launch of the same set:
   // a sandbox's tmpfs (a new, empty filesystem: one per tmpfs op, by owner) and the status socket
-  // pair. Only the set launched last on a thread keeps spares, so a host that varies its mount
-  // lists holds at most one list's worth; closing the set (releasePreparedMounts) closes them.
+  // pair. Only the set launched last keeps spares (every launch of the process runs on the
+  // launch thread), so a host that varies its mount lists holds at most one list's worth;
+  // closing the set (releasePreparedMounts) closes them.
   // The spare made for op `op` with owner `uid`:`gid`, or -1.
   int TakeSpareTmpfs(size_t op, unsigned uid, unsigned gid);
   // A fresh SOCK_SEQPACKET pair (close-on-exec) into `sv`, if there is one.
@@ -86,9 +91,10 @@ class MountSet {
   std::vector<std::string> strings_;  // storage for MountOp strings (reserved up front)
   std::vector<MountOp> all_ops_;      // the per-spawn way: every op
   std::vector<MountOp> spawn_ops_;    // with the template: the ops left for each spawn
-  int template_fd_ = -1;
-  int namespace_fd_ = -1;
-  std::string no_template_reason_;
+  std::atomic<int> template_fd_{-1};
+  std::atomic<int> namespace_fd_{-1};
+  mutable std::mutex reason_mutex_;
+  std::string no_template_reason_;  // under reason_mutex_
   struct SpareTmpfs {
     size_t op;
     unsigned uid, gid;

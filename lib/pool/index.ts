@@ -278,7 +278,8 @@ export class RunnerPool {
     if (this.closed || this.fillScheduled || this.backoff !== undefined) return;
     if (this.idle.length + this.starting.size >= this.size) return;
     this.fillScheduled = true;
-    // Not in the caller's turn: Sandbox.spawn blocks for a few milliseconds.
+    // Not in the caller's turn: preparing a launch (plan, cgroup directories) takes about a
+    // millisecond of this thread; the launch itself runs on the addon's launch thread.
     setImmediate(() => {
       this.fillScheduled = false;
       if (this.closed || this.backoff !== undefined || this.idle.length + this.starting.size >= this.size) return;
@@ -359,7 +360,7 @@ export class RunnerPool {
     for (const w of this.idleWaiters.splice(0)) w.resolve();
     this.idle.length = 0;
     for (const r of this.own) r.handle?.kill();
-    // A launch still in Sandbox.spawn gets its handle, sees `closed` and kills it.
+    // A launch still under way gets its handle, sees `closed` and kills it.
     await Promise.all([...this.launches]);
     const left = [...this.own];
     for (const r of left) r.handle?.kill();

@@ -259,8 +259,8 @@ export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerO
     // Its wake-ups must not preempt the host's thread (native/runner_scheduling.cc). A host that may
     // not set this gets the error: the runner would work without it, slower when the cores are
     // busy, and nothing would say why. The pid is our child and not reaped yet: the spawners here
-    // return synchronously after the clone, and an exit is reaped by the exit watcher on a later
-    // turn of the event loop, never between the spawn and this line.
+    // resolve in the turn that adopts the launched process (only promise jobs run between that
+    // and this line), and an exit is reaped by the exit watcher on a later turn of the event loop.
     try {
       setBatchScheduling(proc.pid);
     } catch (e) {

@@ -101,8 +101,9 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
     ...(options.binds ?? []),
   ];
   return launchRunner(
-    (req) => {
-      const sb = Sandbox.spawn({
+    async (req) => {
+      // On the addon's launch thread: the host's event loop runs on while the sandbox is set up.
+      const sb = await Sandbox.launch({
         command: [node, ...req.command.slice(1)],
         env: req.env,
         binds: [...binds, ...(req.binds ?? []).map((source) => ({ source, hostAccess: true }))],

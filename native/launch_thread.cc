@@ -1,0 +1,101 @@
+#include "launch_thread.h"
+
+#include <signal.h>
+#include <uv.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+
+#include "launch_modes.h"
+
+namespace warden {
+
+namespace {
+
+// Allocated once and never freed: the thread waits on it until the process ends, and static
+// destructors running at exit must not destroy a condition variable it waits on.
+struct LaunchQueue {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::deque<LaunchJob*> jobs;
+  bool started = false;
+  uv_thread_t thread;
+};
+
+LaunchQueue* Queue() {
+  static LaunchQueue* queue = new LaunchQueue();
+  return queue;
+}
+
+void ThreadMain(void* arg) {
+  LaunchQueue* q = static_cast<LaunchQueue*>(arg);
+  // No handler of the host runs here (process-directed signals go to its other threads), and the
+  // children start with every signal blocked until they have reset the handlers (child.cc).
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  for (;;) {
+    LaunchJob* job;
+    {
+      std::unique_lock<std::mutex> lock(q->mutex);
+      q->ready.wait(lock, [q] { return !q->jobs.empty(); });
+      job = q->jobs.front();
+      q->jobs.pop_front();
+    }
+    job->launched = LaunchWithFallback(&job->plan, &job->result, &job->error);
+    job->done(job);
+  }
+}
+
+}  // namespace
+
+bool SubmitLaunch(LaunchJob* job, int* err) {
+  LaunchQueue* q = Queue();
+  {
+    std::lock_guard<std::mutex> lock(q->mutex);
+    if (!q->started) {
+      uv_thread_options_t opts;
+      opts.flags = UV_THREAD_HAS_STACK_SIZE;
+      opts.stack_size = 1 << 20;  // the launch's own frames; the children have stacks of their own
+      const int r = uv_thread_create_ex(&q->thread, &opts, ThreadMain, q);
+      if (r != 0) {
+        *err = -r;
+        return false;
+      }
+      q->started = true;  // never joined: the thread lives as long as the process
+    }
+    q->jobs.push_back(job);
+  }
+  q->ready.notify_one();
+  return true;
+}
+
+bool LaunchAndWait(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
+  struct Waiter {
+    std::mutex mutex;
+    std::condition_variable over;
+    bool done = false;
+  } waiter;
+  LaunchJob job;
+  job.plan = std::move(*plan);
+  job.context = &waiter;
+  job.done = [](LaunchJob* j) {
+    Waiter* w = static_cast<Waiter*>(j->context);
+    std::lock_guard<std::mutex> lock(w->mutex);
+    w->done = true;
+    w->over.notify_one();  // under the lock: `waiter` lives on the caller's stack
+  };
+  int err = 0;
+  if (!SubmitLaunch(&job, &err)) return ParentFail(error, Stage::kClone, err, "starting the launch thread");
+  {
+    std::unique_lock<std::mutex> lock(waiter.mutex);
+    waiter.over.wait(lock, [&waiter] { return waiter.done; });
+  }
+  *plan = std::move(job.plan);
+  *out = job.result;
+  *error = std::move(job.error);
+  return job.launched;
+}
+
+}  // namespace warden
