@@ -24,6 +24,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 import { DEFAULT_LOADS_PER_CORE } from '../lib/defaults';
 import { PluginHost, type LoadProgressEvent, type PluginInfo } from '../lib/plugins';
@@ -156,9 +157,14 @@ async function main(): Promise<void> {
     process.stderr.write(`loading ${n} plugins (${choice.name})...\n`);
     const cpuLoad0 = hostCpuMs();
     const pollLoad0 = { ...pollStats };
+    // How long the host's event loop stood still at a time while the plugins started: what the
+    // application and the plugins already loaded waited (sampled every 1 ms).
+    const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+    loopDelay.enable();
     const t0 = performance.now();
     await host.start();
     const loadMs = performance.now() - t0;
+    loopDelay.disable();
     const loadCpu = hostCpuMs() - cpuLoad0;
     const infos = host.plugins();
     const notActive = infos.filter((p: PluginInfo) => p.status !== 'active');
@@ -167,6 +173,7 @@ async function main(): Promise<void> {
     rows.push(['start() wall time', `${(loadMs / 1000).toFixed(2)} s (${(loadMs / n).toFixed(1)} ms per plugin; ${maxLoads ?? `default ${DEFAULT_LOADS_PER_CORE * cores}`} starts at once)`]);
     rows.push(['peer: bare `node -e 0` (mean of 20, one after the other)', `${nodeMs.toFixed(1)} ms; target 1.3 × ${n} × that / ${cores} cores = ${(targetMs / 1000).toFixed(2)} s; start() is ${(loadMs / targetMs).toFixed(2)}× the target`]);
     rows.push(['host cpu during load', `${(loadCpu / 1000).toFixed(2)} s`]);
+    rows.push(['during load: host event-loop delay (1 ms timer)', `p50 ${(loopDelay.percentile(50) / 1e6).toFixed(1)} ms, p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${(loopDelay.max / 1e6).toFixed(1)} ms`]);
     const loadSweeps = pollStats.sweeps - pollLoad0.sweeps;
     rows.push(['during load: v1 pids counter sweeps (budget ≤ 1/10 of a core)', `${loadSweeps} sweeps, ${((pollStats.sweepMs - pollLoad0.sweepMs) / 1000).toFixed(2)} s; longest wait for the budget ${pollStats.maxOwedMs.toFixed(0)} ms`]);
     rows.push(['launcher; limits per plugin', `${choice.name}; memory 256M, pids ${pids}`]);
