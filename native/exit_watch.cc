@@ -12,7 +12,6 @@
 #include <mutex>
 
 #include "launch_options.h"
-#include "launch_modes.h"
 #include "launch_thread.h"
 #include "launcher.h"
 #include "net_intercept.h"
@@ -94,10 +93,7 @@ Napi::Error SetupError(Napi::Env env, const LaunchError& error) {
 // run on. Any thread; the JS reference is left to the environment's teardown.
 void Abandon(SandboxProcess::AsyncLaunch* a) {
   if (a->job.launched) {
-    syscall(SYS_pidfd_send_signal, a->job.result.pidfd, SIGKILL, nullptr, 0);
-    siginfo_t info;
-    while (waitid(kIdPidfd, a->job.result.pidfd, &info, WEXITED | __WALL) < 0 && errno == EINTR) {
-    }
+    KillAndReap(a->job.result.pidfd);
     close(a->job.result.pidfd);
     if (a->job.result.listener >= 0) close(a->job.result.listener);
   }
@@ -145,7 +141,6 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
   if (!async) {
     LaunchResult result;
     LaunchError error;
-    // Steps down to the next launch mode where the kernel refuses a sandbox the one the plan picked.
     if (!LaunchAndWait(plan, &result, &error)) {
       SetupError(env, error).ThrowAsJavaScriptException();
       return;

@@ -92,7 +92,6 @@ bool LaunchAndWait(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     std::unique_lock<std::mutex> lock(waiter.mutex);
     waiter.over.wait(lock, [&waiter] { return waiter.done; });
   }
-  *plan = std::move(job.plan);
   *out = job.result;
   *error = std::move(job.error);
   return job.launched;

@@ -29,7 +29,8 @@ struct LaunchJob {
 // that thread could not be started; the job was not queued then.
 bool SubmitLaunch(LaunchJob* job, int* err);
 
-// Runs a launch (LaunchWithFallback) on the launch thread and waits for it: the synchronous spawn.
+// Runs a launch (LaunchWithFallback, which steps down the launch modes the kernel refuses) on the
+// launch thread and waits for it: the synchronous spawn. The plan is moved into the job.
 bool LaunchAndWait(LaunchPlan* plan, LaunchResult* out, LaunchError* error);
 
 }  // namespace warden

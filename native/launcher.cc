@@ -60,14 +60,6 @@ bool TakeChildFailure(int fd, ChildFailure* failure) {
   }
 }
 
-void KillAndReap(int pidfd) {
-  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
-  siginfo_t info;
-  while (waitid(kIdPidfd, pidfd, &info, WEXITED | __WALL) < 0 &&
-         errno == EINTR) {
-  }
-}
-
 // A failure the child (or the release) reported. A cgroup placement names the file.
 bool ChildFail(LaunchError* error, const ChildFailure& failure, const LaunchPlan& plan) {
   error->stage = static_cast<Stage>(failure.stage);
@@ -127,6 +119,14 @@ bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* fail
 }
 
 }  // namespace
+
+void KillAndReap(int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
+  siginfo_t info;
+  while (waitid(kIdPidfd, pidfd, &info, WEXITED | __WALL) < 0 &&
+         errno == EINTR) {
+  }
+}
 
 bool ParentFail(LaunchError* error, Stage stage, int err, std::string detail) {
   error->stage = stage;

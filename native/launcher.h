@@ -26,6 +26,9 @@ struct LaunchError {
 // The fallback between launch modes is LaunchWithFallback (launch_modes.h), which calls this.
 bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error);
 
+// Ends a child of ours through its pidfd and reaps it (blocks until it has died).
+void KillAndReap(int pidfd);
+
 // Records a failure of the parent's side in `error`; returns false.
 bool ParentFail(LaunchError* error, Stage stage, int err, std::string detail = "");
 
