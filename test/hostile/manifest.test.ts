@@ -59,3 +59,20 @@ t.test('huge, deep and long manifests are refused at a bounded cost', async (t) 
   for (const [name, why] of Object.entries(expected)) t.ok(refused.some((e) => why.test(e.message)), `${name}: ${refused.find((e) => why.test(e.message))?.message.slice(0, 120)}`);
   t.same((await host.invoke('ping', [])).values, ['pong'], 'the good plugin loaded and answers');
 });
+
+t.test('a manifest whose size the stat does not tell is read to its end, and refused past the bound', async (t) => {
+  // The read is sized from fstat and grows as the file turns out longer (a file growing while it
+  // is read; here proc files, whose stat size is 0): past the bound it is refused, not read on.
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  const dirOf = (name: string, target: string): string => {
+    const dir = w.writePlugin(name, { code: GOOD });
+    fs.rmSync(path.join(dir, 'warden.json'), { force: true });
+    fs.symlinkSync(target, path.join(dir, 'warden.json'));
+    return dir;
+  };
+  // A few bytes of valid JSON behind a stat size of 0: read whole, then judged by what it holds.
+  t.throws(() => readManifest(dirOf('small', '/proc/sys/kernel/pid_max')), /warden\.json: \$: must be a JSON object/);
+  // Megabytes behind a stat size of 0: refused at the bound.
+  t.throws(() => readManifest(dirOf('endless', '/proc/kallsyms')), /warden\.json: \$: grew past the 262144 bytes a manifest may have/);
+});
