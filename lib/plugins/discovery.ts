@@ -15,15 +15,23 @@ export interface Discovered {
   error?: PluginError;
 }
 
+/** Every plugin directory under `roots`, read now. */
 export function discoverPlugins(roots: readonly string[]): Discovered[] {
-  const out: Discovered[] = [];
+  return [...walkPluginDirs(roots)];
+}
+
+/**
+ * The same, one directory at a time: a host with a thousand plugins reads a thousand manifests, and
+ * lets its event loop turn between them (plugin-host.ts scan()).
+ */
+export function* walkPluginDirs(roots: readonly string[]): Generator<Discovered> {
   const byName = new Map<string, string>();
   for (const root of roots) {
     let names: string[];
     try {
       names = fs.readdirSync(root).sort();
     } catch (e) {
-      out.push({ dir: root, error: new PluginManifestError(path.basename(root), root, '$', `the plugin directory cannot be read (${(e as NodeJS.ErrnoException).code})`) });
+      yield { dir: root, error: new PluginManifestError(path.basename(root), root, '$', `the plugin directory cannot be read (${(e as NodeJS.ErrnoException).code})`) };
       continue;
     }
     for (const n of names) {
@@ -40,15 +48,14 @@ export function discoverPlugins(roots: readonly string[]): Discovered[] {
         const manifest = readManifest(dir);
         const seen = byName.get(manifest.name);
         if (seen !== undefined) {
-          out.push({ dir, error: new PluginManifestError(manifest.name, manifest.file, 'name', `another plugin directory (${seen}) has the same name; names must be unique`) });
+          yield { dir, error: new PluginManifestError(manifest.name, manifest.file, 'name', `another plugin directory (${seen}) has the same name; names must be unique`) };
           continue;
         }
         byName.set(manifest.name, dir);
-        out.push({ dir, manifest });
+        yield { dir, manifest };
       } catch (e) {
-        out.push({ dir, error: e instanceof PluginError ? e : new PluginManifestError(n, dir, '$', String(e)) });
+        yield { dir, error: e instanceof PluginError ? e : new PluginManifestError(n, dir, '$', String(e)) };
       }
     }
   }
-  return out;
 }

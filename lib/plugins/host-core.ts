@@ -33,7 +33,7 @@ export interface HostCore {
   setStatus(r: PluginRecord, status: PluginStatus, reason?: PluginReason): void;
   emit(event: string, ...args: unknown[]): boolean;
   /** Discovers the plugin directories again (new plugins become idle records). */
-  scan(): void;
+  scan(): Promise<void>;
   /** Runs `fn` after everything queued for this plugin (load, reload, unload are serialized). */
   enqueue<T>(r: PluginRecord, fn: () => Promise<T>, evenIfClosed?: boolean): Promise<T>;
   /** Loads the plugin unless it is active; `chain` is the dependency path that asked for it. */

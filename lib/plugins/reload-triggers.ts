@@ -12,12 +12,13 @@ import type { HostCore } from './host-core';
 import { readManifest } from './manifest';
 import type { PluginRecord } from './record';
 
-export function onDirChanged(core: HostCore, dirName: string): void {
+export async function onDirChanged(core: HostCore, dirName: string): Promise<void> {
   if (core.isClosed()) return;
   const known = [...core.records.values()].find((r) => path.basename(r.dir) === dirName);
   if (known === undefined) {
     // A new plugin directory appeared: discover it, load it if eager.
-    core.scan();
+    await core.scan();
+    if (core.isClosed()) return;
     const fresh = [...core.records.values()].find((r) => path.basename(r.dir) === dirName);
     if (fresh !== undefined && fresh.status === 'idle' && core.settings.loading !== 'lazy') core.ensureLoaded(fresh, []).catch(() => undefined);
     return;
