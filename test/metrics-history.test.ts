@@ -1,5 +1,6 @@
 /**
- * Usage history: bounded rings filled by one host-wide timer; the sampled soft thresholds.
+ * Usage history: bounded rings filled by one host-wide timer; the sampled soft thresholds; the
+ * cgroup reads a sample costs.
  */
 import { createHook } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
@@ -8,6 +9,7 @@ import * as vm from 'node:vm';
 import t from 'tap';
 
 import { AuditLog } from '../lib/audit';
+import { statFileReads } from '../lib/limits/cgroupfs';
 import { PluginObserver, type ObservedPlugin, type ObserverSource, type PressureEvent } from '../lib/metrics';
 import { PluginWorld, until } from './helpers/plugins';
 
@@ -83,4 +85,48 @@ t.test('history of a live plugin, and an error-rate warning from the sample', as
   const u = host.usage().plugins[0]!;
   t.equal(u.calls.total, 15);
   t.equal(u.calls.errors, 12);
+});
+
+const noCgroup = process.getuid?.() === 0 ? false : 'cgroup counters need cgroup limits: skipped as an unprivileged user (see warden doctor)';
+t.test('an idle plugin costs one cgroup read per sample; one that ran is read in full, and what it grew shows', { skip: noCgroup }, async (t) => {
+  // 1000 plugins sampled every 5 s read ~4 cgroup files each: most of the host's observation cost.
+  // A sandbox whose cpu counter stood still ran nothing, so its memory and pids are carried forward.
+  const MiB = 1024 * 1024;
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('grower', {
+    code: `const keep = []; exports.activate = (h) => { h.hook('work', (n) => { for (let i = 0; i < n; i++) keep.push(Buffer.alloc(1 << 20, 1)); return keep.length; }); };`,
+    hooks: ['work'],
+  });
+  await w.trust('grower', { limits: { memory: 256 * MiB } });
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, observe: { intervalMs: 60_000, points: 50 } }); // sampled by hand
+  t.teardown(() => host.close());
+  await host.start();
+  const readsOf = (): number => {
+    const r0 = statFileReads.count;
+    host.metrics.sample();
+    return statFileReads.count - r0;
+  };
+  const full = readsOf();
+  t.ok(full >= 3, `the first sample reads memory, its peak, pids and cpu (${full} reads)`);
+  // The runner settles after its start (V8's helper threads compile and collect for a moment).
+  let idle = Infinity;
+  await until(() => (idle = readsOf()) <= 2, 10_000, 'a sample of the settled plugin that reads cpu only');
+  t.ok(idle < full, `an idle sample reads ${idle} file(s), a full one ${full}`);
+  const before = host.metrics.history('grower')!.series.memory.at(-1)!;
+  t.ok(before > 0, `memory carried forward from the last full read (${(before / MiB).toFixed(1)} MiB)`);
+
+  t.same((await host.invoke('work', [32])).values, [32], 'the plugin holds 32 MiB more');
+  const ran = readsOf();
+  t.ok(ran >= 3, `after it ran, the sample reads everything again (${ran} reads)`);
+  const after = host.metrics.history('grower')!.series.memory.at(-1)!;
+  t.ok(after - before >= 32 * MiB, `its memory grew by ${((after - before) / MiB).toFixed(1)} MiB in the history (≥ 32)`);
+  t.ok(host.usage().plugins[0]!.memory.bytes! - before >= 32 * MiB, 'and in usage()');
+
+  // Carried figures age out: within 12 idle reads there is a full one.
+  await until(() => readsOf() <= 2, 10_000, 'settled again');
+  const counts = Array.from({ length: 12 }, () => readsOf());
+  t.ok(counts.some((n) => n >= 3), `a full read among 12 idle samples (${counts.join(' ')})`);
+  t.ok(counts.filter((n) => n <= 2).length >= 10, 'the others read cpu only');
 });

@@ -19,6 +19,13 @@ export interface RawStats {
   pidsMaxEvents?: number;
 }
 
+/**
+ * The counters a caller wants from stats(): each is a read of a cgroup file (a syscall of a few µs),
+ * and a host that samples a thousand sandboxes every few seconds reads only what it shows.
+ */
+export type StatField = keyof RawStats;
+export type StatFields = ReadonlySet<StatField>;
+
 export type KernelEvent = { kind: 'oom' } | { kind: 'pids-max'; count: number };
 
 export interface Backend {
@@ -34,7 +41,8 @@ export interface Backend {
   readonly freezerDir?: string;
   /** Any procs file listing all sandbox processes (to signal them one by one as a last resort). */
   readonly anyProcsFile: string;
-  stats(): RawStats;
+  /** Reads the counters named in `only` (all without it); the others are left undefined. */
+  stats(only?: StatFields): RawStats;
   cpuUsageNs(): number | undefined;
   /** Start delivering kernel events. Called once, before the first process enters. */
   watch(onEvent: (e: KernelEvent) => void): void;

@@ -61,6 +61,9 @@ export function exists(file: string): boolean {
   }
 }
 
+/** Reads of cgroup counter files by this process (StatFile), for the benchmarks and their tests. */
+export const statFileReads = { count: 0 };
+
 /** An fd kept open on a cgroup file, read from offset 0 each time. Missing file → reads give undefined. */
 export class StatFile {
   private fd: number | undefined;
@@ -77,6 +80,7 @@ export class StatFile {
   }
   text(): string | undefined {
     if (this.fd === undefined) return undefined;
+    statFileReads.count++;
     try {
       const n = fs.readSync(this.fd, StatFile.buf, 0, StatFile.buf.length, 0);
       return StatFile.buf.toString('latin1', 0, n);

@@ -5,7 +5,7 @@ export { deadHostCgroups } from './cleanup';
 export type { LeftoverCgroup } from './cleanup';
 export { resolveLimits, needsCgroup } from './options';
 export type { LimitsOptions, ResolvedLimits, IoLimitOptions, IoLimit } from './options';
-export type { WeakerLimit } from './backend';
+export type { WeakerLimit, StatField, StatFields } from './backend';
 export type { RlimitSpec } from './rlimits';
 export { detectLayout, hostLayout } from './layout';
 export type { CgroupLayout, CgroupMode, Hierarchy } from './layout';

@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LimitError } from '../errors';
-import type { Backend, KernelEvent, WeakerLimit } from './backend';
+import type { Backend, KernelEvent, StatFields, WeakerLimit } from './backend';
 import { removeCgroupDir } from './cgroupfs';
 import { CpuTimeWatch } from './cputime';
 import { discoverOwnCgroups, type OwnCgroups } from './discover';
@@ -308,9 +308,10 @@ export class SandboxCgroup extends EventEmitter {
     this.backend?.recheck();
   }
 
-  stats(): LimitStats {
+  /** The counters now; `only` names the ones to read (each a cgroup file read), the others stay undefined. */
+  stats(only?: StatFields): LimitStats {
     if (this.finalStats !== undefined) return { ...this.finalStats, at: Date.now() };
-    const s = this.backend?.stats() ?? {};
+    const s = this.backend?.stats(only) ?? {};
     return {
       memory: { current: s.memoryCurrent, peak: s.memoryPeak, limit: this.limits.memory, oomKills: s.oomKills },
       cpu: { usageNs: s.cpuUsageNs, throttledNs: s.cpuThrottledNs, limitCores: this.limits.cpu, timeBudgetMs: this.limits.cpuTime },

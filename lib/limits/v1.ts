@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { LimitError } from '../errors';
 import { DELEGATION_HELP, StatFile, errnoOf, exists, tryWrite, writeCg } from './cgroupfs';
 import { pollCounter, watchV1Event, type Stop } from './events';
-import type { Backend, NarrowLimits, KernelEvent, RawStats, WeakerLimit } from './backend';
+import type { Backend, NarrowLimits, KernelEvent, RawStats, StatField, StatFields, WeakerLimit } from './backend';
 import type { CgroupLayout } from './layout';
 import type { OwnCgroups } from './discover';
 import type { ResolvedLimits } from './options';
@@ -32,6 +32,8 @@ export class V1Backend implements Backend {
   private readonly files: Record<'memUsage' | 'memMax' | 'oomControl' | 'cpuacct' | 'cpuStat' | 'pidsCurrent' | 'pidsEvents' | 'v2CpuStat', StatFile | undefined>;
   private stops: Stop[] = [];
   private readonly pidsLimited: boolean;
+  /** A cpu quota was set (at creation or narrowed to): without one, cpu.stat's throttled_time stays 0. */
+  private cpuLimited = false;
 
   constructor(layout: CgroupLayout, own: OwnCgroups, name: string, l: ResolvedLimits) {
     const required = new Set<string>();
@@ -130,6 +132,7 @@ export class V1Backend implements Backend {
     }
     if (l.pids !== undefined) writeCg('pids', p('pids', 'pids.max'), String(l.pids));
     if (l.cpu !== undefined) {
+      this.cpuLimited = true;
       writeCg('cpu', p('cpu', 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
       writeCg('cpu', p('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpu * CPU_PERIOD_US))));
     }
@@ -154,7 +157,10 @@ export class V1Backend implements Backend {
       if (exists(p('memory', 'memory.memsw.limit_in_bytes'))) writeCg('memory', p('memory', 'memory.memsw.limit_in_bytes'), String(l.memory + l.swap));
     }
     if (l.pids !== undefined) writeCg('pids', p('pids', 'pids.max'), String(l.pids));
-    if (l.cpu !== undefined) writeCg('cpu', p('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpu * CPU_PERIOD_US))));
+    if (l.cpu !== undefined) {
+      writeCg('cpu', p('cpu', 'cpu.cfs_quota_us'), String(Math.max(1000, Math.round(l.cpu * CPU_PERIOD_US))));
+      this.cpuLimited = true;
+    }
   }
 
   private onEvent: ((e: KernelEvent) => void) | undefined;
@@ -203,17 +209,21 @@ export class V1Backend implements Backend {
     return us === undefined ? undefined : us * 1000;
   }
 
-  stats(): RawStats {
-    const cpu = this.files.cpuStat?.keyed();
-    const throttled = cpu?.get('throttled_time'); // ns in v1
+  stats(only?: StatFields): RawStats {
+    const want = (f: StatField): boolean => only === undefined || only.has(f);
+    // Without a quota of its own a v1 cgroup is never throttled (a parent's quota throttles the
+    // parent's runqueue): 0 without reading cpu.stat, where the cpu controller is there to say so.
+    const throttled = !want('cpuThrottledNs') ? undefined
+      : !this.cpuLimited && this.files.cpuStat?.available === true ? 0
+      : this.files.cpuStat?.keyed()?.get('throttled_time'); // ns in v1
     return {
-      memoryCurrent: this.files.memUsage?.number(),
-      memoryPeak: this.files.memMax?.number(),
-      cpuUsageNs: this.cpuUsageNs(),
+      memoryCurrent: want('memoryCurrent') ? this.files.memUsage?.number() : undefined,
+      memoryPeak: want('memoryPeak') ? this.files.memMax?.number() : undefined,
+      cpuUsageNs: want('cpuUsageNs') ? this.cpuUsageNs() : undefined,
       cpuThrottledNs: throttled,
-      pidsCurrent: this.files.pidsCurrent?.number(),
-      oomKills: this.files.oomControl?.keyed()?.get('oom_kill'),
-      pidsMaxEvents: this.files.pidsEvents?.keyed()?.get('max'),
+      pidsCurrent: want('pidsCurrent') ? this.files.pidsCurrent?.number() : undefined,
+      oomKills: want('oomKills') ? this.files.oomControl?.keyed()?.get('oom_kill') : undefined,
+      pidsMaxEvents: want('pidsMaxEvents') ? this.files.pidsEvents?.keyed()?.get('max') : undefined,
     };
   }
 

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { LimitError } from '../errors';
 import { DELEGATION_HELP, StatFile, errnoOf, readText, tryWrite, writeCg } from './cgroupfs';
 import { watchFile, type Stop } from './events';
-import type { Backend, NarrowLimits, KernelEvent, RawStats, WeakerLimit } from './backend';
+import type { Backend, NarrowLimits, KernelEvent, RawStats, StatField, StatFields, WeakerLimit } from './backend';
 import type { ResolvedLimits } from './options';
 
 export const CPU_PERIOD_US = 100_000;
@@ -221,19 +221,21 @@ export class V2Backend implements Backend {
     return u === undefined ? undefined : u * 1000;
   }
 
-  stats(): RawStats {
-    const cpu = this.files.cpuStat.keyed();
-    const mem = this.files.memEvents.keyed();
-    const usage = cpu?.get('usage_usec');
-    const throttled = cpu?.get('throttled_usec');
+  stats(only?: StatFields): RawStats {
+    const want = (f: StatField): boolean => only === undefined || only.has(f);
+    // cpu.stat holds usage and throttling both: one read for either.
+    const cpu = want('cpuUsageNs') || want('cpuThrottledNs') ? this.files.cpuStat.keyed() : undefined;
+    const mem = want('oomKills') ? this.files.memEvents.keyed() : undefined;
+    const usage = want('cpuUsageNs') ? cpu?.get('usage_usec') : undefined;
+    const throttled = want('cpuThrottledNs') ? cpu?.get('throttled_usec') : undefined;
     return {
-      memoryCurrent: this.files.memCurrent.number(),
-      memoryPeak: this.files.memPeak.number(),
+      memoryCurrent: want('memoryCurrent') ? this.files.memCurrent.number() : undefined,
+      memoryPeak: want('memoryPeak') ? this.files.memPeak.number() : undefined,
       cpuUsageNs: usage === undefined ? undefined : usage * 1000,
       cpuThrottledNs: throttled === undefined ? undefined : throttled * 1000,
-      pidsCurrent: this.files.pidsCurrent.number(),
+      pidsCurrent: want('pidsCurrent') ? this.files.pidsCurrent.number() : undefined,
       oomKills: mem === undefined ? undefined : (mem.get('oom_kill') ?? 0),
-      pidsMaxEvents: this.files.pidsEvents.keyed()?.get('max'),
+      pidsMaxEvents: want('pidsMaxEvents') ? this.files.pidsEvents.keyed()?.get('max') : undefined,
     };
   }
 

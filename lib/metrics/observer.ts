@@ -10,7 +10,7 @@
 import { InvalidOptionError } from '../errors';
 import type { AuditEvent } from '../audit';
 import type { HookResult } from '../hooks';
-import type { LimitStats } from '../limits';
+import type { LimitStats, StatFields } from '../limits';
 import type { Stop } from '../limits/events';
 import { PluginHistory, TimeRing, type HistorySeries, type HistoryView } from './history';
 import { LatencyHistogram } from './latency';
@@ -28,6 +28,13 @@ export interface ObserverOptions {
 
 const DAY_MS = 86_400_000;
 const MAX_RECENT = 100_000;
+
+// The cgroup counters read (see counters()): every field is a file read per plugin, a few µs each;
+// the event counters (oom kills, refused forks) reach the host through the limits' own watches.
+const CPU_FIELDS: StatFields = new Set(['cpuUsageNs', 'cpuThrottledNs']);
+const MEMORY_PIDS_FIELDS: StatFields = new Set(['memoryCurrent', 'memoryPeak', 'pidsCurrent']);
+/** Reads in a row that may carry an idle sandbox's memory and pids forward before they are read again. */
+const MAX_CARRIED_READS = 11;
 
 interface Meter {
   name: string;
@@ -49,6 +56,8 @@ interface Meter {
   current: { pid: number; inst: ObservedInstance } | undefined;
   memWatch: Stop | undefined;
   prev: { at: number; cpuNs: number; throttledNs: number; calls: number; errors: number } | undefined;
+  /** The running instance's last full read of its counters, and how many reads carried it forward since. */
+  last: { stats: LimitStats; carried: number } | undefined;
   history: PluginHistory;
   pressure: Set<PressureKind>;
   throttledStreak: number;
@@ -169,7 +178,7 @@ export class PluginObserver {
       m = {
         name, hook: new LatencyHistogram(), window: new LatencyHistogram(), method: new LatencyHistogram(),
         calls: 0, errors: 0, timeouts: 0, methodCalls: 0, methodErrors: 0, violations: new Map(), lastViolation: undefined,
-        cpuBase: 0, throttledBase: 0, mibSeconds: 0, current: undefined, memWatch: undefined, prev: undefined,
+        cpuBase: 0, throttledBase: 0, mibSeconds: 0, current: undefined, memWatch: undefined, prev: undefined, last: undefined,
         history: new PluginHistory(this.points), pressure: new Set(), throttledStreak: 0,
       };
       this.meters.set(name, m);
@@ -182,12 +191,13 @@ export class PluginObserver {
     const inst = this.closed ? undefined : this.source.instance(m.name);
     if (inst?.pid === m.current?.pid) return inst;
     if (m.current !== undefined) {
-      const last = m.current.inst.stats();
+      const last = m.current.inst.stats(CPU_FIELDS);
       m.cpuBase += (last?.cpu.usageNs ?? 0) / 1e9;
       m.throttledBase += (last?.cpu.throttledNs ?? 0) / 1e9;
       m.memWatch?.();
       m.memWatch = undefined;
       m.prev = undefined;
+      m.last = undefined;
       m.throttledStreak = 0;
       m.pressure.clear();
     }
@@ -213,7 +223,7 @@ export class PluginObserver {
     const slot = this.ring.advance(now);
     for (const m of this.meters.values()) {
       const inst = this.track(m);
-      const s = inst?.stats() ?? null;
+      const s = inst === undefined ? null : this.counters(m, inst);
       if (inst === undefined) {
         m.history.write(slot, undefined);
         m.window.reset();
@@ -225,6 +235,30 @@ export class PluginObserver {
     this.cost.ticks++;
     const c = process.cpuUsage(c0);
     this.cost.ms += (c.user + c.system) / 1000;
+  }
+
+  /**
+   * The sandbox's counters with as few cgroup reads as the answer needs (a host samples every plugin
+   * every few seconds, and a thousand plugins made it thousands of reads): cpu first. When cpu has not
+   * moved since the last read, nothing in the sandbox ran, so nothing in it grew its memory, forked
+   * or exited: memory, its peak and pids are carried forward from that read. Memory can still move
+   * under an idle sandbox (the kernel reclaims its cache; a page of the ring it shares with the host,
+   * swapped out and touched by the host, is charged back to it), so after MAX_CARRIED_READS reads in
+   * a row everything is read again: a carried figure is never more than that many reads old. The
+   * limits themselves are the kernel's and do not depend on any of this.
+   */
+  private counters(m: Meter, inst: ObservedInstance): LimitStats | null {
+    const cpu = inst.stats(CPU_FIELDS);
+    if (cpu === null) return null;
+    const last = m.last;
+    if (last !== undefined && last.carried < MAX_CARRIED_READS && cpu.cpu.usageNs !== undefined && cpu.cpu.usageNs === last.stats.cpu.usageNs) {
+      last.carried++;
+      return { ...last.stats, cpu: cpu.cpu, at: cpu.at };
+    }
+    const rest = inst.stats(MEMORY_PIDS_FIELDS);
+    const stats = rest === null ? cpu : { ...rest, cpu: cpu.cpu };
+    m.last = { stats, carried: 0 };
+    return stats;
   }
 
   private sampleOne(m: Meter, inst: ObservedInstance, s: LimitStats | null, now: number): Record<HistorySeries, number> {
@@ -300,7 +334,7 @@ export class PluginObserver {
       const m = this.meter(p.name);
       const inst = this.track(m);
       if (inst !== undefined) sandboxes++;
-      const s = inst?.stats() ?? null;
+      const s = inst === undefined ? null : this.counters(m, inst);
       plugins.push({
         name: p.name, version: p.version, status: p.status, reason: p.reason?.message, pid: p.pid, warm: p.warm, hooks: p.hooks, restarts: p.restarts,
         publisher: inst?.publisher, trust: inst?.trust, permissions: inst?.permissions ?? [],

@@ -14,12 +14,21 @@ import { InvalidOptionError } from '../errors';
 import { LATENCY_BUCKETS, type LatencyHistogram } from './latency';
 import type { HostUsage } from './types';
 
-type Labels = Record<string, string | number>;
+type Labels = Readonly<Record<string, string | number>>;
 interface Value {
   value: number;
   labels: Labels;
+  sharedLabels: Labels;
   metricName?: string;
 }
+
+/**
+ * Every value carries this one object as its sharedLabels: prom-client caches the formatting of a
+ * sharedLabels object by identity, and gives a value without one a fresh {} that it formats and
+ * inserts into a WeakMap, per line: with a thousand plugins (29,000 lines) that and its garbage
+ * were a third of a scrape.
+ */
+const NO_SHARED: Labels = Object.freeze({});
 interface Family {
   name: string;
   help: string;
@@ -56,14 +65,28 @@ export function registerMetrics(registry: PromRegistryLike, observer: MetricsSou
   if (registry === null || typeof registry !== 'object' || typeof (registry as { registerMetric?: unknown }).registerMetric !== 'function') {
     throw new InvalidOptionError('registry', "must be a prom-client Registry (require('prom-client').register or new Registry())");
   }
-  // One snapshot per scrape: the Registry starts every family's get() in the same turn.
+  // One snapshot per scrape: the Registry starts every family's get() in the same turn. The label
+  // objects of each plugin are made once and kept while the plugin is in the snapshots (frozen:
+  // they are handed out again in every scrape).
   let snap: HostUsage | undefined;
+  let labels = new Map<string, PluginLabels>();
+  let previous = labels;
   const usage = (): HostUsage => {
     if (snap === undefined) {
       snap = observer.usage();
+      previous = labels;
+      labels = new Map();
       setImmediate(() => (snap = undefined));
     }
     return snap;
+  };
+  const labelsOf = (plugin: string): PluginLabels => {
+    let l = labels.get(plugin);
+    if (l === undefined) {
+      l = previous.get(plugin) ?? pluginLabels(plugin);
+      labels.set(plugin, l);
+    }
+    return l;
   };
   const fam = (name: (typeof METRIC_NAMES)[number], help: string, type: Family['type'], values: () => Value[]): void => {
     const f: Family = {
@@ -76,7 +99,7 @@ export function registerMetrics(registry: PromRegistryLike, observer: MetricsSou
   const per = (pick: (p: HostUsage['plugins'][number]) => number | undefined): (() => Value[]) => () =>
     usage().plugins.flatMap((p) => {
       const v = pick(p);
-      return v === undefined || !Number.isFinite(v) ? [] : [{ value: v, labels: { plugin: p.name } }];
+      return v === undefined || !Number.isFinite(v) ? [] : [{ value: v, labels: labelsOf(p.name).plugin, sharedLabels: NO_SHARED }];
     });
 
   fam('warden_plugin_cpu_seconds_total', 'CPU time used by the plugin\'s sandboxes (all its instances), seconds', 'counter', per((p) => p.cpu.seconds));
@@ -87,43 +110,63 @@ export function registerMetrics(registry: PromRegistryLike, observer: MetricsSou
   fam('warden_plugin_pids', 'Processes and threads in the plugin\'s sandbox', 'gauge', per((p) => p.pids.current));
   fam('warden_plugin_restarts_total', 'Restarts of the plugin after a violation', 'counter', per((p) => p.restarts));
   fam('warden_plugin_violations_total', 'Violations of the plugin, by kind', 'counter', () =>
-    usage().plugins.flatMap((p) => Object.entries(p.violations).map(([kind, n]) => ({ value: n, labels: { plugin: p.name, kind } }))));
+    usage().plugins.flatMap((p) => Object.entries(p.violations).map(([kind, n]) => ({ value: n, labels: { plugin: p.name, kind }, sharedLabels: NO_SHARED }))));
   fam('warden_plugin_up', '1 while the plugin is active', 'gauge', per((p) => (p.status === 'active' ? 1 : 0)));
   fam('warden_plugin_info', 'The plugin\'s version, publisher and trust level (value 1)', 'gauge', () =>
-    usage().plugins.map((p) => ({ value: 1, labels: { plugin: p.name, version: p.version ?? '', publisher: p.publisher ?? '', trust: p.trust ?? '' } })));
+    usage().plugins.map((p) => ({ value: 1, labels: { plugin: p.name, version: p.version ?? '', publisher: p.publisher ?? '', trust: p.trust ?? '' }, sharedLabels: NO_SHARED })));
   fam('warden_plugin_start_time_seconds', 'When the running instance started, seconds since the epoch', 'gauge', () => {
     const u = usage();
-    return u.plugins.flatMap((p) => (p.uptimeSeconds === undefined ? [] : [{ value: u.at / 1000 - p.uptimeSeconds, labels: { plugin: p.name } }]));
+    return u.plugins.flatMap((p) => (p.uptimeSeconds === undefined ? [] : [{ value: u.at / 1000 - p.uptimeSeconds, labels: labelsOf(p.name).plugin, sharedLabels: NO_SHARED }]));
   });
   fam('warden_plugin_calls_total', 'Hook calls into the plugin', 'counter', per((p) => p.calls.total));
   fam('warden_plugin_call_errors_total', 'Hook calls into the plugin that failed or timed out', 'counter', per((p) => p.calls.errors));
   fam('warden_plugin_host_calls_total', 'Calls of host methods made by the plugin', 'counter', per((p) => p.hostCalls.total));
   fam('warden_plugin_host_call_errors_total', 'Calls of host methods made by the plugin that failed', 'counter', per((p) => p.hostCalls.errors));
   fam('warden_plugin_pressure', 'Soft thresholds crossed now (memory, cpu-throttled, errors), one series per kind crossed', 'gauge', () =>
-    usage().plugins.flatMap((p) => p.pressure.map((kind) => ({ value: 1, labels: { plugin: p.name, kind } }))));
+    usage().plugins.flatMap((p) => p.pressure.map((kind) => ({ value: 1, labels: { plugin: p.name, kind }, sharedLabels: NO_SHARED }))));
   const hist = (name: 'warden_plugin_hook_duration_seconds' | 'warden_plugin_host_call_duration_seconds', help: string, pick: 'hook' | 'method'): void =>
     // A plugin with no call yet has no series (most plugins never call a host method).
-    fam(name, help, 'histogram', () => observer.latencies().flatMap((l) => (l[pick].count === 0 ? [] : histogramValues(name, l[pick], { plugin: l.plugin }))));
+    fam(name, help, 'histogram', () => {
+      usage(); // the label objects follow the snapshot's plugins
+      return observer.latencies().flatMap((l) => (l[pick].count === 0 ? [] : histogramValues(name, l[pick], labelsOf(l.plugin))));
+    });
   hist('warden_plugin_hook_duration_seconds', 'Hook call duration into the plugin, seconds', 'hook');
   hist('warden_plugin_host_call_duration_seconds', 'Host method call duration for the plugin, seconds', 'method');
 
-  fam('warden_host_sandboxes', 'Running plugin sandboxes', 'gauge', () => [{ value: usage().host.sandboxes, labels: {} }]);
+  const host = (value: number, l: Labels = NO_SHARED): Value => ({ value, labels: l, sharedLabels: NO_SHARED });
+  fam('warden_host_sandboxes', 'Running plugin sandboxes', 'gauge', () => [host(usage().host.sandboxes)]);
   fam('warden_host_plugins', 'Plugins known to the host, by status', 'gauge', () =>
-    Object.entries(usage().host.byStatus).map(([status, n]) => ({ value: n, labels: { status } })));
+    Object.entries(usage().host.byStatus).map(([status, n]) => host(n, { status })));
   fam('warden_host_warm_pool_idle', 'Warm runners ready in the pool', 'gauge', () => {
     const pool = usage().host.pool;
-    return pool === undefined ? [] : [{ value: pool.idle, labels: {} }];
+    return pool === undefined ? [] : [host(pool.idle)];
   });
-  fam('warden_host_plugin_loads_total', 'Plugin loads and reloads that succeeded', 'counter', () => [{ value: observer.loads, labels: {} }]);
-  fam('warden_host_plugin_load_failures_total', 'Plugin loads and reloads that failed', 'counter', () => [{ value: observer.loadFailures, labels: {} }]);
+  fam('warden_host_plugin_loads_total', 'Plugin loads and reloads that succeeded', 'counter', () => [host(observer.loads)]);
+  fam('warden_host_plugin_load_failures_total', 'Plugin loads and reloads that failed', 'counter', () => [host(observer.loadFailures)]);
   fam('warden_host_plugin_load_duration_seconds', 'Plugin load duration (verify, spawn, handshake), seconds', 'histogram', () =>
-    histogramValues('warden_host_plugin_load_duration_seconds', observer.loadDurations, {}));
+    histogramValues('warden_host_plugin_load_duration_seconds', observer.loadDurations, HOST_LABELS));
 }
 
-function histogramValues(name: string, h: LatencyHistogram, labels: Labels): Value[] {
-  const cum = h.cumulative();
-  const out: Value[] = cum.map((v, i) => ({ value: v, labels: { ...labels, le: i < LATENCY_BUCKETS.length ? LATENCY_BUCKETS[i]! : '+Inf' }, metricName: `${name}_bucket` }));
-  out.push({ value: h.sum, labels, metricName: `${name}_sum` });
-  out.push({ value: h.count, labels, metricName: `${name}_count` });
+/** A plugin's label objects: `{ plugin }`, and the same with each bucket's `le`. */
+interface PluginLabels {
+  plugin: Labels;
+  buckets: readonly Labels[];
+}
+
+function pluginLabels(plugin: string): PluginLabels {
+  return { plugin: Object.freeze({ plugin }), buckets: bucketLabels({ plugin }) };
+}
+
+function bucketLabels(base: Labels): readonly Labels[] {
+  return Object.freeze([...LATENCY_BUCKETS, '+Inf' as const].map((le) => Object.freeze({ ...base, le })));
+}
+
+const HOST_LABELS: PluginLabels = { plugin: NO_SHARED, buckets: bucketLabels({}) };
+
+function histogramValues(name: string, h: LatencyHistogram, labels: PluginLabels): Value[] {
+  const bucket = `${name}_bucket`;
+  const out: Value[] = h.cumulative().map((v, i) => ({ value: v, labels: labels.buckets[i]!, sharedLabels: NO_SHARED, metricName: bucket }));
+  out.push({ value: h.sum, labels: labels.plugin, sharedLabels: NO_SHARED, metricName: `${name}_sum` });
+  out.push({ value: h.count, labels: labels.plugin, sharedLabels: NO_SHARED, metricName: `${name}_count` });
   return out;
 }

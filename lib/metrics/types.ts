@@ -3,7 +3,7 @@
  * used by it, never using it, so the host hands them this view (lib/plugins/observe.ts builds it).
  */
 import type { AuditEvent, AuditEventInput, AuditFilter } from '../audit';
-import type { LimitStats } from '../limits';
+import type { LimitStats, StatFields } from '../limits';
 
 export interface ObservedInstance {
   pid: number;
@@ -15,7 +15,7 @@ export interface ObservedInstance {
   permissions: string[];
   limits: { memory?: number; pids?: number; cpu?: number; cpuTime?: number; callTimeout?: number };
   /** The sandbox's cgroup counters, null without a cgroup; still answers after the sandbox ended. */
-  stats(): LimitStats | null;
+  stats(only?: StatFields): LimitStats | null;
 }
 
 export interface ObservedPlugin {

@@ -49,6 +49,6 @@ function observedInstance(inst: PluginInstance): ObservedInstance {
     trust: inst.info.trust.trust,
     permissions: inst.info.permissions.map(permissionToString),
     limits: inst.info.limits,
-    stats: () => (typeof proc.stats === 'function' ? proc.stats() : null),
+    stats: (only) => (typeof proc.stats === 'function' ? proc.stats(only) : null),
   };
 }

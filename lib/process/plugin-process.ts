@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
-import type { LimitStats } from '../limits';
+import type { LimitStats, StatFields } from '../limits';
 
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
@@ -45,7 +45,7 @@ export interface RunnerProcess {
   /** Lowers the cgroup limits of the running sandbox (a pooled runner fitted to its plugin). */
   narrowLimits?(limits: unknown): void;
   /** The sandbox's cgroup counters (null without a cgroup); still answers after the end. */
-  stats?(): LimitStats | null;
+  stats?(only?: StatFields): LimitStats | null;
 }
 
 export type RunnerSpawner = (request: RunnerSpawnRequest) => RunnerProcess | Promise<RunnerProcess>;

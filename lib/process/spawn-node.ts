@@ -129,7 +129,7 @@ export function launchNodeRunner(options: RunnerSandboxOptions): Promise<PluginP
         },
         on: (event, listener) => sb.on(event, listener),
         narrowLimits: (l) => sb.narrowLimits(l as NonNullable<SpawnOptions['limits']>),
-        stats: () => sb.stats(),
+        stats: (only) => sb.stats(only),
       };
     },
     options,

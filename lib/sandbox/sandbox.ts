@@ -13,7 +13,7 @@ import { buildPlan, type BuiltPlan } from './plan';
 import { acquireHostId, checkRange, releaseHostId } from './ids';
 import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
-import { SandboxCgroup, type LimitStats, type WeakerLimit } from '../limits';
+import { SandboxCgroup, type LimitStats, type StatFields, type WeakerLimit } from '../limits';
 import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 import { drainCloses, unwatchClose, watchClose } from './network-closes';
@@ -264,8 +264,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   private resolveExited!: (result: ExitResult) => void;
 
   /** Memory, cpu and pids counters of the sandbox's cgroup; null without `limits`. Cheap (a few preads). */
-  stats(): LimitStats | null {
-    return this.cgroup?.stats() ?? null;
+  stats(only?: StatFields): LimitStats | null {
+    return this.cgroup?.stats(only) ?? null;
   }
 
   /**
