@@ -54,6 +54,24 @@ t.test('1000 plugins: one timer, and memory bounded by the ring, not by time', a
   t.ok(h.series.memory.every((v) => v === null), 'no values for a plugin that never ran');
 });
 
+t.test('the snapshot a scrape reads is built 100 plugins per turn of the event loop; usage() gives the same', async (t) => {
+  const obs = new PluginObserver(quietHost(1000), { intervalMs: 0 });
+  t.teardown(() => obs.close());
+  let turns = 0;
+  let ticking = true;
+  const tick = (): void => {
+    turns++;
+    if (ticking) setImmediate(tick);
+  };
+  setImmediate(tick);
+  const inTurns = await obs.usageInTurns();
+  ticking = false;
+  t.ok(turns >= 9, `1000 plugins over ${turns} turns (at least 9)`);
+  const now = obs.usage();
+  t.same({ ...inTurns, at: 0 }, { ...now, at: 0 }, 'the same snapshot as usage()');
+  t.equal(inTurns.plugins.length, 1000);
+});
+
 t.test('history of a live plugin, and an error-rate warning from the sample', async (t) => {
   const w = await PluginWorld.create();
   t.teardown(() => w.cleanup());

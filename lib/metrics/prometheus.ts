@@ -54,7 +54,8 @@ export const METRIC_NAMES = [
 
 /** What the series are read from at scrape time: the observer (observer.ts), seen only through this. */
 export interface MetricsSource {
-  usage(): HostUsage;
+  /** The usage snapshot, built over a few turns of the event loop. */
+  usageInTurns(): Promise<HostUsage>;
   latencies(): Array<{ plugin: string; hook: LatencyHistogram; method: LatencyHistogram }>;
   readonly loads: number;
   readonly loadFailures: number;
@@ -65,20 +66,32 @@ export function registerMetrics(registry: PromRegistryLike, observer: MetricsSou
   if (registry === null || typeof registry !== 'object' || typeof (registry as { registerMetric?: unknown }).registerMetric !== 'function') {
     throw new InvalidOptionError('registry', "must be a prom-client Registry (require('prom-client').register or new Registry())");
   }
-  // One snapshot per scrape: the Registry starts every family's get() in the same turn. The label
-  // objects of each plugin are made once and kept while the plugin is in the snapshots (frozen:
-  // they are handed out again in every scrape).
-  let snap: HostUsage | undefined;
+  // One snapshot per scrape (the Registry calls every family's get() in the same turn), built over
+  // turns of the event loop. prom-client formats a family as soon as its get() resolves, so each
+  // family is then handed its values in a turn of its own: a thousand plugins make ~29,000 lines,
+  // which held the host's thread ~0.1 s and more when built and formatted in one piece.
+  // The label objects of each plugin are made once and kept while the plugin is in the snapshots
+  // (frozen: they are handed out again in every scrape).
+  let scrape: { chain: Promise<HostUsage> } | undefined;
   let labels = new Map<string, PluginLabels>();
   let previous = labels;
-  const usage = (): HostUsage => {
-    if (snap === undefined) {
-      snap = observer.usage();
-      previous = labels;
-      labels = new Map();
-      setImmediate(() => (snap = undefined));
+  const inTurn = (): Promise<HostUsage> => {
+    if (scrape === undefined) {
+      const current = {
+        chain: observer.usageInTurns().then((u) => {
+          previous = labels;
+          labels = new Map();
+          return u;
+        }),
+      };
+      scrape = current;
+      setImmediate(() => {
+        if (scrape === current) scrape = undefined;
+      });
     }
-    return snap;
+    const mine = scrape.chain.then((u) => new Promise<HostUsage>((resolve) => setImmediate(() => resolve(u))));
+    scrape.chain = mine;
+    return mine;
   };
   const labelsOf = (plugin: string): PluginLabels => {
     let l = labels.get(plugin);
@@ -88,16 +101,19 @@ export function registerMetrics(registry: PromRegistryLike, observer: MetricsSou
     }
     return l;
   };
-  const fam = (name: (typeof METRIC_NAMES)[number], help: string, type: Family['type'], values: () => Value[]): void => {
+  const fam = (name: (typeof METRIC_NAMES)[number], help: string, type: Family['type'], values: (u: HostUsage) => Value[]): void => {
     const f: Family = {
       name, help, type, aggregator: 'sum',
-      get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+      get: async () => {
+        const u = await inTurn();
+        return { name, help, type, aggregator: 'sum', values: values(u) };
+      },
       reset: () => undefined, // computed on each scrape: there is nothing stored to reset
     };
     registry.registerMetric(f as never);
   };
-  const per = (pick: (p: HostUsage['plugins'][number]) => number | undefined): (() => Value[]) => () =>
-    usage().plugins.flatMap((p) => {
+  const per = (pick: (p: HostUsage['plugins'][number]) => number | undefined): ((u: HostUsage) => Value[]) => (u) =>
+    u.plugins.flatMap((p) => {
       const v = pick(p);
       return v === undefined || !Number.isFinite(v) ? [] : [{ value: v, labels: labelsOf(p.name).plugin, sharedLabels: NO_SHARED }];
     });
@@ -109,38 +125,32 @@ export function registerMetrics(registry: PromRegistryLike, observer: MetricsSou
   fam('warden_plugin_memory_mib_seconds_total', 'Memory held over time, MiB-seconds (cost accounting, sampled each history interval)', 'counter', per((p) => p.memory.mibSeconds));
   fam('warden_plugin_pids', 'Processes and threads in the plugin\'s sandbox', 'gauge', per((p) => p.pids.current));
   fam('warden_plugin_restarts_total', 'Restarts of the plugin after a violation', 'counter', per((p) => p.restarts));
-  fam('warden_plugin_violations_total', 'Violations of the plugin, by kind', 'counter', () =>
-    usage().plugins.flatMap((p) => Object.entries(p.violations).map(([kind, n]) => ({ value: n, labels: { plugin: p.name, kind }, sharedLabels: NO_SHARED }))));
+  fam('warden_plugin_violations_total', 'Violations of the plugin, by kind', 'counter', (u) =>
+    u.plugins.flatMap((p) => Object.entries(p.violations).map(([kind, n]) => ({ value: n, labels: { plugin: p.name, kind }, sharedLabels: NO_SHARED }))));
   fam('warden_plugin_up', '1 while the plugin is active', 'gauge', per((p) => (p.status === 'active' ? 1 : 0)));
-  fam('warden_plugin_info', 'The plugin\'s version, publisher and trust level (value 1)', 'gauge', () =>
-    usage().plugins.map((p) => ({ value: 1, labels: { plugin: p.name, version: p.version ?? '', publisher: p.publisher ?? '', trust: p.trust ?? '' }, sharedLabels: NO_SHARED })));
-  fam('warden_plugin_start_time_seconds', 'When the running instance started, seconds since the epoch', 'gauge', () => {
-    const u = usage();
-    return u.plugins.flatMap((p) => (p.uptimeSeconds === undefined ? [] : [{ value: u.at / 1000 - p.uptimeSeconds, labels: labelsOf(p.name).plugin, sharedLabels: NO_SHARED }]));
-  });
+  fam('warden_plugin_info', 'The plugin\'s version, publisher and trust level (value 1)', 'gauge', (u) =>
+    u.plugins.map((p) => ({ value: 1, labels: { plugin: p.name, version: p.version ?? '', publisher: p.publisher ?? '', trust: p.trust ?? '' }, sharedLabels: NO_SHARED })));
+  fam('warden_plugin_start_time_seconds', 'When the running instance started, seconds since the epoch', 'gauge', (u) =>
+    u.plugins.flatMap((p) => (p.uptimeSeconds === undefined ? [] : [{ value: u.at / 1000 - p.uptimeSeconds, labels: labelsOf(p.name).plugin, sharedLabels: NO_SHARED }])));
   fam('warden_plugin_calls_total', 'Hook calls into the plugin', 'counter', per((p) => p.calls.total));
   fam('warden_plugin_call_errors_total', 'Hook calls into the plugin that failed or timed out', 'counter', per((p) => p.calls.errors));
   fam('warden_plugin_host_calls_total', 'Calls of host methods made by the plugin', 'counter', per((p) => p.hostCalls.total));
   fam('warden_plugin_host_call_errors_total', 'Calls of host methods made by the plugin that failed', 'counter', per((p) => p.hostCalls.errors));
-  fam('warden_plugin_pressure', 'Soft thresholds crossed now (memory, cpu-throttled, errors), one series per kind crossed', 'gauge', () =>
-    usage().plugins.flatMap((p) => p.pressure.map((kind) => ({ value: 1, labels: { plugin: p.name, kind }, sharedLabels: NO_SHARED }))));
+  fam('warden_plugin_pressure', 'Soft thresholds crossed now (memory, cpu-throttled, errors), one series per kind crossed', 'gauge', (u) =>
+    u.plugins.flatMap((p) => p.pressure.map((kind) => ({ value: 1, labels: { plugin: p.name, kind }, sharedLabels: NO_SHARED }))));
   const hist = (name: 'warden_plugin_hook_duration_seconds' | 'warden_plugin_host_call_duration_seconds', help: string, pick: 'hook' | 'method'): void =>
     // A plugin with no call yet has no series (most plugins never call a host method).
-    fam(name, help, 'histogram', () => {
-      usage(); // the label objects follow the snapshot's plugins
-      return observer.latencies().flatMap((l) => (l[pick].count === 0 ? [] : histogramValues(name, l[pick], labelsOf(l.plugin))));
-    });
+    fam(name, help, 'histogram', () =>
+      observer.latencies().flatMap((l) => (l[pick].count === 0 ? [] : histogramValues(name, l[pick], labelsOf(l.plugin)))));
   hist('warden_plugin_hook_duration_seconds', 'Hook call duration into the plugin, seconds', 'hook');
   hist('warden_plugin_host_call_duration_seconds', 'Host method call duration for the plugin, seconds', 'method');
 
   const host = (value: number, l: Labels = NO_SHARED): Value => ({ value, labels: l, sharedLabels: NO_SHARED });
-  fam('warden_host_sandboxes', 'Running plugin sandboxes', 'gauge', () => [host(usage().host.sandboxes)]);
-  fam('warden_host_plugins', 'Plugins known to the host, by status', 'gauge', () =>
-    Object.entries(usage().host.byStatus).map(([status, n]) => host(n, { status })));
-  fam('warden_host_warm_pool_idle', 'Warm runners ready in the pool', 'gauge', () => {
-    const pool = usage().host.pool;
-    return pool === undefined ? [] : [host(pool.idle)];
-  });
+  fam('warden_host_sandboxes', 'Running plugin sandboxes', 'gauge', (u) => [host(u.host.sandboxes)]);
+  fam('warden_host_plugins', 'Plugins known to the host, by status', 'gauge', (u) =>
+    Object.entries(u.host.byStatus).map(([status, n]) => host(n, { status })));
+  fam('warden_host_warm_pool_idle', 'Warm runners ready in the pool', 'gauge', (u) =>
+    u.host.pool === undefined ? [] : [host(u.host.pool.idle)]);
   fam('warden_host_plugin_loads_total', 'Plugin loads and reloads that succeeded', 'counter', () => [host(observer.loads)]);
   fam('warden_host_plugin_load_failures_total', 'Plugin loads and reloads that failed', 'counter', () => [host(observer.loadFailures)]);
   fam('warden_host_plugin_load_duration_seconds', 'Plugin load duration (verify, spawn, handshake), seconds', 'histogram', () =>
