@@ -486,3 +486,21 @@ t.test('removeOwner, and an old unregister after a replacement is a no-op', asyn
   r.removeOwner('never-registered');
   t.throws(() => r.removeOwner(''), { code: 'ERR_INVALID_OPTION', field: 'owner' });
 });
+
+t.test('replaceOwner finds an owner on every hook it registered on, before and after a replacement', async (t) => {
+  // replaceOwner looks only at the hooks an owner has handlers on (not at every declared hook).
+  const r = new HookRegistry();
+  for (const name of ['one', 'two', 'three']) r.declare({ name, mode: 'series' });
+  r.replaceOwner('p', [{ hook: 'one', handler: () => 'one' }]);
+  r.register('two', 'p', () => 'two');
+  const off = r.register('three', 'p', () => 'three');
+  off();
+  r.register('three', 'q', () => 'q');
+  t.same([r.handlers('one').length, r.handlers('two').length, r.handlers('three').length], [1, 1, 1]);
+  r.replaceOwner('p', [{ hook: 'three', handler: () => 'p3' }]);
+  t.same([r.handlers('one'), r.handlers('two')], [[], []], 'the handlers on one (replaceOwner) and two (register) are gone');
+  t.same((await r.invoke('three', [])).values, ['q', 'p3']);
+  r.removeOwner('p');
+  t.same(r.owners(), ['q']);
+  t.same((await r.invoke('three', [])).values, ['q']);
+});
