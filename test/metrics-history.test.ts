@@ -139,8 +139,11 @@ t.test('an idle plugin costs one cgroup read per sample; one that ran is read in
   const ran = readsOf();
   t.ok(ran >= 3, `after it ran, the sample reads everything again (${ran} reads)`);
   const after = host.metrics.history('grower')!.series.memory.at(-1)!;
-  t.ok(after - before >= 32 * MiB, `its memory grew by ${((after - before) / MiB).toFixed(1)} MiB in the history (≥ 32)`);
-  t.ok(host.usage().plugins[0]!.memory.bytes! - before >= 32 * MiB, 'and in usage()');
+  // ≥ 24 of the 32 MiB: the runner's other memory moves meanwhile (its GC frees, the kernel reclaims
+  // cache); a figure carried forward from before would show no growth at all.
+  t.ok(after - before >= 24 * MiB, `its memory grew by ${((after - before) / MiB).toFixed(1)} MiB in the history (≥ 24 of the 32 allocated)`);
+  const now = host.usage().plugins[0]!.memory.bytes!;
+  t.ok(now - before >= 24 * MiB, `and in usage() (${((now - before) / MiB).toFixed(1)} MiB)`);
 
   // Carried figures age out: within 12 idle reads there is a full one.
   await until(() => readsOf() <= 2, 10_000, 'settled again');
