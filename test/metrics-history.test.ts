@@ -12,6 +12,7 @@ import { AuditLog } from '../lib/audit';
 import { statFileReads } from '../lib/limits/cgroupfs';
 import { PluginObserver, type ObservedPlugin, type ObserverSource, type PressureEvent } from '../lib/metrics';
 import { PluginWorld, until } from './helpers/plugins';
+import { countLoopTurns } from './helpers/loop-turns';
 
 const HOOKS = [{ name: 'work', mode: 'parallel' as const, timeout: 3000 }];
 
@@ -57,16 +58,10 @@ t.test('1000 plugins: one timer, and memory bounded by the ring, not by time', a
 t.test('the snapshot a scrape reads is built 100 plugins per turn of the event loop; usage() gives the same', async (t) => {
   const obs = new PluginObserver(quietHost(1000), { intervalMs: 0 });
   t.teardown(() => obs.close());
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countLoopTurns();
   const inTurns = await obs.usageInTurns();
-  ticking = false;
-  t.ok(turns >= 9, `1000 plugins over ${turns} turns (at least 9)`);
+  turns.stop();
+  t.ok(turns.count >= 9, `1000 plugins over ${turns.count} turns (at least 9)`);
   const now = obs.usage();
   t.same({ ...inTurns, at: 0 }, { ...now, at: 0 }, 'the same snapshot as usage()');
   t.equal(inTurns.plugins.length, 1000);

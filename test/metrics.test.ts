@@ -11,6 +11,7 @@ import { hostLayout } from '../lib/limits';
 import type { PressureEvent } from '../lib/metrics';
 import { PluginWorld, until } from './helpers/plugins';
 import { parsePromText, valueOf } from './helpers/prom-text';
+import { countLoopTurns } from './helpers/loop-turns';
 
 const asRoot = process.getuid?.() === 0;
 const HOOKS = [
@@ -45,17 +46,11 @@ t.test('a scrape reports what the plugins did', async (t) => {
   host.metrics.register(registry);
   // A scrape hands each family over in a turn of the event loop of its own (prom-client formats a
   // family as soon as its values arrive): a thousand plugins' ~29,000 lines are not one long hold.
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countLoopTurns();
   const text = await registry.metrics();
-  ticking = false;
+  turns.stop();
   const families = text.split('\n').filter((l) => l.startsWith('# TYPE ')).length;
-  t.ok(turns >= families, `the event loop turned ${turns} times during the scrape of ${families} families`);
+  t.ok(turns.count >= families, `the event loop turned ${turns.count} times during the scrape of ${families} families`);
   const m = parsePromText(text);
 
   t.equal(valueOf(m, 'warden_plugin_calls_total', { plugin: 'worker' }), 5, 'five hook calls into worker');

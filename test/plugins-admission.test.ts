@@ -14,6 +14,7 @@ import { spawnNode } from '../lib/process/spawn-node';
 import { Admission } from '../lib/plugins/admission';
 import type { LoadProgressEvent, PluginHost, PluginLauncher, PluginStatusEvent } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
+import { countLoopTurns } from './helpers/loop-turns';
 
 const HOOKS = [{ name: 'slow', mode: 'parallel' as const }];
 
@@ -243,19 +244,13 @@ t.test('start() begins one plugin per turn of the event loop, not all of them in
   const { w, names } = await slowWorld(t, 12, 0);
   const host = w.host({ hooks: HOOKS });
   t.teardown(() => host.close());
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countLoopTurns();
   const turnAtLoading = new Map<string, number>();
   host.on('status', (e: PluginStatusEvent) => {
-    if (e.status === 'loading' && !turnAtLoading.has(e.plugin)) turnAtLoading.set(e.plugin, turns);
+    if (e.status === 'loading' && !turnAtLoading.has(e.plugin)) turnAtLoading.set(e.plugin, turns.count);
   });
   await host.start();
-  ticking = false;
+  turns.stop();
   t.equal(turnAtLoading.size, names.length, 'every plugin was seen loading');
   const distinct = new Set(turnAtLoading.values()).size;
   t.equal(distinct, names.length, `each began in a turn of its own (${distinct} distinct turns for ${names.length} plugins)`);
@@ -275,17 +270,11 @@ t.test('discovery lets the event loop turn: 80 plugin directories over several t
   }
   const host = w.host({ hooks: HOOKS, loading: 'lazy' });
   t.teardown(() => host.close());
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countLoopTurns();
   const turnAtError: number[] = [];
-  host.on('discovery-error', () => turnAtError.push(turns));
+  host.on('discovery-error', () => turnAtError.push(turns.count));
   await host.start();
-  ticking = false;
+  turns.stop();
   t.equal(turnAtError.length, broken, 'every broken directory is reported');
   const distinct = new Set(turnAtError).size;
   t.ok(distinct >= broken / 16, `read over ${distinct} turns of the loop (at least ${broken / 16}: 16 directories a turn)`);
