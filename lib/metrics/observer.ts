@@ -225,13 +225,12 @@ export class PluginObserver {
     const slot = this.ring.advance(now);
     for (const m of this.meters.values()) {
       const inst = this.track(m);
-      const s = inst === undefined ? null : this.counters(m, inst);
       if (inst === undefined) {
         m.history.write(slot, undefined);
         m.window.reset();
         continue;
       }
-      m.history.write(slot, this.sampleOne(m, inst, s, now));
+      m.history.write(slot, this.sampleOne(m, inst, this.counters(m, inst), now));
       m.window.reset();
     }
     this.cost.ticks++;
