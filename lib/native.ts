@@ -34,6 +34,12 @@ export interface NativePlan {
   cgroupTasks: string[];
   /** A cgroup2 directory the child is cloned into (CLONE_INTO_CGROUP); '' for none. */
   cgroupDir: string;
+  /**
+   * What the host made for this sandbox: closed and removed by the addon if the JS environment
+   * ends (a worker thread) before JS could do it: the fds while the launch is pending, the cgroup
+   * directories (in creation order) until the exit has been delivered.
+   */
+  teardown?: { fds: number[]; dirs: string[] };
 }
 
 export interface NativeMount {
@@ -109,6 +115,8 @@ export interface Addon {
     onLaunched?: (err: NativeSetupError | Error | null) => void,
   ) => NativeSandboxProcess;
   pipe(): [number, number];
+  /** Closes an fd pipe() made (fs.closeSync warns in a worker about fds its fs did not open). */
+  closePipe(fd: number): void;
   /** Throws a TypeError (code ERR_INVALID_OPTION) naming a bad entry. */
   MountSet: new (mounts: NativeMount[], options?: { template?: boolean }) => NativeMountSet;
   /** Every setup stage a launch can fail at (native/stages.h): the `stage` of ERR_SANDBOX_SETUP. */

@@ -3,6 +3,7 @@
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "launch_options.h"
 #include "launch_thread.h"
@@ -22,7 +25,71 @@ namespace warden {
 
 namespace {
 constexpr idtype_t kIdPidfd = static_cast<idtype_t>(3);
+
+// Whether JS can run in `env`. Not when it is stopping: a worker thread ending (process.exit()
+// in it, or terminate()) stops JS first, then runs the loop and the cleanup hooks, which may still
+// hand us a finished launch or an exit. Every N-API call that could run JS fails then, and
+// node-addon-api turns a failure it cannot throw into a fatal error: the whole host would abort.
+// There is no N-API call that just asks, so this asks napi_call_function, which checks "can run
+// JS" first and then refuses the null function without running anything.
+bool CanRunJs(napi_env env) {
+  return napi_call_function(env, nullptr, nullptr, 0, nullptr, nullptr) == napi_invalid_arg;
 }
+
+// What the host made for a sandbox before its launch (plan.teardown: the host's ends of its pipes,
+// its cgroup directories), undone here when its JS environment ends before JS could undo it.
+struct HostLeftovers {
+  std::vector<int> fds;
+  std::vector<std::string> dirs;  // in the order made: removed in reverse
+};
+
+// rmdir, retrying briefly while the kernel still counts the tasks of a just-reaped sandbox (v1).
+void RemoveDirs(std::vector<std::string>* dirs) {
+  for (auto it = dirs->rbegin(); it != dirs->rend(); ++it) {
+    for (int wait_us = 500; rmdir(it->c_str()) != 0 && errno == EBUSY && wait_us <= 64000; wait_us *= 2) {
+      usleep(wait_us);
+    }
+  }
+  dirs->clear();
+}
+
+void Release(HostLeftovers* l) {
+  for (int fd : l->fds) close(fd);
+  l->fds.clear();
+  RemoveDirs(&l->dirs);
+}
+
+// plan.teardown = { fds: number[], dirs: string[] } (optional). "" or what is wrong with it.
+std::string LeftoversFromJs(Napi::Object plan, HostLeftovers* out) {
+  Napi::Value t = plan.Get("teardown");
+  if (t.IsUndefined() || t.IsNull()) return "";
+  if (!t.IsObject()) return "teardown must be { fds, dirs }";
+  Napi::Value fv = t.As<Napi::Object>().Get("fds");
+  Napi::Value dv = t.As<Napi::Object>().Get("dirs");
+  if (!fv.IsArray() || !dv.IsArray()) return "teardown must be { fds: number[], dirs: string[] }";
+  Napi::Array fa = fv.As<Napi::Array>();
+  Napi::Array da = dv.As<Napi::Array>();
+  if (fa.Length() > 16 || da.Length() > 16) return "teardown: at most 16 fds and 16 dirs";
+  for (uint32_t i = 0; i < fa.Length(); i++) {
+    Napi::Value v = fa.Get(i);
+    if (!v.IsNumber()) return "teardown.fds[" + std::to_string(i) + "] must be an fd";
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= 1 << 20) || d != static_cast<int>(d)) return "teardown.fds[" + std::to_string(i) + "] must be an fd";
+    out->fds.push_back(static_cast<int>(d));
+  }
+  for (uint32_t i = 0; i < da.Length(); i++) {
+    Napi::Value v = da.Get(i);
+    if (!v.IsString()) return "teardown.dirs[" + std::to_string(i) + "] must be a path";
+    std::string dir = v.As<Napi::String>().Utf8Value();
+    if (dir.empty() || dir[0] != '/' || dir.find('\0') != std::string::npos) {
+      return "teardown.dirs[" + std::to_string(i) + "] must be an absolute path";
+    }
+    out->dirs.push_back(std::move(dir));
+  }
+  return "";
+}
+
+}  // namespace
 
 // A uv_poll handle outlives the JS object while libuv closes it, so it is allocated on its own.
 struct SandboxProcess::Poll {
@@ -70,6 +137,7 @@ Napi::Function SandboxProcess::Define(Napi::Env env) {
 // before the function's own) sets that flag under the same mutex.
 struct SandboxProcess::AsyncLaunch {
   LaunchJob job;
+  HostLeftovers leftovers;  // released when nobody takes the launch (Abandon)
   SandboxProcess* owner = nullptr;
   Napi::FunctionReference on_launched;
   napi_threadsafe_function tsfn = nullptr;
@@ -90,19 +158,22 @@ Napi::Error SetupError(Napi::Env env, const LaunchError& error) {
 }
 
 // Nobody will take this launch's sandbox (its JS environment is being torn down): it must not
-// run on. Any thread; the JS reference is left to the environment's teardown.
+// run on, and what the host made for it goes. Any thread, once the launch thread is done with `a`;
+// the JS reference is left to the environment's teardown.
 void Abandon(SandboxProcess::AsyncLaunch* a) {
   if (a->job.launched) {
     KillAndReap(a->job.result.pidfd);
     close(a->job.result.pidfd);
     if (a->job.result.listener >= 0) close(a->job.result.listener);
   }
+  Release(&a->leftovers);
   a->on_launched.SuppressDestruct();
   delete a;
 }
 
 void EnvGone(void* arg) {
   SandboxProcess::AsyncLaunch* a = static_cast<SandboxProcess::AsyncLaunch*>(arg);
+  a->job.cancelled.store(true, std::memory_order_release);  // not started yet: it never will be
   std::lock_guard<std::mutex> lock(a->mutex);
   a->env_gone = true;  // the launch thread, or the function's queue being emptied, frees `a`
 }
@@ -134,6 +205,15 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
     e.ThrowAsJavaScriptException();
     return;
   }
+  HostLeftovers sync_leftovers;
+  problem = LeftoversFromJs(info[0].As<Napi::Object>(), async ? &pending->leftovers : &sync_leftovers);
+  if (!problem.empty()) {
+    delete pending;
+    Napi::Error e = Napi::TypeError::New(env, problem);
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_OPTION"));
+    e.ThrowAsJavaScriptException();
+    return;
+  }
   SPAWN_TRACE(1, "p-plan");
   on_exit_ = Napi::Persistent(info[1].As<Napi::Function>());
   on_violation_ = Napi::Persistent(info[2].As<Napi::Function>());
@@ -146,6 +226,7 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
       return;
     }
     Adopt(result);
+    leftover_dirs_ = std::move(sync_leftovers.dirs);  // the fds are JS's to close from here
     // Keep the JS object alive while the process runs: the callbacks refer to it.
     Napi::ObjectWrap<SandboxProcess>::Ref();
     return;
@@ -178,13 +259,22 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
       },
       &pending->tsfn);
   if (status == napi_ok) status = napi_add_env_cleanup_hook(env, EnvGone, pending);
-  int err = 0;
-  if (status != napi_ok || !SubmitLaunch(&pending->job, &err)) {
+  // The launch runs later, on another thread, by when the caller may have closed its fds and the
+  // host reused their numbers for other files (a worker that ends closes all of its own): the
+  // launch takes copies of its own now, so a sandbox can only ever get the files it was given.
+  int err = status == napi_ok ? TakeOwnFds(&pending->job) : 0;
+  const char* failed = status != napi_ok ? "napi_create_threadsafe_function"
+                       : err != 0        ? "duplicating the fds the sandbox is given"
+                                         : nullptr;
+  if (failed == nullptr && !SubmitLaunch(&pending->job, &err)) failed = "starting the launch thread";
+  if (failed != nullptr) {
     if (pending->tsfn != nullptr) napi_release_threadsafe_function(pending->tsfn, napi_tsfn_abort);
     napi_remove_env_cleanup_hook(env, EnvGone, pending);
-    delete pending;
+    CloseOwnFds(&pending->job);
+    delete pending;  // its leftovers are still the caller's: it fails the launch and undoes them
     LaunchError error;
-    ParentFail(&error, Stage::kClone, err, status != napi_ok ? "napi_create_threadsafe_function" : "starting the launch thread");
+    // napi_status is not an errno: EAGAIN names the case we know (the environment refuses new work).
+    ParentFail(&error, Stage::kClone, err != 0 ? err : EAGAIN, failed);
     SetupError(env, error).ThrowAsJavaScriptException();
     return;
   }
@@ -195,6 +285,12 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
 // JS thread: the launch thread is done with `a`.
 void SandboxProcess::FinishLaunch(AsyncLaunch* a) {
   Napi::Env env = env_;
+  napi_remove_env_cleanup_hook(env, EnvGone, a);
+  { std::lock_guard<std::mutex> wait_for_launch_thread(a->mutex); }  // it may still hold it
+  if (!CanRunJs(env)) {
+    Abandon(a);  // the environment is stopping: nobody will take the sandbox
+    return;
+  }
   Napi::HandleScope scope(env);
   // Held here: a failure drops the object's own reference below, and Deliver calls on it.
   Napi::Object self = Value();
@@ -203,12 +299,11 @@ void SandboxProcess::FinishLaunch(AsyncLaunch* a) {
   Napi::Value outcome = env.Null();
   if (a->job.launched) {
     Adopt(a->job.result);
+    leftover_dirs_ = std::move(a->leftovers.dirs);  // the fds are JS's to close from here
   } else {
-    outcome = SetupError(env, a->job.error).Value();
+    outcome = SetupError(env, a->job.error).Value();  // JS undoes the leftovers
     Napi::ObjectWrap<SandboxProcess>::Unref();
   }
-  napi_remove_env_cleanup_hook(env, EnvGone, a);
-  { std::lock_guard<std::mutex> wait_for_launch_thread(a->mutex); }  // it may still hold it
   delete a;
   Deliver(on_launched, {outcome});
 }
@@ -236,8 +331,11 @@ void SandboxProcess::Adopt(const LaunchResult& result) {
 SandboxProcess::~SandboxProcess() {
   // Still running here only when its JS environment is torn down (while it runs, the object holds a
   // reference to itself): a worker thread ending, or the host exiting. The sandbox ends with it; its
-  // parent-death signal belongs to the launch thread, which outlives a worker.
-  if (!exited_ && pidfd_ >= 0) syscall(SYS_pidfd_send_signal, pidfd_, SIGKILL, nullptr, 0);
+  // parent-death signal belongs to the launch thread, which outlives a worker. Reaped here too:
+  // nothing else will wait for it (a zombie per sandbox of every ended worker), and its cgroups can
+  // only be removed once it is gone.
+  if (!exited_ && pidfd_ >= 0) KillAndReap(pidfd_);
+  RemoveDirs(&leftover_dirs_);
   delete net_;
   Poll::Close(exit_poll_);
   Poll::Close(listener_poll_);
@@ -277,13 +375,18 @@ Napi::Value SandboxProcess::Ref(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Never throws: the callers are libuv callbacks, where a C++-side throw would be fatal.
 void SandboxProcess::Deliver(Napi::FunctionReference& callback, std::initializer_list<napi_value> args) {
-  Napi::Env env = env_;
-  callback.MakeCallback(Value(), args);
-  // A throwing callback must surface as an uncaught exception, not vanish.
-  if (env.IsExceptionPending()) {
-    Napi::Error e = env.GetAndClearPendingException();
-    napi_fatal_exception(env, e.Value());
+  if (callback.IsEmpty()) return;
+  napi_value result;
+  if (napi_make_callback(env_, nullptr, Value(), callback.Value(), args.size(), args.begin(), &result) == napi_ok) return;
+  // A throwing callback must surface as an uncaught exception, not vanish. Any other failure means
+  // the environment stopped meanwhile: there is nobody left to tell.
+  bool pending = false;
+  napi_value error;
+  if (napi_is_exception_pending(env_, &pending) == napi_ok && pending &&
+      napi_get_and_clear_last_exception(env_, &error) == napi_ok && CanRunJs(env_)) {
+    napi_fatal_exception(env_, error);
   }
 }
 
@@ -301,6 +404,13 @@ void SandboxProcess::OnExitReadable() {
   close(pidfd_);
   pidfd_ = -1;
 
+  if (!CanRunJs(env_)) {
+    // The environment is stopping: nobody to tell. The cgroups stay in leftover_dirs_ for the
+    // destructor, which runs with the environment's teardown.
+    StopListener();
+    return;
+  }
+  leftover_dirs_.clear();  // told of the exit, JS removes the cgroups (after its last reads)
   // What the network thread queued before the end (the outcomes of connects it made) reaches JS
   // before the exit does.
   if (net_ != nullptr) net_->Drain();
@@ -350,6 +460,7 @@ void SandboxProcess::OnNotification(const struct seccomp_notif& req) {
   resp.id = req.id;
   resp.error = -EPERM;
   ioctl(listener_, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  if (!CanRunJs(env_)) return;  // the environment is stopping: nobody to tell
 
   Napi::HandleScope scope(env_);
   Napi::Object v = Napi::Object::New(env_);

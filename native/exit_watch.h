@@ -6,6 +6,9 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <string>
+#include <vector>
+
 namespace warden {
 
 class NetIntercept;
@@ -50,6 +53,9 @@ class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
   NetIntercept* net_ = nullptr;  // connect/listen under a network policy; null without one
   Napi::FunctionReference on_exit_;
   Napi::FunctionReference on_violation_;
+  // The sandbox's cgroup directories (plan.teardown.dirs), while JS has not been told of its exit:
+  // removed here if the JS environment ends first (a worker thread), which never will.
+  std::vector<std::string> leftover_dirs_;
 };
 
 }  // namespace warden

@@ -11,6 +11,7 @@
 #include "launch_clone.h"
 #include "mounts.h"
 #include "raw_syscall.h"
+#include "signal_hold.h"
 #include "spawn_trace.h"
 
 namespace warden {
@@ -119,20 +120,19 @@ bool StartChild(LaunchMode mode, LaunchPlan* plan, Release* release_ptr, void* s
   const bool via_namespace = mode == LaunchMode::kNamespace;
   const bool prepared = mode == LaunchMode::kTemplate || mode == LaunchMode::kNamespace;
   // Signals stay blocked in the child until it has reset every handler: a Node handler running on
-  // the child's stack, in the parent's memory, would be a disaster.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  // the child's stack, in the parent's memory, would be a disaster. And on this thread while its
+  // ids are switched, glibc's set*id signal included (signal_hold.h).
+  HoldSignals hold;
   int pidfd = -1;
   pid_t pid = -1;
   int clone_errno = 0;
   pid_t trampoline = -1;
   void* stack_low = ChildStack::ForThisThread().trampoline_top();  // the trampoline's stack is below
-  Trampoline t{&release, stack_low, stack_top};
+  Trampoline t{&release, stack_low, stack_top, nullptr, -1, -1, Stage::kNone, 0, SavedIds{}};
   long owner = SwitchToOwner(*plan, &t.ids);
   if (owner < 0) {
     RestoreIds(&t.ids);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    hold.End();
     return ParentFail(error, Stage::kNamespaceOwner, static_cast<int>(-owner), "switching to the sandbox's host ids for the clone");
   }
   if (via_namespace) {
@@ -158,7 +158,7 @@ bool StartChild(LaunchMode mode, LaunchPlan* plan, Release* release_ptr, void* s
     SPAWN_TRACE(3, "p-cloned");
   }
   RestoreIds(&t.ids);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  hold.End();
   if (via_namespace && trampoline < 0) return ParentFail(error, Stage::kClone, clone_errno);
   if (!via_namespace && pid < 0) return ParentFail(error, Stage::kClone, clone_errno);
 

@@ -1,7 +1,11 @@
 #include "launch_thread.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <uv.h>
+
+#include <cerrno>
 
 #include <condition_variable>
 #include <deque>
@@ -43,14 +47,48 @@ void ThreadMain(void* arg) {
       job = q->jobs.front();
       q->jobs.pop_front();
     }
-    job->launched = LaunchWithFallback(&job->plan, &job->result, &job->error);
+    if (job->cancelled.load(std::memory_order_acquire)) {
+      // Not even the mount set's spares are taken: nothing of it happens.
+      job->launched = ParentFail(&job->error, Stage::kClone, ECANCELED, "the launch's JS environment ended before it ran");
+    } else {
+      job->launched = LaunchWithFallback(&job->plan, &job->result, &job->error);
+    }
+    CloseOwnFds(job);  // the child has its copies (or never will)
     job->done(job);
   }
 }
 
 }  // namespace
 
-bool SubmitLaunch(LaunchJob* job, int* err) {
+int TakeOwnFds(LaunchJob* job) {
+  std::vector<FdMapping>& fds = job->plan.fds;
+  std::vector<int> dups;
+  dups.reserve(fds.size());
+  for (const FdMapping& m : fds) {
+    if (m.source == FdMapping::kDevNull) {
+      dups.push_back(FdMapping::kDevNull);
+      continue;
+    }
+    const int d = fcntl(m.source, F_DUPFD_CLOEXEC, 0);
+    if (d < 0) {
+      const int e = errno;
+      for (int x : dups) if (x >= 0) close(x);
+      return e;
+    }
+    dups.push_back(d);
+  }
+  for (size_t i = 0; i < fds.size(); i++) fds[i].source = dups[i];
+  job->owns_fds = true;
+  return 0;
+}
+
+void CloseOwnFds(LaunchJob* job) {
+  if (!job->owns_fds) return;
+  for (const FdMapping& m : job->plan.fds) if (m.source >= 0) close(m.source);
+  job->owns_fds = false;
+}
+
+bool SubmitLaunch(LaunchJob* job, int* err, bool first) {
   LaunchQueue* q = Queue();
   {
     std::lock_guard<std::mutex> lock(q->mutex);
@@ -65,7 +103,11 @@ bool SubmitLaunch(LaunchJob* job, int* err) {
       }
       q->started = true;  // never joined: the thread lives as long as the process
     }
-    q->jobs.push_back(job);
+    if (first) {
+      q->jobs.push_front(job);
+    } else {
+      q->jobs.push_back(job);
+    }
   }
   q->ready.notify_one();
   return true;
@@ -87,7 +129,7 @@ bool LaunchAndWait(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
     w->over.notify_one();  // under the lock: `waiter` lives on the caller's stack
   };
   int err = 0;
-  if (!SubmitLaunch(&job, &err)) return ParentFail(error, Stage::kClone, err, "starting the launch thread");
+  if (!SubmitLaunch(&job, &err, true)) return ParentFail(error, Stage::kClone, err, "starting the launch thread");
   {
     std::unique_lock<std::mutex> lock(waiter.mutex);
     waiter.over.wait(lock, [&waiter] { return waiter.done; });

@@ -10,6 +10,8 @@
 // threads blocked in launches would stall the fs and dns work queued behind them.
 #pragma once
 
+#include <atomic>
+
 #include "launch_plan.h"
 #include "launcher.h"
 
@@ -20,14 +22,28 @@ struct LaunchJob {
   LaunchResult result;
   LaunchError error;
   bool launched = false;
+  // The plan's fd sources are this job's own duplicates (an asynchronous launch: the caller's fds
+  // may be closed, and their numbers reused for other files, before the launch runs). The launch
+  // thread closes them once the launch is over.
+  bool owns_fds = false;
+  // Set by any thread when nobody will take the sandbox any more (its JS environment is ending):
+  // a launch that has not started is skipped (failing with ECANCELED) instead of run.
+  std::atomic<bool> cancelled{false};
   // Called on the launch thread when the launch is over: the thread's last touch of the job.
   void (*done)(LaunchJob* job) = nullptr;
   void* context = nullptr;
 };
 
 // Queues `job` for the launch thread (started on first use). False, with errno in *err, only when
-// that thread could not be started; the job was not queued then.
-bool SubmitLaunch(LaunchJob* job, int* err);
+// that thread could not be started; the job was not queued then. A synchronous launch goes first
+// (`first`): its caller's thread, the host's event loop, stands still until it is done.
+bool SubmitLaunch(LaunchJob* job, int* err, bool first = false);
+
+// Replaces the plan's fd sources with duplicates the job owns (owns_fds). 0 or errno; on failure
+// nothing is left open and the plan is unchanged.
+int TakeOwnFds(LaunchJob* job);
+// Closes the duplicates (owns_fds only); idempotent.
+void CloseOwnFds(LaunchJob* job);
 
 // Runs a launch (LaunchWithFallback, which steps down the launch modes the kernel refuses) on the
 // launch thread and waits for it: the synchronous spawn. The plan is moved into the job.

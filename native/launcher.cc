@@ -123,8 +123,13 @@ bool ReadChildMessages(int fd, int timeout_ms, ChildFailure* failure, bool* fail
 void KillAndReap(int pidfd) {
   syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0);
   siginfo_t info;
-  while (waitid(kIdPidfd, pidfd, &info, WEXITED | __WALL) < 0 &&
-         errno == EINTR) {
+  for (;;) {
+    if (waitid(kIdPidfd, pidfd, &info, WEXITED | __WALL) == 0) return;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return;
+    // A nonblocking pidfd (one the event loop watched) answers EAGAIN until the process is gone.
+    struct pollfd p = {pidfd, POLLIN, 0};
+    poll(&p, 1, -1);
   }
 }
 
@@ -149,6 +154,19 @@ bool Launch(LaunchPlan* plan, LaunchResult* out, LaunchError* error) {
   // One /dev/null for every stream the caller ignores: opened here, a raw open, rather than by
   // the caller through Node's fs (several times the cost, on every spawn's path).
   Fd dev_null;
+  // The plan may be launched again (LaunchWithFallback's next mode): its /dev/null entries go back
+  // to kDevNull when this attempt ends, rather than naming an fd closed with it, whose number the
+  // host may meanwhile have given to another file.
+  struct RestoreDevNull {
+    LaunchPlan* plan;
+    const Fd& dev_null;
+    ~RestoreDevNull() {
+      if (dev_null.get() < 0) return;
+      for (FdMapping& m : plan->fds) {
+        if (m.source == dev_null.get()) m.source = FdMapping::kDevNull;
+      }
+    }
+  } restore_dev_null{plan, dev_null};
   for (FdMapping& m : plan->fds) {
     if (m.source != FdMapping::kDevNull) continue;
     if (dev_null.get() < 0) dev_null.Reset(open("/dev/null", O_RDWR | O_CLOEXEC));

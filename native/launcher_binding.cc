@@ -294,11 +294,23 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// closePipe(fd): closes an fd pipe() made. Not fs.closeSync: in a worker thread Node warns about
+// closing an fd its fs did not open.
+Napi::Value ClosePipe(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0) {
+    Napi::TypeError::New(info.Env(), "closePipe(fd)").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  close(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitLauncher(Napi::Env env, Napi::Object exports) {
   exports.Set("SandboxProcess", SandboxProcess::Define(env));
   exports.Set("pipe", Napi::Function::New(env, Pipe));
+  exports.Set("closePipe", Napi::Function::New(env, ClosePipe));
   exports.Set("MountSet", MountSetWrap::Define(env));
   // The table of setup stages (stages.h), for lib/sandbox/errors.ts to hold a hint for each.
   Napi::Array stages = Napi::Array::New(env);

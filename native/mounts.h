@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "launch_plan.h"
+#include "signal_hold.h"
 
 namespace warden {
 
@@ -129,7 +130,8 @@ long CloneTree(int source, uint64_t attr_set, Stage* stage);
 // calls, which change this thread's credentials only (glibc's setgroups() changes every thread's);
 // an fsuid change from 0 drops the filesystem capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
 // ...) from the effective set and the change back restores them. The lookups are synchronous on
-// this thread: nothing else runs with the switched identity.
+// this thread: nothing else runs with the switched identity, and no set*id() of the host lands in
+// the middle of the switch (signal_hold.h).
 class SandboxFsIdentity {
  public:
   SandboxFsIdentity(uid_t uid, gid_t gid);
@@ -140,6 +142,7 @@ class SandboxFsIdentity {
   long error() const { return error_; }
 
  private:
+  HoldSignals hold_;  // first: held before the switch, let go after the switch back
   bool active_ = false;
   long error_ = 0;
   uid_t saved_uid_ = 0;

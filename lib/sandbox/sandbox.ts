@@ -108,7 +108,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
    * is set up: the clone and the child's setup run on the addon's launch thread (~5 ms each on a
    * quiet machine, 25 ms and more under load, that the event loop would otherwise stand still).
    * Resolves once the command has been exec'd; rejects with the errors spawn() throws. The host
-   * fds given in `fds` (and numeric `stdio` entries) must stay open until it settles.
+   * fds given in `fds` (and numeric `stdio` entries) are duplicated at this call: the sandbox gets
+   * those files even if they are closed (and their numbers reused) before the launch runs.
    */
   static launch(options: SpawnOptions): Promise<Sandbox> {
     return new Promise((resolve, reject) => {
@@ -187,6 +188,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       // the v1 hierarchies first thing.
       plan.cgroupDir = this.cgroup?.cloneIntoDir ?? '';
       plan.cgroupTasks = this.cgroup?.tasksFiles ?? [];
+      // Undone by the addon if this thread's JS environment ends (a worker) before we can.
+      plan.teardown = { fds: [...ours.filter((fd): fd is number => fd !== null), ...this.toClose], dirs: this.cgroup?.backend?.dirs.slice() ?? [] };
       const { SandboxProcess } = addon();
       const onExit = (code: number | null, signal: number | null) => this.onExit(code, signal);
       const onViolation = (v: NativeViolation) => this.onViolation(v);
@@ -223,8 +226,8 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   /** Undoes what the constructor made when the sandbox will never run (or was killed for it). */
   private failSetup(ours: Array<number | null>): void {
     this.setupFailed = true;
-    for (const fd of ours) if (fd !== null) fs.closeSync(fd);
-    for (const fd of this.toClose.splice(0)) fs.closeSync(fd);
+    for (const fd of ours) if (fd !== null) addon().closePipe(fd);
+    for (const fd of this.toClose.splice(0)) addon().closePipe(fd);
     this.cgroup?.destroy().catch(() => {});
     if (this.hostId !== undefined) releaseHostId(this.hostId);
     this.hostId = undefined;
@@ -244,7 +247,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     // first: its id is then never handed out again (another sandbox would share counts and signals
     // with what is left).
     if (this.hostId !== undefined && !pidNamespace && this.cgroup === undefined) this.hostId = undefined;
-    for (const fd of this.toClose.splice(0)) fs.closeSync(fd);
+    for (const fd of this.toClose.splice(0)) addon().closePipe(fd);
     const pid = this.native.pid;
     this.launched = {
       pid,
