@@ -92,6 +92,8 @@ export interface NativeSandboxProcess {
   replyDns(port: number, answer: Buffer): number;
   /** The most items the network thread's queue to the event loop held at once (tests). */
   netQueuePeak(): number;
+  /** JS has undone plan.teardown itself: the addon forgets it. */
+  forgetTeardown(): void;
 }
 
 export interface NativeSetupError extends Error {

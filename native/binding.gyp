@@ -30,6 +30,7 @@
         "mount_spares.cc",
         "mount_template.cc",
         "exit_watch.cc",
+        "js_callback.cc",
         "net_intercept.cc",
         "net_fast.cc",
         "net_socket.cc",

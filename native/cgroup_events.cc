@@ -18,6 +18,7 @@
 #include <string>
 
 #include "bindings.h"
+#include "js_callback.h"
 
 namespace warden {
 namespace {
@@ -91,11 +92,13 @@ void OnReadable(uv_poll_t* handle, int status, int events) {
   }
   Napi::Env env(w->env);
   Napi::HandleScope scope(env);
-  Napi::Value arg = ok ? Napi::Number::New(env, static_cast<double>(count)) : env.Null();
   Napi::FunctionReference& fn = w->callback;
   if (!fn.IsEmpty()) {
-    // MakeCallback so async hooks and microtasks behave as for any libuv-driven callback.
-    fn.MakeCallback(env.Global(), {arg});
+    // As any libuv-driven callback (async hooks, microtasks); a throwing listener is an uncaught
+    // exception, not an error left stored in the environment, where it would block every later
+    // call into JS (a sandbox's exit among them).
+    napi_value arg = ok ? Napi::Number::New(env, static_cast<double>(count)) : env.Null();
+    CallFromLoop(env, nullptr, env.Global(), fn.Value(), 1, &arg);
   }
   if (!ok) CloseWatch(w);
 }

@@ -18,6 +18,7 @@
 
 #include "bindings.h"
 #include "channel_endpoint.h"
+#include "js_callback.h"
 
 namespace warden {
 namespace channel {
@@ -136,14 +137,8 @@ bool ChannelEndpoint::ParseMessage(Napi::Env env, const Napi::CallbackInfo& info
 void ChannelEndpoint::Deliver(Napi::Env env, napi_value arg, napi_value extra) {
   if (on_event_.IsEmpty()) return;
   napi_value args[2] = {arg, extra != nullptr ? extra : env.Undefined()};
-  napi_value result = nullptr;
-  napi_status s = napi_make_callback(env, static_cast<napi_async_context>(*async_context_), Value(),
-                                     on_event_.Value(), extra != nullptr ? 2 : 1, args, &result);
-  if (s == napi_pending_exception || env.IsExceptionPending()) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
+  CallFromLoop(env, static_cast<napi_async_context>(*async_context_), Value(), on_event_.Value(),
+               extra != nullptr ? 2 : 1, args);
 }
 
 Napi::Value ChannelEndpoint::Send(const Napi::CallbackInfo& info) {

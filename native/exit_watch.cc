@@ -3,17 +3,20 @@
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "js_callback.h"
 #include "launch_options.h"
 #include "launch_thread.h"
 #include "launcher.h"
@@ -26,16 +29,6 @@ namespace warden {
 namespace {
 constexpr idtype_t kIdPidfd = static_cast<idtype_t>(3);
 
-// Whether JS can run in `env`. Not when it is stopping: a worker thread ending (process.exit()
-// in it, or terminate()) stops JS first, then runs the loop and the cleanup hooks, which may still
-// hand us a finished launch or an exit. Every N-API call that could run JS fails then, and
-// node-addon-api turns a failure it cannot throw into a fatal error: the whole host would abort.
-// There is no N-API call that just asks, so this asks napi_call_function, which checks "can run
-// JS" first and then refuses the null function without running anything.
-bool CanRunJs(napi_env env) {
-  return napi_call_function(env, nullptr, nullptr, 0, nullptr, nullptr) == napi_invalid_arg;
-}
-
 // What the host made for a sandbox before its launch (plan.teardown: the host's ends of its pipes,
 // its cgroup directories), undone here when its JS environment ends before JS could undo it.
 struct HostLeftovers {
@@ -43,8 +36,47 @@ struct HostLeftovers {
   std::vector<std::string> dirs;  // in the order made: removed in reverse
 };
 
-// rmdir, retrying briefly while the kernel still counts the tasks of a just-reaped sandbox (v1).
+// Kills every task left in a sandbox's cgroups: without a PID namespace, what its first process
+// started and left running (a daemon in a session of its own) outlives that process. cgroup.kill
+// where there is one (cgroup2 from Linux 5.14, the hybrid hosts' controller-less hierarchy too),
+// else SIGKILL to each listed process, for a few rounds (racy against a fork loop, which pids.max
+// bounds; lib/limits/kill.ts freezes first, which this rare path at a worker's end does without).
+void KillTasks(const std::vector<std::string>& dirs) {
+  for (const std::string& dir : dirs) {
+    const int fd = open((dir + "/cgroup.kill").c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    const bool killed = write(fd, "1", 1) == 1;
+    close(fd);
+    if (killed) return;
+  }
+  if (dirs.empty()) return;
+  const std::string procs = dirs.front() + "/cgroup.procs";
+  for (int round = 0; round < 50; round++) {
+    const int fd = open(procs.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+    close(fd);
+    int listed = 0;
+    for (size_t at = 0; at < text.size();) {
+      const size_t end = text.find('\n', at);
+      const long pid = strtol(text.c_str() + at, nullptr, 10);
+      if (pid > 0) {
+        kill(static_cast<pid_t>(pid), SIGKILL);
+        listed++;
+      }
+      at = end == std::string::npos ? text.size() : end + 1;
+    }
+    if (listed == 0) return;
+    usleep(1000);
+  }
+}
+
+// Empties the sandbox's cgroups and removes them, retrying rmdir briefly while the kernel still
+// counts tasks that were just killed.
 void RemoveDirs(std::vector<std::string>* dirs) {
+  KillTasks(*dirs);
   for (auto it = dirs->rbegin(); it != dirs->rend(); ++it) {
     for (int wait_us = 500; rmdir(it->c_str()) != 0 && errno == EBUSY && wait_us <= 64000; wait_us *= 2) {
       usleep(wait_us);
@@ -125,6 +157,7 @@ Napi::Function SandboxProcess::Define(Napi::Env env) {
                       InstanceMethod("interceptNetwork", &SandboxProcess::InterceptNetwork),
                       InstanceMethod("replyDns", &SandboxProcess::ReplyDns),
                       InstanceMethod("netQueuePeak", &SandboxProcess::NetQueuePeak),
+                      InstanceMethod("forgetTeardown", &SandboxProcess::ForgetTeardown),
                       InstanceAccessor("pid", &SandboxProcess::GetPid, nullptr)});
 }
 
@@ -343,6 +376,13 @@ SandboxProcess::~SandboxProcess() {
   if (listener_ >= 0) close(listener_);
 }
 
+// forgetTeardown(): JS has undone what plan.teardown named (its cgroups are gone, their names may
+// be taken again): the environment's end must not remove them any more.
+Napi::Value SandboxProcess::ForgetTeardown(const Napi::CallbackInfo& info) {
+  leftover_dirs_.clear();
+  return info.Env().Undefined();
+}
+
 Napi::Value SandboxProcess::GetPid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), pid_);
 }
@@ -375,19 +415,10 @@ Napi::Value SandboxProcess::Ref(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Never throws: the callers are libuv callbacks, where a C++-side throw would be fatal.
+// Never throws (see js_callback.h): the callers are libuv callbacks.
 void SandboxProcess::Deliver(Napi::FunctionReference& callback, std::initializer_list<napi_value> args) {
   if (callback.IsEmpty()) return;
-  napi_value result;
-  if (napi_make_callback(env_, nullptr, Value(), callback.Value(), args.size(), args.begin(), &result) == napi_ok) return;
-  // A throwing callback must surface as an uncaught exception, not vanish. Any other failure means
-  // the environment stopped meanwhile: there is nobody left to tell.
-  bool pending = false;
-  napi_value error;
-  if (napi_is_exception_pending(env_, &pending) == napi_ok && pending &&
-      napi_get_and_clear_last_exception(env_, &error) == napi_ok && CanRunJs(env_)) {
-    napi_fatal_exception(env_, error);
-  }
+  CallFromLoop(env_, nullptr, Value(), callback.Value(), args.size(), args.begin());
 }
 
 void SandboxProcess::OnExitReadable() {

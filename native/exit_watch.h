@@ -36,6 +36,7 @@ class SandboxProcess : public Napi::ObjectWrap<SandboxProcess> {
   Napi::Value InterceptNetwork(const Napi::CallbackInfo& info);  // see net_intercept.h
   Napi::Value ReplyDns(const Napi::CallbackInfo& info);
   Napi::Value NetQueuePeak(const Napi::CallbackInfo& info);
+  Napi::Value ForgetTeardown(const Napi::CallbackInfo& info);
 
   void OnExitReadable();
   void OnListenerReadable(int status);

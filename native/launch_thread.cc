@@ -19,12 +19,28 @@ namespace {
 
 // Allocated once and never freed: the thread waits on it until the process ends, and static
 // destructors running at exit must not destroy a condition variable it waits on.
+// Synchronous launches first, in the order asked (their callers' threads stand still meanwhile),
+// but never more than kSyncStreak of them in a row while an asynchronous one waits: threads that
+// spawn synchronously in a loop would otherwise hold every launch() back for as long as they go on.
+constexpr int kSyncStreak = 4;
+
 struct LaunchQueue {
   std::mutex mutex;
   std::condition_variable ready;
-  std::deque<LaunchJob*> jobs;
+  std::deque<LaunchJob*> sync_jobs;
+  std::deque<LaunchJob*> async_jobs;
+  int sync_streak = 0;  // synchronous launches run in a row while async_jobs was not empty
   bool started = false;
   uv_thread_t thread;
+
+  LaunchJob* Next() {  // under mutex, with a job queued
+    const bool sync = !sync_jobs.empty() && (async_jobs.empty() || sync_streak < kSyncStreak);
+    std::deque<LaunchJob*>& from = sync ? sync_jobs : async_jobs;
+    sync_streak = sync && !async_jobs.empty() ? sync_streak + 1 : 0;
+    LaunchJob* job = from.front();
+    from.pop_front();
+    return job;
+  }
 };
 
 LaunchQueue* Queue() {
@@ -43,9 +59,8 @@ void ThreadMain(void* arg) {
     LaunchJob* job;
     {
       std::unique_lock<std::mutex> lock(q->mutex);
-      q->ready.wait(lock, [q] { return !q->jobs.empty(); });
-      job = q->jobs.front();
-      q->jobs.pop_front();
+      q->ready.wait(lock, [q] { return !q->sync_jobs.empty() || !q->async_jobs.empty(); });
+      job = q->Next();
     }
     if (job->cancelled.load(std::memory_order_acquire)) {
       // Not even the mount set's spares are taken: nothing of it happens.
@@ -103,11 +118,7 @@ bool SubmitLaunch(LaunchJob* job, int* err, bool first) {
       }
       q->started = true;  // never joined: the thread lives as long as the process
     }
-    if (first) {
-      q->jobs.push_front(job);
-    } else {
-      q->jobs.push_back(job);
-    }
+    (first ? q->sync_jobs : q->async_jobs).push_back(job);
   }
   q->ready.notify_one();
   return true;

@@ -35,8 +35,9 @@ struct LaunchJob {
 };
 
 // Queues `job` for the launch thread (started on first use). False, with errno in *err, only when
-// that thread could not be started; the job was not queued then. A synchronous launch goes first
-// (`first`): its caller's thread, the host's event loop, stands still until it is done.
+// that thread could not be started; the job was not queued then. A synchronous launch (`first`)
+// goes ahead of the asynchronous ones (its caller's thread, an event loop, stands still until it
+// is done), behind the synchronous ones already queued, and at most a few in a row (launch_thread.cc).
 bool SubmitLaunch(LaunchJob* job, int* err, bool first = false);
 
 // Replaces the plan's fd sources with duplicates the job owns (owns_fds). 0 or errno; on failure

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <utility>
 
+#include "js_callback.h"
 #include "net_intercept.h"
 #include "net_socket.h"
 
@@ -277,14 +278,10 @@ void NetIntercept::Deliver(Item& item) {
   in_flight_--;
   uv_mutex_unlock(&mu_);
   Napi::HandleScope scope(env_);
-  connected_.MakeCallback(env_.Global(), {Napi::String::New(env_, item.address), Napi::Number::New(env_, item.port),
-                                          Napi::Number::New(env_, item.error),
-                                          Napi::Number::New(env_, static_cast<double>(item.cookie)),
-                                          Napi::Number::New(env_, item.at)});
-  if (env_.IsExceptionPending()) {
-    Napi::Error e = env_.GetAndClearPendingException();
-    napi_fatal_exception(env_, e.Value());
-  }
+  napi_value args[] = {Napi::String::New(env_, item.address), Napi::Number::New(env_, item.port),
+                       Napi::Number::New(env_, item.error), Napi::Number::New(env_, static_cast<double>(item.cookie)),
+                       Napi::Number::New(env_, item.at)};
+  CallFromLoop(env_, nullptr, env_.Global(), connected_.Value(), 5, args);
 }
 
 int NetIntercept::RevokeLease() {

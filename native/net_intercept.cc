@@ -24,6 +24,7 @@
 #include <memory>
 #include <utility>
 
+#include "js_callback.h"
 #include "net_socket.h"
 
 #ifndef PIDFD_THREAD
@@ -209,13 +210,9 @@ void NetIntercept::OnStubReadable() {
     ssize_t n = recvfrom(stub_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
     if (n < 0) return;
     Napi::HandleScope scope(env_);
-    dns_.MakeCallback(env_.Global(), {Napi::Buffer<uint8_t>::Copy(env_, buf, static_cast<size_t>(n)),
-                                      Napi::Number::New(env_, ntohs(from.sin_port))});
-    if (env_.IsExceptionPending()) {
-      Napi::Error e = env_.GetAndClearPendingException();
-      napi_fatal_exception(env_, e.Value());
-      return;
-    }
+    if (!CanRunJs(env_)) return;
+    napi_value args[] = {Napi::Buffer<uint8_t>::Copy(env_, buf, static_cast<size_t>(n)), Napi::Number::New(env_, ntohs(from.sin_port))};
+    CallFromLoop(env_, nullptr, env_.Global(), dns_.Value(), 2, args);
   }
 }
 
@@ -258,12 +255,8 @@ void NetIntercept::Install(uint64_t id, int host_fd, uint64_t cookie, int target
 
 void NetIntercept::CallReport(double id, int error, uint64_t cookie) {
   Napi::HandleScope scope(env_);
-  report_.MakeCallback(env_.Global(), {Napi::Number::New(env_, id), Napi::Number::New(env_, error),
-                                       Napi::Number::New(env_, static_cast<double>(cookie))});
-  if (env_.IsExceptionPending()) {
-    Napi::Error e = env_.GetAndClearPendingException();
-    napi_fatal_exception(env_, e.Value());
-  }
+  napi_value args[] = {Napi::Number::New(env_, id), Napi::Number::New(env_, error), Napi::Number::New(env_, static_cast<double>(cookie))};
+  CallFromLoop(env_, nullptr, env_.Global(), report_.Value(), 3, args);
 }
 
 void NetIntercept::Handle(const struct seccomp_notif& req) {

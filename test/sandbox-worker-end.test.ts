@@ -186,3 +186,128 @@ t.test('the host changing its ids while launches run leaves every thread with th
   t.equal(r.status, 0, `every thread kept the process's ids: ${r.stdout.trim()}`);
   t.match(r.stdout, /"rounds":100/, 'all rounds ran');
 });
+
+t.test('a violation listener that throws does not keep the sandbox\'s exit, or later launches, from being delivered', { skip: isRoot ? false : 'needs root: a memory limit' }, async (t) => {
+  // The kernel's OOM event reaches JS from a libuv callback; a throw there used to stay stored in
+  // the addon's environment, where it blocked every later call into JS: the killed sandbox's exit
+  // (and any other sandbox's exit or finished launch) was dropped, its `exited` never settled, and
+  // the listener's error surfaced nowhere. Now it is an uncaught exception like any callback's.
+  const script = `
+    const { Sandbox } = require(${JSON.stringify(sandboxModule)});
+    const uncaught = [];
+    process.on('uncaughtException', (e) => uncaught.push(e.message));
+    const sb = Sandbox.spawn({ command: ['/bin/sh', '-c', 'x=$(head -c 300000000 /dev/zero | tr "\\\\0" a); echo survived'],
+      limits: { memory: '32M' }, stdio: ['ignore', 'ignore', 'ignore'] });
+    sb.on('violation', () => { throw new Error('bug in a violation listener'); });
+    const timer = setTimeout(() => { console.log(JSON.stringify({ settled: false, uncaught })); process.exit(0); }, 20000);
+    sb.exited.then(async (r) => {
+      const after = await Promise.all(Array.from({ length: 20 }, () => Sandbox.launch({ command: ['/bin/true'], stdio: ['ignore', 'ignore', 'ignore'] }).then((s) => s.exited)));
+      clearTimeout(timer);
+      console.log(JSON.stringify({ settled: true, signal: r.signal, violation: r.violation && r.violation.kind, after: after.filter((x) => x.code === 0).length, uncaught }));
+    });`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { settled?: boolean; signal?: string; violation?: string; after?: number; uncaught?: string[] };
+  t.equal(out.settled, true, `the exit was delivered (${r.stdout.trim()} ${r.stderr.slice(0, 300)})`);
+  t.equal(out.signal, 'SIGKILL', 'killed by the kernel');
+  t.equal(out.violation, 'memory', 'for its memory');
+  t.equal(out.after, 20, 'launches after it are delivered too');
+  t.same(out.uncaught, ['bug in a violation listener'], 'the listener\'s error surfaced as an uncaught exception');
+});
+
+t.test('threads spawning synchronously in a loop do not hold back the launches of another', async (t) => {
+  // Synchronous launches go first, but never more than a few in a row while a launch() waits.
+  // Before (synchronous launches pushed to the front of one queue): four workers spawning in a loop
+  // held every launch() of the main thread back for as long as they went on (4 launches in 4 s
+  // against their ~1,400 spawns).
+  const workers: Array<Promise<unknown[]>> = [];
+  const started: Array<Promise<void>> = [];
+  for (let i = 0; i < 4; i++) {
+    let ready!: () => void;
+    started.push(new Promise<void>((r) => (ready = r)));
+    const worker = new Worker(`
+      const { Sandbox } = require(${JSON.stringify(sandboxModule)});
+      const { parentPort } = require('node:worker_threads');
+      (async () => {
+        parentPort.postMessage('started');
+        const end = Date.now() + 2000;
+        let n = 0;
+        const exits = [];
+        while (Date.now() < end) {
+          exits.push(Sandbox.spawn({ command: ['/bin/true'], stdio: ['ignore', 'ignore', 'ignore'] }).exited);
+          n++;
+          await new Promise((r) => setImmediate(r));
+        }
+        await Promise.all(exits);
+        parentPort.postMessage(n);
+        process.exit(0);
+      })();`, { eval: true });
+    const messages: unknown[] = [];
+    worker.on('message', (m) => (m === 'started' ? ready() : messages.push(m)));
+    workers.push(within(new Promise((resolve, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', () => resolve(messages));
+    }), 60_000, 'a spawning worker to end'));
+  }
+  await Promise.all(started);
+  await new Promise((r) => setTimeout(r, 100)); // their loops fill the queue first
+  let mainDone = 0;
+  let stop = false;
+  const main = (async () => {
+    while (!stop) {
+      await (await Sandbox.launch({ command: ['/bin/true'], ...quiet })).exited;
+      mainDone++;
+    }
+  })();
+  const spawned = (await Promise.all(workers)).reduce((sum, m) => sum + (m[0] as number), 0);
+  const whileWorkersRan = mainDone;
+  stop = true;
+  await main;
+  // At most 4 synchronous launches go ahead of each asynchronous one: about one in five is the
+  // main thread's. At least one in twenty, with margin for the scheduling of this machine.
+  t.ok(whileWorkersRan * 20 >= spawned, `the main thread launched ${whileWorkersRan} sandboxes while the workers spawned ${spawned}`);
+});
+
+t.test('workers launching with limits at once each get cgroups of their own', { skip: isRoot ? false : 'needs root: cgroup limits' }, async (t) => {
+  // Each worker has its own copy of the module that names cgroups; two of them used to make the
+  // same warden.<pid>.<n>, and the second mkdir failed (EEXIST).
+  // One after the other in each worker, each running a while: the workers' names interleave.
+  const results = await Promise.all([0, 1, 2].map(() => runWorker(`
+    const { Sandbox } = require(${JSON.stringify(sandboxModule)});
+    const { parentPort } = require('node:worker_threads');
+    (async () => {
+      const exits = [];
+      for (let i = 0; i < 4; i++) {
+        const sb = await Sandbox.launch({ command: ['/bin/sleep', '0.5'], stdio: ['ignore', 'ignore', 'ignore'], limits: { memory: '64M', pids: 16 } });
+        exits.push(sb.exited);
+      }
+      return Promise.all(exits);
+    })().then((rs) => parentPort.postMessage(rs.map((r) => r.code)), (e) => parentPort.postMessage(String(e && e.message)))
+      .finally(() => setTimeout(() => process.exit(0), 50));`)));
+  t.same(results.map((m) => m[0]), [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], 'every launch ran');
+});
+
+t.test('at a worker\'s end, what its sandbox left running in its cgroup is killed too', { skip: isRoot ? false : 'needs root: cgroup limits' }, async (t) => {
+  // Without a PID namespace nothing ends a sandbox's other processes with its first: a daemon it
+  // started (its own session) outlived the worker's end, which killed only the first process, and
+  // kept the sandbox's cgroups from being removed.
+  const marker = `warden-worker-daemon-${process.pid}`;
+  const cgroupsBefore = cgroupCount();
+  const messages = await runWorker(`
+    const { Sandbox } = require(${JSON.stringify(sandboxModule)});
+    const { parentPort } = require('node:worker_threads');
+    Sandbox.launch({ command: ['/bin/sh', '-c', 'setsid /bin/sh -c "sleep 1000; echo ${marker}" & sleep 1000'], namespaces: { pid: false },
+      stdio: ['ignore', 'ignore', 'ignore'], limits: { memory: '64M', pids: 16 } })
+      .then((sb) => { parentPort.postMessage(sb.pid); setTimeout(() => process.exit(0), 300); });`);
+  t.equal(typeof messages[0], 'number', 'the sandbox ran');
+  const daemons = (): number[] => fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).filter((n) => {
+    try {
+      return fs.readFileSync(`/proc/${n}/cmdline`, 'utf8').includes(marker);
+    } catch {
+      return false;
+    }
+  }).map(Number);
+  await waitUntil(() => daemons().length === 0, 10_000, () => `the sandbox's daemon to be killed (left: ${daemons().join(' ')})`);
+  t.pass('the daemon is gone');
+  await waitUntil(() => cgroupCount() <= cgroupsBefore, 10_000, () => `the sandbox's cgroups to be removed (${cgroupCount()} against ${cgroupsBefore})`);
+  t.pass('its cgroups are removed');
+});

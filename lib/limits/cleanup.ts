@@ -28,7 +28,8 @@ export interface LeftoverCgroup {
   detail?: string;
 }
 
-const NAME = new RegExp(`^${CGROUP_PREFIX.replace('.', '\\.')}(\\d+)\\.\\d+$`);
+/** warden.<host pid>.<n>, or warden.<host pid>.<worker thread id>.<n> (sandbox-cgroup.ts nextName). */
+const NAME = new RegExp(`^${CGROUP_PREFIX.replace('.', '\\.')}(\\d+)\\.(?:\\d+\\.)?\\d+$`);
 
 /**
  * Finds the sandbox cgroups of other hosts under this host's cgroups and, with `remove`, removes

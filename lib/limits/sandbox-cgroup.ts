@@ -13,6 +13,7 @@
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { LimitError } from '../errors';
 import type { Backend, KernelEvent, StatFields, WeakerLimit } from './backend';
 import { removeCgroupDir } from './cgroupfs';
@@ -91,10 +92,16 @@ function inheritedCgroups(): { dirs: Set<string>; names: Set<string> } {
   return inherited;
 }
 
+/**
+ * warden.<host pid>.<n>, or warden.<host pid>.<thread id>.<n> in a worker thread: each thread has
+ * its own copy of this module and of `seq`, and two workers launching with limits at once would
+ * otherwise both make warden.<pid>.1 (the second mkdir failing with EEXIST).
+ */
 function nextName(): string {
   const { names } = inheritedCgroups();
+  const thread = threadId === 0 ? '' : `${threadId}.`;
   let name: string;
-  do name = `${CGROUP_PREFIX}${process.pid}.${++seq}`;
+  do name = `${CGROUP_PREFIX}${process.pid}.${thread}${++seq}`;
   while (names.has(name));
   return name;
 }

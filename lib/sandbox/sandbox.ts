@@ -226,6 +226,9 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
   /** Undoes what the constructor made when the sandbox will never run (or was killed for it). */
   private failSetup(ours: Array<number | null>): void {
     this.setupFailed = true;
+    // Undone here: the addon must not remove these cgroups again at a worker's end (their names
+    // may be another sandbox's by then).
+    this.native?.forgetTeardown();
     for (const fd of ours) if (fd !== null) addon().closePipe(fd);
     for (const fd of this.toClose.splice(0)) addon().closePipe(fd);
     this.cgroup?.destroy().catch(() => {});
