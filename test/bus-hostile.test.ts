@@ -8,6 +8,8 @@
 import t from 'tap';
 
 import { PluginWorld, until } from './helpers/plugins';
+import { sizeOver } from '../lib/bus/size';
+import { Encoder } from '../lib/channel/encoder';
 
 /** Blocks its own event loop (a long computation): it reads nothing meanwhile. */
 const BUSY = `exports.activate = async (host) => {
@@ -153,4 +155,30 @@ t.test('shared data: the quota counts bytes, not UTF-16 units (three-byte charac
   }, { code: 'ERR_BUS_QUOTA' });
   t.ok(store.usage('o') <= 1 << 20, `usage within the quota (${store.usage('o')} bytes)`);
   t.ok(stored * 63_000 <= 1 << 20, `at most 1 MiB of UTF-8 held (${stored} values of 63,000 bytes)`);
+});
+
+t.test('a payload counts at least what it takes on the channel', async (t) => {
+  // The bus keeps a subscriber's pending bytes under its channel's queue bound by this count.
+  // Before: 49,000 empty Buffers counted 2 bytes and took ~245 KB on the wire; 200 such publishes
+  // overfilled an honest, briefly busy subscriber's queue (18 MiB) and got it unloaded for a flood.
+  const encoded = (v: unknown): number => {
+    const enc = new Encoder();
+    const len = enc.encode(2, 1, undefined, v);
+    const parts = enc.parts ?? [];
+    return (len === -1 ? 0 : len) + parts.reduce((n, p) => n + p.byteLength, 0);
+  };
+  const shapes: Array<[string, unknown]> = [
+    ['empty Buffers', Array.from({ length: 9000 }, () => Buffer.alloc(0))],
+    ['empty strings', Array.from({ length: 9000 }, () => '')],
+    ['empty arrays', Array.from({ length: 9000 }, () => [])],
+    ['empty objects', Array.from({ length: 9000 }, () => ({}))],
+    ['numbers', Array.from({ length: 9000 }, (_, i) => i + 0.5)],
+    ['small ints', Array.from({ length: 9000 }, (_, i) => i)],
+    ['one-letter keys', Object.fromEntries(Array.from({ length: 9000 }, (_, i) => [`k${i}`, null]))],
+  ];
+  for (const [what, v] of shapes) {
+    const counted = sizeOver(v, Number.MAX_SAFE_INTEGER);
+    const wire = encoded(v) - encoded(null); // the value's own bytes, without the message's envelope
+    t.ok(counted >= wire, `${what}: counted ${counted} bytes, the channel takes ${wire}`);
+  }
 });

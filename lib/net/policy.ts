@@ -18,7 +18,7 @@ import * as dns from 'node:dns';
 import * as os from 'node:os';
 import { InvalidOptionError } from '../errors';
 import { classify, embeddedIpv4, parseIp, type AddressClass, type Ip } from './address';
-import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA } from './dns';
+import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, RCODE_REFUSED, TYPE_A, TYPE_AAAA } from './dns';
 import { ipCovered, nameCovered, parseGrant, portCovered, type NetGrant } from './grants';
 
 export interface NetworkOptions {
@@ -156,6 +156,19 @@ const MAX_ANSWERED = 4096;
 // Connects leased at once (native/net_fast.cc keeps a lease for 1 s): what can happen before JS hears.
 const LEASE_MAX = 64;
 const MAX_LEASED_REASONS = 256;
+// A sandbox's DNS is bounded like its connects: each query it sends its stub is a lookup by the
+// host, an event (an audit line), and, while the upstream is silent, a resolver socket until it
+// times out. Over the rate or the lookups at once a query is answered REFUSED and counts as a
+// refused attempt (maxRefusalsPerMinute then makes it a violation). Identical lookups in flight
+// share one, answers are kept for their TTL (at most DNS_CACHE_MS), and an allowed name is reported
+// once per DNS_REPORT_MS with how many queries it answered.
+const DNS_PER_SECOND = 50;
+const DNS_BURST = 100;
+const MAX_DNS_IN_FLIGHT = 16;
+const DNS_CACHE_MS = 30_000;
+const DNS_CACHE_MAX = 256;
+const DNS_REPORT_MS = 10_000;
+const DNS_REPORTED_MAX = 1024;
 
 export class NetworkPolicy {
   private readonly answered = new Map<bigint, Answered>(); // addresses the stub answered, by value (v4 as v4)
@@ -169,6 +182,11 @@ export class NetworkPolicy {
   private violated = false;
   /** Why each leased destination was allowed, for the events of the connects made under the lease. */
   private readonly leased = new Map<string, { reason: string; name?: string }>();
+  private dnsTokens = DNS_BURST;
+  private dnsRefilledAt = Date.now();
+  private readonly dnsInFlight = new Map<string, Promise<string[] | null>>();
+  private readonly dnsCache = new Map<string, { addrs: string[]; until: number }>();
+  private readonly dnsReported = new Map<string, { at: number; unreported: number }>();
 
   constructor(
     private readonly o: ResolvedNetworkOptions,
@@ -357,12 +375,22 @@ export class NetworkPolicy {
 
   /** A query reached the stub from the sandbox's `port`. */
   dns(query: Buffer, port: number): void {
+    if (this.violated) return; // being killed: nothing more is looked up or reported
     const q = parseQuery(query);
     if (q === null) {
       const e = formErr(query);
       if (e !== null) this.replyDns(port, e);
       return;
     }
+    const now = Date.now();
+    this.dnsTokens = Math.min(DNS_BURST, this.dnsTokens + ((now - this.dnsRefilledAt) * DNS_PER_SECOND) / 1000);
+    this.dnsRefilledAt = now;
+    if (this.dnsTokens < 1) {
+      this.refuse({ type: 'dns', name: q.name, reason: `more than ${DNS_PER_SECOND} DNS queries a second` });
+      this.replyDns(port, buildAnswer(q, RCODE_REFUSED));
+      return;
+    }
+    this.dnsTokens--;
     const grants = this.o.grants.filter((g) => nameCovered(g, q.name));
     const allowedName = grants.length > 0 || (this.o.outbound && parseIp(q.name) === null);
     if (!allowedName) {
@@ -374,31 +402,78 @@ export class NetworkPolicy {
       this.replyDns(port, buildAnswer(q, 0)); // NODATA: only addresses are answered
       return;
     }
-    const lookup = q.type === TYPE_A ? this.resolver.resolve4(q.name) : this.resolver.resolve6(q.name);
-    lookup.then((addrs) => addrs, (err: NodeJS.ErrnoException) => (err.code === 'ENODATA' || err.code === 'ENOTFOUND' ? [] : null))
-      .then((addrs) => {
-        if (addrs === null) {
-          this.replyDns(port, buildAnswer(q, 2)); // SERVFAIL: the host's resolver failed
-          return;
+    const key = `${q.type} ${q.name.toLowerCase()}`;
+    const cached = this.dnsCache.get(key);
+    let lookup: Promise<string[] | null> | undefined;
+    if (cached !== undefined && cached.until > now) lookup = Promise.resolve(cached.addrs);
+    else lookup = this.dnsInFlight.get(key);
+    if (lookup === undefined) {
+      if (this.dnsInFlight.size >= MAX_DNS_IN_FLIGHT) {
+        this.refuse({ type: 'dns', name: q.name, reason: `more than ${MAX_DNS_IN_FLIGHT} DNS lookups at once` });
+        this.replyDns(port, buildAnswer(q, RCODE_REFUSED));
+        return;
+      }
+      lookup = this.lookUp(key, q.type, q.name);
+    }
+    lookup.then((addrs) => {
+      if (this.violated) return;
+      if (addrs === null) {
+        this.replyDns(port, buildAnswer(q, 2)); // SERVFAIL: the host's resolver failed
+        return;
+      }
+      const kept: Buffer[] = [];
+      for (const text of addrs) {
+        const ip = parseIp(text);
+        if (ip === null) continue;
+        const inner = embeddedIpv4(ip) ?? ip;
+        const cls = classify(inner);
+        // A name never opens a closed address; an explicit IP/CIDR grant may. An answer that tries
+        // to is a refused attempt like any other (a name the sandbox can point anywhere).
+        if (cls !== null && !this.o.grants.some((g) => g.kind === 'cidr' && ipCovered(g, inner, g.ports?.from ?? 1))) {
+          this.refuse({ type: 'dns', name: q.name, address: inner.text, reason: `${cls} address in the answer, dropped` });
+          continue;
         }
-        const kept: Buffer[] = [];
-        for (const text of addrs) {
-          const ip = parseIp(text);
-          if (ip === null) continue;
-          const inner = embeddedIpv4(ip) ?? ip;
-          const cls = classify(inner);
-          // A name never opens a closed address; an explicit IP/CIDR grant may.
-          if (cls !== null && !this.o.grants.some((g) => g.kind === 'cidr' && ipCovered(g, inner, g.ports?.from ?? 1))) {
-            this.emit({ at: Date.now(), type: 'dns', decision: 'refused', name: q.name, address: inner.text, reason: `${cls} address in the answer, dropped` });
-            continue;
-          }
-          this.remember(inner.value, { name: q.name, grants: grants.length > 0 ? grants : [] });
-          kept.push(ipBytes(ip));
+        this.remember(inner.value, { name: q.name, grants: grants.length > 0 ? grants : [] });
+        kept.push(ipBytes(ip));
+      }
+      if (kept.length > 0) this.reportAllowed(q.name, addrs);
+      this.replyDns(port, buildAnswer(q, 0, kept.slice(0, 16)));
+    }).catch(() => {});
+  }
+
+  /** One host lookup for `key`, shared by the queries that ask while it runs; its answer kept for its TTL. */
+  private lookUp(key: string, type: number, name: string): Promise<string[] | null> {
+    const resolved = type === TYPE_A ? this.resolver.resolve4(name, { ttl: true }) : this.resolver.resolve6(name, { ttl: true });
+    const lookup = resolved.then(
+      (records) => {
+        const ttl = Math.min(DNS_CACHE_MS / 1000, ...records.map((r) => r.ttl));
+        const addrs = records.map((r) => r.address);
+        if (ttl > 0) {
+          this.dnsCache.delete(key);
+          this.dnsCache.set(key, { addrs, until: Date.now() + ttl * 1000 });
+          if (this.dnsCache.size > DNS_CACHE_MAX) this.dnsCache.delete(this.dnsCache.keys().next().value!);
         }
-        if (kept.length > 0) this.emit({ at: Date.now(), type: 'dns', decision: 'allowed', name: q.name, reason: addrs.join(' ') });
-        this.replyDns(port, buildAnswer(q, 0, kept.slice(0, 16)));
-      })
-      .catch(() => {});
+        return addrs;
+      },
+      (err: NodeJS.ErrnoException) => (err.code === 'ENODATA' || err.code === 'ENOTFOUND' ? [] : null),
+    ).finally(() => this.dnsInFlight.delete(key));
+    this.dnsInFlight.set(key, lookup);
+    return lookup;
+  }
+
+  /** An allowed name's event: the first answer, then at most one per DNS_REPORT_MS, with the count of those in between. */
+  private reportAllowed(name: string, addrs: readonly string[]): void {
+    const now = Date.now();
+    const r = this.dnsReported.get(name);
+    if (r !== undefined && now - r.at < DNS_REPORT_MS) {
+      r.unreported++;
+      return;
+    }
+    const since = r === undefined || r.unreported === 0 ? '' : ` (and ${r.unreported} more answers since the last report)`;
+    this.dnsReported.delete(name);
+    this.dnsReported.set(name, { at: now, unreported: 0 });
+    if (this.dnsReported.size > DNS_REPORTED_MAX) this.dnsReported.delete(this.dnsReported.keys().next().value!);
+    this.emit({ at: now, type: 'dns', decision: 'allowed', name, reason: addrs.join(' ') + since });
   }
 
   private remember(value: bigint, a: Answered): void {
