@@ -82,7 +82,7 @@ export class CodecError extends Error {}
  * messages with PEER_LIMITS; the runner trusts its host (UNLIMITED).
  */
 export interface DecodeLimits {
-  /** Values: every scalar, array element and object entry counts (an object entry 2, one of a wide object 8). */
+  /** Values: every scalar, array element and object entry counts (an object entry 2, one of a wide object 8, a Buffer 3). */
   values: number;
   /** UTF-8 bytes of all strings and object keys. */
   stringBytes: number;

@@ -23,6 +23,8 @@ t.test('values that are expensive to decode', async (t) => {
     text: `exports.activate = (host) => { host.on('go', () => host.emit('bomb', 'é'.repeat(24 << 20))); };`,
     // A Map of 300,000 entries: a structured-clone value, decoded by v8.deserialize.
     cloned: `exports.activate = (host) => { host.on('go', () => { const m = new Map(); for (let i = 0; i < 300000; i++) m.set(i, 'v' + i); host.emit('bomb', m); }); };`,
+    // 40,000 empty Buffers: each counted as one value (within 50,000) but ~1 us to make.
+    buffers: `exports.activate = (host) => { host.on('go', () => host.emit('bomb', Array.from({ length: 40000 }, () => Buffer.alloc(0)))); };`,
   });
   let bombs = 0;
   host.on('event', () => bombs++);
@@ -31,6 +33,7 @@ t.test('values that are expensive to decode', async (t) => {
     ['wide', /values/],
     ['text', /stringBytes/],
     ['cloned', /structuredBytes/],
+    ['buffers', /values/],
   ] as const) {
     const meter = new HostMeter();
     host.process(name)!.notify('go');
