@@ -231,15 +231,8 @@ SandboxProcess::SandboxProcess(const Napi::CallbackInfo& info)
   LaunchPlan sync_plan;
   LaunchPlan* plan = async ? &pending->job.plan : &sync_plan;
   std::string problem = LaunchPlanFromJs(info[0].As<Napi::Object>(), plan);
-  if (!problem.empty()) {
-    delete pending;
-    Napi::Error e = Napi::TypeError::New(env, problem);
-    e.Set("code", Napi::String::New(env, "ERR_INVALID_OPTION"));
-    e.ThrowAsJavaScriptException();
-    return;
-  }
   HostLeftovers sync_leftovers;
-  problem = LeftoversFromJs(info[0].As<Napi::Object>(), async ? &pending->leftovers : &sync_leftovers);
+  if (problem.empty()) problem = LeftoversFromJs(info[0].As<Napi::Object>(), async ? &pending->leftovers : &sync_leftovers);
   if (!problem.empty()) {
     delete pending;
     Napi::Error e = Napi::TypeError::New(env, problem);
