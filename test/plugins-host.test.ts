@@ -13,6 +13,7 @@ import { DEFAULT_HOST_ID_RANGE } from '../lib/sandbox/ids';
 import type { PluginLauncher, PluginStatusEvent } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
 import { rootOnly } from './helpers/sandbox';
+import { childProcesses } from './helpers/scale';
 
 const HOOKS = [
   { name: 'greet', mode: 'parallel' as const },
@@ -436,20 +437,7 @@ function fdCount(): number {
   return hostFds().length;
 }
 
-function children(): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === process.pid) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
+const children = (): number[] => childProcesses().map((c) => c.pid);
 
 t.test('host shutdown unloads everything and leaves no process or fd behind', async (t) => {
   const w = await world(t);

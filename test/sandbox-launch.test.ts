@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { Sandbox } from '../lib/sandbox/sandbox';
 import { SandboxSetupError } from '../lib/sandbox/errors';
 import { InvalidOptionError } from '../lib/errors';
-import { isRoot, waitUntil, within } from './helpers/sandbox';
+import { isRoot, waitUntil, withMarker, within } from './helpers/sandbox';
 import { cgroupCount } from './helpers/scale';
 
 function output(sb: Sandbox): Promise<string> {
@@ -24,19 +24,6 @@ function output(sb: Sandbox): Promise<string> {
 
 const fdCount = () => fs.readdirSync('/proc/self/fd').length;
 
-/** Host pids whose command line holds `marker`. */
-function withMarker(marker: string): number[] {
-  const found: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(marker)) found.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
 
 t.test('launch runs the command in the sandbox, and the event loop turns while it is set up', async (t) => {
   // Sandbox.spawn holds the thread until the child has exec'd, so nothing queued runs before it

@@ -12,27 +12,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Sandbox } from '../lib/sandbox/sandbox';
-import { isRoot, waitUntil, within } from './helpers/sandbox';
-import { cgroupCount, fdCount } from './helpers/scale';
+import { isRoot, waitUntil, withMarker, within } from './helpers/sandbox';
+import { cgroupCount, childProcesses, fdCount } from './helpers/scale';
 
 const sandboxModule = path.join(__dirname, '..', 'lib', 'sandbox', 'sandbox.js');
 const quiet = { stdio: ['ignore', 'ignore', 'ignore'] as ['ignore', 'ignore', 'ignore'] };
 
 /** This process's children, in any state (a zombie included), as "pid:state". */
-function children(): string[] {
-  const out: string[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[1]) === process.pid) out.push(`${name}:${f[0]}`);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
+const children = (): string[] => childProcesses().map((c) => `${c.pid}:${c.state}`);
 
 function runWorker(source: string): Promise<unknown[]> {
   const messages: unknown[] = [];
@@ -299,13 +286,7 @@ t.test('at a worker\'s end, what its sandbox left running in its cgroup is kille
       stdio: ['ignore', 'ignore', 'ignore'], limits: { memory: '64M', pids: 16 } })
       .then((sb) => { parentPort.postMessage(sb.pid); setTimeout(() => process.exit(0), 300); });`);
   t.equal(typeof messages[0], 'number', 'the sandbox ran');
-  const daemons = (): number[] => fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).filter((n) => {
-    try {
-      return fs.readFileSync(`/proc/${n}/cmdline`, 'utf8').includes(marker);
-    } catch {
-      return false;
-    }
-  }).map(Number);
+  const daemons = (): number[] => withMarker(marker);
   await waitUntil(() => daemons().length === 0, 10_000, () => `the sandbox's daemon to be killed (left: ${daemons().join(' ')})`);
   t.pass('the daemon is gone');
   await waitUntil(() => cgroupCount() <= cgroupsBefore, 10_000, () => `the sandbox's cgroups to be removed (${cgroupCount()} against ${cgroupsBefore})`);

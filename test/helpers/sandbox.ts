@@ -1,4 +1,5 @@
 import type { Test } from 'tap';
+import * as fs from 'node:fs';
 
 import { Sandbox } from '../../lib/sandbox/sandbox';
 import type { ExitResult, SpawnOptions } from '../../lib/sandbox/types';
@@ -67,4 +68,18 @@ export function rootOnly<T>(t: Test, what: string, why: string, checks: () => T)
   if (isRoot) return checks();
   t.pass(what, { skip: `needs root: ${why}` });
   return undefined;
+}
+
+/** Host pids (other than this process) whose command line holds `marker`. */
+export function withMarker(marker: string): number[] {
+  const found: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(marker)) found.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
 }

@@ -180,6 +180,22 @@ export function processCpuMs(pid: number): number | undefined {
   }
 }
 
+/** This process's children, in any state (a zombie included). */
+export function childProcesses(): Array<{ pid: number; state: string }> {
+  const out: Array<{ pid: number; state: string }> = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const s = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === process.pid) out.push({ pid: Number(name), state: f[0]! });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 /** USER_HZ: 100 on every Linux that Node runs on. */
 const CLK_TCK = 100;
 
