@@ -66,3 +66,10 @@ export const DEFAULT_BUS: Readonly<{
   // 1 MiB namespace kept a core busy.
   dataWriteBytesPerSecond: 4 << 20, dataWriteBurstBytes: 8 << 20,
 });
+/**
+ * A plugin's log lines (its console) the host passes on, per second sustained, with a burst of
+ * ten seconds' worth; the rest are dropped and counted in one warning a second. Each line is the
+ * application's to write somewhere: at the channel's rate (50,000 messages a second) one plugin
+ * could fill a disk.
+ */
+export const DEFAULT_LOG_LINES_PER_SECOND = 100;

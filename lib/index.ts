@@ -16,7 +16,7 @@ export type { SpawnNodeOptions } from './process/spawn-node';
 export { PluginProcess } from './process/plugin-process';
 export type { RunnerOptions, RunnerExit } from './process/plugin-process';
 export type { HostApi } from './runner/main';
-export type { CallContext, CallOptions, PeerLimits } from './channel/rpc';
+export type { CallContext, CallOptions, ChannelLimits, PeerLimits } from './channel/rpc';
 export { PLUGIN_PEER_LIMITS } from './channel/rpc';
 export { RunnerPool } from './pool';
 export type { RunnerPoolOptions, RunnerPoolStats, PooledPlugin } from './pool';

@@ -1,5 +1,5 @@
 export { PLUGIN_PEER_LIMITS, RpcPeer } from './rpc';
-export type { CallContext, CallOptions, Handler, PeerLimits, RpcOptions, ChannelViolation } from './rpc';
+export type { CallContext, CallOptions, ChannelLimits, Handler, PeerLimits, RpcOptions, ChannelViolation } from './rpc';
 export { PEER_LIMITS } from './codec';
 export type { DecodeLimits } from './codec';
 export { loadAddon } from './addon';

@@ -1,8 +1,9 @@
 /**
  * What an untrusted peer may make this side spend, and the two meters that enforce the rates: the
- * peer's allowance of messages and bytes (a token bucket: past it, delivery pauses; held past it
- * for the grace time, a flood) and the bytes we sent that it leaves unread.
+ * peer's allowance of messages, bytes and decoding time (token buckets: past one, delivery pauses;
+ * held past it for the grace time, a flood) and the bytes we sent that it leaves unread.
  */
+import { InvalidOptionError } from '../errors';
 import { PEER_LIMITS, type DecodeLimits } from './codec';
 
 /** What an untrusted peer may make this side spend (see PLUGIN_PEER_LIMITS). */
@@ -20,6 +21,14 @@ export interface PeerLimits {
    */
   messagesPerSecond: number;
   bytesPerSecond: number;
+  /**
+   * Milliseconds of this side's thread spent decoding the peer's messages, answers to our calls
+   * included, per second, sustained (with the same burst). The per-message budget (`decode`) bounds
+   * one message; this bounds their sum: messages near that budget at an allowed rate otherwise keep
+   * a core busy (structured-clone data of empty ArrayBuffers: ~19 ms per 64 KiB message). Wall
+   * time, so on a machine short of cores a peer also pays for waiting; set far above honest use.
+   */
+  decodeMsPerSecond: number;
   burstSeconds: number;
   /** Bytes we sent that the peer left unread before delivery pauses (its ring is then not read either). */
   queueBytes: number;
@@ -39,19 +48,81 @@ export const PLUGIN_PEER_LIMITS: Readonly<PeerLimits> = Object.freeze({
   maxRunning: 1024,
   messagesPerSecond: 50_000,
   bytesPerSecond: 256 << 20,
+  decodeMsPerSecond: 200,
   burstSeconds: 2,
   queueBytes: 8 << 20,
   backlogBytes: 64 << 20,
   floodGraceMs: 2000,
 });
 
-/** The peer's allowance of messages and bytes per second. */
+/** Bounds as an application gives them: any of PeerLimits, `decode` field by field. */
+export type ChannelLimits = Partial<Omit<PeerLimits, 'decode'>> & { decode?: Partial<DecodeLimits> };
+
+/**
+ * `channelLimits` as given (fields left out take PLUGIN_PEER_LIMITS', `decode` field by field),
+ * checked: a missing or non-numeric bound would otherwise compare as NaN and never hold.
+ */
+export function peerLimits(given: ChannelLimits | undefined, field = 'channelLimits'): Readonly<PeerLimits> {
+  if (given === undefined) return PLUGIN_PEER_LIMITS;
+  if (given === null || typeof given !== 'object') throw new InvalidOptionError(field, 'must be an object of bounds (see PLUGIN_PEER_LIMITS)');
+  const known = new Set(Object.keys(PLUGIN_PEER_LIMITS));
+  for (const k of Object.keys(given)) {
+    if (!known.has(k)) throw new InvalidOptionError(`${field}.${k}`, `is not a channel bound (known: ${[...known].join(', ')})`);
+  }
+  const decode = given.decode;
+  if (decode !== undefined && (decode === null || typeof decode !== 'object')) throw new InvalidOptionError(`${field}.decode`, 'must be an object of per-message budgets');
+  const decodeKnown = new Set(Object.keys(PEER_LIMITS));
+  for (const k of Object.keys(decode ?? {})) {
+    if (!decodeKnown.has(k)) throw new InvalidOptionError(`${field}.decode.${k}`, `is not a decoding budget (known: ${[...decodeKnown].join(', ')})`);
+  }
+  const l: PeerLimits = { ...PLUGIN_PEER_LIMITS, ...given, decode: { ...PEER_LIMITS, ...decode } };
+  const positive = (name: string, v: unknown, opts: { infinite: boolean; integer: boolean }): void => {
+    const ok = typeof v === 'number' && v > 0 && (opts.infinite && v === Infinity ? true : Number.isFinite(v) && (!opts.integer || Number.isSafeInteger(v)));
+    if (!ok) throw new InvalidOptionError(`${field}.${name}`, `must be a positive ${opts.integer ? 'whole number' : 'number'}${opts.infinite ? ' (Infinity: no bound)' : ''}, got ${String(v)}`);
+  };
+  for (const k of Object.keys(PEER_LIMITS) as (keyof DecodeLimits)[]) positive(`decode.${k}`, l.decode[k], { infinite: true, integer: true });
+  positive('maxArgs', l.maxArgs, { infinite: true, integer: true });
+  positive('maxRunning', l.maxRunning, { infinite: true, integer: true });
+  positive('messagesPerSecond', l.messagesPerSecond, { infinite: true, integer: false });
+  positive('bytesPerSecond', l.bytesPerSecond, { infinite: true, integer: false });
+  positive('decodeMsPerSecond', l.decodeMsPerSecond, { infinite: true, integer: false });
+  positive('burstSeconds', l.burstSeconds, { infinite: false, integer: false });
+  positive('queueBytes', l.queueBytes, { infinite: true, integer: true });
+  positive('backlogBytes', l.backlogBytes, { infinite: true, integer: true });
+  positive('floodGraceMs', l.floodGraceMs, { infinite: false, integer: false });
+  return Object.freeze(l);
+}
+
+/** One of the allowance's rates: tokens refill at `rate` a second, up to a burst's worth. */
+class Bucket {
+  tokens: number;
+  readonly max: number;
+  constructor(readonly rate: number, burstSeconds: number) {
+    this.max = rate * burstSeconds;
+    this.tokens = this.max;
+  }
+  /** Refills for `dt` seconds and takes `n`; true while not overdrawn. */
+  take(dt: number, n: number): boolean {
+    if (this.rate === Infinity) return true;
+    this.tokens = Math.min(this.max, this.tokens + dt * this.rate) - n;
+    return this.tokens >= 0;
+  }
+  /** Seconds until a tenth of a burst is back. */
+  refillWait(): number {
+    return this.rate === Infinity ? 0 : Math.max(0, (this.max / 10 - this.tokens) / this.rate);
+  }
+}
+
+/** The peer's allowance of messages, bytes and decoding time per second. */
 export class PeerAllowance {
-  private msgTokens: number;
-  private byteTokens: number;
+  private readonly messages: Bucket;
+  private readonly bytes: Bucket;
+  private readonly decodeMs: Bucket;
   private refilledAt = performance.now();
   private throttledSince = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
+  /** What held the peer back last: named by the flood's message. */
+  private over = '';
 
   /**
    * @param pause delivery of the peer's messages stops (true) or goes on (false)
@@ -60,41 +131,42 @@ export class PeerAllowance {
     private readonly l: Readonly<PeerLimits>,
     private readonly pause: (paused: boolean) => void,
   ) {
-    this.msgTokens = l.messagesPerSecond * l.burstSeconds;
-    this.byteTokens = l.bytesPerSecond * l.burstSeconds;
+    this.messages = new Bucket(l.messagesPerSecond, l.burstSeconds);
+    this.bytes = new Bucket(l.bytesPerSecond, l.burstSeconds);
+    this.decodeMs = new Bucket(l.decodeMsPerSecond, l.burstSeconds);
   }
 
   /** What a flood is, for the violation. */
   get floodMessage(): string {
     const l = this.l;
+    if (this.over === 'decode') return `made the host spend more than ${l.decodeMsPerSecond} ms a second decoding its messages for ${l.floodGraceMs} ms`;
     return `sent more than ${l.messagesPerSecond} messages or ${l.bytesPerSecond} bytes a second for ${l.floodGraceMs} ms`;
   }
 
   /**
-   * Charges a message the peer started. Over the allowance, delivery pauses until a tenth of a burst
-   * has refilled; a peer still over it floodGraceMs after it was first throttled (it never let the
-   * allowance refill to half) floods: false.
+   * Charges what the peer made us spend: `messages` it started (0 for an answer to our call), their
+   * `bytes`, and `decodeMs` of decoding. Over the allowance, delivery pauses until a tenth of a
+   * burst has refilled; a peer still over it floodGraceMs after it was first throttled (it never
+   * let the allowance refill to half) floods: false. `now`: performance.now(), if the caller has it.
    */
-  charge(bytes: number): boolean {
-    const l = this.l;
-    const now = performance.now();
+  charge(messages: number, bytes: number, decodeMs: number, now = performance.now()): boolean {
     const dt = (now - this.refilledAt) / 1000;
     this.refilledAt = now;
-    const maxMsgs = l.messagesPerSecond * l.burstSeconds;
-    const maxBytes = l.bytesPerSecond * l.burstSeconds;
-    this.msgTokens = Math.min(maxMsgs, this.msgTokens + dt * l.messagesPerSecond) - 1;
-    this.byteTokens = Math.min(maxBytes, this.byteTokens + dt * l.bytesPerSecond) - bytes;
-    if (this.msgTokens >= 0 && this.byteTokens >= 0) {
-      if (this.throttledSince !== 0 && this.msgTokens >= maxMsgs / 2 && this.byteTokens >= maxBytes / 2) this.throttledSince = 0;
+    const m = this.messages.take(dt, messages);
+    const b = this.bytes.take(dt, bytes);
+    const d = this.decodeMs.take(dt, decodeMs);
+    if (m && b && d) {
+      if (this.throttledSince !== 0 && this.allHalfFull()) this.throttledSince = 0;
       return true;
     }
+    this.over = d ? 'rate' : 'decode';
     if (this.throttledSince === 0) {
       this.throttledSince = now;
-    } else if (now - this.throttledSince >= l.floodGraceMs) {
+    } else if (now - this.throttledSince >= this.l.floodGraceMs) {
       return false;
     }
     if (this.resumeTimer === undefined) {
-      const wait = Math.max((maxMsgs / 10 - this.msgTokens) / l.messagesPerSecond, (maxBytes / 10 - this.byteTokens) / l.bytesPerSecond);
+      const wait = Math.max(this.messages.refillWait(), this.bytes.refillWait(), this.decodeMs.refillWait());
       this.pause(true);
       this.resumeTimer = setTimeout(() => {
         this.resumeTimer = undefined;
@@ -103,6 +175,10 @@ export class PeerAllowance {
       this.resumeTimer.unref();
     }
     return true;
+  }
+
+  private allHalfFull(): boolean {
+    return this.messages.tokens >= this.messages.max / 2 && this.bytes.tokens >= this.bytes.max / 2 && this.decodeMs.tokens >= this.decodeMs.max / 2;
   }
 
   stop(): void {

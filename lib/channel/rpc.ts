@@ -17,7 +17,7 @@ import { CallTimeoutError, ChannelError } from '../errors';
 import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
 import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type CancelSource, type Handler } from './call-context';
 import { CallDeadlines } from './call-deadlines';
-import { CodecError, Kind, UNLIMITED, type DecodeLimits, type Decoded } from './codec';
+import { CodecError, HEADER, Kind, UNLIMITED, readU32, type DecodeLimits, type Decoded } from './codec';
 import { DecoderState, decode } from './decoder';
 import { Encoder } from './encoder';
 import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
@@ -26,7 +26,7 @@ import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
 const READ_ARRIVED_MAX = 256;
 
 export type { CallContext, CancelSource, Handler } from './call-context';
-export { PLUGIN_PEER_LIMITS, type PeerLimits } from './peer-limits';
+export { PLUGIN_PEER_LIMITS, type ChannelLimits, type PeerLimits } from './peer-limits';
 
 export interface CallOptions {
   /** Milliseconds; 0 means none. Defaults to the peer's `timeout`. */
@@ -58,6 +58,11 @@ export interface RpcOptions {
   /** Bounds of what the peer may cost this side (the host of an untrusted plugin). Default: none. */
   limits?: PeerLimits;
 }
+
+/** Messages this long or longer are timed as they are decoded; shorter ones are estimated (decodeCharged). */
+const TIMED_MIN = 256;
+/** Small answers' decoding is charged once it adds up to this. */
+const SMALL_SETTLE_MS = 1;
 
 /** A peer that broke the protocol or flooded the host (the sandbox's Violation has the same kinds). */
 export interface ChannelViolation {
@@ -98,10 +103,12 @@ export class RpcPeer extends EventEmitter {
   private readonly deadlines: CallDeadlines;
   private readonly limits: Readonly<PeerLimits> | undefined;
   private readonly decodeLimits: Readonly<DecodeLimits>;
-  /** With limits: the peer's allowance of messages and bytes per second. */
+  /** With limits: the peer's allowance of messages, bytes and decoding time per second. */
   private readonly allowance: PeerAllowance | undefined;
   private queueTimer: NodeJS.Timeout | undefined;
   private backlogBytes = 0;
+  /** Decoding of small answers not charged yet (see decodeCharged). */
+  private smallDecodeMs = 0;
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -207,13 +214,12 @@ export class RpcPeer extends EventEmitter {
         throw new CallTimeoutError(method, timeout);
       }
       if (m === null) throw this.fail(new ChannelError('ERR_CHANNEL_CLOSED', 'the peer closed the channel', 'peer closed'));
-      let d: Decoded;
-      try {
-        d = typeof m === 'number' ? decode(this.rx, m, true, this.dec, this.decodeLimits) : decode(m, m.length, false, this.dec, this.decodeLimits);
-      } catch (e) {
-        throw this.violation((e as Error).message);
-      }
-      if (d.id === id && (d.kind === Kind.Result || d.kind === Kind.Error)) {
+      const msg = typeof m === 'number' ? this.rx : m;
+      const length = typeof m === 'number' ? m : m.length;
+      // Only our answer is decoded now, by its header: the rest is decoded once, when it is handled.
+      if (length >= HEADER && (msg[0] === Kind.Result || msg[0] === Kind.Error) && readU32(msg, 1) === id) {
+        const d = this.decodeCharged(msg, length, typeof m === 'number', 0);
+        if (d === undefined) throw this.closedWith!;
         if (this.backlog.length > 0) setImmediate(() => this.drainBacklog());
         if (d.kind === Kind.Result) return d.value;
         throw remoteError(method, d.value);
@@ -272,9 +278,9 @@ export class RpcPeer extends EventEmitter {
     }
   }
 
-  /** Charges a message the peer started to its allowance (see PeerAllowance). False once it was called a flood. */
+  /** Charges an answer to no call of ours as a message the peer started (see PeerAllowance). False once it was called a flood. */
   private charge(bytes: number): boolean {
-    if (this.allowance!.charge(bytes)) return true;
+    if (this.allowance!.charge(1, bytes, 0)) return true;
     this.violation(this.allowance!.floodMessage, 'flood');
     return false;
   }
@@ -416,14 +422,50 @@ export class RpcPeer extends EventEmitter {
     }
   }
 
-  private dispatch(m: Buffer, length = m.length, reused = false): void {
+  /**
+   * Decodes a message; facing limits, charges the peer its decoding (and `started` messages, with
+   * their bytes: 1 for what the peer started, 0 for an answer to our call, whose count and bytes
+   * are ours to choose). Undefined once the message was a violation (the channel is closed).
+   *
+   * A message of TIMED_MIN bytes or more is charged the time it took. Timing costs two clock reads
+   * (~0.1 us, as much as decoding a small call), so a smaller one is charged what it used of its
+   * budget at worst-case prices (DECODE_COST_US; at most ~75 us), and an answer's small charges
+   * are summed and settled in one once they reach SMALL_SETTLE_MS, without a clock read each.
+   */
+  private decodeCharged(m: Buffer, length: number, reused: boolean, started: 0 | 1): Decoded | undefined {
+    const a = this.allowance;
+    const timed = a !== undefined && length >= TIMED_MIN;
+    const t0 = timed ? performance.now() : 0;
     let d: Decoded;
     try {
       d = decode(m, length, reused, this.dec, this.decodeLimits);
     } catch (e) {
       this.violation(e instanceof CodecError ? e.message : `undecodable message: ${describe(e, 1024)}`);
-      return;
+      return undefined;
     }
+    if (a === undefined) return d;
+    let ok: boolean;
+    if (timed) {
+      const t1 = performance.now();
+      ok = a.charge(started, started * length, t1 - t0, t1);
+    } else {
+      this.smallDecodeMs += this.dec.costUs / 1000;
+      if (started === 0 && this.smallDecodeMs < SMALL_SETTLE_MS) return d;
+      ok = a.charge(started, started * length, this.smallDecodeMs);
+      this.smallDecodeMs = 0;
+    }
+    if (!ok) {
+      this.violation(a.floodMessage, 'flood');
+      return undefined;
+    }
+    return d;
+  }
+
+  private dispatch(m: Buffer, length = m.length, reused = false): void {
+    // What the peer starts is charged as a message; an answer to our call only for its decoding.
+    const started = m.length >= HEADER && m[0] !== Kind.Result && m[0] !== Kind.Error ? 1 : 0;
+    const d = this.decodeCharged(m, length, reused, started);
+    if (d === undefined) return;
     const l = this.limits;
     switch (d.kind) {
       case Kind.Result:
@@ -455,7 +497,6 @@ export class RpcPeer extends EventEmitter {
             this.violation(`a call with ${d.value.length} arguments (at most ${l.maxArgs})`);
             return;
           }
-          if (!this.charge(length)) return;
           if (this.running.size >= l.maxRunning) {
             const e = new Error(`too many calls in flight (at most ${l.maxRunning}); wait for answers before calling more`);
             (e as { code?: string }).code = 'ERR_CHANNEL_BUSY';
@@ -475,12 +516,10 @@ export class RpcPeer extends EventEmitter {
             this.violation(`a notification with ${d.value.length} arguments (at most ${l.maxArgs})`);
             return;
           }
-          if (!this.charge(length)) return;
         }
         this.emit('notification', d.name, d.value);
         return;
       case Kind.Cancel:
-        if (l !== undefined && !this.charge(length)) return;
         this.running.get(d.id)?.abort(abortError('call'));
         return;
     }

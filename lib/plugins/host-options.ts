@@ -17,7 +17,8 @@ import type { DashboardOptions } from '../dashboard';
 import type { BusOptions } from '../bus';
 import type { AuditLog } from '../audit';
 import type { HookDeclaration } from '../hooks';
-import type { CallContext, PeerLimits } from '../channel/rpc';
+import type { CallContext, ChannelLimits } from '../channel/rpc';
+import { peerLimits } from '../channel/peer-limits';
 import type { SpawnNodeOptions } from '../process/spawn-node';
 import type { PluginProcess } from '../process/plugin-process';
 import type { TrustStore } from '../trust/store';
@@ -113,7 +114,7 @@ export interface PluginHostOptions {
    * decoding budget per message, arguments, calls at once, rates, unread bytes). Plugins started
    * with other bounds start cold (not from the warm pool).
    */
-  channelLimits?: Partial<PeerLimits>;
+  channelLimits?: ChannelLimits;
   /** Usage history and soft thresholds (see lib/metrics): sampling interval, points kept, thresholds. */
   observe?: ObserverOptions;
   /** Serve the dashboard from start() (see lib/dashboard); or call host.dashboard.listen() later. */
@@ -169,6 +170,7 @@ export function hostSettings(options: PluginHostOptions): HostSettings {
   if (o.quarantine !== undefined && o.quarantine.violations < 1) throw new InvalidOptionError('quarantine.violations', 'must be at least 1');
   const defaultLimits = parsePluginLimits(o.limits ?? DEFAULT_PLUGIN_LIMITS, 'limits');
   if (o.hostIds !== undefined) checkRange('hostIds', o.hostIds);
+  peerLimits(o.channelLimits);
   if (o.maxConcurrentLoads !== undefined && (!Number.isSafeInteger(o.maxConcurrentLoads) || o.maxConcurrentLoads < 1)) {
     throw new InvalidOptionError('maxConcurrentLoads', `must be a whole number of at least 1 (plugin starts at once), got ${String(o.maxConcurrentLoads)}`);
   }

@@ -8,13 +8,15 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import type { LimitStats, StatFields } from '../limits';
 
 import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
-import { PLUGIN_PEER_LIMITS, RpcPeer, type CallOptions, type Handler, type PeerLimits, type ChannelViolation } from '../channel/rpc';
+import { peerLimits } from '../channel/peer-limits';
+import { RpcPeer, type CallOptions, type ChannelLimits, type Handler, type ChannelViolation } from '../channel/rpc';
 import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
+import { LogRate } from './log-rate';
 import { runnerBundle } from './runner-bundle';
 
 /** The runner's entry file (dist/lib/runner/main.js): started by path, never imported by the host. */
@@ -76,10 +78,10 @@ export interface RunnerOptions {
   pollUs?: number;
   /**
    * What the plugin may make the host spend through the channel (decoding, arguments, calls at
-   * once, message rates, unread bytes); see PLUGIN_PEER_LIMITS, the default. Fields given here
-   * replace the default's.
+   * once, message and decoding-time rates, unread bytes); see PLUGIN_PEER_LIMITS, the default.
+   * Fields given here replace the default's (`decode` field by field); each is checked.
    */
-  channelLimits?: Partial<PeerLimits>;
+  channelLimits?: ChannelLimits;
 }
 
 const LOG_LEVELS = new Set(['info', 'warn', 'error', 'debug']);
@@ -118,6 +120,7 @@ export class PluginProcess extends EventEmitter {
     this.ready = new Promise((resolve) => {
       isReady = resolve;
     });
+    const logRate = new LogRate((n) => this.emit('log', 'warn', `[warden] ${n} log line${n === 1 ? '' : 's'} dropped: more than ${DEFAULT_LOG_LINES_PER_SECOND} a second`));
     // What the plugin sends is checked, never coerced: String() of a value of its making may throw.
     // Anything thrown here (a listener's failure too) is the plugin's protocol violation (RpcPeer).
     rpc.on('notification', (name: string, args: unknown[]) => {
@@ -126,7 +129,7 @@ export class PluginProcess extends EventEmitter {
         if (args.length !== 2 || typeof level !== 'string' || !LOG_LEVELS.has(level) || typeof message !== 'string') {
           throw new TypeError(`${N_LOG} takes a level (${[...LOG_LEVELS].join(', ')}) and a message string`);
         }
-        this.emit('log', level, message.length > MAX_LOG_CHARS ? `${message.slice(0, MAX_LOG_CHARS)}…` : message);
+        if (logRate.take()) this.emit('log', level, message.length > MAX_LOG_CHARS ? `${message.slice(0, MAX_LOG_CHARS)}…` : message);
       } else if (name === N_READY) {
         isReady();
       } else if (!name.startsWith('$')) {
@@ -146,6 +149,7 @@ export class PluginProcess extends EventEmitter {
         r = { ...r, violation: v };
         this.emit('violation', v);
       }
+      logRate.flush();
       const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
       rpc.close(new ChannelError('ERR_CHANNEL_CLOSED', `the plugin process exited (${how}) before answering`, 'peer exited'));
       this.emit('exit', r);
@@ -239,6 +243,8 @@ export async function startRunner(spawner: RunnerSpawner, options: RunnerOptions
 
 /** Creates the channel and spawns the runner, which then waits for its plugin (`handle.load`). */
 export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerOptions, 'plugin' | 'config' | 'loadTimeout'>): Promise<PluginProcess> {
+  // Checked before anything is started: a bad bound is the caller's error, not a leaked runner.
+  const limits = peerLimits(options.channelLimits);
   const { ChannelEndpoint, setBatchScheduling } = loadAddon();
   const ep = new ChannelEndpoint({ ringSize: options.ringSize, maxMessage: options.maxMessage });
   const f = ep.childFds();
@@ -277,7 +283,7 @@ export async function launchRunner(spawner: RunnerSpawner, options: Omit<RunnerO
   const rpc = new RpcPeer(ep, {
     timeout: options.timeout ?? DEFAULT_CALL_TIMEOUT_MS,
     idleSpinUs: options.pollUs ?? 100,
-    limits: { ...PLUGIN_PEER_LIMITS, ...options.channelLimits },
+    limits,
   });
   for (const [name, fn] of Object.entries(options.handlers ?? {})) rpc.handle(name, fn);
   return new PluginProcess(rpc, proc);
