@@ -110,13 +110,17 @@ t.test('a worker thread\'s sandboxes end with it, launched or still launching', 
      const { parentPort } = require('node:worker_threads');
      Sandbox.launch({ command: ['/bin/sh', '-c', 'sleep 1000; echo ${running}'] }).then((sb) => {
        parentPort.postMessage(sb.pid);
-       void Sandbox.launch({ command: ['/bin/sh', '-c', 'sleep 1000; echo ${pending}'] });
-       setImmediate(() => process.exit(0));
+       // Ends once the test has seen the sandbox run (a worker's end now reaps it at once).
+       parentPort.once('message', () => {
+         void Sandbox.launch({ command: ['/bin/sh', '-c', 'sleep 1000; echo ${pending}'] });
+         setImmediate(() => process.exit(0));
+       });
      });`,
     { eval: true },
   );
   const pid = await within(new Promise<number>((resolve) => worker.once('message', resolve)), 30_000, 'the worker\'s sandbox');
   t.ok(fs.existsSync(`/proc/${pid}`), 'the worker\'s sandbox ran');
+  worker.postMessage('end');
   await within(new Promise((resolve) => worker.once('exit', resolve)), 30_000, 'the worker to end');
   await waitUntil(() => withMarker(running).length === 0 && withMarker(pending).length === 0, 10_000,
     () => `the worker's sandboxes to end (left: ${[...withMarker(running), ...withMarker(pending)].join(', ')})`);
