@@ -67,9 +67,9 @@ export const DEFAULT_BUS: Readonly<{
   dataWriteBytesPerSecond: 4 << 20, dataWriteBurstBytes: 8 << 20,
 });
 /**
- * A plugin's log lines (its console) the host passes on, per second sustained, with a burst of
- * ten seconds' worth; the rest are dropped and counted in one warning a second. Each line is the
- * application's to write somewhere: at the channel's rate (50,000 messages a second) one plugin
- * could fill a disk.
+ * A plugin's log lines (its console) the host passes on, and their UTF-8 bytes, per second
+ * sustained, with a burst of ten seconds' worth; the rest are dropped and counted. Each line is the
+ * application's to write somewhere: at the channel's rates (50,000 messages, 256 MiB a second) one
+ * plugin could fill a disk.
  */
-export const DEFAULT_LOG_LINES_PER_SECOND = 100;
+export const DEFAULT_LOG_RATE: Readonly<{ lines: number; bytes: number }> = Object.freeze({ lines: 100, bytes: 64 * 1024 });

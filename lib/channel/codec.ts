@@ -106,18 +106,6 @@ export const PEER_LIMITS: Readonly<DecodeLimits> = Object.freeze({
   bigintDigits: 50_000,
   structuredBytes: 64 << 10,
 });
-/**
- * What a unit of each budget costs to decode at worst, in microseconds (the measurements above:
- * 5 ms for 50,000 values, 6.5 ms for 1 MiB of text, 2 ms for 50,000 digits, 19 ms for 64 KiB of
- * structured-clone empty ArrayBuffers): an estimate of a message's decoding from what it used,
- * for messages too small to be worth timing (see RpcPeer).
- */
-export const DECODE_COST_US: Readonly<DecodeLimits> = Object.freeze({
-  values: 0.1,
-  stringBytes: 0.0062,
-  bigintDigits: 0.04,
-  structuredBytes: 0.3,
-});
 export const UNLIMITED: Readonly<DecodeLimits> = Object.freeze({
   values: Infinity,
   stringBytes: Infinity,

@@ -4,7 +4,7 @@
  * change, and what a message may cost to decode is bounded (DecodeLimits); any inconsistency throws
  * a CodecError.
  */
-import { CodecError, DECODE_COST_US, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, Tag, UNLIMITED, f64, f64b, readU32, v8, type DecodeLimits, type Decoded, type FastUtf8 } from './codec';
+import { CodecError, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, Tag, UNLIMITED, f64, f64b, readU32, v8, type DecodeLimits, type Decoded, type FastUtf8 } from './codec';
 
 /** What a Buffer (Bytes or Attachment) weighs beyond its own value in the values budget. */
 const BUFFER_EXTRA_VALUES = 5;
@@ -12,10 +12,6 @@ const BUFFER_EXTRA_VALUES = 5;
 /** What a receiver remembers between messages: the names the peer defined. */
 export class DecoderState {
   readonly names: string[] = [];
-  /**
-   * The last message's decoding at worst, in microseconds, from the budget it used (DECODE_COST_US).
-   */
-  costUs = 0;
 }
 
 /**
@@ -36,13 +32,33 @@ export function decode(msg: Buffer, length: number, reused: boolean, state: Deco
   const value = r.value(0);
   if (r.pos !== r.end) throw new CodecError('trailing bytes in envelope');
   if (r.attachPos !== length) throw new CodecError('attachments do not add up to the message');
-  state.costUs = r.costUs();
   return { kind, id, name, value };
 }
 
-/** An unbounded budget counts down from 2^53: what a message used stays exact. */
-function finite(n: number): number {
-  return n < Number.MAX_SAFE_INTEGER ? n : Number.MAX_SAFE_INTEGER;
+/**
+ * Whether a value v8.deserialize made holds a resizable ArrayBuffer, anywhere. Such data is
+ * plain (no getters, no proxies) and bounded by the message; cycles are visited once.
+ */
+function holdsResizable(root: unknown): boolean {
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+    seen.add(v);
+    if (v instanceof ArrayBuffer) {
+      if ((v as { resizable?: boolean }).resizable === true) return true;
+    } else if (ArrayBuffer.isView(v)) {
+      stack.push(v.buffer);
+    } else if (v instanceof Map) {
+      for (const [k, x] of v) stack.push(k, x);
+    } else if (v instanceof Set) {
+      for (const x of v) stack.push(x);
+    } else {
+      for (const x of Object.values(v)) stack.push(x);
+    }
+  }
+  return false;
 }
 
 class Reader {
@@ -61,21 +77,10 @@ class Reader {
     private readonly limits: Readonly<DecodeLimits>,
   ) {
     this.attachPos = end;
-    this.values = finite(limits.values);
-    this.stringBytes = finite(limits.stringBytes);
-    this.digits = finite(limits.bigintDigits);
-    this.structuredBytes = finite(limits.structuredBytes);
-  }
-
-  /** What this message used of its budget, at DECODE_COST_US. */
-  costUs(): number {
-    const l = this.limits;
-    return (
-      (finite(l.values) - this.values) * DECODE_COST_US.values +
-      (finite(l.stringBytes) - this.stringBytes) * DECODE_COST_US.stringBytes +
-      (finite(l.bigintDigits) - this.digits) * DECODE_COST_US.bigintDigits +
-      (finite(l.structuredBytes) - this.structuredBytes) * DECODE_COST_US.structuredBytes
-    );
+    this.values = limits.values;
+    this.stringBytes = limits.stringBytes;
+    this.digits = limits.bigintDigits;
+    this.structuredBytes = limits.structuredBytes;
   }
 
   private over(what: keyof DecodeLimits): never {
@@ -215,11 +220,17 @@ class Reader {
         if ((this.structuredBytes -= n) < 0) this.over('structuredBytes');
         const bytes = b.subarray(this.pos, this.pos + n);
         this.pos += n;
+        let v: unknown;
         try {
-          return v8().deserialize(bytes);
+          v = v8().deserialize(bytes);
         } catch (e) {
           throw new CodecError(`malformed structured value: ${(e as Error).message}`);
         }
+        // 0x7e is V8's tag of a resizable ArrayBuffer: without that byte the value holds none.
+        if (bytes.indexOf(0x7e) >= 0 && holdsResizable(v)) {
+          throw new CodecError('a resizable ArrayBuffer in a structured value (each reserves up to 4 GiB of the receiver\'s address space); send its bytes');
+        }
+        return v;
       }
       default:
         throw new CodecError(`unknown value tag ${tag}`);

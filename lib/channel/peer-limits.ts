@@ -93,6 +93,12 @@ export function peerLimits(given: ChannelLimits | undefined, field = 'channelLim
   return Object.freeze(l);
 }
 
+/** This process's cpu time so far, all threads, in ms. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
 /** One of the allowance's rates: tokens refill at `rate` a second, up to a burst's worth. */
 class Bucket {
   tokens: number;
@@ -120,6 +126,8 @@ export class PeerAllowance {
   private readonly decodeMs: Bucket;
   private refilledAt = performance.now();
   private throttledSince = 0;
+  /** The process's cpu time (ms) when it was first throttled. */
+  private cpuAtThrottle = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   /** What held the peer back last: named by the flood's message. */
   private over = '';
@@ -159,11 +167,18 @@ export class PeerAllowance {
       if (this.throttledSince !== 0 && this.allHalfFull()) this.throttledSince = 0;
       return true;
     }
-    this.over = d ? 'rate' : 'decode';
+    this.over = m && b ? 'decode' : 'rate';
     if (this.throttledSince === 0) {
       this.throttledSince = now;
+      this.cpuAtThrottle = cpuMs();
     } else if (now - this.throttledSince >= this.l.floodGraceMs) {
-      return false;
+      // Decoding is timed by the wall clock: on a host short of cores it includes waiting for one,
+      // and an honest peer would be called a flood for the host's own load. A flood of decoding
+      // needs the host to have really spent the allowance's worth of cpu meanwhile (all its threads
+      // count: generous to the verdict); if not, the grace starts over and the peer stays throttled.
+      if (this.over === 'rate' || cpuMs() - this.cpuAtThrottle >= (this.l.decodeMsPerSecond * (now - this.throttledSince)) / 1000) return false;
+      this.throttledSince = now;
+      this.cpuAtThrottle = cpuMs();
     }
     if (this.resumeTimer === undefined) {
       const wait = Math.max(this.messages.refillWait(), this.bytes.refillWait(), this.decodeMs.refillWait());

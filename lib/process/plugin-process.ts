@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_LOG_LINES_PER_SECOND, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import type { LimitStats, StatFields } from '../limits';
 
 import { ChannelError } from '../errors';
@@ -88,9 +88,16 @@ const LOG_LEVELS = new Set(['info', 'warn', 'error', 'debug']);
 /** Longest log message passed on (the rest is cut): logs are text for people. */
 const MAX_LOG_CHARS = 64 * 1024;
 
+/** Where to cut `s` to at most `n` UTF-16 units without splitting a surrogate pair. */
+function clipAt(s: string, n: number): number {
+  const c = s.charCodeAt(n - 1);
+  return c >= 0xd800 && c <= 0xdbff ? n - 1 : n;
+}
+
 /**
  * A plugin running in its own process. Events: 'event' (name, ...args) from `host.emit`,
- * 'log' (level, message), 'violation' (ChannelViolation or the sandbox's), 'exit' (RunnerExit).
+ * 'log' (level, message), 'logs-dropped' (count: lines over the log rate, DEFAULT_LOG_RATE, reported
+ * once a second while it drops), 'violation' (ChannelViolation or the sandbox's), 'exit' (RunnerExit).
  */
 export class PluginProcess extends EventEmitter {
   /** Methods the plugin exports. */
@@ -120,7 +127,7 @@ export class PluginProcess extends EventEmitter {
     this.ready = new Promise((resolve) => {
       isReady = resolve;
     });
-    const logRate = new LogRate((n) => this.emit('log', 'warn', `[warden] ${n} log line${n === 1 ? '' : 's'} dropped: more than ${DEFAULT_LOG_LINES_PER_SECOND} a second`));
+    const logRate = new LogRate((n) => this.emit('logs-dropped', n));
     // What the plugin sends is checked, never coerced: String() of a value of its making may throw.
     // Anything thrown here (a listener's failure too) is the plugin's protocol violation (RpcPeer).
     rpc.on('notification', (name: string, args: unknown[]) => {
@@ -129,7 +136,8 @@ export class PluginProcess extends EventEmitter {
         if (args.length !== 2 || typeof level !== 'string' || !LOG_LEVELS.has(level) || typeof message !== 'string') {
           throw new TypeError(`${N_LOG} takes a level (${[...LOG_LEVELS].join(', ')}) and a message string`);
         }
-        if (logRate.take()) this.emit('log', level, message.length > MAX_LOG_CHARS ? `${message.slice(0, MAX_LOG_CHARS)}…` : message);
+        const line = message.length > MAX_LOG_CHARS ? `${message.slice(0, clipAt(message, MAX_LOG_CHARS))}…` : message;
+        if (logRate.take(line)) this.emit('log', level, line);
       } else if (name === N_READY) {
         isReady();
       } else if (!name.startsWith('$')) {

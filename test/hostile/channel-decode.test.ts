@@ -25,6 +25,9 @@ t.test('values that are expensive to decode', async (t) => {
     cloned: `exports.activate = (host) => { host.on('go', () => { const m = new Map(); for (let i = 0; i < 300000; i++) m.set(i, 'v' + i); host.emit('bomb', m); }); };`,
     // 40,000 empty Buffers: each counted as one value (within 50,000) but ~1 us to make.
     buffers: `exports.activate = (host) => { host.on('go', () => host.emit('bomb', Array.from({ length: 40000 }, () => Buffer.alloc(0)))); };`,
+    // Resizable ArrayBuffers of 4 GiB each at most, 32 in 250 bytes: each reserves its maximum of
+    // the host's address space (9,000 in one 64 KiB message: 36 TiB, and a crash once kept).
+    resizable: `exports.activate = (host) => { host.on('go', () => host.emit('bomb', new Set(Array.from({ length: 32 }, () => new ArrayBuffer(0, { maxByteLength: 2 ** 32 - 1 }))))); };`,
   });
   let bombs = 0;
   host.on('event', () => bombs++);
@@ -34,6 +37,7 @@ t.test('values that are expensive to decode', async (t) => {
     ['text', /stringBytes/],
     ['cloned', /structuredBytes/],
     ['buffers', /values/],
+    ['resizable', /resizable ArrayBuffer/],
   ] as const) {
     const meter = new HostMeter();
     host.process(name)!.notify('go');
