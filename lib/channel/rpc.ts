@@ -15,59 +15,24 @@ import { EventEmitter } from 'node:events';
 import { DEFAULT_CALL_TIMEOUT_MS } from '../defaults';
 import { CallTimeoutError, ChannelError } from '../errors';
 import { STATE_BUSY, STATE_HOLD, STATE_PAUSE, type NativeEndpoint } from './addon';
-import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type CancelSource, type Handler } from './call-context';
+import { Context, MAX_ECHO, abortError, clip, describe, errorToWire, remoteError, type Handler } from './call-context';
 import { CallDeadlines } from './call-deadlines';
 import { CodecError, HEADER, Kind, UNLIMITED, readU32, type DecodeLimits, type Decoded } from './codec';
 import { DecoderState, decode } from './decoder';
 import { Encoder } from './encoder';
 import { PeerAllowance, watchUnread, type PeerLimits } from './peer-limits';
+import type { CallOptions, ChannelViolation, RpcOptions } from './rpc-options';
+import { SetAside } from './set-aside';
 
-/** Messages set aside by callSync handled per event-loop turn, and what each costs beyond its bytes. */
+/** Messages set aside by callSync handled per event-loop turn. */
 const BACKLOG_BATCH = 256;
-const BACKLOG_ENTRY_BYTES = 128;
-const EMPTY = Buffer.alloc(0);
 /** Messages readArrived() delivers at most in one go (a turn of the endpoint's own delivery is bounded alike). */
 const READ_ARRIVED_MAX = 256;
 
 export type { CallContext, CancelSource, Handler } from './call-context';
 export { PLUGIN_PEER_LIMITS, type ChannelLimits, type PeerLimits } from './peer-limits';
 
-export interface CallOptions {
-  /** Milliseconds; 0 means none. Defaults to the peer's `timeout`. */
-  timeout?: number;
-  signal?: AbortSignal;
-  /** Like `signal`, cheaper: the Context of the call this one is made for (see CancelSource). */
-  cancel?: CancelSource;
-}
-
-export interface RpcOptions {
-  /** Default per-call timeout in ms (0: none). */
-  timeout?: number;
-  /**
-   * After each message, spin (blocking this thread) up to this many microseconds for the next one
-   * before going back to the event loop. Used by the runner (its CPU, its cgroup); the host leaves
-   * it 0 so its event loop is never blocked.
-   */
-  spinUs?: number;
-  /**
-   * After a send or a received message, keep the event loop polling the ring (it keeps running
-   * timers and I/O, but does not sleep) up to this many microseconds before sleeping on the
-   * eventfd, so a quick answer costs no wake-up. Shrinks (to an eighth) while answers are slow.
-   */
-  idleSpinUs?: number;
-  /** Messages handled per event-loop turn, so a flooding peer cannot starve timers and I/O. */
-  budget?: number;
-  /** Keep the process alive while the channel is open (the runner). Otherwise only while calls are pending. */
-  keepAlive?: boolean;
-  /** Bounds of what the peer may cost this side (the host of an untrusted plugin). Default: none. */
-  limits?: PeerLimits;
-}
-
-/** A peer that broke the protocol or flooded the host (the sandbox's Violation has the same kinds). */
-export interface ChannelViolation {
-  kind: 'protocol' | 'flood';
-  message: string;
-}
+export type { CallOptions, ChannelViolation, RpcOptions } from './rpc-options';
 
 interface Pending {
   method: string;
@@ -89,9 +54,8 @@ export class RpcPeer extends EventEmitter {
   private readonly pending = new Map<number, Pending>();
   private readonly running = new Map<number, Context>();
   private readonly handlers = new Map<string, Handler>();
-  /** Messages set aside while a callSync waited, handled from backlogHead on (see drainBacklog). */
-  private backlog: Buffer[] = [];
-  private backlogHead = 0;
+  /** Messages set aside while a callSync waited (see drainBacklog). */
+  private readonly backlog = new SetAside();
   /** Why delivery from the endpoint is paused: the allowance, or a backlog still to handle first. */
   private allowancePaused = false;
   private backlogPaused = false;
@@ -113,7 +77,6 @@ export class RpcPeer extends EventEmitter {
   /** With limits: the peer's allowance of messages, bytes and decoding time per second. */
   private readonly allowance: PeerAllowance | undefined;
   private queueTimer: NodeJS.Timeout | undefined;
-  private backlogBytes = 0;
 
   constructor(
     private readonly ep: NativeEndpoint,
@@ -135,7 +98,7 @@ export class RpcPeer extends EventEmitter {
     this.allowance = l === undefined ? undefined : new PeerAllowance(l, (paused) => {
       this.allowancePaused = paused;
       this.applyPause();
-      if (!paused && this.backlogHead < this.backlog.length) this.scheduleDrain();
+      if (!paused && !this.backlog.empty) this.scheduleDrain();
     });
     ep.start((m, detail) => this.onEvent(m, detail), {
       spinUs: options.spinUs ?? 0,
@@ -226,13 +189,13 @@ export class RpcPeer extends EventEmitter {
       if (length >= HEADER && (msg[0] === Kind.Result || msg[0] === Kind.Error) && readU32(msg, 1) === id) {
         const d = this.decodeCharged(msg, length, typeof m === 'number', 0);
         if (d === undefined) throw this.closedWith!;
-        if (this.backlogHead < this.backlog.length) this.scheduleDrain();
+        if (!this.backlog.empty) this.scheduleDrain();
         if (d.kind === Kind.Result) return d.value;
         throw remoteError(method, d.value);
       }
       // Not ours (a call or notification from the peer, or a late answer): handled after we return.
       this.setAside(typeof m === 'number' ? Buffer.from(this.rx.subarray(0, m)) : m);
-      if (this.limits !== undefined && this.backlogBytes > this.limits.backlogBytes) {
+      if (this.limits !== undefined && this.backlog.bytes > this.limits.backlogBytes) {
         throw this.violation(`sent more than ${this.limits.backlogBytes} bytes while a blocking call waited for its answer`, 'flood');
       }
       const left = deadline - performance.now();
@@ -334,8 +297,7 @@ export class RpcPeer extends EventEmitter {
     this.deadlines.clear();
     this.allowance?.stop();
     clearInterval(this.queueTimer);
-    this.backlog = [];
-    this.backlogHead = 0;
+    this.backlog.clear();
     for (const c of this.running.values()) c.abort(err);
     this.running.clear();
     this.ep.close();
@@ -383,12 +345,10 @@ export class RpcPeer extends EventEmitter {
 
   /**
    * Keeps a message to handle after what is already set aside. Until they are all handled, the
-   * endpoint delivers nothing (the ring keeps the rest, in order). Each counts BACKLOG_ENTRY_BYTES
-   * beyond its own bytes: the Buffer that holds it costs about that.
+   * endpoint delivers nothing (the ring keeps the rest, in order).
    */
   private setAside(m: Buffer): void {
     this.backlog.push(m);
-    this.backlogBytes += m.length + BACKLOG_ENTRY_BYTES;
     if (!this.backlogPaused) {
       this.backlogPaused = true;
       this.applyPause();
@@ -412,27 +372,21 @@ export class RpcPeer extends EventEmitter {
 
   /**
    * Handles what was set aside, in order, at most BACKLOG_BATCH messages a turn (the event loop
-   * runs between batches) and not while the allowance holds the peer back. An index walks the
-   * list: shift() copies it, quadratic in its length (400,000 messages: 7.5 s).
+   * runs between batches) and not while the allowance holds the peer back.
    */
   private drainBacklog(): void {
     try {
-      for (let n = 0; n < BACKLOG_BATCH && this.backlogHead < this.backlog.length && !this.closedWith && !this.allowancePaused; n++) {
-        const m = this.backlog[this.backlogHead];
-        this.backlog[this.backlogHead++] = EMPTY;
-        this.backlogBytes -= m.length + BACKLOG_ENTRY_BYTES;
-        this.dispatch(m);
+      for (let n = 0; n < BACKLOG_BATCH && !this.backlog.empty && !this.closedWith && !this.allowancePaused; n++) {
+        this.dispatch(this.backlog.take());
       }
     } catch (e) {
       this.handlerFailed(e);
     }
     if (this.closedWith) return;
-    if (this.backlogHead < this.backlog.length) {
+    if (!this.backlog.empty) {
       if (!this.allowancePaused) this.scheduleDrain();
       return;
     }
-    this.backlog = [];
-    this.backlogHead = 0;
     this.backlogPaused = false;
     const end = this.endBehindBacklog;
     this.endBehindBacklog = undefined;
@@ -460,7 +414,7 @@ export class RpcPeer extends EventEmitter {
     // Facing an untrusted peer, nothing thrown while handling its message leaves here: the native
     // caller would end the process.
     try {
-      if (this.backlogHead < this.backlog.length) {
+      if (!this.backlog.empty) {
         // Delivered before the pause took effect: it goes after what is set aside.
         if (typeof m === 'number' && m >= 0) {
           this.setAside(Buffer.from(this.rx.subarray(0, m)));
