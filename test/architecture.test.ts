@@ -22,7 +22,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   plugins: ['bus', 'reputation', 'hooks', 'trust', 'audit', 'pool', 'process', 'channel', 'sandbox', 'net', 'limits', 'scan', 'runner-protocol', 'errors', 'defaults', 'metrics', 'dashboard'],
   pool: ['process', 'trust', 'sandbox', 'limits', 'errors', 'defaults'],
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
-  process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults'],
+  process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults', 'token-bucket'],
   // Beside plugins/, used by it, never using it: metrics read a view of the host the plugin host builds.
   metrics: ['audit', 'hooks', 'limits', 'errors'],
   dashboard: ['metrics', 'audit', 'errors'],
@@ -31,19 +31,19 @@ const ALLOWED: Record<string, readonly string[]> = {
   // npm ci in a sandbox, then the digest.
   install: ['sandbox', 'trust', 'net', 'errors'],
   // The plugins' bus: grants, routing, shared data; plugins/ wires it to each plugin's channel.
-  bus: ['trust', 'errors', 'defaults'],
+  bus: ['trust', 'errors', 'defaults', 'token-bucket'],
   // Pure libraries.
   // A score from the audit log's counts and the trust list (types only of both).
   reputation: ['audit', 'trust'],
   hooks: ['errors', 'defaults'],
   trust: ['errors'],
   audit: ['native', 'errors'],
-  channel: ['native-file', 'errors', 'defaults'],
+  channel: ['native-file', 'errors', 'defaults', 'token-bucket'],
   // Runs any command; knows nothing of runners, plugins or trust.
   sandbox: ['native', 'net', 'limits', 'policy', 'errors', 'defaults'],
   // The addon's typed surface (its network hooks take net's types).
   native: ['net', 'native-file'],
-  net: ['policy', 'errors'],
+  net: ['policy', 'errors', 'token-bucket'],
   limits: ['native-file', 'pid-alive', 'errors'],
   policy: ['errors'],
   // Runs inside the sandbox: the channel and the wire protocol, nothing of the host side.
@@ -56,11 +56,13 @@ const ALLOWED: Record<string, readonly string[]> = {
   'runner-protocol': [],
   // Escapes what a terminal would obey in text from outside.
   'terminal-text': [],
+  // A rate with a burst: every rate the host holds a plugin to.
+  'token-bucket': [],
 };
 
 /** What the code inside a sandbox may load, all the way down from the runner's entry. */
 const RUNNER_ENTRY = 'runner/main.ts';
-const RUNNER_MAY_REACH = new Set(['runner', 'channel', 'runner-protocol', 'errors', 'native-file', 'defaults']);
+const RUNNER_MAY_REACH = new Set(['runner', 'channel', 'runner-protocol', 'errors', 'native-file', 'defaults', 'token-bucket']);
 
 const MAX_LINES = 600;
 

@@ -18,6 +18,7 @@
  */
 import { WardenError } from '../errors';
 import { DEFAULT_BUS } from '../defaults';
+import { TokenBucket } from '../token-bucket';
 import { BUS_NAME_RE, BusRights, busCovers, parseDataKey } from './grants';
 import { DataStore, type DataAdapter } from './data';
 import { sizeOver } from './size';
@@ -43,24 +44,6 @@ export interface BusPeer {
   live(): boolean;
 }
 
-/** `perSecond` tokens a second, at most `burst` saved up. */
-class TokenBucket {
-  private tokens: number;
-  private refilled = Date.now();
-
-  constructor(private readonly perSecond: number, private readonly burst: number) {
-    this.tokens = burst;
-  }
-
-  take(now: number, n = 1): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilled) * this.perSecond) / 1000);
-    this.refilled = now;
-    if (this.tokens < n) return false;
-    this.tokens -= n;
-    return true;
-  }
-}
-
 /** One instance of a plugin on the bus: its rights, what it subscribed to and provides. */
 export class BusMember {
   readonly topics = new Set<string>();
@@ -76,8 +59,9 @@ export class BusMember {
   private refusals: number[] = [];
 
   constructor(private granted: BusRights, private readonly o: BusSettings) {
-    this.publishes = new TokenBucket(o.publishPerSecond, o.publishBurst);
-    this.dataWrites = new TokenBucket(o.dataWriteBytesPerSecond, o.dataWriteBurstBytes);
+    const now = Date.now();
+    this.publishes = new TokenBucket(o.publishPerSecond, o.publishBurst, now);
+    this.dataWrites = new TokenBucket(o.dataWriteBytesPerSecond, o.dataWriteBurstBytes, now);
   }
 
   /** What it may do now (narrowed when it is detached: see Bus.detach). */
@@ -97,12 +81,12 @@ export class BusMember {
 
   /** Takes one publish from its token bucket; false when over the rate. */
   takeToken(now = Date.now()): boolean {
-    return this.publishes.take(now);
+    return this.publishes.tryTake(now);
   }
 
   /** Takes `bytes` of data writes (set, delete) from its token bucket; false when over the rate. */
   takeDataWrite(bytes: number, now = Date.now()): boolean {
-    return this.dataWrites.take(now, bytes);
+    return this.dataWrites.tryTake(now, bytes);
   }
 
   /** Counts a refusal; true when the plugin has now been refused too often (its violation). */

@@ -4,6 +4,7 @@
  * held past it for the grace time, a flood) and the bytes we sent that it leaves unread.
  */
 import { InvalidOptionError } from '../errors';
+import { TokenBucket } from '../token-bucket';
 import { PEER_LIMITS, type DecodeLimits } from './codec';
 
 /** What an untrusted peer may make this side spend (see PLUGIN_PEER_LIMITS). */
@@ -99,32 +100,11 @@ function cpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-/** One of the allowance's rates: tokens refill at `rate` a second, up to a burst's worth. */
-class Bucket {
-  tokens: number;
-  readonly max: number;
-  constructor(readonly rate: number, burstSeconds: number) {
-    this.max = rate * burstSeconds;
-    this.tokens = this.max;
-  }
-  /** Refills for `dt` seconds and takes `n`; true while not overdrawn. */
-  take(dt: number, n: number): boolean {
-    if (this.rate === Infinity) return true;
-    this.tokens = Math.min(this.max, this.tokens + dt * this.rate) - n;
-    return this.tokens >= 0;
-  }
-  /** Seconds until a tenth of a burst is back. */
-  refillWait(): number {
-    return this.rate === Infinity ? 0 : Math.max(0, (this.max / 10 - this.tokens) / this.rate);
-  }
-}
-
 /** The peer's allowance of messages, bytes and decoding time per second. */
 export class PeerAllowance {
-  private readonly messages: Bucket;
-  private readonly bytes: Bucket;
-  private readonly decodeMs: Bucket;
-  private refilledAt = performance.now();
+  private readonly messages: TokenBucket;
+  private readonly bytes: TokenBucket;
+  private readonly decodeMs: TokenBucket;
   private throttledSince = 0;
   /** The process's cpu time (ms) when it was first throttled. */
   private cpuAtThrottle = 0;
@@ -139,9 +119,10 @@ export class PeerAllowance {
     private readonly l: Readonly<PeerLimits>,
     private readonly pause: (paused: boolean) => void,
   ) {
-    this.messages = new Bucket(l.messagesPerSecond, l.burstSeconds);
-    this.bytes = new Bucket(l.bytesPerSecond, l.burstSeconds);
-    this.decodeMs = new Bucket(l.decodeMsPerSecond, l.burstSeconds);
+    const now = performance.now();
+    this.messages = new TokenBucket(l.messagesPerSecond, l.messagesPerSecond * l.burstSeconds, now);
+    this.bytes = new TokenBucket(l.bytesPerSecond, l.bytesPerSecond * l.burstSeconds, now);
+    this.decodeMs = new TokenBucket(l.decodeMsPerSecond, l.decodeMsPerSecond * l.burstSeconds, now);
   }
 
   /** What a flood is, for the violation. */
@@ -158,11 +139,9 @@ export class PeerAllowance {
    * let the allowance refill to half) floods: false. `now`: performance.now(), if the caller has it.
    */
   charge(messages: number, bytes: number, decodeMs: number, now = performance.now()): boolean {
-    const dt = (now - this.refilledAt) / 1000;
-    this.refilledAt = now;
-    const m = this.messages.take(dt, messages);
-    const b = this.bytes.take(dt, bytes);
-    const d = this.decodeMs.take(dt, decodeMs);
+    const m = this.messages.overdraw(now, messages);
+    const b = this.bytes.overdraw(now, bytes);
+    const d = this.decodeMs.overdraw(now, decodeMs);
     if (m && b && d) {
       if (this.throttledSince !== 0 && this.allHalfFull()) this.throttledSince = 0;
       return true;
@@ -181,7 +160,8 @@ export class PeerAllowance {
       this.cpuAtThrottle = cpuMs();
     }
     if (this.resumeTimer === undefined) {
-      const wait = Math.max(this.messages.refillWait(), this.bytes.refillWait(), this.decodeMs.refillWait());
+      // Until a tenth of a burst is back in each.
+      const wait = Math.max(...[this.messages, this.bytes, this.decodeMs].map((k) => k.msUntil(k.burst / 10))) / 1000;
       this.pause(true);
       this.resumeTimer = setTimeout(() => {
         this.resumeTimer = undefined;
@@ -193,7 +173,7 @@ export class PeerAllowance {
   }
 
   private allHalfFull(): boolean {
-    return this.messages.tokens >= this.messages.max / 2 && this.bytes.tokens >= this.bytes.max / 2 && this.decodeMs.tokens >= this.decodeMs.max / 2;
+    return this.messages.tokens >= this.messages.burst / 2 && this.bytes.tokens >= this.bytes.burst / 2 && this.decodeMs.tokens >= this.decodeMs.burst / 2;
   }
 
   stop(): void {

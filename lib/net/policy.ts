@@ -17,6 +17,7 @@
 import * as dns from 'node:dns';
 import * as os from 'node:os';
 import { InvalidOptionError } from '../errors';
+import { TokenBucket } from '../token-bucket';
 import { classify, embeddedIpv4, parseIp, type AddressClass, type Ip } from './address';
 import { buildAnswer, formErr, parseQuery, RCODE_NXDOMAIN, RCODE_REFUSED, TYPE_A, TYPE_AAAA } from './dns';
 import { ipCovered, nameCovered, parseGrant, portCovered, type NetGrant } from './grants';
@@ -182,8 +183,7 @@ export class NetworkPolicy {
   private violated = false;
   /** Why each leased destination was allowed, for the events of the connects made under the lease. */
   private readonly leased = new Map<string, { reason: string; name?: string }>();
-  private dnsTokens = DNS_BURST;
-  private dnsRefilledAt = Date.now();
+  private readonly dnsQueries = new TokenBucket(DNS_PER_SECOND, DNS_BURST, Date.now());
   private readonly dnsInFlight = new Map<string, Promise<string[] | null>>();
   private readonly dnsCache = new Map<string, { addrs: string[]; until: number }>();
   private readonly dnsReported = new Map<string, { at: number; unreported: number }>();
@@ -383,14 +383,11 @@ export class NetworkPolicy {
       return;
     }
     const now = Date.now();
-    this.dnsTokens = Math.min(DNS_BURST, this.dnsTokens + ((now - this.dnsRefilledAt) * DNS_PER_SECOND) / 1000);
-    this.dnsRefilledAt = now;
-    if (this.dnsTokens < 1) {
+    if (!this.dnsQueries.tryTake(now)) {
       this.refuse({ type: 'dns', name: q.name, reason: `more than ${DNS_PER_SECOND} DNS queries a second` });
       this.replyDns(port, buildAnswer(q, RCODE_REFUSED));
       return;
     }
-    this.dnsTokens--;
     const grants = this.o.grants.filter((g) => nameCovered(g, q.name));
     const allowedName = grants.length > 0 || (this.o.outbound && parseIp(q.name) === null);
     if (!allowedName) {

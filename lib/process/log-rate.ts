@@ -6,41 +6,35 @@
  * much it writes.
  */
 import { DEFAULT_LOG_RATE } from '../defaults';
+import { TokenBucket } from '../token-bucket';
 
 const BURST_SECONDS = 10;
 const REPORT_MS = 1000;
 
 export class LogRate {
-  private lines: number;
-  private bytes: number;
-  private refilledAt = performance.now();
+  private readonly lines: TokenBucket;
+  private readonly bytes: TokenBucket;
   private dropped = 0;
   private reportTimer: NodeJS.Timeout | undefined;
 
   /** @param report called with a count of lines dropped since the last report */
   constructor(
     private readonly report: (dropped: number) => void,
-    private readonly rate: Readonly<{ lines: number; bytes: number }> = DEFAULT_LOG_RATE,
+    rate: Readonly<{ lines: number; bytes: number }> = DEFAULT_LOG_RATE,
   ) {
-    this.lines = rate.lines * BURST_SECONDS;
-    this.bytes = rate.bytes * BURST_SECONDS;
+    const now = performance.now();
+    this.lines = new TokenBucket(rate.lines, rate.lines * BURST_SECONDS, now);
+    this.bytes = new TokenBucket(rate.bytes, rate.bytes * BURST_SECONDS, now);
   }
 
   /** True if this line (of `message`) may be passed on; false: dropped (counted). */
   take(message: string): boolean {
     const now = performance.now();
-    const dt = (now - this.refilledAt) / 1000;
-    this.refilledAt = now;
-    this.lines = Math.min(this.rate.lines * BURST_SECONDS, this.lines + dt * this.rate.lines);
-    this.bytes = Math.min(this.rate.bytes * BURST_SECONDS, this.bytes + dt * this.rate.bytes);
-    if (this.lines >= 1) {
-      // Measured only for a line within the line rate: at most `lines` a second are measured.
-      const size = Buffer.byteLength(message);
-      if (this.bytes >= size) {
-        this.lines--;
-        this.bytes -= size;
-        return true;
-      }
+    this.lines.refill(now);
+    // Measured only for a line within the line rate: at most `lines` a second are measured.
+    if (this.lines.tokens >= 1 && this.bytes.tryTake(now, Buffer.byteLength(message))) {
+      this.lines.tokens--;
+      return true;
     }
     this.dropped++;
     if (this.reportTimer === undefined) {
