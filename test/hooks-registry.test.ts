@@ -314,7 +314,7 @@ t.test("caller's signal aborts a series: the rest is not started, the running on
   t.equal(timers(), before);
 });
 
-t.test("caller's signal aborts a parallel invoke, and timers of running handlers are cleared", async (t) => {
+t.test("caller's signal aborts a parallel invoke, and the timer of its running handlers is cleared", async (t) => {
   const r = registry('parallel', 10_000);
   const signals: AbortSignal[] = [];
   for (let i = 0; i < 3; i++) r.register('h', `p${i}`, (_a, ctx) => { signals.push(ctx.signal); return new Promise(() => {}); });
@@ -322,7 +322,7 @@ t.test("caller's signal aborts a parallel invoke, and timers of running handlers
   const ac = new AbortController();
   const before = timers();
   const p = r.invoke('h', [], { signal: ac.signal });
-  t.equal(timers(), before + 3, 'one timer per running handler');
+  t.equal(timers(), before + 1, 'one timer for the running handlers of the invocation (not one each)');
   ac.abort();
   await t.rejects(p, { code: 'ERR_HOOK_ABORTED' });
   t.ok(signals.every((s) => s.aborted));
@@ -503,4 +503,63 @@ t.test('replaceOwner finds an owner on every hook it registered on, before and a
   r.removeOwner('p');
   t.same(r.owners(), ['q']);
   t.same((await r.invoke('three', [])).values, ['q']);
+});
+
+t.test('ctx.onAbort: called once on timeout or abort, at once when already aborted, forgettable; ctx.aborted follows', async (t) => {
+  const r = registry('parallel', 40);
+  const events: string[] = [];
+  let ctxSeen: HandlerContext | undefined;
+  r.register('h', 'slow', (_args, ctx) => {
+    ctxSeen = ctx;
+    t.equal(ctx.aborted, false, 'not aborted while it runs');
+    ctx.onAbort(() => events.push('first'));
+    const forget = ctx.onAbort(() => events.push('forgotten'));
+    ctx.onAbort(() => { throw new Error('a listener that throws'); });
+    ctx.onAbort(() => events.push('after the thrower'));
+    forget();
+    return new Promise(() => {});
+  });
+  const res = await r.invoke('h', []);
+  t.ok(res.outcomes[0]!.timedOut);
+  t.same(events, ['first', 'after the thrower'], 'each listener once, the forgotten one never, a throwing one stops none');
+  t.equal(ctxSeen!.aborted, true);
+  ctxSeen!.onAbort(() => events.push('late'));
+  t.same(events, ['first', 'after the thrower', 'late'], 'a listener added after the abort runs at once');
+
+  const r2 = registry('parallel');
+  let ctx2: HandlerContext | undefined;
+  let calls = 0;
+  r2.register('h', 'p', (_a, ctx) => { ctx2 = ctx; ctx.onAbort(() => calls++); return new Promise(() => {}); });
+  const ac = new AbortController();
+  const p = r2.invoke('h', [], { signal: ac.signal });
+  ac.abort();
+  await t.rejects(p, { code: 'ERR_HOOK_ABORTED' });
+  t.equal(calls, 1, "the caller's abort reaches onAbort");
+  t.equal(ctx2!.aborted, true);
+});
+
+t.test('one timer serves handlers with different deadlines: each times out after its own timeout', async (t) => {
+  // Series: each handler starts when the one before settles, so their deadlines differ.
+  const r = registry('series', 60);
+  const started: number[] = [];
+  r.register('h', 'quick', () => new Promise((resolve) => setTimeout(() => resolve('quick'), 30)), { priority: 2 });
+  r.register('h', 'never', () => { started.push(performance.now()); return new Promise(() => {}); }, { priority: 1 });
+  r.register('h', 'never-too', () => { started.push(performance.now()); return new Promise(() => {}); });
+  const before = timers();
+  const t0 = performance.now();
+  const res = await r.invoke('h', []);
+  const took = performance.now() - t0;
+  t.same(res.outcomes.map((o) => [o.owner, o.timedOut]), [['quick', false], ['never', true], ['never-too', true]]);
+  for (const o of res.outcomes.slice(1)) t.ok(o.ms >= 59, `${o.owner} ran its whole timeout (${o.ms.toFixed(1)} ms)`);
+  t.ok(took >= 30 + 60 + 60 - 2, `the series took each handler's time (${took.toFixed(0)} ms)`);
+  t.equal(timers(), before, 'no timer left behind');
+
+  // Parallel: handlers started in one turn share the timer; the ones that answer are not timed out.
+  const p = registry('parallel', 50);
+  for (let i = 0; i < 50; i++) p.register('h', `s${i}`, () => new Promise((resolve) => setTimeout(() => resolve(i), i % 2 === 0 ? 5 : 500)));
+  const pr = await p.invoke('h', []);
+  t.equal(pr.values.length, 25, 'the quick half answered');
+  t.equal(pr.outcomes.filter((o) => o.timedOut).length, 25, 'the slow half timed out');
+  await sleep(0);
+  t.equal(timers() - before, 25, "only the handlers' own timers remain (the hook's is gone)");
 });

@@ -80,11 +80,16 @@ export function normaliseError(e: unknown): ErrorInfo {
   }
 }
 
-/** The handler context. `signal` is created on first access: most handlers never read it. */
+/**
+ * The handler context. `signal` is created on first access: most handlers never read it, and a
+ * plugin's hook call listens through onAbort (an AbortController and its listener cost several
+ * microseconds a call, paid on every call of a parallel hook over hundreds of plugins).
+ */
 class Context implements HandlerContext {
   private ac: AbortController | undefined = undefined;
-  private aborted = false;
+  private isAborted = false;
   private reason: unknown = undefined;
+  private listeners: Array<() => void> | undefined = undefined;
   constructor(
     readonly hook: string,
     readonly owner: string,
@@ -94,20 +99,46 @@ class Context implements HandlerContext {
   get signal(): AbortSignal {
     if (this.ac === undefined) {
       this.ac = new AbortController();
-      if (this.aborted) this.ac.abort(this.reason);
+      if (this.isAborted) this.ac.abort(this.reason);
     }
     return this.ac.signal;
   }
 
+  get aborted(): boolean {
+    return this.isAborted;
+  }
+
+  onAbort(fn: () => void): () => void {
+    if (this.isAborted) {
+      fn();
+      return () => undefined;
+    }
+    const list = (this.listeners ??= []);
+    list.push(fn);
+    return () => {
+      const i = list.indexOf(fn);
+      if (i >= 0) list.splice(i, 1);
+    };
+  }
+
   abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
+    if (this.isAborted) return;
+    this.isAborted = true;
     this.reason = reason;
     if (this.ac !== undefined) {
       try {
         this.ac.abort(reason);
       } catch {
         // A listener of the handler threw; that is the handler's problem, not the invocation's.
+      }
+    }
+    const list = this.listeners;
+    this.listeners = undefined;
+    for (const fn of list ?? []) {
+      try {
+        fn();
+      } catch {
+        // As above.
       }
     }
   }
@@ -134,14 +165,26 @@ type Settled = HandlerOutcome | typeof ABORTED;
 
 interface Running {
   readonly ctx: Context;
-  timer: NodeJS.Timeout | undefined;
+  /** performance.now() past which it has timed out (with a timeout). */
+  readonly deadline: number;
   done: boolean;
   readonly resolve: (o: Settled) => void;
+  /** Settles it as timed out (with a timeout). */
+  expire: (() => void) | undefined;
 }
 
 /** The state of one invoke() call. */
 export class Invocation {
   private running: Set<Running> | undefined = undefined;
+  /**
+   * Handlers waited on with a timeout, in the order they started (so by deadline: one invocation
+   * has one timeout), behind one timer for the invocation rather than one per handler: a parallel
+   * hook over hundreds of plugins armed and cleared a timer for each.
+   */
+  private timed: Running[] | undefined = undefined;
+  private timedHead = 0;
+  private timedLive = 0;
+  private timer: NodeJS.Timeout | undefined = undefined;
   private listening = false;
   private aborted = false;
   private onAbortCallback: (() => void) | undefined = undefined;
@@ -191,16 +234,16 @@ export class Invocation {
 
   private wait(entry: Entry, ctx: Context, thenable: unknown, then: NonNullable<ReturnType<typeof thenOf>>, t0: number): Promise<Settled> {
     return new Promise<Settled>((resolve) => {
-      const run: Running = { ctx, timer: undefined, done: false, resolve };
+      const run: Running = { ctx, deadline: t0 + this.timeout, done: false, resolve, expire: undefined };
       const finish = (o: HandlerOutcome): void => {
         if (run.done) return; // a late result after a timeout or an abort is ignored
         run.done = true;
-        if (run.timer !== undefined) clearTimeout(run.timer);
+        if (run.expire !== undefined) this.untime();
         this.running?.delete(run);
         resolve(o);
       };
       if (this.timeout > 0) {
-        const expire = (): void => {
+        run.expire = (): void => {
           if (run.done) return;
           const err = new HookTimeoutError(this.hook, entry.owner, this.timeout);
           ctx.abort(err);
@@ -208,14 +251,7 @@ export class Invocation {
           o.timedOut = true;
           finish(o);
         };
-        // The verdict waits for this turn's I/O: the event loop runs timers before it reads what
-        // arrived, and a host starved of cpu (a parallel hook waking a thousand plugins on two
-        // cores) would otherwise time out answers that are already there. Still unanswered after
-        // that turn is a timeout.
-        run.timer = setTimeout(() => {
-          run.timer = undefined;
-          if (!run.done) setImmediate(expire);
-        }, this.timeout);
+        this.time(run);
       }
       if (this.signal !== undefined) {
         (this.running ??= new Set()).add(run);
@@ -232,6 +268,47 @@ export class Invocation {
       }
     });
   }
+
+  private time(run: Running): void {
+    (this.timed ??= []).push(run);
+    this.timedLive++;
+    if (this.timer === undefined) this.timer = setTimeout(this.onTimer, this.timeout);
+  }
+
+  /** One handler waited on with a timeout settled; the last one takes the timer with it. */
+  private untime(): void {
+    if (--this.timedLive > 0 || this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  // The verdict waits for this turn's I/O: the event loop runs timers before it reads what arrived,
+  // and a host starved of cpu (a parallel hook waking a thousand plugins on two cores) would
+  // otherwise time out answers that are already there. Still unanswered after that turn is a timeout.
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    setImmediate(this.expireDue);
+  };
+
+  private readonly expireDue = (): void => {
+    const q = this.timed;
+    if (q === undefined) return;
+    const now = performance.now();
+    while (this.timedHead < q.length) {
+      const run = q[this.timedHead]!;
+      // A timer fires on the event loop's clock, which may lag performance.now() by up to a
+      // millisecond: that close counts as due.
+      if (!run.done && run.deadline - now > 1) break;
+      this.timedHead++;
+      run.expire!();
+    }
+    if (this.timedHead === q.length) {
+      q.length = 0;
+      this.timedHead = 0;
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(this.onTimer, Math.max(1, q[this.timedHead]!.deadline - now));
+    }
+  };
 
   private listen(): void {
     if (this.listening || this.signal === undefined) return;
@@ -253,7 +330,7 @@ export class Invocation {
     if (this.running !== undefined) {
       for (const run of this.running) {
         run.done = true;
-        if (run.timer !== undefined) clearTimeout(run.timer);
+        if (run.expire !== undefined) this.untime();
         run.ctx.abort(reason);
         run.resolve(ABORTED);
       }

@@ -36,6 +36,13 @@ export interface HandlerContext {
    * it costs no AbortController.
    */
   signal: AbortSignal;
+  /** Whether this handler was aborted (timed out, or the caller cancelled); reads no `signal`. */
+  readonly aborted: boolean;
+  /**
+   * Calls `fn` once when this handler is aborted; returns the function that forgets it. The cheap
+   * form of `signal`'s abort event (no AbortController per call): what a plugin's hook call uses.
+   */
+  onAbort(fn: () => void): () => void;
   /** This handler's timeout in ms (0: none). */
   timeout: number;
 }

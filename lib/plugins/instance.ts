@@ -105,23 +105,26 @@ export class PluginInstance {
 
   /** The registry handler for one hook of this instance. */
   hookHandler(hook: string): HookHandler {
-    return (args: unknown[], ctx: HandlerContext) => this.callHook(hook, args, ctx);
+    // The method name is made once: a fresh concatenation per call costs the encoder a hash of a
+    // new string each time (it sends names by number after the first).
+    const method = HOOK_METHOD_PREFIX + hook;
+    return (args: unknown[], ctx: HandlerContext) => this.callHook(hook, method, args, ctx);
   }
 
-  private async callHook(hook: string, args: unknown[], ctx: HandlerContext): Promise<unknown> {
+  private async callHook(hook: string, method: string, args: unknown[], ctx: HandlerContext): Promise<unknown> {
     // A caller that snapshotted the handlers just before a reload switched them lands here after
     // this instance retired: send it to the successor rather than fail it.
     if (this.retired && this.successor !== undefined && !this.successor.retired && this.successor.hooks.some((h) => h.hook === hook)) {
-      return this.successor.callHook(hook, args, ctx);
+      return this.successor.callHook(hook, method, args, ctx);
     }
     this.inflight++;
     const started = Date.now();
     try {
-      return await this.proc.callWith({ timeout: this.info.limits.callTimeout ?? 0, signal: ctx.signal }, HOOK_METHOD_PREFIX + hook, ...args);
+      return await this.proc.callWith({ timeout: this.info.limits.callTimeout ?? 0, cancel: ctx }, method, ...args);
     } catch (e) {
       if (e instanceof CallTimeoutError) {
         this.violation({ kind: 'timeout', message: `hook '${hook}' got no answer within ${e.timeout} ms`, limit: e.timeout });
-      } else if (ctx.signal.aborted && ctx.timeout > 0 && Date.now() - started >= ctx.timeout - 1) {
+      } else if (ctx.aborted && ctx.timeout > 0 && Date.now() - started >= ctx.timeout - 1) {
         this.violation({ kind: 'timeout', message: `hook '${hook}' got no answer within the hook's ${ctx.timeout} ms`, limit: ctx.timeout });
       }
       throw e;
