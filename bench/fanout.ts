@@ -15,14 +15,22 @@
  * Each plugin (and each peer) answers with the argument it got: the cost measured is the call path,
  * not the handler. The peers carry the same argument and answer as plain structured-clone messages.
  *
+ * Beside them, the floor of the mechanics on this machine (bench/fanout-floor.c, built with `cc`):
+ * the same fan-out, wake-ups and collection in C over N processes and over N threads, with nothing
+ * else in the way, and again with 1 MiB of each sleeper's memory touched per wake-up (a stand-in for
+ * a runtime's working set). The processes / threads ratio of the floor is what one process per
+ * plugin costs here before any JavaScript runs.
+ *
  * Options: --sizes 20,200 (which N, comma-separated), --calls C (plugin calls measured per N and
  * contestant, default 40000; the invokes are C / N, at least --min-rounds, default 10), --inflight I,
  * --warmup W (invokes before measuring, default 5), --peers-max N (no peers above this N: 1000 node
- * children take ~40 MB each; default no limit), --launcher <module> (bench/launcher-arg.ts).
+ * children take ~40 MB each; default no limit), --no-floor (skip the C floor), --launcher <module>
+ * (bench/launcher-arg.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { PluginHost } from '../lib/plugins';
@@ -235,6 +243,35 @@ async function childrenFanOut(n: number): Promise<FanOut> {
   };
 }
 
+// -------------------------------------------------------------------------------------------- floor
+
+interface Floor {
+  callsPerSecond: number;
+  cpuUsPerCall: number;
+  hostCpuUsPerCall: number;
+}
+
+/** Builds bench/fanout-floor.c into a temporary directory; returns the program and its cleanup. */
+function buildFloor(): { exe: string; cleanup: () => void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'warden-fanout-floor-'));
+  const exe = path.join(dir, 'fanout-floor');
+  try {
+    execFileSync('cc', ['-O2', '-pthread', '-o', exe, path.join(__dirname, '..', '..', 'bench', 'fanout-floor.c')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw new Error(`building bench/fanout-floor.c with cc failed (install a C compiler, or pass --no-floor): ${(e as Error).message}`);
+  }
+  return { exe, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+function runFloor(exe: string, kind: 'processes' | 'threads', n: number, inflight: number, rounds: number, touchKiB: number): Floor {
+  process.stderr.write(`  C floor, ${n} ${kind}${touchKiB > 0 ? `, ${touchKiB} KiB touched per wake-up` : ''}...\n`);
+  const out = execFileSync(exe, [kind, String(n), String(inflight), String(rounds), String(touchKiB)], { encoding: 'utf8', timeout: 300_000 });
+  const f = JSON.parse(out) as Floor;
+  if (!(f.callsPerSecond > 0) || !(f.cpuUsPerCall > 0)) throw new Error(`fanout-floor printed ${out.trim()}`);
+  return f;
+}
+
 // -------------------------------------------------------------------------------------------- main
 
 async function run(make: () => Promise<FanOut>, rounds: number, inflight: number, warmup: number): Promise<Result> {
@@ -255,8 +292,10 @@ async function main(): Promise<void> {
   const inflight = Math.max(1, argNumber('inflight', 4));
   const warmup = argNumber('warmup', 5);
   const peersMax = argNumber('peers-max', Infinity);
+  const floor = process.argv.includes('--no-floor') ? undefined : buildFloor();
   const failures: string[] = [];
   const rows: string[][] = [];
+  const floorNotes: string[] = [];
   for (const n of sizes) {
     const rounds = Math.max(minRounds, Math.ceil(calls / n));
     process.stderr.write(`N = ${n}\n`);
@@ -285,10 +324,29 @@ async function main(): Promise<void> {
       ]);
     }
     if (n > peersMax) rows.push([String(n), `peers skipped (--peers-max ${peersMax})`, '', '', '', '', '', '', '']);
+    if (floor !== undefined) {
+      const tPerS = threads ? threads.pluginCalls / (threads.ms / 1000) : NaN;
+      const tCpu = threads ? ((threads.hostCpuMs + threads.runnersCpuMs) * 1000) / Math.max(1, threads.pluginCalls) : NaN;
+      const ratio = (v: number, t: number) => (threads ? `${(v / t).toFixed(2)}×` : 'no peer');
+      const floorRounds = Math.max(rounds, 50);
+      for (const touch of [0, 1024]) {
+        const got = { processes: runFloor(floor.exe, 'processes', n, inflight, floorRounds, touch), threads: runFloor(floor.exe, 'threads', n, inflight, floorRounds, touch) };
+        for (const kind of ['processes', 'threads'] as const) {
+          const f = got[kind];
+          rows.push([
+            String(n), `C floor: ${n} ${kind}${touch > 0 ? ', 1 MiB touched per wake-up' : ''}`, f.callsPerSecond.toFixed(0), ratio(f.callsPerSecond, tPerS),
+            '–', '', '–', `${f.cpuUsPerCall.toFixed(1)} (coordinator ${f.hostCpuUsPerCall.toFixed(1)})`, ratio(f.cpuUsPerCall, tCpu),
+          ]);
+        }
+        floorNotes.push(`N = ${n}${touch > 0 ? ', 1 MiB touched' : ''}: C processes / C threads ${(got.processes.callsPerSecond / got.threads.callsPerSecond).toFixed(2)}× the calls/s, ${(got.processes.cpuUsPerCall / got.threads.cpuUsPerCall).toFixed(2)}× the cpu per call`);
+      }
+    }
   }
+  floor?.cleanup();
   const load = fs.readFileSync('/proc/loadavg', 'utf8').trim();
   process.stdout.write(`\n### bench:fanout — a parallel hook over N plugins (${inflight} invokes in flight; ${os.availableParallelism()} cores; loadavg ${load})\n\n`);
   process.stdout.write(table(['N', 'fan-out over', 'plugin calls/s', 'vs threads', 'invoke p50 ms', 'vs threads', 'invoke p99 ms', 'cpu µs per plugin call', 'vs threads'], rows));
+  if (floorNotes.length > 0) process.stdout.write(`\nThe floor (the same fan-out in C, no runtime): ${floorNotes.join('; ')}.\n`);
   if (failures.length > 0) {
     process.stdout.write(`\nFAILED (${failures.length}):\n${failures.slice(0, 20).map((f) => `- ${f}`).join('\n')}\n`);
     process.exitCode = 1;
