@@ -103,6 +103,33 @@ t.test('prom-client is not loaded by a host that does not ask for metrics', asyn
 });
 
 const noCgroup = asRoot ? false : 'memory limits need cgroups: skipped as an unprivileged user (see warden doctor)';
+t.test('a plugin already over the threshold when it is watched raises pressure', { skip: noCgroup }, async (t) => {
+  // The kernel takes its side of a v1 threshold when the threshold is armed, without a notice: a
+  // plugin that is over it before the host first looks must still be reported (before: never, with
+  // sampling off).
+  const kernel = hostLayout().v1.has('memory');
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  const limit = 128 * MiB;
+  w.writePlugin('big', {
+    code: `const keep = []; for (let i = 0; i < 100; i++) keep.push(Buffer.alloc(1 << 20, 1)); exports.activate = (h) => { h.hook('alloc', () => keep.length); };`,
+    hooks: ['alloc'],
+    limits: { memory: '128M' },
+  });
+  await w.trust('big', { limits: { memory: limit } });
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, observe: { intervalMs: kernel ? 0 : 200 } });
+  t.teardown(() => host.close());
+  const seen: PressureEvent[] = [];
+  host.on('pressure', (e: PressureEvent) => seen.push(e));
+  await host.start();
+  const held = host.usage().plugins[0]!.memory.bytes ?? 0;  // the observer's first look arms the threshold
+  t.ok(held >= 0.8 * limit, `the cgroup holds ${held} bytes, over 80% of ${limit} before the host looked`);
+  await until(() => seen.length > 0, 5000, 'a pressure event');
+  t.match(seen[0], { plugin: 'big', kind: 'memory', limit, source: kernel ? 'kernel' : 'sample' });
+  t.equal(host.status('big'), 'active', 'still active');
+});
+
 t.test('a plugin at 85% of its memory limit raises pressure, not a kill', { skip: noCgroup }, async (t) => {
   const kernel = hostLayout().v1.has('memory');
   const w = await PluginWorld.create();
