@@ -4,11 +4,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
-import t from 'tap';
+import t, { Test } from 'tap';
 import { Registry } from 'prom-client';
 
 import { hostLayout } from '../lib/limits';
 import type { PressureEvent } from '../lib/metrics';
+import type { PluginHost } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
 import { parsePromText, valueOf } from './helpers/prom-text';
 import { countLoopTurns } from './helpers/loop-turns';
@@ -103,26 +104,31 @@ t.test('prom-client is not loaded by a host that does not ask for metrics', asyn
 });
 
 const noCgroup = asRoot ? false : 'memory limits need cgroups: skipped as an unprivileged user (see warden doctor)';
-t.test('a plugin already over the threshold when it is watched raises pressure', { skip: noCgroup }, async (t) => {
-  // The kernel takes its side of a v1 threshold when the threshold is armed, without a notice: a
-  // plugin that is over it before the host first looks must still be reported (before: never, with
-  // sampling off).
+/**
+ * A host with one plugin (`code`) under a 128 MiB memory limit, collecting its pressure events.
+ * With a v1 memory controller the kernel's threshold notification must do it alone: no sampling.
+ */
+async function pressureHost(t: Test, name: string, code: string): Promise<{ host: PluginHost; seen: PressureEvent[]; limit: number; kernel: boolean }> {
   const kernel = hostLayout().v1.has('memory');
   const w = await PluginWorld.create();
   t.teardown(() => w.cleanup());
   const limit = 128 * MiB;
-  w.writePlugin('big', {
-    code: `const keep = []; for (let i = 0; i < 100; i++) keep.push(Buffer.alloc(1 << 20, 1)); exports.activate = (h) => { h.hook('alloc', () => keep.length); };`,
-    hooks: ['alloc'],
-    limits: { memory: '128M' },
-  });
-  await w.trust('big', { limits: { memory: limit } });
+  w.writePlugin(name, { code, hooks: ['alloc'], limits: { memory: '128M' } });
+  await w.trust(name, { limits: { memory: limit } });
   await w.publish();
   const host = w.host({ hooks: HOOKS, observe: { intervalMs: kernel ? 0 : 200 } });
   t.teardown(() => host.close());
   const seen: PressureEvent[] = [];
   host.on('pressure', (e: PressureEvent) => seen.push(e));
   await host.start();
+  return { host, seen, limit, kernel };
+}
+
+t.test('a plugin already over the threshold when it is watched raises pressure', { skip: noCgroup }, async (t) => {
+  // The kernel takes its side of a v1 threshold when the threshold is armed, without a notice: a
+  // plugin that is over it before the host first looks must still be reported (before: never, with
+  // sampling off).
+  const { host, seen, limit, kernel } = await pressureHost(t, 'big', `const keep = []; for (let i = 0; i < 100; i++) keep.push(Buffer.alloc(1 << 20, 1)); exports.activate = (h) => { h.hook('alloc', () => keep.length); };`);
   const held = host.usage().plugins[0]!.memory.bytes ?? 0;  // the observer's first look arms the threshold
   t.ok(held >= 0.8 * limit, `the cgroup holds ${held} bytes, over 80% of ${limit} before the host looked`);
   await until(() => seen.length > 0, 5000, 'a pressure event');
@@ -131,23 +137,7 @@ t.test('a plugin already over the threshold when it is watched raises pressure',
 });
 
 t.test('a plugin at 85% of its memory limit raises pressure, not a kill', { skip: noCgroup }, async (t) => {
-  const kernel = hostLayout().v1.has('memory');
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
-  const limit = 128 * MiB;
-  w.writePlugin('grower', {
-    code: `const keep = []; exports.activate = (h) => { h.hook('alloc', (n) => { for (let i = 0; i < n; i++) keep.push(Buffer.alloc(1 << 20, 1)); return keep.length; }); };`,
-    hooks: ['alloc'],
-    limits: { memory: '128M' },
-  });
-  await w.trust('grower', { limits: { memory: limit } });
-  await w.publish();
-  // With a v1 memory controller the kernel's threshold notification must do it alone: no sampling.
-  const host = w.host({ hooks: HOOKS, observe: { intervalMs: kernel ? 0 : 200 } });
-  t.teardown(() => host.close());
-  const seen: PressureEvent[] = [];
-  host.on('pressure', (e: PressureEvent) => seen.push(e));
-  await host.start();
+  const { host, seen, limit, kernel } = await pressureHost(t, 'grower', `const keep = []; exports.activate = (h) => { h.hook('alloc', (n) => { for (let i = 0; i < n; i++) keep.push(Buffer.alloc(1 << 20, 1)); return keep.length; }); };`);
   const pid = host.info('grower').pid;
   // Grow 2 MiB at a time until the cgroup (what the kernel limits) holds 85% of the limit. The
   // runner's file-backed pages (node itself) are charged to whoever read them first, so the
