@@ -31,14 +31,14 @@ const ALLOWED: Record<string, readonly string[]> = {
   // npm ci in a sandbox, then the digest.
   install: ['sandbox', 'trust', 'net', 'errors'],
   // The plugins' bus: grants, routing, shared data; plugins/ wires it to each plugin's channel.
-  bus: ['trust', 'errors', 'defaults', 'token-bucket'],
+  bus: ['trust', 'errors', 'defaults', 'token-bucket', 'abort-source'],
   // Pure libraries.
   // A score from the audit log's counts and the trust list (types only of both).
   reputation: ['audit', 'trust'],
-  hooks: ['errors', 'defaults'],
+  hooks: ['errors', 'defaults', 'abort-source'],
   trust: ['errors'],
   audit: ['native', 'errors'],
-  channel: ['native-file', 'errors', 'defaults', 'token-bucket'],
+  channel: ['native-file', 'errors', 'defaults', 'token-bucket', 'abort-source'],
   // Runs any command; knows nothing of runners, plugins or trust.
   sandbox: ['native', 'net', 'limits', 'policy', 'errors', 'defaults'],
   // The addon's typed surface (its network hooks take net's types).
@@ -58,11 +58,13 @@ const ALLOWED: Record<string, readonly string[]> = {
   'terminal-text': [],
   // A rate with a burst: every rate the host holds a plugin to.
   'token-bucket': [],
+  // Abort once, heard cheaply (onAbort) or as an AbortSignal: the handler contexts of calls and hooks.
+  'abort-source': [],
 };
 
 /** What the code inside a sandbox may load, all the way down from the runner's entry. */
 const RUNNER_ENTRY = 'runner/main.ts';
-const RUNNER_MAY_REACH = new Set(['runner', 'channel', 'runner-protocol', 'errors', 'native-file', 'defaults', 'token-bucket']);
+const RUNNER_MAY_REACH = new Set(['runner', 'channel', 'runner-protocol', 'errors', 'native-file', 'defaults', 'token-bucket', 'abort-source']);
 
 const MAX_LINES = 600;
 

@@ -16,6 +16,7 @@
  * busy), so it loses events rather than its sandbox; the publisher, which is bounded by its rate,
  * is not slowed by it either.
  */
+import type { CancelSource } from '../abort-source';
 import { WardenError } from '../errors';
 import { DEFAULT_BUS } from '../defaults';
 import { TokenBucket } from '../token-bucket';
@@ -25,12 +26,6 @@ import { sizeOver } from './size';
 
 /** The application's name on the bus: not a plugin name (those cannot start with '$'), so no plugin can take it. */
 export const HOST_SENDER = '$host';
-
-/** What cancels a service call (the caller's call context; the channel's CancelSource has this shape). */
-export interface CancelSource {
-  readonly aborted: boolean;
-  onAbort(fn: () => void): () => void;
-}
 
 /** How the bus reaches one running instance of a plugin (plugins/bus-wiring.ts makes it). */
 export interface BusPeer {

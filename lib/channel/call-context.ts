@@ -3,6 +3,7 @@
  * texts both ways, so that neither a hostile error (its getters, its size) nor a hostile method
  * name makes an answer large or throws where the channel cannot catch it.
  */
+import { AbortSource, type CancelSource } from '../abort-source';
 import { RemoteError } from '../errors';
 
 export interface CallContext {
@@ -11,56 +12,14 @@ export interface CallContext {
   readonly method: string;
 }
 
-/**
- * What cancels a call made on behalf of another call (the bus forwarding a service call): the
- * outer call's Context. Cheaper than an AbortSignal: an AbortController and its listener cost
- * several microseconds per call, paid on every call although almost none is ever cancelled.
- */
-export interface CancelSource {
-  readonly aborted: boolean;
-  /** Calls `fn` once when aborted; returns the function that forgets it. */
-  onAbort(fn: () => void): () => void;
-}
+export type { CancelSource };
 
 export type Handler = (this: CallContext, ...args: unknown[]) => unknown;
 
 /** The `this` of a handler. Its AbortController is made only if the handler looks at `signal`. */
-export class Context implements CallContext, CancelSource {
-  private ac: AbortController | undefined;
-  private abortedWith: unknown;
-  private isAborted = false;
-  private listeners: Array<() => void> | undefined;
-  constructor(readonly method: string) {}
-
-  get signal(): AbortSignal {
-    if (this.ac === undefined) {
-      this.ac = new AbortController();
-      if (this.isAborted) this.ac.abort(this.abortedWith);
-    }
-    return this.ac.signal;
-  }
-
-  get aborted(): boolean {
-    return this.isAborted;
-  }
-
-  onAbort(fn: () => void): () => void {
-    const list = (this.listeners ??= []);
-    list.push(fn);
-    return () => {
-      const i = list.indexOf(fn);
-      if (i >= 0) list.splice(i, 1);
-    };
-  }
-
-  abort(reason: unknown): void {
-    if (this.isAborted) return;
-    this.isAborted = true;
-    this.abortedWith = reason;
-    this.ac?.abort(reason);
-    const list = this.listeners;
-    this.listeners = undefined;
-    for (const fn of list ?? []) fn();
+export class Context extends AbortSource implements CallContext {
+  constructor(readonly method: string) {
+    super();
   }
 }
 

@@ -7,6 +7,7 @@
  * `ctx.signal`); timers and abort bookkeeping exist only for handlers that return a promise.
  */
 import { performance } from 'node:perf_hooks';
+import { AbortSource } from '../abort-source';
 import { HookAbortError, HookTimeoutError } from '../errors';
 import type { HandlerContext, HandlerOutcome, HookHandler, HookResult, InvokeMode } from './types';
 
@@ -81,66 +82,16 @@ export function normaliseError(e: unknown): ErrorInfo {
 }
 
 /**
- * The handler context. `signal` is created on first access: most handlers never read it, and a
- * plugin's hook call listens through onAbort (an AbortController and its listener cost several
- * microseconds a call, paid on every call of a parallel hook over hundreds of plugins).
+ * The handler context. Its `signal` is made on first access (see AbortSource): most handlers never
+ * read it, and a plugin's hook call listens through onAbort.
  */
-class Context implements HandlerContext {
-  private ac: AbortController | undefined = undefined;
-  private isAborted = false;
-  private reason: unknown = undefined;
-  private listeners: Array<() => void> | undefined = undefined;
+class Context extends AbortSource implements HandlerContext {
   constructor(
     readonly hook: string,
     readonly owner: string,
     readonly timeout: number,
-  ) {}
-
-  get signal(): AbortSignal {
-    if (this.ac === undefined) {
-      this.ac = new AbortController();
-      if (this.isAborted) this.ac.abort(this.reason);
-    }
-    return this.ac.signal;
-  }
-
-  get aborted(): boolean {
-    return this.isAborted;
-  }
-
-  onAbort(fn: () => void): () => void {
-    if (this.isAborted) {
-      fn();
-      return () => undefined;
-    }
-    const list = (this.listeners ??= []);
-    list.push(fn);
-    return () => {
-      const i = list.indexOf(fn);
-      if (i >= 0) list.splice(i, 1);
-    };
-  }
-
-  abort(reason: unknown): void {
-    if (this.isAborted) return;
-    this.isAborted = true;
-    this.reason = reason;
-    if (this.ac !== undefined) {
-      try {
-        this.ac.abort(reason);
-      } catch {
-        // A listener of the handler threw; that is the handler's problem, not the invocation's.
-      }
-    }
-    const list = this.listeners;
-    this.listeners = undefined;
-    for (const fn of list ?? []) {
-      try {
-        fn();
-      } catch {
-        // As above.
-      }
-    }
+  ) {
+    super();
   }
 }
 
