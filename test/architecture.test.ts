@@ -24,7 +24,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   // A plugin process: a runner in a sandbox, its tree read and digest-checked (trust/tree).
   process: ['trust', 'limits', 'channel', 'sandbox', 'net', 'policy', 'runner-protocol', 'pid-alive', 'errors', 'defaults', 'token-bucket'],
   // Beside plugins/, used by it, never using it: metrics read a view of the host the plugin host builds.
-  metrics: ['audit', 'hooks', 'limits', 'errors'],
+  metrics: ['audit', 'hooks', 'limits', 'errors', 'token-bucket'],
   dashboard: ['metrics', 'audit', 'errors'],
   // The capability scan: acorn over a plugin's files in a worker thread; knows nothing of plugins.
   scan: ['terminal-text', 'defaults'],

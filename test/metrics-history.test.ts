@@ -146,3 +146,54 @@ t.test('an idle plugin costs one cgroup read per sample; one that ran is read in
   t.ok(counts.some((n) => n >= 3), `a full read among 12 idle samples (${counts.join(' ')})`);
   t.ok(counts.filter((n) => n <= 2).length >= 10, 'the others read cpu only');
 });
+
+t.test('a plugin starting and ending memory episodes at will: one episode per swing, events bounded, the rest counted', async (t) => {
+  // A running instance whose cgroup reads are the test's (the kernel side is in metrics.test.ts).
+  // Its pid cannot exist (above the kernel's pid_max), so no kernel watch is armed.
+  const limit = 100 * 1048576;
+  let memory = 0;
+  let cpuNs = 0; // moves at each read: a busy plugin, whose memory the sample reads every time
+  const inst = {
+    pid: 4_194_305, version: '1.0.0', startedAt: Date.now(), publisher: 'test', trust: 'trusted', permissions: [], limits: { memory: limit },
+    stats: () => ({ memory: { current: memory, limit }, cpu: { usageNs: (cpuNs += 1000), throttledNs: 0 }, pids: { current: 1 }, at: Date.now() }),
+  };
+  const ee = new EventEmitter();
+  const audit = new AuditLog();
+  const source: ObserverSource = {
+    plugins: () => [{ name: 'swinger', version: '1.0.0', status: 'active', reason: undefined, pid: inst.pid, warm: false, hooks: [], restarts: 0, recentViolations: 0 }],
+    instance: () => inst, pool: () => undefined, audit,
+    on: (e, l) => ee.on(e, l), off: (e, l) => ee.off(e, l), emit: (e, v) => ee.emit(e, v),
+  };
+  const obs = new PluginObserver(source, { intervalMs: 0 });
+  t.teardown(() => obs.close());
+  obs.usage(); // the plugin gets its meter
+  const seen: PressureEvent[] = [];
+  ee.on('pressure', (e: PressureEvent) => seen.push(e));
+  const threshold = Math.floor(limit * 0.8);
+  const sampleAt = (bytes: number, at: number) => {
+    memory = bytes;
+    obs.sample(at);
+  };
+  let at = Date.now();
+  // Dips that stay above 90% of the threshold end no episode.
+  for (let i = 0; i < 10; i++) {
+    sampleAt(threshold + 4096, (at += 1000));
+    sampleAt(threshold - 4096, (at += 1000));
+  }
+  t.equal(seen.length, 1, 'hovering at the threshold is one episode (was one per crossing)');
+  // Swings through the whole band: an episode each, but the events stop after the burst.
+  for (let i = 0; i < 20; i++) {
+    sampleAt(threshold * 0.85, (at += 100));
+    sampleAt(threshold * 1.05, (at += 100));
+  }
+  t.equal(seen.length, 3, 'three events in all: the burst');
+  t.equal(audit.events({ event: 'pressure', plugin: 'swinger' }).length, 3, 'and three audit lines');
+  t.same(obs.usage().plugins[0]!.pressure, ['memory'], 'the state is still true');
+  // A minute later the next episode is told, with the count of those that were not.
+  sampleAt(threshold * 0.85, (at += 60_000));
+  sampleAt(threshold * 1.05, (at += 100));
+  t.equal(seen.length, 4);
+  t.equal(seen[3]!.suppressed, 18, 'the 18 episodes not told are counted');
+  t.match(seen[3]!.message, /18 earlier episodes not reported/);
+  t.match(audit.events({ event: 'pressure', plugin: 'swinger' })[3]!.details, { suppressed: 18 });
+});

@@ -14,7 +14,8 @@ import type { LimitStats, StatFields } from '../limits';
 import type { Stop } from '../limits/events';
 import { PluginHistory, TimeRing, type HistorySeries, type HistoryView } from './history';
 import { LatencyHistogram } from './latency';
-import { DEFAULT_THRESHOLDS, watchMemoryThreshold, type Thresholds } from './pressure';
+import { TokenBucket } from '../token-bucket';
+import { DEFAULT_THRESHOLDS, PRESSURE_CLEAR_SHARE, PRESSURE_EVENTS, watchMemoryThreshold, type Thresholds } from './pressure';
 import { registerMetrics, type PromRegistryLike } from './prometheus';
 import type { HostUsage, ObservedInstance, ObservedStatus, ObserverSource, PluginUsage, PressureKind } from './types';
 
@@ -33,6 +34,7 @@ const MAX_RECENT = 100_000;
 // the event counters (oom kills, refused forks) reach the host through the limits' own watches.
 const CPU_FIELDS: StatFields = new Set(['cpuUsageNs', 'cpuThrottledNs']);
 const MEMORY_PIDS_FIELDS: StatFields = new Set(['memoryCurrent', 'memoryPeak', 'pidsCurrent']);
+const MEMORY_FIELD: StatFields = new Set(['memoryCurrent']);
 /** Plugins per turn of the event loop in usageInTurns(). */
 const USAGE_BATCH = 100;
 /** Reads in a row that may carry an idle sandbox's memory and pids forward before they are read again. */
@@ -62,6 +64,9 @@ interface Meter {
   last: { stats: LimitStats; carried: number } | undefined;
   history: PluginHistory;
   pressure: Set<PressureKind>;
+  /** Pressure events this plugin may still cause (PRESSURE_EVENTS), and episodes not told since the last. */
+  pressureEvents: TokenBucket;
+  pressureSuppressed: number;
   throttledStreak: number;
 }
 
@@ -182,6 +187,7 @@ export class PluginObserver {
         calls: 0, errors: 0, timeouts: 0, methodCalls: 0, methodErrors: 0, violations: new Map(), lastViolation: undefined,
         cpuBase: 0, throttledBase: 0, mibSeconds: 0, current: undefined, memWatch: undefined, prev: undefined, last: undefined,
         history: new PluginHistory(this.points), pressure: new Set(), throttledStreak: 0,
+        pressureEvents: new TokenBucket(PRESSURE_EVENTS.perMinute / 60, PRESSURE_EVENTS.burst, Date.now()), pressureSuppressed: 0,
       };
       this.meters.set(name, m);
     }
@@ -207,11 +213,15 @@ export class PluginObserver {
     const limit = inst?.limits.memory;
     if (inst !== undefined && limit !== undefined && limit > 0) {
       const threshold = Math.floor(limit * this.thresholds.memory);
-      m.memWatch = watchMemoryThreshold(inst.pid, threshold, (usage) => {
-        if (m.current?.inst !== inst) return;
-        if (usage >= threshold) this.raise(m, 'memory', usage, threshold, 'kernel', limit);
-        else m.pressure.delete('memory');
-      });
+      m.memWatch = watchMemoryThreshold(
+        inst.pid,
+        // The edge that changes the episode: up through the threshold, or down through its end.
+        () => (m.pressure.has('memory') ? threshold * PRESSURE_CLEAR_SHARE : threshold),
+        () => inst.stats(MEMORY_FIELD)?.memory.current,
+        (usage) => {
+          if (m.current?.inst === inst) this.memoryReading(m, usage, limit, 'kernel', Date.now());
+        },
+      );
     }
     return inst;
   }
@@ -280,37 +290,54 @@ export class PluginObserver {
       p50: m.window.quantile(0.5) * 1000,
       p99: m.window.quantile(0.99) * 1000,
     };
-    // Memory: the kernel's notification where there is one; this read also clears the warning.
-    if (mem !== undefined && limit !== undefined && limit > 0) {
-      const threshold = Math.floor(limit * this.thresholds.memory);
-      if (mem >= threshold) this.raise(m, 'memory', mem, threshold, 'sample', limit);
-      else if (mem < threshold * 0.9) m.pressure.delete('memory');
-    }
+    // Memory: the kernel's notification where there is one, and this read.
+    if (mem !== undefined && limit !== undefined && limit > 0) this.memoryReading(m, mem, limit, 'sample', now);
     if (dt > 0) {
       const throttled = (throttledNs - prev!.throttledNs) / 1e9 / dt;
       m.throttledStreak = throttled >= this.thresholds.cpuThrottled ? m.throttledStreak + 1 : 0;
-      if (m.throttledStreak >= this.thresholds.cpuThrottledSamples) this.raise(m, 'cpu-throttled', throttled, this.thresholds.cpuThrottled, 'sample');
+      if (m.throttledStreak >= this.thresholds.cpuThrottledSamples) this.raise(m, 'cpu-throttled', throttled, this.thresholds.cpuThrottled, 'sample', now);
       else if (m.throttledStreak === 0) m.pressure.delete('cpu-throttled');
       const calls = m.calls - prev!.calls;
       const rate = calls > 0 ? (m.errors - prev!.errors) / calls : 0;
-      if (calls >= this.thresholds.errorMinCalls && rate >= this.thresholds.errorRate) this.raise(m, 'errors', rate, this.thresholds.errorRate, 'sample');
+      if (calls >= this.thresholds.errorMinCalls && rate >= this.thresholds.errorRate) this.raise(m, 'errors', rate, this.thresholds.errorRate, 'sample', now);
       else if (rate < this.thresholds.errorRate / 2) m.pressure.delete('errors');
     }
     m.prev = { at: now, cpuNs, throttledNs, calls: m.calls, errors: m.errors };
     return out;
   }
 
-  /** A soft threshold crossed: once per episode, a 'pressure' event and a `warning` audit line. */
-  private raise(m: Meter, kind: PressureKind, value: number, threshold: number, source: 'kernel' | 'sample', limit?: number): void {
+  /**
+   * One reading of a plugin's memory, from the kernel's notice or the sample: the one rule for both.
+   * An episode starts at the threshold and ends under PRESSURE_CLEAR_SHARE of it.
+   */
+  private memoryReading(m: Meter, usage: number, limit: number, source: 'kernel' | 'sample', now: number): void {
+    const threshold = Math.floor(limit * this.thresholds.memory);
+    if (usage >= threshold) this.raise(m, 'memory', usage, threshold, source, now, limit);
+    else if (usage < threshold * PRESSURE_CLEAR_SHARE) m.pressure.delete('memory');
+  }
+
+  /**
+   * A soft threshold crossed: once per episode, a 'pressure' event and a `warning` audit line, as
+   * many as the plugin's PRESSURE_EVENTS bucket allows. The episode is counted (usage().pressure,
+   * the gauge) either way; one not told is counted into the next event's `suppressed`.
+   */
+  private raise(m: Meter, kind: PressureKind, value: number, threshold: number, source: 'kernel' | 'sample', now: number, limit?: number): void {
     if (m.pressure.has(kind) || this.closed) return;
     m.pressure.add(kind);
+    if (!m.pressureEvents.tryTake(now)) {
+      m.pressureSuppressed++;
+      return;
+    }
+    const suppressed = m.pressureSuppressed;
+    m.pressureSuppressed = 0;
     const message =
       kind === 'memory' ? `memory at ${mib(value)} of its ${mib(limit!)} limit (warning at ${Math.round(this.thresholds.memory * 100)}%)`
       : kind === 'cpu-throttled' ? `cpu throttled ${Math.round(value * 100)}% of the time for ${this.thresholds.cpuThrottledSamples} samples in a row`
       : `${Math.round(value * 100)}% of its hook calls failed in the last ${this.intervalMs} ms`;
-    const ev = { plugin: m.name, kind, value, threshold, ...(limit !== undefined ? { limit } : {}), source, message, at: Date.now() };
+    const told = suppressed > 0 ? `${message}; ${suppressed} earlier episode${suppressed === 1 ? '' : 's'} not reported (at most ${PRESSURE_EVENTS.perMinute} a minute after ${PRESSURE_EVENTS.burst})` : message;
+    const ev = { plugin: m.name, kind, value, threshold, ...(limit !== undefined ? { limit } : {}), source, message: told, at: now, ...(suppressed > 0 ? { suppressed } : {}) };
     const version = m.current?.inst.version;
-    this.source.audit.append({ severity: 'warning', event: 'pressure', plugin: m.name, ...(version !== undefined ? { version } : {}), reason: message, details: { kind, value, threshold, limit, source } });
+    this.source.audit.append({ severity: 'warning', event: 'pressure', plugin: m.name, ...(version !== undefined ? { version } : {}), reason: told, details: { kind, value, threshold, limit, source, ...(suppressed > 0 ? { suppressed } : {}) } });
     this.source.emit('pressure', ev);
   }
 

@@ -68,6 +68,8 @@ export interface PressureEvent {
   source: 'kernel' | 'sample';
   message: string;
   at: number;
+  /** Episodes of this plugin (any kind) not told since its last event: over PRESSURE_EVENTS' rate. */
+  suppressed?: number;
 }
 
 export interface PluginUsage {
