@@ -13,6 +13,20 @@ import type { PluginLimits } from './limits';
 import type { Permission } from './permissions';
 import type { TrustEntry } from '../trust/document';
 
+/**
+ * A hook and the channel method that runs it in the runner. The method name is made once per
+ * handler: a fresh concatenation per call costs the encoder a hash of a new string each time (it
+ * sends names by number after the first).
+ */
+interface HookTarget {
+  readonly hook: string;
+  readonly method: string;
+}
+
+function hookTarget(hook: string): HookTarget {
+  return { hook, method: HOOK_METHOD_PREFIX + hook };
+}
+
 /** Why a plugin stopped or was refused: a violation kind, or what the host decided. */
 export type PluginReasonKind =
   | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'flood' | 'crash'
@@ -105,22 +119,21 @@ export class PluginInstance {
 
   /** The registry handler for one hook of this instance. */
   hookHandler(hook: string): HookHandler {
-    // The method name is made once: a fresh concatenation per call costs the encoder a hash of a
-    // new string each time (it sends names by number after the first).
-    const method = HOOK_METHOD_PREFIX + hook;
-    return (args: unknown[], ctx: HandlerContext) => this.callHook(hook, method, args, ctx);
+    const target = hookTarget(hook);
+    return (args: unknown[], ctx: HandlerContext) => this.callHook(target, args, ctx);
   }
 
-  private async callHook(hook: string, method: string, args: unknown[], ctx: HandlerContext): Promise<unknown> {
+  private async callHook(target: HookTarget, args: unknown[], ctx: HandlerContext): Promise<unknown> {
+    const hook = target.hook;
     // A caller that snapshotted the handlers just before a reload switched them lands here after
     // this instance retired: send it to the successor rather than fail it.
     if (this.retired && this.successor !== undefined && !this.successor.retired && this.successor.hooks.some((h) => h.hook === hook)) {
-      return this.successor.callHook(hook, method, args, ctx);
+      return this.successor.callHook(target, args, ctx);
     }
     this.inflight++;
     const started = Date.now();
     try {
-      return await this.proc.callWith({ timeout: this.info.limits.callTimeout ?? 0, cancel: ctx }, method, ...args);
+      return await this.proc.callWith({ timeout: this.info.limits.callTimeout ?? 0, cancel: ctx }, target.method, ...args);
     } catch (e) {
       if (e instanceof CallTimeoutError) {
         this.violation({ kind: 'timeout', message: `hook '${hook}' got no answer within ${e.timeout} ms`, limit: e.timeout });
