@@ -182,3 +182,28 @@ t.test('a payload counts at least what it takes on the channel', async (t) => {
     t.ok(counted >= wire, `${what}: counted ${counted} bytes, the channel takes ${wire}`);
   }
 });
+
+t.test('refusals while the plugin loads: audit lines bounded, and the flood fails the load', async (t) => {
+  // The bus handlers answer from the plugin's first line of code, before the host has the instance
+  // to blame. Before: every refusal was an audit line and none was a violation (3,000 lines here, and
+  // at the channel's rate about half a million in the 10 s a load may take), and a plugin that kept
+  // refusals coming through the load's handshake was activated with its violation lost.
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('noisy', { code: `exports.activate = async (host) => { for (let i = 0; i < 3000; i++) { try { await host.publish('nope', 1); } catch {} } };` });
+  await w.trust('noisy');
+  w.writePlugin('lingering', { code: `exports.activate = (host) => { void (async () => { for (let i = 0; i < 200000; i++) { try { await host.publish('nope', 1); } catch {} } })(); };`, hooks: ['work'] });
+  await w.trust('lingering');
+  await w.publish();
+  const host = w.host({ hooks: [{ name: 'work', mode: 'parallel' }] });
+  t.teardown(() => host.close());
+  await host.start().catch(() => undefined);
+  t.equal(host.info('noisy').status, 'failed', 'the load failed');
+  t.match(host.info('noisy').reason, { kind: 'load-failed', message: /refused on the bus more than 50 times/ });
+  await until(() => host.info('lingering').status !== 'active' && host.info('lingering').status !== 'loading', 10000, 'the lingering flood to end its plugin');
+  t.equal(host.info('lingering').status, 'failed', 'a flood that lasts past the load ends the plugin too');
+  for (const name of ['noisy', 'lingering']) {
+    const lines = host.audit.events({ plugin: name, event: 'bus' }).length;
+    t.ok(lines >= 50 && lines <= 51, `${name}: ${lines} bus audit lines (the 50 refusals allowed, and the one over)`);
+  }
+});

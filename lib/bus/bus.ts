@@ -43,7 +43,13 @@ export interface BusPeer {
 export class BusMember {
   readonly topics = new Set<string>();
   readonly services = new Set<string>();
+  /** The running instance; undefined while the plugin loads (see connect()). */
   peer: BusPeer | undefined;
+  /**
+   * Set when it was refused too often: the violation's message. From then on its refusals are
+   * neither audited nor counted (the plugin is being ended), so a flood costs the host no lines.
+   */
+  floodedWith: string | undefined;
   /** Deliveries waiting on this instance. */
   pending = 0;
   /** Bytes of deliveries and service calls waiting on it (as sizeOver counts them). */
@@ -84,10 +90,23 @@ export class BusMember {
     return this.dataWrites.tryTake(now, bytes);
   }
 
-  /** Counts a refusal; true when the plugin has now been refused too often (its violation). */
+  /**
+   * The instance is running: the bus may now reach it. A flood while it loaded (the bus answers from
+   * the plugin's first line of code) is its violation now: the host fails the load with it.
+   */
+  connect(peer: BusPeer): void {
+    this.peer = peer;
+    if (this.floodedWith !== undefined) peer.violation(this.floodedWith);
+  }
+
+  /**
+   * Counts a refusal; true when the plugin has now been refused too often (its violation). Keeps at
+   * most maxRefusals + 1 times: a flood of refusals is a bounded list, not one entry each.
+   */
   refused(now = Date.now()): boolean {
     this.refusals = this.refusals.filter((t) => now - t < this.o.refusalWindowMs);
     this.refusals.push(now);
+    if (this.refusals.length > this.o.maxRefusals + 1) this.refusals.shift();
     return this.refusals.length > this.o.maxRefusals;
   }
 }
@@ -142,10 +161,18 @@ export class Bus {
     m.narrowTo(successor?.rights);
   }
 
-  /** Audits a refusal, throws it to the sender, and reports the sender's violation when it keeps trying. */
+  /**
+   * Audits a refusal, throws it to the sender, and reports the sender's violation when it keeps
+   * trying. Once it has been refused too often, its refusals are thrown only: its violation is
+   * reported (or, while it loads, waits for connect()), and each further line would be its flood.
+   */
   private refuse(m: BusMember | undefined, code: string, reason: string, details: Record<string, unknown>): never {
+    if (m?.floodedWith !== undefined) throw new BusError(code, reason);
     this.audit('warning', m?.name, `bus: refused ${reason}`, { code, ...details });
-    if (m !== undefined && m.refused()) m.peer?.violation(`refused on the bus more than ${this.settings.maxRefusals} times within ${this.settings.refusalWindowMs} ms (last: ${reason})`);
+    if (m !== undefined && m.refused()) {
+      m.floodedWith = `refused on the bus more than ${this.settings.maxRefusals} times within ${this.settings.refusalWindowMs} ms (last: ${reason})`;
+      m.peer?.violation(m.floodedWith);
+    }
     throw new BusError(code, reason);
   }
 

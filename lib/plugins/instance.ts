@@ -67,9 +67,15 @@ export class PluginInstance {
   stopped = false;
   private inflight = 0;
   private idleWaiters: Array<() => void> = [];
-  /** Called on the first violation of this instance (once). */
+  /**
+   * Called on the first violation of this instance (once). The host sets it when it activates the
+   * instance; a violation before that (the load's last steps) is kept in `violatedWith`, and the
+   * host fails the load with it rather than activate a plugin whose violation was lost.
+   */
   onViolation: (reason: PluginReason) => void = () => undefined;
   private violated = false;
+  /** The first violation, whether or not the host was listening yet. */
+  violatedWith: PluginReason | undefined;
   /** Set by the host when it replaced this instance, so stragglers go to the successor. */
   successor: PluginInstance | undefined;
   /** This instance on the bus (its rights, subscriptions and services). */
@@ -114,6 +120,7 @@ export class PluginInstance {
   violation(reason: PluginReason): void {
     if (this.violated || this.retired) return;
     this.violated = true;
+    this.violatedWith = reason;
     this.onViolation(reason);
   }
 

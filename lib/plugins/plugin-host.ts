@@ -417,6 +417,12 @@ export class PluginHost extends EventEmitter {
     const prep = await preparePlugin(this.core, r, chain);
     const inst = await this.admission.run(r.name, () => startInstance(this.core, this.launcher, r, prep));
     await this.expiry.stillTrusted(r, inst);
+    // A violation while it loaded (a bus flood from its first line of code, its process ending during
+    // the handshake) reached an instance nobody was listening to yet: the load fails with it.
+    if (inst.violatedWith !== undefined) {
+      await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+      throw new PluginLoadError(r.name, 'init', new Error(`${inst.violatedWith.kind} violation while it loaded: ${inst.violatedWith.message}`));
+    }
     return inst;
   }
 

@@ -156,7 +156,7 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
   const inst = new PluginInstance(proc, { manifest: prep.manifest, trust: prep.entry, permissions: prep.permissions.effective, limits: prep.limits });
   // Reachable on the bus once the host activates it (plugin-host.ts), not before.
   inst.busMember = prep.busMember;
-  prep.busMember.peer = busPeerFor(inst);
+  prep.busMember.connect(busPeerFor(inst));
   proc.on('log', (level: string, message: string) => core.emit('log', r.name, level, message));
   proc.on('logs-dropped', (count: number) => core.emit('logs-dropped', r.name, count));
   proc.on('event', (name: string, ...args: unknown[]) => core.emit('event', r.name, name, ...args));
