@@ -23,7 +23,12 @@ export interface HookRegistration {
   priority: number;
 }
 
-export const M_WARM = '$warm'; // () → true: a pooled runner runs its load path once on scratch data, before any plugin
+/**
+ * `$warm` (filters?: Uint8Array[]) → true: a pooled runner, before any plugin, runs its load path
+ * once on scratch data, and stacks `filters` (seccomp programs, as LoadSetup.filters) for good: the
+ * pool's exec guard, so that a load need not.
+ */
+export const M_WARM = '$warm';
 export const N_READY = '$ready'; // runner → host, once, when it waits for `$load` (a pooled runner is ready)
 
 /** One entry of a plugin tree on the wire: a directory, a file (mode, bytes) or a symlink (target). */

@@ -41,18 +41,30 @@ t.test('without allowExec a plugin cannot run a program, warm or cold; the host 
   }
 });
 
-t.test('with allowExec the plugin runs programs', async (t) => {
+t.test('with allowExec the plugin runs programs: cold from a default pool, warm from a pool with allowExec', async (t) => {
   const dir = pluginDir(t, PROBE_PLUGIN);
   const entry = path.join(dir, 'index.js');
-  const pool = new RunnerPool({ size: 1 });
-  t.teardown(() => pool.close());
-  await pool.waitIdle();
-  const warm = await pool.start(entry, { allowExec: true });
+  const guarded = new RunnerPool({ size: 1 });
+  const open = new RunnerPool({ size: 2, allowExec: true });
+  t.teardown(() => Promise.all([guarded.close(), open.close()]));
+  await Promise.all([guarded.waitIdle(), open.waitIdle(2)]);
+  // A default pool's runners stacked the exec guard while they warmed up.
+  t.match(guarded.warmRefusal({ allowExec: true }), /^allowExec:/);
+  const fromGuarded = await guarded.start(entry, { allowExec: true });
+  const warm = await open.start(entry, { allowExec: true });
   const cold = await spawnNode(entry, { allowExec: true });
-  t.teardown(() => { warm.kill(); cold.kill(); });
-  t.ok(warm.warm);
+  t.teardown(() => { fromGuarded.kill(); warm.kill(); cold.kill(); });
+  t.equal(fromGuarded.warm, false, 'a default pool starts it cold');
+  t.equal(warm.warm, true, 'a pool with allowExec serves it warm');
+  t.equal(await fromGuarded.call('exec'), 0, 'cold: /bin/true ran');
   t.equal(await warm.call('exec'), 0, 'warm: /bin/true ran');
-  t.equal(await cold.call('exec'), 0, 'cold: /bin/true ran');
+  t.equal(await cold.call('exec'), 0, 'spawnNode: /bin/true ran');
+  // A pool with allowExec still guards the plugins that may not: the guard is stacked at their load.
+  const guardedAtLoad = await open.start(entry);
+  t.ok(guardedAtLoad.warm);
+  const r = await tryExec(guardedAtLoad);
+  t.equal(r.exit.signal, 'SIGSYS', 'a plugin without allowExec from an allowExec pool: killed by seccomp');
+  t.match(r.exit.violation, { kind: 'seccomp', syscall: 'execve' });
 });
 
 t.test('a runner dying of SIGSYS before its load is not blamed on execve', async (t) => {

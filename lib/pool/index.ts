@@ -9,8 +9,10 @@
  *
  * - files: read by the host (bounded), digested from exactly those bytes, sent in the load message
  *   and written by the runner to its private tmpfs at /plugin;
- * - `allowExec: false`: the runner stacks a seccomp filter that forbids starting programs, on all
- *   threads, before the plugin's code exists in the sandbox (the same as a cold start);
+ * - `allowExec: false`: a seccomp filter that forbids starting programs is stacked on all threads
+ *   before the plugin's code exists in the sandbox (the same as a cold start). In a pool without
+ *   `allowExec` (the default) every runner stacks it while it warms up, so a load does not (0.3 to
+ *   0.6 ms of the warm load), and a plugin that may start programs starts cold;
  * - limits: memory, pids and cpu are lowered in the sandbox's cgroup (never raised), cpuTime and
  *   timeout count from the load;
  * - env: set in process.env before the plugin loads.
@@ -30,7 +32,7 @@ import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limit
 import { parseSize } from '../limits/units';
 import type { PluginProcess } from '../process/plugin-process';
 import {
-  launchNodeRunner, loadSetupFor, preparePlugin, spawnNode, tmpfsBytesFor, type PreparedPlugin, type SpawnNodeOptions,
+  execGuardFilters, launchNodeRunner, loadSetupFor, preparePlugin, spawnNode, tmpfsBytesFor, type PreparedPlugin, type SpawnNodeOptions,
 } from '../process/spawn-node';
 import type { StdioOption } from '../sandbox/types';
 import { DEFAULT_TREE_LIMITS, type TreeLimits } from '../trust/tree';
@@ -43,6 +45,12 @@ export interface RunnerPoolOptions {
   seccomp?: 'strict' | 'default';
   /** The pooled sandboxes share the host's network. Default false. Only plugins asking for the same are served warm. */
   shareNet?: boolean;
+  /**
+   * The pooled runners may start programs. Default false: each stacks the exec guard (the seccomp
+   * filter a plugin without `allowExec` gets) while it warms up, and only plugins without
+   * `allowExec` are served warm. With true, the guard is stacked at each load that needs it.
+   */
+  allowExec?: boolean;
   /**
    * The pooled sandboxes' own ceiling (memory, swap, pids, cpu). A plugin is served warm when each
    * of its limits is at most the ceiling's (it is lowered in place); a plugin without a limit the
@@ -90,6 +98,8 @@ export class RunnerPool {
   private readonly size: number;
   private readonly seccomp: 'strict' | 'default';
   private readonly shareNet: boolean;
+  /** The exec guard every runner stacks while it warms up, or undefined (allowExec: true). */
+  private readonly execGuard: Uint8Array[] | undefined;
   private readonly limitsOption: LimitsOptions | undefined;
   private readonly ceiling: ResolvedLimits | undefined;
   private readonly treeLimits: Required<TreeLimits>;
@@ -122,6 +132,8 @@ export class RunnerPool {
     if (options.shareNet !== undefined && typeof options.shareNet !== 'boolean') throw new InvalidOptionError('shareNet', 'must be true or false');
     this.hostIds = options.hostIds === undefined ? undefined : checkRange('hostIds', options.hostIds);
     this.shareNet = options.shareNet === true;
+    if (options.allowExec !== undefined && typeof options.allowExec !== 'boolean') throw new InvalidOptionError('allowExec', 'must be true or false');
+    this.execGuard = options.allowExec === true ? undefined : execGuardFilters();
     if (options.limits !== undefined) {
       const l = resolveLimits(options.limits);
       for (const k of ['cpuTime', 'timeout'] as const) {
@@ -158,6 +170,7 @@ export class RunnerPool {
     if (typeof seccomp !== 'string') return 'seccomp: a custom policy is compiled into the sandbox at start; only the named profiles are pooled';
     if (seccomp !== this.seccomp) return `seccomp: the pool's runners run '${this.seccomp}', the plugin asks for '${seccomp}' (a profile is set at start; a stacked filter could narrow but not name violations)`;
     if (o.network !== undefined) return 'network: a network policy is set when a sandbox starts';
+    if (o.allowExec === true && this.execGuard !== undefined) return "allowExec: the pool's runners stacked the exec guard while they warmed up (give the pool allowExec: true to serve such plugins warm)";
     if ((o.shareNet === true) !== this.shareNet) return `shareNet: the pool's runners ${this.shareNet ? 'share' : 'do not share'} the host's network; a network namespace is chosen at start`;
     if (o.rlimits !== undefined && Object.keys(o.rlimits).length > 0) return 'rlimits: set at start; a pooled runner has the defaults';
     if (o.hostIds?.first !== this.hostIds?.first || o.hostIds?.count !== this.hostIds?.count) return "hostIds: a pooled runner's host ids were drawn at its start, from the pool's range";
@@ -261,7 +274,9 @@ export class RunnerPool {
     handle.setTimeout(options.timeout ?? DEFAULT_CALL_TIMEOUT_MS);
     if (options.handlers !== undefined) handle.setHandlers(options.handlers);
     this.counts.warm++;
-    await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, true), options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
+    // A runner of a pool with the exec guard has it already (warmRefusal sends allowExec plugins cold).
+    const setup = loadSetupFor(this.execGuard !== undefined ? { ...options, allowExec: true } : options, p.tree, true);
+    await handle.load(p.entry, options.config, setup, options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
     return handle as PooledPlugin;
   }
 
@@ -321,7 +336,7 @@ export class RunnerPool {
       if (!this.closed) this.failed(new Error(`a pooled runner exited while idle (${x.signal ? `signal ${x.signal}` : `code ${x.code}`})`));
     });
     const timer = setTimeout(() => handle.kill(), this.readyTimeout);
-    await Promise.race([handle.ready.then(() => handle.warmUp(this.readyTimeout)), handle.exited]).catch(() => handle.kill());
+    await Promise.race([handle.ready.then(() => handle.warmUp(this.readyTimeout, this.execGuard)), handle.exited]).catch(() => handle.kill());
     clearTimeout(timer);
     if (!this.starting.has(r)) return; // died while starting (reported above)
     this.starting.delete(r);

@@ -187,9 +187,14 @@ export class PluginProcess extends EventEmitter {
     this.rpc.setDefaultTimeout(ms);
   }
 
-  /** A pooled runner, before it is handed out: runs the channel's and the load's code paths once. */
-  async warmUp(timeout = DEFAULT_READY_TIMEOUT_MS): Promise<void> {
-    await this.rpc.call(M_WARM, [], { timeout });
+  /**
+   * A pooled runner, before it is handed out: runs the channel's and the load's code paths once, and
+   * stacks `filters` (seccomp programs) for good.
+   */
+  async warmUp(timeout = DEFAULT_READY_TIMEOUT_MS, filters?: Uint8Array[]): Promise<void> {
+    if ((await this.rpc.call(M_WARM, filters === undefined ? [] : [filters], { timeout })) !== true) {
+      throw new ChannelError('ERR_CHANNEL_PROTOCOL', `${M_WARM} did not answer true`, 'protocol');
+    }
   }
 
   /**

@@ -193,11 +193,16 @@ export async function preparePlugin(entry: string, options: SpawnNodeOptions, de
   return { pluginDir, tree, entry: entryInTree(entry, pluginDir, tree) };
 }
 
+/** The seccomp programs a runner stacks when its plugin may not start programs (allowExec false). */
+export function execGuardFilters(): Uint8Array[] {
+  return [compiledStacked(NO_EXEC_POLICY)];
+}
+
 /** What `$load` carries for these options: the exec guard and the copied tree. */
 export function loadSetupFor(options: Pick<SpawnNodeOptions, 'allowExec' | 'env'>, tree: PluginTree | undefined, withEnv: boolean): LoadSetup | undefined {
   const setup: LoadSetup = {};
   if (withEnv && options.env !== undefined && Object.keys(options.env).length > 0) setup.env = { ...options.env };
-  if (options.allowExec !== true) setup.filters = [compiledStacked(NO_EXEC_POLICY)];
+  if (options.allowExec !== true) setup.filters = execGuardFilters();
   if (tree !== undefined) setup.tree = wireTree(tree);
   return Object.keys(setup).length === 0 ? undefined : setup;
 }
