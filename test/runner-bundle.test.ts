@@ -20,3 +20,12 @@ t.test("the runner's bundle builds from the compiled runner, with the modules it
   t.type(file, 'string', 'the host makes the bundle (a null here means every runner starts from the plain files)');
   t.equal(fs.readFileSync(file!, 'utf8'), source);
 });
+
+t.test('a bundle that cannot be made is said once, as a process warning', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const mod = path.join(__dirname, '..', 'lib', 'process', 'runner-bundle.js');
+  const r = spawnSync(process.execPath, ['-e', `const b = require(${JSON.stringify(mod)}); console.log(b.runnerBundle('/nonexistent/main.js'), b.runnerBundle('/nonexistent/main.js'))`], { encoding: 'utf8' });
+  t.equal(r.stdout.trim(), 'null null', 'no bundle: runners start from the plain files');
+  t.match(r.stderr, /WARDEN_RUNNER_BUNDLE.*the runner bundle could not be made \(ENOENT/s);
+  t.equal(r.stderr.split('the runner bundle could not be made').length - 1, 1, 'once');
+});

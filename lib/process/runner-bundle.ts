@@ -10,7 +10,8 @@
  * code of this package), written to a private directory (mkdtemp, readable by the sandbox's uid)
  * and bound read-only into each runner's sandbox. It is removed when the host exits; a host killed
  * before it could (SIGKILL, OOM) leaves it, so the directory's name carries the host's pid and the
- * next host removes those of dead pids. Any failure falls back to the plain entry file.
+ * next host removes those of dead pids. Any failure falls back to the plain entry file, with a
+ * process warning (WARDEN_RUNNER_BUNDLE).
  * WARDEN_RUNNER_BUNDLE=0 turns it off (debugging).
  */
 import * as fs from 'node:fs';
@@ -121,9 +122,12 @@ export function runnerBundle(entry: string): string | null {
     const made = dir;
     process.once('exit', () => fs.rmSync(made, { recursive: true, force: true }));
     built = file;
-  } catch {
+  } catch (e) {
     if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
     built = null;
+    // Said once, not silent: runners still start, milliseconds slower each (a runner source the
+    // bundler misread once cost every cold start ~10 ms, unnoticed).
+    process.emitWarning(`the runner bundle could not be made (${(e as Error).message}); runners start from the plain files, slower`, { code: 'WARDEN_RUNNER_BUNDLE' });
   }
   return built;
 }
