@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { RunnerPool } from '../lib/pool';
 import { resolveSeccompProfile, NO_EXEC_POLICY } from '../lib/policy/profiles';
 import { spawnNode } from '../lib/process/spawn-node';
-import { launchRunner, unsandboxedSpawner, type PluginProcess, type RunnerExit } from '../lib/process/plugin-process';
+import { launchRunner, unsandboxedSpawner, PluginProcess, type RunnerExit } from '../lib/process/plugin-process';
 import { addon, attempt, filterFile, outcome } from './helpers/seccomp';
 import { PROBE_PLUGIN, pluginDir } from './helpers/plugin-dir';
 
@@ -65,6 +65,35 @@ t.test('with allowExec the plugin runs programs: cold from a default pool, warm 
   const r = await tryExec(guardedAtLoad);
   t.equal(r.exit.signal, 'SIGSYS', 'a plugin without allowExec from an allowExec pool: killed by seccomp');
   t.match(r.exit.violation, { kind: 'seccomp', syscall: 'execve' });
+});
+
+t.test('a runner whose warm-up failed (its exec guard may be missing) is never idle, not even for a turn', async (t) => {
+  // The runner's side is real; only its answer to $warm is made to fail, as a runner that could not
+  // stack the guard answers. Before: it was pushed idle until its exit was seen, and could be taken.
+  const real = PluginProcess.prototype.warmUp;
+  const failed = new Set<PluginProcess>();
+  PluginProcess.prototype.warmUp = async function (this: PluginProcess) {
+    if (failed.size === 0) {
+      failed.add(this);
+      throw new Error('the exec guard could not be stacked');
+    }
+    return real.apply(this, arguments as unknown as Parameters<typeof real>);
+  };
+  t.teardown(() => { PluginProcess.prototype.warmUp = real; });
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  const idle = (pool as unknown as { idle: Array<{ handle?: PluginProcess }> }).idle;
+  // Looked at every turn of the event loop until the pool has a good runner.
+  let seen = false;
+  while (pool.stats().idle === 0 || failed.size === 0) {
+    if (idle.some((r) => r.handle !== undefined && failed.has(r.handle))) seen = true;
+    await new Promise((r) => setImmediate(r));
+  }
+  t.equal(failed.size, 1, 'one warm-up failed');
+  t.notOk(seen, 'that runner was never in the idle list');
+  t.notOk(idle.some((r) => r.handle !== undefined && failed.has(r.handle)), 'the idle runner is the next one');
+  const [dead] = failed;
+  t.ok((await dead!.exited).signal !== null, 'the runner was killed');
 });
 
 t.test('a runner dying of SIGSYS before its load is not blamed on execve', async (t) => {

@@ -336,8 +336,20 @@ export class RunnerPool {
       if (!this.closed) this.failed(new Error(`a pooled runner exited while idle (${x.signal ? `signal ${x.signal}` : `code ${x.code}`})`));
     });
     const timer = setTimeout(() => handle.kill(), this.readyTimeout);
-    await Promise.race([handle.ready.then(() => handle.warmUp(this.readyTimeout, this.execGuard)), handle.exited]).catch(() => handle.kill());
+    let warmed = false;
+    await Promise.race([
+      handle.ready.then(() => handle.warmUp(this.readyTimeout, this.execGuard)).then(() => {
+        warmed = true;
+      }),
+      handle.exited,
+    ]).catch(() => undefined);
     clearTimeout(timer);
+    // A runner whose warm-up failed (its exec guard may be missing) is never idle: killed here, its
+    // exit handled above. It used to be pushed idle until its exit was seen, and could be taken.
+    if (!warmed) {
+      handle.kill();
+      return;
+    }
     if (!this.starting.has(r)) return; // died while starting (reported above)
     this.starting.delete(r);
     if (this.closed) {
