@@ -417,13 +417,17 @@ export class PluginHost extends EventEmitter {
     const prep = await preparePlugin(this.core, r, chain);
     const inst = await this.admission.run(r.name, () => startInstance(this.core, this.launcher, r, prep));
     await this.expiry.stillTrusted(r, inst);
-    // A violation while it loaded (a bus flood from its first line of code, its process ending during
-    // the handshake) reached an instance nobody was listening to yet: the load fails with it.
-    if (inst.violatedWith !== undefined) {
-      await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
-      throw new PluginLoadError(r.name, 'init', new Error(`${inst.violatedWith.kind} violation while it loaded: ${inst.violatedWith.message}`));
-    }
     return inst;
+  }
+
+  /**
+   * A violation while it loaded (a bus flood from its first line of code, its process ending during
+   * the handshake) reached an instance nobody listened to yet: the load fails with it. Called with no
+   * await between it and activate(), which wires the listener.
+   */
+  private async refuseViolated(inst: PluginInstance, r: PluginRecord): Promise<never> {
+    await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+    throw new PluginLoadError(r.name, 'init', new Error(`${inst.violatedWith!.kind} violation while it loaded: ${inst.violatedWith!.message}`));
   }
 
   private activate(r: PluginRecord, inst: PluginInstance): void {
@@ -447,6 +451,7 @@ export class PluginHost extends EventEmitter {
     let inst: PluginInstance;
     try {
       inst = await this.startVerified(r, chain);
+      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r);
     } catch (e) {
       // The host closed while this start waited in line: not a failure of the plugin; close() unloads it.
       if (this.closed && e instanceof PluginStateError) throw e;
@@ -479,6 +484,7 @@ export class PluginHost extends EventEmitter {
     let inst: PluginInstance;
     try {
       inst = await this.startVerified(r, []);
+      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r);
     } catch (e) {
       if (this.closed && e instanceof PluginStateError) throw e; // refused in line by close(), which unloads the old one
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
