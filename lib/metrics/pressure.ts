@@ -41,7 +41,8 @@ export const PRESSURE_CLEAR_SHARE = 0.9;
 export const PRESSURE_EVENTS = Object.freeze({ burst: 3, perMinute: 1 });
 /**
  * After a kernel notice the watch is closed, and armed again this long after: a plugin swinging its
- * memory across the threshold wakes the host at most this often, however fast it swings.
+ * memory across the threshold wakes the host twice (a notice, the re-arming) per this long at most,
+ * however fast it swings.
  */
 export const THRESHOLD_REARM_MS = 50;
 
