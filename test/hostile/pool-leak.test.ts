@@ -67,7 +67,8 @@ t.test('a plugin served warm after another sees nothing the other left behind', 
   const both = "Object.assign(exports, require('./dirty.js'), require('./probe.js'));";
   const dirty = path.join(pluginDir(t, { 'index.js': both, 'dirty.js': DIRTY, 'probe.js': PROBE }), 'index.js');
   const probe = path.join(pluginDir(t, { 'index.js': PROBE }), 'index.js');
-  const pool = new RunnerPool({ size: 2 });
+  // allowExec: the dirty plugin starts a child; such a pool stacks the exec guard at each load instead.
+  const pool = new RunnerPool({ size: 2, allowExec: true });
   t.teardown(() => pool.close());
   await pool.waitIdle();
 

@@ -2,20 +2,23 @@
  * A host killed with SIGKILL leaves its sandbox cgroups behind (its sandboxes die with it through the
  * parent-death signal). `warden doctor` lists them, `warden doctor --clean` and the next
  * PluginHost.start() remove them, and a live host's cgroups are never touched.
+ *
+ * Serial (package.json's tap.serial): a PluginHost starting in a test file run beside this one would
+ * remove the killed host's cgroups, as it should, before doctor could be asked about them.
  */
 import t from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { once } from 'node:events';
-import { deadHostCgroups, hostLayout, discoverOwnCgroups } from '../lib/limits';
-import { PluginWorld } from './helpers/plugins';
-import { secondHostCgroupProblem } from './helpers/second-host';
+import { deadHostCgroups, hostLayout, discoverOwnCgroups } from '../../lib/limits';
+import { PluginWorld } from '../helpers/plugins';
+import { secondHostCgroupProblem } from '../helpers/second-host';
 
 const root = process.getuid?.() === 0;
-const LIB = path.join(__dirname, '..', 'lib', 'index.js');
-const LIMITS = path.join(__dirname, '..', 'lib', 'limits', 'index.js');
-const BIN = path.join(__dirname, '..', '..', 'bin', 'warden');
+const LIB = path.join(__dirname, '..', '..', 'lib', 'index.js');
+const LIMITS = path.join(__dirname, '..', '..', 'lib', 'limits', 'index.js');
+const BIN = path.join(__dirname, '..', '..', '..', 'bin', 'warden');
 
 /** A host process with one sandbox (sleep) in cgroups of its own; reports them, then waits for stdin to end. */
 async function startHost(): Promise<{ proc: ChildProcess; sandboxPid: number; cgroups: string[] }> {
@@ -97,8 +100,8 @@ t.test('PluginHost.start() removes a dead host\'s cgroups and audits it', { skip
 });
 
 t.test('the runner bundle of a killed host is removed by the next host', async (t) => {
-  const BUNDLE = path.join(__dirname, '..', 'lib', 'process', 'runner-bundle.js');
-  const ENTRY = path.join(__dirname, '..', 'lib', 'runner', 'main.js');
+  const BUNDLE = path.join(__dirname, '..', '..', 'lib', 'process', 'runner-bundle.js');
+  const ENTRY = path.join(__dirname, '..', '..', 'lib', 'runner', 'main.js');
   const make = `const { runnerBundle } = require(${JSON.stringify(BUNDLE)}); process.stdout.write(String(runnerBundle(${JSON.stringify(ENTRY)})) + '\\n');`;
   const dead = spawn(process.execPath, ['-e', `${make} setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(dead.stdout!.setEncoding('utf8'), 'data')) as [string];
