@@ -185,21 +185,29 @@ t.test('the runner stops spinning after messages once its spins find nothing', a
   // spinning (25.6 ms per 600 messages measured before the spin stopped itself). Both runners get
   // their messages in the same loop, so the machine's other load falls on both alike; the CPU
   // counts still differ by ~15 ms either way on a loaded machine, hence the wide margin.
+  //
+  // Up to three rounds, the least counted: one CI run read 45 ms in a round on a busy machine, while
+  // a runner that spins after every message costs ~64 in every round, so the least of three still
+  // tells the two apart.
   const N = 1500;
   const cpuMs = (p: PluginProcess) => Number(fs.readFileSync(`/proc/${p.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
   const spinning = await start(t, { env: { WARDEN_RUNNER_SPIN_US: '50' } });
   const never = await start(t, { env: { WARDEN_RUNNER_SPIN_US: '0' } });
-  await spinning.call('add', 1, 1);
-  await never.call('add', 1, 1);
-  const s0 = cpuMs(spinning);
-  const n0 = cpuMs(never);
-  for (let i = 0; i < N; i++) {
-    spinning.notify('noop');
-    never.notify('noop');
-    await new Promise((r) => setTimeout(r, 1));
+  const rounds: number[] = [];
+  while (rounds.length < 3 && (rounds.length === 0 || Math.min(...rounds) >= 35)) {
+    await spinning.call('add', 1, 1);
+    await never.call('add', 1, 1);
+    const s0 = cpuMs(spinning);
+    const n0 = cpuMs(never);
+    for (let i = 0; i < N; i++) {
+      spinning.notify('noop');
+      never.notify('noop');
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await spinning.call('add', 1, 1);
+    await never.call('add', 1, 1);
+    rounds.push(cpuMs(spinning) - s0 - (cpuMs(never) - n0));
   }
-  await spinning.call('add', 1, 1);
-  await never.call('add', 1, 1);
-  const extra = cpuMs(spinning) - s0 - (cpuMs(never) - n0);
-  t.ok(extra < 35, `the spins cost ${extra.toFixed(1)} ms of CPU over ${N} messages (spinning after every message: ~64)`);
+  const extra = Math.min(...rounds);
+  t.ok(extra < 35, `the spins cost ${extra.toFixed(1)} ms of CPU over ${N} messages (rounds: ${rounds.map((r) => r.toFixed(1)).join(', ')}; spinning after every message: ~64)`);
 });
