@@ -16,16 +16,20 @@ import { countLoopTurns } from './helpers/loop-turns';
 
 const HOOKS = [{ name: 'work', mode: 'parallel' as const, timeout: 3000 }];
 
-/** A host of `n` plugins that are known but not running: what the observer keeps for each. */
-function quietHost(n: number): ObserverSource {
+/** A host whose plugins and running instance are the test's, with its events and audit log. */
+function fakeHost(plugins: ObservedPlugin[], instance: ObserverSource['instance'] = () => undefined): ObserverSource & { ee: EventEmitter } {
   const ee = new EventEmitter();
-  const plugins: ObservedPlugin[] = Array.from({ length: n }, (_, i) => ({
-    name: `p${i}`, version: '1.0.0', status: 'idle', reason: undefined, pid: undefined, warm: false, hooks: [], restarts: 0, recentViolations: 0,
-  }));
   return {
-    plugins: () => plugins, instance: () => undefined, pool: () => undefined, audit: new AuditLog(),
+    ee, plugins: () => plugins, instance, pool: () => undefined, audit: new AuditLog(),
     on: (e, l) => ee.on(e, l), off: (e, l) => ee.off(e, l), emit: (e, v) => ee.emit(e, v),
   };
+}
+
+/** A host of `n` plugins that are known but not running: what the observer keeps for each. */
+function quietHost(n: number): ObserverSource {
+  return fakeHost(Array.from({ length: n }, (_, i) => ({
+    name: `p${i}`, version: '1.0.0', status: 'idle' as const, reason: undefined, pid: undefined, warm: false, hooks: [], restarts: 0, recentViolations: 0,
+  })));
 }
 
 // A real collection between the measurements, without starting node with --expose-gc.
@@ -157,13 +161,11 @@ t.test('a plugin starting and ending memory episodes at will: one episode per sw
     pid: 4_194_305, version: '1.0.0', startedAt: Date.now(), publisher: 'test', trust: 'trusted', permissions: [], limits: { memory: limit },
     stats: () => ({ memory: { current: memory, limit }, cpu: { usageNs: (cpuNs += 1000), throttledNs: 0 }, pids: { current: 1 }, at: Date.now() }),
   };
-  const ee = new EventEmitter();
-  const audit = new AuditLog();
-  const source: ObserverSource = {
-    plugins: () => [{ name: 'swinger', version: '1.0.0', status: 'active', reason: undefined, pid: inst.pid, warm: false, hooks: [], restarts: 0, recentViolations: 0 }],
-    instance: () => inst, pool: () => undefined, audit,
-    on: (e, l) => ee.on(e, l), off: (e, l) => ee.off(e, l), emit: (e, v) => ee.emit(e, v),
-  };
+  const source = fakeHost(
+    [{ name: 'swinger', version: '1.0.0', status: 'active', reason: undefined, pid: inst.pid, warm: false, hooks: [], restarts: 0, recentViolations: 0 }],
+    () => inst,
+  );
+  const { ee, audit } = source;
   const obs = new PluginObserver(source, { intervalMs: 0 });
   t.teardown(() => obs.close());
   obs.usage(); // the plugin gets its meter

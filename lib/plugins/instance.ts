@@ -73,8 +73,7 @@ export class PluginInstance {
    * host fails the load with it rather than activate a plugin whose violation was lost.
    */
   onViolation: (reason: PluginReason) => void = () => undefined;
-  private violated = false;
-  /** The first violation, whether or not the host was listening yet. */
+  /** The first violation, whether or not the host was listening yet (set once). */
   violatedWith: PluginReason | undefined;
   /** Set by the host when it replaced this instance, so stragglers go to the successor. */
   successor: PluginInstance | undefined;
@@ -118,8 +117,7 @@ export class PluginInstance {
   }
 
   violation(reason: PluginReason): void {
-    if (this.violated || this.retired) return;
-    this.violated = true;
+    if (this.violatedWith !== undefined || this.retired) return;
     this.violatedWith = reason;
     this.onViolation(reason);
   }

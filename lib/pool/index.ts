@@ -274,8 +274,9 @@ export class RunnerPool {
     handle.setTimeout(options.timeout ?? DEFAULT_CALL_TIMEOUT_MS);
     if (options.handlers !== undefined) handle.setHandlers(options.handlers);
     this.counts.warm++;
-    // A runner of a pool with the exec guard has it already (warmRefusal sends allowExec plugins cold).
-    const setup = loadSetupFor(this.execGuard !== undefined ? { ...options, allowExec: true } : options, p.tree, true);
+    // A runner of a pool with the exec guard has it already (warmRefusal sends allowExec plugins
+    // cold); the environment was not known when it was spawned.
+    const setup = loadSetupFor(options, p.tree, { envSet: false, guardStacked: this.execGuard !== undefined });
     await handle.load(p.entry, options.config, setup, options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
     return handle as PooledPlugin;
   }

@@ -198,11 +198,19 @@ export function execGuardFilters(): Uint8Array[] {
   return [compiledStacked(NO_EXEC_POLICY)];
 }
 
-/** What `$load` carries for these options: the exec guard and the copied tree. */
-export function loadSetupFor(options: Pick<SpawnNodeOptions, 'allowExec' | 'env'>, tree: PluginTree | undefined, withEnv: boolean): LoadSetup | undefined {
+/** What the runner already holds, so `$load` need not carry it. */
+export interface RunnerState {
+  /** Set to false for a runner spawned for this plugin: `$load` carries its environment. */
+  envSet: boolean;
+  /** The runner stacked the exec guard before the load (a pool's warm-up). */
+  guardStacked: boolean;
+}
+
+/** What `$load` carries for these options: the environment, the exec guard and the copied tree. */
+export function loadSetupFor(options: Pick<SpawnNodeOptions, 'allowExec' | 'env'>, tree: PluginTree | undefined, runner: RunnerState): LoadSetup | undefined {
   const setup: LoadSetup = {};
-  if (withEnv && options.env !== undefined && Object.keys(options.env).length > 0) setup.env = { ...options.env };
-  if (options.allowExec !== true) setup.filters = execGuardFilters();
+  if (!runner.envSet && options.env !== undefined && Object.keys(options.env).length > 0) setup.env = { ...options.env };
+  if (options.allowExec !== true && !runner.guardStacked) setup.filters = execGuardFilters();
   if (tree !== undefined) setup.tree = wireTree(tree);
   return Object.keys(setup).length === 0 ? undefined : setup;
 }
@@ -234,6 +242,6 @@ export async function spawnNode(entry: string, options: SpawnNodeOptions = {}): 
   }
   handle.sigsysMeans = options.allowExec === true ? undefined : 'execve';
   handle.digest = p.tree?.digest;
-  await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, false), options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
+  await handle.load(p.entry, options.config, loadSetupFor(options, p.tree, { envSet: true, guardStacked: false }), options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
   return handle;
 }
