@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { readAuditLog } from '../lib/audit';
+import { InvalidOptionError } from '../lib/errors';
 import { listSandboxCgroups } from '../lib/limits';
 import { spawnNode } from '../lib/process/spawn-node';
 import { DEFAULT_HOST_ID_RANGE } from '../lib/sandbox/ids';
@@ -502,4 +503,49 @@ t.test('a warm pool serves plugins whose policy it can meet; the others start co
   t.same(r.values, ['/plugin', '/plugin'], 'both run from the copy of their verified files');
   const r2 = await host.invoke('greet', [path.join(data, 'x.txt')]);
   t.same(r2.outcomes.map((o) => [o.owner, o.ok ? o.value : o.error?.code]).sort(), [['plain', 'ENOENT'], ['reader', 'bound']]);
+});
+
+t.test('warmPool { size, allowExec: true } serves sys:exec plugins warm; a plain warmPool starts them cold', async (t) => {
+  const w = await world(t);
+  // The runner's own node binary is in the sandbox: running it proves the exec was allowed.
+  const execer = `exports.activate = (h) => { h.hook('greet', () => require('child_process').execFileSync(process.execPath, ['-e', 'process.stdout.write("ran")']).toString()); };`;
+  const plain = `exports.activate = (h) => { h.hook('greet', (go) => { if (!go) return 'loaded'; try { require('child_process').execFileSync(process.execPath, ['-e', '0']); return 'ran'; } catch (e) { return 'refused'; } }); };`;
+  w.writePlugin('execer', { code: execer, hooks: ['greet'], permissions: ['sys:exec'] });
+  w.writePlugin('plain', { code: plain, hooks: ['greet'] });
+  await w.trust('execer', { permissions: ['sys:exec'] });
+  await w.trust('plain');
+  await w.publish();
+  const degraded = process.getuid?.() !== 0;
+  const filled = (h: unknown) => until(() => (h as { pool: { stats(): { idle: number } } }).pool.stats().idle >= 2, 30000, 'the pool to fill');
+  for (const [warmPool, execerWarm] of [[2, false], [{ size: 2 }, false], [{ size: 2, allowExec: true }, true]] as const) {
+    const host = w.host({ hooks: HOOKS, warmPool, allowDegradedLimits: degraded, loading: 'lazy' });
+    t.teardown(() => host.close());
+    await host.start();
+    await filled(host);
+    await host.invoke('greet', []); // loads both (lazy), from the filled pool where it can
+    const what = JSON.stringify(warmPool);
+    t.equal(host.info('execer').warm, execerWarm, `${what}: the sys:exec plugin is ${execerWarm ? 'served warm' : 'started cold'}`);
+    t.equal(host.info('plain').warm, true, `${what}: the plain plugin is served warm`);
+    const r = await host.invoke('greet', [true]);
+    const by = Object.fromEntries(r.outcomes.map((o) => [o.owner, o.ok ? o.value : o.error?.code]));
+    t.equal(by.execer, 'ran', `${what}: the sys:exec plugin started a program`);
+    // A plain plugin's execve kills its sandbox (seccomp): its call fails, whichever pool served it.
+    t.not(by.plain, 'ran', `${what}: the plain plugin could not`);
+    await until(() => host.status('plain') !== 'active', 10000, 'the plain plugin to be unloaded');
+    t.equal(host.info('plain').reason?.kind, 'seccomp', `${what}: the plain plugin broke the exec guard`);
+    await host.close();
+  }
+  for (const [bad, field] of [
+    [-1, 'warmPool'], [1.5, 'warmPool'], ['2', 'warmPool'], [{ size: -1 }, 'warmPool.size'], [{}, 'warmPool.size'],
+    [{ size: 1, allowExec: 'yes' }, 'warmPool.allowExec'], [null, 'warmPool'],
+  ] as const) {
+    let err: unknown;
+    try {
+      w.host({ hooks: HOOKS, warmPool: bad as never });
+    } catch (e) {
+      err = e;
+    }
+    t.type(err, InvalidOptionError, `${JSON.stringify(bad)} is refused`);
+    t.equal((err as InvalidOptionError).field, field, `${JSON.stringify(bad)}: the error names ${field}`);
+  }
 });

@@ -6,4 +6,4 @@ export { PluginLimits, PluginLimitsInput, effectiveLimits, parsePluginLimits, tr
 export { LevelCeilingError, checkLevelCeiling, aboveCeiling } from './levels';
 export { discoverPlugins, Discovered } from './discovery';
 export { PluginReason, PluginReasonKind } from './instance';
-export { PluginHost, PluginHostOptions, PluginInfo, PluginStatus, PluginStatusEvent, PluginLauncher, LoadProgressEvent } from './plugin-host';
+export { PluginHost, PluginHostOptions, WarmPoolOptions, PluginInfo, PluginStatus, PluginStatusEvent, PluginLauncher, LoadProgressEvent } from './plugin-host';

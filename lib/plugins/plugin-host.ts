@@ -51,7 +51,7 @@ import { Dashboard } from '../dashboard';
 import { observedHost } from './observe';
 import { LoadScans } from './load-scan';
 
-export type { PluginHostOptions, PluginLauncher } from './host-options';
+export type { PluginHostOptions, PluginLauncher, WarmPoolOptions } from './host-options';
 export type { PluginInfo, PluginStatus, PluginStatusEvent } from './record';
 
 /** Plugin directories discovered per turn of the event loop (a manifest read: a fraction of a millisecond). */
@@ -124,10 +124,11 @@ export class PluginHost extends EventEmitter {
       this.audit = new AuditLog({ path: o.audit, checkpoint: o.auditCheckpoint });
       this.ownsAudit = true;
     }
-    if (o.warmPool !== undefined && o.warmPool > 0 && o.launcher === undefined) {
+    const warm = this.settings.warmPool;
+    if (warm !== undefined && o.launcher === undefined) {
       // The pool's ceiling is the host's default limits: a plugin within them is fitted in place.
       const d = sandboxLimits(this.settings.defaultLimits, this.settings.allowDegradedLimits);
-      this.pool = new RunnerPool({ size: o.warmPool, limits: d, treeLimits: o.treeLimits, stdio: ['ignore', 'ignore', this.settings.pluginStderr], hostIds: o.hostIds });
+      this.pool = new RunnerPool({ size: warm.size, allowExec: warm.allowExec, limits: d, treeLimits: o.treeLimits, stdio: ['ignore', 'ignore', this.settings.pluginStderr], hostIds: o.hostIds });
       const pool = this.pool;
       this.launcher = (entry, options) => pool.start(entry, options);
     } else {
