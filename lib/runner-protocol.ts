@@ -30,6 +30,13 @@ export interface HookRegistration {
  */
 export const M_WARM = '$warm';
 export const N_READY = '$ready'; // runner → host, once, when it waits for `$load` (a pooled runner is ready)
+/**
+ * `$wake` host → pooled runner, before `$load`: a plugin is on the way. The runner spins for the
+ * next message (WAKE_SPIN_US at most, on its own core time) instead of going back to sleep, so the
+ * `$load` sent once the host has read the tree and fitted the limits finds it awake.
+ */
+export const N_WAKE = '$wake';
+export const WAKE_SPIN_US = 3000;
 
 /** One entry of a plugin tree on the wire: a directory, a file (mode, bytes) or a symlink (target). */
 export type WireEntry = ['d', string] | ['f', string, number, Uint8Array] | ['l', string, string];

@@ -30,7 +30,8 @@ constexpr size_t kInlineSpans = 8;
 constexpr size_t kStateHold = 0;   // > 0: keep the event loop alive (pending calls; a runner)
 constexpr size_t kStateBusy = 1;   // handlers waiting on promises: do not spin, they need the loop
 constexpr size_t kStatePause = 2;  // > 0: deliver nothing (JS throttles a flooding peer; resume() ends it)
-constexpr size_t kStateSize = 3;
+constexpr size_t kStateSpinOnce = 3;  // > 0: after the next message, spin this many us for the one after (then 0)
+constexpr size_t kStateSize = 4;
 
 // What onEvent receives besides messages (a number >= 0: bytes in rxBuffer; a Buffer; null: the
 // peer closed the channel).

@@ -3,6 +3,8 @@
 // *when* to look; what is sent and received is channel.cc's. Methods of ChannelEndpoint
 // (channel_endpoint.h).
 #include <sched.h>
+
+#include <algorithm>
 #include <uv.h>
 
 #include "channel_endpoint.h"
@@ -168,7 +170,13 @@ void ChannelEndpoint::Serve() {
       // settled meanwhile (an async function that did not wait for I/O) is done; one still
       // waiting needs the event loop, so no spinning then.
       const bool busy = state_ != nullptr && state_[kStateBusy] > 0;
-      const int64_t window = busy ? 0 : SpinWindow();
+      int64_t window = busy ? 0 : SpinWindow();
+      // A longer spin asked for once (a pooled runner told its plugin is on the way): bounded by
+      // the int32 of microseconds JS wrote, on this process's own core time.
+      if (state_ != nullptr && state_[kStateSpinOnce] > 0) {
+        if (!busy) window = std::max<int64_t>(window, static_cast<int64_t>(state_[kStateSpinOnce]) * 1000);
+        state_[kStateSpinOnce] = 0;
+      }
       spin_until = window > 0 ? NowNs() + window : 0;
       wait.Reset(ep_.get());
       continue;

@@ -168,3 +168,38 @@ t.test('a missing entry fails the load and the runner is not reused', async (t) 
   await pool.waitIdle();
   t.equal(pool.stats().warm, 1, 'only the broken plugin used a runner');
 });
+
+t.test('$wake: a pooled runner spins for the coming $load, a few ms at most, then sleeps again', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const pool = new RunnerPool({ size: 1 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  const runner = (pool as unknown as { idle: Array<{ handle: { pid: number; wake(): void } }> }).idle[0]!.handle;
+  // Time the runner's main thread spent on a core (ns), as the scheduler counts it.
+  const onCpuMs = () => Number(fs.readFileSync(`/proc/${runner.pid}/task/${runner.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const idle0 = onCpuMs();
+  await sleep(100);
+  const idleMs = onCpuMs() - idle0;
+  t.ok(idleMs < 1, `asleep before: ${idleMs.toFixed(2)} ms on a core in 100 ms`);
+  // WAKE_SPIN_US (3 ms wall) of spinning, and the handling of the message; without $wake: under
+  // 1 ms. A busy machine may take the core from it meanwhile: the most of up to five rounds.
+  const rounds: number[] = [];
+  while (rounds.length < 5 && !rounds.some((ms) => ms >= 2)) {
+    const before = onCpuMs();
+    runner.wake();
+    await sleep(50);
+    rounds.push(onCpuMs() - before);
+  }
+  const spun = Math.max(...rounds);
+  t.ok(spun >= 2, `it spun after $wake: ${rounds.map((ms) => ms.toFixed(2)).join(', ')} ms on a core`);
+  t.ok(spun < 25, `for a bounded time: ${spun.toFixed(2)} ms`);
+  const after = onCpuMs();
+  await sleep(100);
+  t.ok(onCpuMs() - after < 1, `asleep again: ${(onCpuMs() - after).toFixed(2)} ms on a core in 100 ms`);
+  // The runner still takes its plugin.
+  const p = await pool.start(path.join(dir, 'index.js'));
+  t.teardown(() => p.kill());
+  t.equal(p.pid, runner.pid, 'the woken runner served the load');
+  t.equal(await p.call('ping'), 'pong');
+});

@@ -44,6 +44,7 @@ export interface StartOptions {
 export const STATE_HOLD = 0;
 export const STATE_BUSY = 1;
 export const STATE_PAUSE = 2;
+export const STATE_SPIN_ONCE = 3;
 
 export interface NativeEndpoint {
   /** Scratch the envelope of the next message is written into (see send's envLen). */
@@ -74,7 +75,8 @@ export interface NativeEndpoint {
    * state[STATE_HOLD] > 0 keeps the event loop alive (pending calls, or a runner that lives for its
    * channel; updateRef() applies it at once); state[STATE_BUSY] > 0 says handlers wait on
    * promises, which need the event loop, so the endpoint does not spin for the next message;
-   * state[STATE_PAUSE] > 0 holds delivery back (throttling the peer) until it is 0 and resume().
+   * state[STATE_PAUSE] > 0 holds delivery back (throttling the peer) until it is 0 and resume();
+   * state[STATE_SPIN_ONCE] > 0 makes the spin after the next message that many us long, once.
    */
   readonly state: Int32Array;
   updateRef(): void;

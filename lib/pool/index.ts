@@ -234,7 +234,10 @@ export class RunnerPool {
     if (options.allowExec !== undefined && typeof options.allowExec !== 'boolean') throw new InvalidOptionError('allowExec', 'must be true or false');
     const files = options.pluginFiles ?? 'copy';
     if (this.warmRefusal({ ...options, pluginFiles: files }) === undefined && this.idle.length > 0) {
-      // Read (and check) the tree before taking a runner: a refused tree uses none.
+      // Read (and check) the tree before taking a runner: a refused tree uses none. The runner
+      // likely to be taken is woken first: it spins for the `$load` while the host reads the tree
+      // and fits the limits, instead of being woken by it (~0.4 ms here).
+      this.idle[0]?.handle?.wake();
       const p = await preparePlugin(entry, options, 'copy');
       const runner = this.warmRefusal({ ...options, tree: p.tree }) === undefined ? this.take() : undefined;
       if (runner !== undefined) {

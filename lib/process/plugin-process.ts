@@ -15,7 +15,7 @@ import { ChannelError } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { peerLimits } from '../channel/peer-limits';
 import { RpcPeer, type CallOptions, type ChannelLimits, type Handler, type ChannelViolation } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
+import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, N_WAKE, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
 import { LogRate } from './log-rate';
 import { runnerBundle } from './runner-bundle';
 
@@ -195,6 +195,11 @@ export class PluginProcess extends EventEmitter {
     if ((await this.rpc.call(M_WARM, filters === undefined ? [] : [filters], { timeout })) !== true) {
       throw new ChannelError('ERR_CHANNEL_PROTOCOL', `${M_WARM} did not answer true`, 'protocol');
     }
+  }
+
+  /** Tells a pooled runner a plugin is on the way (`$wake`), so the `$load` soon after finds it awake. */
+  wake(): void {
+    if (!this.loadSent) this.rpc.notify(N_WAKE, []);
   }
 
   /**

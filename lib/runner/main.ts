@@ -14,11 +14,11 @@ import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import { EventEmitter } from 'node:events';
 
-import { loadAddon } from '../channel/addon';
+import { STATE_SPIN_ONCE, loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
 import {
   ENV_CHANNEL, HOOK_METHOD_PREFIX, M_BUS_CALL, M_BUS_EVENT, M_BUS_PROVIDE, M_BUS_PUBLISH, M_BUS_SERVE, M_BUS_SUBSCRIBE,
-  M_DATA_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, RUNNER_FDS,
+  M_DATA_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, N_WAKE, RUNNER_FDS, WAKE_SPIN_US,
   type HookRegistration, type LoadSetup, type WireEntry,
 } from '../runner-protocol';
 
@@ -146,8 +146,10 @@ function main(): void {
   rpc.on('close', () => process.exit(0));
 
   const fromHost = new EventEmitter();
+  let loaded = false;
   rpc.on('notification', (name: string, args: unknown[]) => {
     if (!name.startsWith('$')) fromHost.emit(name, ...args);
+    else if (name === N_WAKE && !loaded) ep.state[STATE_SPIN_ONCE] = WAKE_SPIN_US;
   });
   const host: HostApi = {
     on: (event, listener) => {
@@ -229,7 +231,6 @@ function main(): void {
     for (const fn of shutdownFns) await fn();
   });
 
-  let loaded = false;
   rpc.handle(M_LOAD, async function (entry: unknown, config: unknown, setup: unknown) {
     if (loaded) throw new Error('a plugin is already loaded');
     if (typeof entry !== 'string' || !path.isAbsolute(entry)) throw new TypeError('$load needs an absolute path');
