@@ -67,6 +67,7 @@ export const {
   SECCOMP_PROFILE_NAMES,
   Sandbox,
   SandboxSetupError,
+  SandboxViolationError,
   StateFileError,
   StateMissingError,
   StateReplacedError,

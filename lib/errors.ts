@@ -55,6 +55,23 @@ export class ChannelError extends WardenError {
   }
 }
 
+/**
+ * The sandbox was ended for breaking a limit or a policy (ERR_SANDBOX_VIOLATION) while a call to it
+ * was pending, e.g. a plugin that ran out of memory or made a forbidden syscall while it loaded.
+ * `violation` is what the sandbox observed ({ kind, syscall?, limit?, observed? }); `cause` is the
+ * error the call itself got (the channel closing).
+ */
+export class SandboxViolationError extends WardenError {
+  readonly violation: { kind: string; syscall?: string; limit?: number | string; observed?: number | string };
+  override readonly cause: unknown;
+  constructor(violation: SandboxViolationError['violation'], during: string, cause: unknown) {
+    const detail = violation.syscall !== undefined ? ` (${violation.syscall})` : violation.observed !== undefined ? ` (${String(violation.observed)})` : '';
+    super('ERR_SANDBOX_VIOLATION', `the sandbox was ended for a ${violation.kind} violation${detail} while ${during}`);
+    this.violation = violation;
+    this.cause = cause;
+  }
+}
+
 /** A call got no answer within its timeout (ERR_CALL_TIMEOUT). The peer was told to cancel it. */
 export class CallTimeoutError extends WardenError {
   readonly method: string;

@@ -199,7 +199,9 @@ t.test('refusals while the plugin loads: audit lines bounded, and the flood fail
   t.teardown(() => host.close());
   await host.start().catch(() => undefined);
   t.equal(host.info('noisy').status, 'failed', 'the load failed');
-  t.match(host.info('noisy').reason, { kind: 'load-failed', message: /refused on the bus more than 50 times/ });
+  t.match(host.info('noisy').reason, { kind: 'flood', message: /refused on the bus more than 50 times/ }, 'a flood violation');
+  t.match(host.audit.events({ plugin: 'noisy', event: 'violation' }), [{ severity: 'critical', details: { kind: 'flood' } }], 'audited as a violation');
+  t.match(host.audit.events({ plugin: 'noisy', event: 'load' }), [{ severity: 'warning', reason: /flood violation while it loaded/ }], 'and as the load\'s failure');
   await until(() => host.info('lingering').status !== 'active' && host.info('lingering').status !== 'loading', 10000, 'the lingering flood to end its plugin');
   t.equal(host.info('lingering').status, 'failed', 'a flood that lasts past the load ends the plugin too');
   for (const name of ['noisy', 'lingering']) {

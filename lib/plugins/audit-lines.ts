@@ -5,7 +5,7 @@ import { versionOf, type PluginRecord } from './record';
 
 /** A violation that only hostile code commits is critical; running out of a limit is a warning. */
 export function severityOf(kind: string): AuditSeverity {
-  return kind === 'seccomp' || kind === 'protocol' || kind === 'flood' ? 'critical' : 'warning';
+  return kind === 'seccomp' || kind === 'protocol' || kind === 'flood' || kind === 'network' ? 'critical' : 'warning';
 }
 
 export function errorFields(e: unknown): { message: string; code?: string } {

@@ -29,7 +29,7 @@ function hookTarget(hook: string): HookTarget {
 
 /** Why a plugin stopped or was refused: a violation kind, or what the host decided. */
 export type PluginReasonKind =
-  | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'flood' | 'crash'
+  | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'flood' | 'network' | 'crash'
   | 'refused' | 'revoked' | 'unloaded' | 'replaced' | 'load-failed' | 'host-shutdown' | 'trust-expired';
 
 export interface PluginReason {
@@ -46,8 +46,32 @@ export interface PluginReason {
   code?: string;
 }
 
-/** `flood`: the plugin sent faster than its channel allows, or left the host's answers unread, past the grace time. */
-export const VIOLATION_KINDS: readonly PluginReasonKind[] = ['memory', 'pids', 'cpu-time', 'timeout', 'seccomp', 'protocol', 'flood', 'crash'];
+/**
+ * `flood`: the plugin sent faster than its channel allows, or left the host's answers unread, past
+ * the grace time. `network`: it kept trying destinations its network policy refuses.
+ */
+export const VIOLATION_KINDS: readonly PluginReasonKind[] = ['memory', 'pids', 'cpu-time', 'timeout', 'seccomp', 'protocol', 'flood', 'network', 'crash'];
+
+/** A violation as the sandbox or the channel reports it. */
+export interface ObservedViolation {
+  kind?: string;
+  syscall?: string;
+  limit?: number | string;
+  observed?: number | string;
+  message?: string;
+}
+
+/** The reason the host gives for an observed violation (an unknown kind is a protocol violation). */
+export function violationReason(v: ObservedViolation): PluginReason {
+  const kind = (VIOLATION_KINDS as readonly string[]).includes(String(v?.kind)) ? (v.kind as PluginReasonKind) : 'protocol';
+  const what =
+    kind === 'seccomp' ? `forbidden syscall ${v.syscall ?? '?'}`
+    : kind === 'protocol' ? `broke the channel protocol: ${v.message ?? ''}`
+    : kind === 'flood' ? `flooded the channel: ${v.message ?? ''}`
+    : kind === 'network' ? `broke its network policy: ${String(v.observed ?? '')}`
+    : `exceeded its ${kind} limit`;
+  return { kind, message: what, syscall: v.syscall, limit: v.limit, observed: v.observed };
+}
 
 export interface InstanceInfo {
   manifest: PluginManifest;
@@ -86,15 +110,7 @@ export class PluginInstance {
   ) {
     this.name = info.manifest.name;
     this.version = info.manifest.version;
-    proc.on('violation', (v: { kind?: string; syscall?: string; limit?: number | string; observed?: number | string; message?: string }) => {
-      const kind = (VIOLATION_KINDS as readonly string[]).includes(String(v?.kind)) ? (v.kind as PluginReasonKind) : 'protocol';
-      const what =
-        kind === 'seccomp' ? `forbidden syscall ${v.syscall ?? '?'}`
-        : kind === 'protocol' ? `broke the channel protocol: ${v.message ?? ''}`
-        : kind === 'flood' ? `flooded the channel: ${v.message ?? ''}`
-        : `exceeded its ${kind} limit`;
-      this.violation({ kind, message: what, syscall: v.syscall, limit: v.limit, observed: v.observed });
-    });
+    proc.on('violation', (v: ObservedViolation) => this.violation(violationReason(v)));
     void proc.exited.then((r: RunnerExit) => {
       this.stopped = true;
       if (this.retired) return;

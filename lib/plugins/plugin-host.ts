@@ -27,6 +27,7 @@ import type { TrustEntry } from '../trust/document';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
 import { spawnNode } from '../process/spawn-node';
 import { releasePreparedMounts } from '../sandbox/plan';
+import { SandboxViolationError } from '../errors';
 import type { PluginProcess } from '../process/plugin-process';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { StartOverEvent } from '../trust/store';
@@ -38,12 +39,12 @@ import { walkPluginDirs } from './discovery';
 import { PluginLoadError, PluginStateError } from './errors';
 import type { HostCore } from './host-core';
 import { hostSettings, type HostSettings, type PluginHostOptions, type PluginLauncher } from './host-options';
-import type { PluginInstance, PluginReason } from './instance';
+import { violationReason, type PluginInstance, type PluginReason } from './instance';
 import { sandboxLimits } from './limits';
 import { preparePlugin, startInstance } from './prepare';
 import { newRecord, pluginInfo, versionOf, type PluginInfo, type PluginRecord, type PluginStatus, type PluginStatusEvent } from './record';
 import { onDirChanged, onTrustChanged } from './reload-triggers';
-import { clearRestart, onViolation, releaseQuarantine } from './supervision';
+import { clearRestart, countViolation, onViolation, recordViolation, releaseQuarantine } from './supervision';
 import { TrustExpiry } from './trust-expiry';
 import { PluginWatcher } from './watch';
 import { PluginObserver, type HostUsage } from '../metrics';
@@ -450,9 +451,10 @@ export class PluginHost extends EventEmitter {
     if (r.status === 'active' || r.status === 'quarantined') return;
     this.setStatus(r, 'loading');
     let inst: PluginInstance;
+    let violation: PluginReason | undefined;
     try {
       inst = await this.startVerified(r, chain);
-      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r);
+      if ((violation = inst.violatedWith) !== undefined) await this.refuseViolated(inst, r);
     } catch (e) {
       // The host closed while this start waited in line: not a failure of the plugin; close() unloads it.
       if (this.closed && e instanceof PluginStateError) throw e;
@@ -461,7 +463,11 @@ export class PluginHost extends EventEmitter {
       const refused = err.stage === 'verify' || err.stage === 'permissions' || err.stage === 'compat';
       const reason: PluginReason = { kind: refused ? 'refused' : 'load-failed', message: err.message, stage: err.stage, code: errorFields(err.cause).code };
       this.log('warning', 'load', r, err.message, { stage: err.stage, code: reason.code });
-      this.setStatus(r, 'failed', reason);
+      // A limit or policy broken while it loaded is a violation like any other: audited with its
+      // kind, counted toward quarantine, restarted by the policy.
+      violation ??= loadViolation(err);
+      if (violation !== undefined) recordViolation(this.core, r, violation, undefined);
+      else this.setStatus(r, 'failed', reason);
       throw err;
     }
     if (this.closed) {
@@ -483,13 +489,17 @@ export class PluginHost extends EventEmitter {
     }
     this.setStatus(r, 'reloading');
     let inst: PluginInstance;
+    let violation: PluginReason | undefined;
     try {
       inst = await this.startVerified(r, []);
-      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r);
+      if ((violation = inst.violatedWith) !== undefined) await this.refuseViolated(inst, r);
     } catch (e) {
       if (this.closed && e instanceof PluginStateError) throw e; // refused in line by close(), which unloads the old one
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
       this.log('warning', 'reload', r, `reload failed, ${old.version} keeps serving: ${err.message}`, { stage: err.stage });
+      // The new version broke a limit: audited and counted; the old one serves on.
+      violation ??= loadViolation(err);
+      if (violation !== undefined) countViolation(this.core, r, violation, undefined, r.manifest?.version);
       // The old instance may have broken a limit while the new one was being prepared.
       if (r.instance === old && !old.retired) this.setStatus(r, 'active', { kind: 'load-failed', message: `reload failed: ${err.message}`, stage: err.stage });
       throw err;
@@ -546,4 +556,9 @@ export class PluginHost extends EventEmitter {
   private log(severity: AuditSeverity, event: string, r: PluginRecord | undefined, reason: string, details?: Record<string, unknown>): void {
     this.audit.append(auditEvent(severity, event, r, reason, details));
   }
+}
+
+/** The violation a failed load's error carries: the sandbox ended it for a limit or a policy. */
+function loadViolation(err: PluginLoadError): PluginReason | undefined {
+  return err.cause instanceof SandboxViolationError ? violationReason(err.cause.violation) : undefined;
 }

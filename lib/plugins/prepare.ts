@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 
 import { BusRights, busGrantToString, decideBusGrants, isBusGrant, type BusMember } from '../bus';
-import { CallTimeoutError, RemoteError } from '../errors';
+import { CallTimeoutError, RemoteError, SandboxViolationError } from '../errors';
 import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
 import type { SpawnNodeOptions } from '../process/spawn-node';
@@ -149,8 +149,8 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
   try {
     proc = await launcher(prep.manifest.entry, prep.spawn);
   } catch (e) {
-    // The plugin's own module or activate() failing (or not answering) is 'init'; the rest is the sandbox's.
-    const init = e instanceof RemoteError || e instanceof CallTimeoutError;
+    // The plugin's own module or activate() failing (or not answering, or breaking a limit) is 'init'; the rest is the sandbox's.
+    const init = e instanceof RemoteError || e instanceof CallTimeoutError || e instanceof SandboxViolationError;
     throw new PluginLoadError(r.name, init ? 'init' : 'spawn', e);
   }
   const inst = new PluginInstance(proc, { manifest: prep.manifest, trust: prep.entry, permissions: prep.permissions.effective, limits: prep.limits });

@@ -16,14 +16,17 @@ export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstanc
   if (inst.busMember !== undefined) core.bus.detach(inst.busMember);
   r.instance = undefined;
   void inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
-  const now = Date.now();
-  const q = core.settings.quarantine;
-  r.violationTimes = r.violationTimes.filter((t) => now - t < q.windowMs);
-  r.violationTimes.push(now);
-  core.log(severityOf(reason.kind), 'violation', r, reason.message, { kind: reason.kind, syscall: reason.syscall, limit: reason.limit, observed: reason.observed, exit: reason.exit, pid: inst.pid });
-  if (r.violationTimes.length >= q.violations) {
+  recordViolation(core, r, reason, inst.pid);
+}
+
+/**
+ * A violation of plugin `r` with nothing of it serving (its instance cut off, or a load that broke
+ * a limit): audited, counted toward quarantine, then quarantined or failed and maybe restarted.
+ */
+export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginReason, pid: number | undefined): void {
+  if (countViolation(core, r, reason, pid) >= core.settings.quarantine.violations) {
     core.setStatus(r, 'quarantined', reason);
-    core.log('critical', 'quarantine', r, `${r.violationTimes.length} violations within ${q.windowMs} ms: quarantined until released`, { last: reason.kind });
+    core.log('critical', 'quarantine', r, `${r.violationTimes.length} violations within ${core.settings.quarantine.windowMs} ms: quarantined until released`, { last: reason.kind });
     return;
   }
   core.setStatus(r, 'failed', reason);
@@ -39,6 +42,21 @@ export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstanc
     }, delay);
     r.restartTimer.unref();
   }
+}
+
+/**
+ * Audits a violation and counts it in the quarantine window; returns the count. Alone (without
+ * recordViolation) for a new version that broke a limit while it loaded beside an old one that
+ * keeps serving (`loading`: that version; the line's own version is the one serving): the
+ * plugin's next violation within the window may quarantine it.
+ */
+export function countViolation(core: HostCore, r: PluginRecord, reason: PluginReason, pid: number | undefined, loading?: string): number {
+  const now = Date.now();
+  const q = core.settings.quarantine;
+  r.violationTimes = r.violationTimes.filter((t) => now - t < q.windowMs);
+  r.violationTimes.push(now);
+  core.log(severityOf(reason.kind), 'violation', r, reason.message, { kind: reason.kind, syscall: reason.syscall, limit: reason.limit, observed: reason.observed, exit: reason.exit, pid, loading });
+  return r.violationTimes.length;
 }
 
 /** Cancels a pending restart (the plugin is unloaded, released or the host closes). */

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import type { LimitStats, StatFields } from '../limits';
 
-import { ChannelError } from '../errors';
+import { ChannelError, SandboxViolationError } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { peerLimits } from '../channel/peer-limits';
 import { RpcPeer, type CallOptions, type ChannelLimits, type Handler, type ChannelViolation } from '../channel/rpc';
@@ -218,7 +218,13 @@ export class PluginProcess extends EventEmitter {
       this.methods = methods as string[];
     } catch (e) {
       this.process.kill('SIGKILL');
-      await this.exited.catch(() => undefined);
+      const end = await this.exited.catch(() => undefined);
+      // Ended by the sandbox (a limit, a forbidden syscall, the network policy) while it loaded: say
+      // so, rather than only that the channel closed.
+      const v = end?.violation as { kind?: unknown } | null | undefined;
+      if (v !== null && typeof v === 'object' && typeof v.kind === 'string') {
+        throw new SandboxViolationError(v as SandboxViolationError['violation'], 'the plugin loaded', e);
+      }
       throw e;
     }
     return this.methods;

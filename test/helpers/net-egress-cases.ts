@@ -12,7 +12,7 @@ import { Sandbox } from '../../lib/sandbox/sandbox';
 import type { SpawnOptions, Violation } from '../../lib/sandbox/types';
 import type { NetworkEvent, NetworkOptions } from '../../lib/net/policy';
 import { WORLD } from './net-world';
-import { PluginWorld } from './plugins';
+import { PluginWorld, until } from './plugins';
 import { reachablePackage } from './reachable';
 import { readAuditLog } from '../../lib/audit';
 
@@ -316,8 +316,12 @@ t.test('PluginHost: net:connect granted by the trust list; refusals and connecti
   const w = await PluginWorld.create();
   t.teardown(() => w.cleanup());
   const code = `exports.activate = (host) => {
-    host.hook('fetch', async (url) => {
-      try { const r = await fetch(url); return r.status + ' ' + (await r.text()); } catch (e) { return 'error ' + (e.cause?.code ?? e.message); }
+    host.hook('fetch', async (url, times = 1) => {
+      let out;
+      for (let i = 0; i < times; i++) {
+        try { const r = await fetch(url); out = r.status + ' ' + (await r.text()); } catch (e) { out = 'error ' + (e.cause?.code ?? e.message); }
+      }
+      return out;
     });
   };`;
   w.writePlugin('caller', { code, hooks: ['fetch'], permissions: ['net:connect:api.test:80'] });
@@ -337,6 +341,13 @@ t.test('PluginHost: net:connect granted by the trust list; refusals and connecti
   const { events } = await readAuditLog(w.auditPath, { event: 'network' });
   t.ok(events.some((e) => e.plugin === 'caller' && e.severity === 'info' && /allowed connect/.test(e.reason ?? '')), 'the allowed connection is an audit line');
   t.ok(events.some((e) => e.plugin === 'caller' && e.severity === 'warning' && /refused connect 169\.254\.169\.254:80: metadata/.test(e.reason ?? '')), 'and the refusal, with its reason');
+  // Refused again and again (past maxRefusalsPerMinute, 30): a network violation, by that name
+  // (it was reported as a channel protocol violation with an empty message).
+  await host.invoke('fetch', [`http://${WORLD.metadata}/latest/meta-data/`, 40]);
+  await until(() => host.status('caller') === 'failed', 10_000, 'the plugin to be ended');
+  t.match(host.info('caller').reason, { kind: 'network', message: /^broke its network policy: .+/ }, 'a network violation');
+  const v = (await readAuditLog(w.auditPath, { event: 'violation' })).events.find((e) => e.plugin === 'caller');
+  t.match(v, { severity: 'critical', details: { kind: 'network' } }, 'audited as one, critical');
 });
 
 t.test('warden run --allow-net: the granted destination works, the refusal is one line on stderr', async (t) => {

@@ -1,0 +1,91 @@
+/**
+ * A plugin that breaks a limit or a policy while it loads (in its module's top level or in
+ * activate()): the sandbox ends it, and the host reports the violation as a violation, with its
+ * kind, not as a channel that closed. It is audited and counted toward quarantine like one seen
+ * later, so a plugin that does it at every start is quarantined rather than restarted for ever.
+ * Before: "loading x failed at spawn: the peer exited", kind 'load-failed', no violation line,
+ * never quarantined.
+ */
+import t from 'tap';
+
+import { readAuditLog } from '../lib/audit';
+import type { PluginReason } from '../lib/plugins';
+import { PluginWorld, until } from './helpers/plugins';
+import { isRoot } from './helpers/sandbox';
+
+const HOOKS = [{ name: 'work', mode: 'parallel' as const }];
+const EXEC_IN_ACTIVATE = `exports.activate = () => { require('child_process').execFileSync('true'); };`;
+const HOG_IN_ACTIVATE = `const k = []; exports.activate = () => { for (;;) k.push(Buffer.alloc(1 << 20, 1)); };`;
+
+t.test('a forbidden syscall or a memory limit broken while loading is a violation of its kind', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('execer', { code: EXEC_IN_ACTIVATE, hooks: ['work'] });
+  await w.trust('execer');
+  if (isRoot) {
+    w.writePlugin('hog', { code: HOG_IN_ACTIVATE, hooks: ['work'] });
+    await w.trust('hog', { limits: { memory: 96 * 1048576 } });
+  }
+  await w.publish();
+  const host = w.host({ hooks: HOOKS });
+  t.teardown(() => host.close());
+  const events: Array<[string, PluginReason]> = [];
+  host.on('violation', (name: string, reason: PluginReason) => events.push([name, reason]));
+  await host.start();
+
+  t.equal(host.status('execer'), 'failed');
+  t.match(host.info('execer').reason, { kind: 'seccomp', syscall: 'execve', message: 'forbidden syscall execve' }, 'the reason is the violation');
+  t.ok(events.some(([n, r]) => n === 'execer' && r.kind === 'seccomp'), "a 'violation' event");
+  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer');
+  t.match(lines.find((e) => e.event === 'violation'), { severity: 'critical', details: { kind: 'seccomp', syscall: 'execve' } }, 'a critical violation audit line');
+  t.match(lines.find((e) => e.event === 'load'), { severity: 'warning', reason: /sandbox was ended for a seccomp violation \(execve\) while the plugin loaded/ }, 'and the load failure says why');
+  await t.rejects(host.load('execer'), { code: 'ERR_PLUGIN_LOAD', stage: 'init', cause: { code: 'ERR_SANDBOX_VIOLATION', violation: { kind: 'seccomp' } } }, 'load() rejects with the violation as its cause');
+
+  if (isRoot) {
+    t.equal(host.status('hog'), 'failed');
+    t.match(host.info('hog').reason, { kind: 'memory', message: 'exceeded its memory limit' }, 'the memory limit, by the cgroup');
+  } else {
+    t.pass('memory limit while loading', { skip: 'needs root: memory limits are cgroup limits, which an unprivileged host lacks (see warden doctor)' });
+  }
+});
+
+t.test('restarted and breaking the limit again at each load: quarantined, not restarted for ever', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('execer', { code: EXEC_IN_ACTIVATE, hooks: ['work'] });
+  await w.trust('execer');
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, restart: { policy: 'restart', initialDelayMs: 10, maxDelayMs: 40 }, quarantine: { violations: 3, windowMs: 60_000 } });
+  t.teardown(() => host.close());
+  await host.start();
+  await until(() => host.status('execer') === 'quarantined', 20_000, 'the plugin to be quarantined');
+  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer');
+  t.equal(lines.filter((e) => e.event === 'violation').length, 3, 'three violation lines: the quarantine threshold');
+  t.equal(lines.filter((e) => e.event === 'restart').length, 2, 'two restarts between them');
+  t.match(lines.find((e) => e.event === 'quarantine'), { severity: 'critical', details: { last: 'seccomp' } });
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal((await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer' && e.event === 'load').length, 3, 'no load after the quarantine');
+});
+
+t.test('a new version that breaks a limit while loading: the old one serves on, the violation is counted', async (t) => {
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('p', { code: `exports.activate = (h) => { h.hook('work', () => 'v1'); };`, hooks: ['work'] });
+  await w.trust('p');
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, quarantine: { violations: 2, windowMs: 60_000 } });
+  t.teardown(() => host.close());
+  await host.start();
+  w.writePlugin('p', { code: EXEC_IN_ACTIVATE, hooks: ['work'], version: '2.0.0' });
+  await w.trust('p');
+  await w.publish();
+  await host.refreshTrust();
+  await t.rejects(host.reload('p'), { code: 'ERR_PLUGIN_LOAD', cause: { code: 'ERR_SANDBOX_VIOLATION' } });
+  t.equal(host.status('p'), 'active', 'the old version is still active');
+  t.same((await host.invoke('work', [])).values, ['v1'], 'and serves');
+  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'p');
+  t.match(lines.filter((e) => e.event === 'violation'), [{ severity: 'critical', version: '1.0.0', details: { kind: 'seccomp', loading: '2.0.0' } }], 'one violation line, of the new version (the line\'s version is the one serving)');
+  // The window holds it: one more violation (a second failed reload) reaches the threshold of 2.
+  await t.rejects(host.reload('p'));
+  t.equal((await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'p' && e.event === 'violation').length, 2, 'counted again');
+});
