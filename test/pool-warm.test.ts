@@ -203,3 +203,23 @@ t.test('$wake: a pooled runner spins for the coming $load, a few ms at most, the
   t.equal(p.pid, runner.pid, 'the woken runner served the load');
   t.equal(await p.call('ping'), 'pong');
 });
+
+t.test('$wake: starts reading their trees at once wake one runner each', async (t) => {
+  const dir = pluginDir(t, PROBE_PLUGIN);
+  const pool = new RunnerPool({ size: 2 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  const woken: number[] = [];
+  for (const r of (pool as unknown as { idle: Array<{ handle: { pid: number; wake(): void } }> }).idle) {
+    const h = r.handle;
+    const wake = h.wake.bind(h);
+    h.wake = () => {
+      woken.push(h.pid);
+      wake();
+    };
+  }
+  const [a, b] = await Promise.all([pool.start(path.join(dir, 'index.js')), pool.start(path.join(dir, 'index.js'))]);
+  t.teardown(() => { a.kill(); b.kill(); });
+  t.ok(a.warm && b.warm, 'both warm');
+  t.same([...woken].sort(), [a.pid, b.pid].sort(), 'each runner taken was woken, once (was: the first one twice)');
+});

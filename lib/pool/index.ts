@@ -108,6 +108,8 @@ export class RunnerPool {
   private readonly hostIds: { first: number; count: number } | undefined;
 
   private readonly idle: Runner[] = [];
+  /** Warm starts reading their plugin's tree, each about to take an idle runner. */
+  private preparing = 0;
   private readonly starting = new Set<Runner>();
   /** Every runner not handed out yet, whatever its state: close() waits for each to be gone. */
   private readonly own = new Set<Runner>();
@@ -236,9 +238,16 @@ export class RunnerPool {
     if (this.warmRefusal({ ...options, pluginFiles: files }) === undefined && this.idle.length > 0) {
       // Read (and check) the tree before taking a runner: a refused tree uses none. The runner
       // likely to be taken is woken first: it spins for the `$load` while the host reads the tree
-      // and fits the limits, instead of being woken by it (~0.4 ms here).
-      this.idle[0]?.handle?.wake();
-      const p = await preparePlugin(entry, options, 'copy');
+      // and fits the limits, instead of being woken by it (~0.4 ms here). Starts reading their
+      // trees at once take the first idle runners in some order: each wakes one of them.
+      this.idle[this.preparing]?.handle?.wake();
+      this.preparing++;
+      let p: PreparedPlugin;
+      try {
+        p = await preparePlugin(entry, options, 'copy');
+      } finally {
+        this.preparing--;
+      }
       const runner = this.warmRefusal({ ...options, tree: p.tree }) === undefined ? this.take() : undefined;
       if (runner !== undefined) {
         try {
