@@ -23,6 +23,7 @@ const RECORDS = {
   'private.test': ['10.1.2.3'],
   'mapped.test': ['::ffff:127.0.0.1'],
   'rebind.test': { rotate: ['198.51.100.1', '10.1.2.3', '127.0.0.1'] },
+  '*.many.test': ['198.51.100.1'],
 };
 
 if (process.env.WARDEN_NET_WORLD === undefined) {

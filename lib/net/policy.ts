@@ -52,6 +52,8 @@ export interface NetworkEvent {
   /** At 'closed': bytes the sandbox sent and received on the connection (null when unknown). */
   bytesOut?: number | null;
   bytesIn?: number | null;
+  /** At an allowed 'dns': answers of names not reported before it (over the rate of reports). */
+  unreported?: number;
 }
 
 export interface ConnectRequest {
@@ -162,7 +164,11 @@ const MAX_LEASED_REASONS = 256;
 // times out. Over the rate or the lookups at once a query is answered REFUSED and counts as a
 // refused attempt (maxRefusalsPerMinute then makes it a violation). Identical lookups in flight
 // share one, answers are kept for their TTL (at most DNS_CACHE_MS), and an allowed name is reported
-// once per DNS_REPORT_MS with how many queries it answered.
+// once per DNS_REPORT_MS with how many queries it answered. Reports of allowed names, all names
+// together, are a rate of their own (DNS_REPORTS_PER_MINUTE after a burst of DNS_REPORT_BURST): a
+// plugin resolving new names under a wildcard grant (or with net:outbound) as fast as the query
+// rate allows made 50 audit lines a second for as long as it liked. Names past it are counted,
+// and the next report says how many.
 const DNS_PER_SECOND = 50;
 const DNS_BURST = 100;
 const MAX_DNS_IN_FLIGHT = 16;
@@ -170,6 +176,8 @@ const DNS_CACHE_MS = 30_000;
 const DNS_CACHE_MAX = 256;
 const DNS_REPORT_MS = 10_000;
 const DNS_REPORTED_MAX = 1024;
+const DNS_REPORT_BURST = 30;
+const DNS_REPORTS_PER_MINUTE = 30;
 
 export class NetworkPolicy {
   private readonly answered = new Map<bigint, Answered>(); // addresses the stub answered, by value (v4 as v4)
@@ -184,6 +192,9 @@ export class NetworkPolicy {
   /** Why each leased destination was allowed, for the events of the connects made under the lease. */
   private readonly leased = new Map<string, { reason: string; name?: string }>();
   private readonly dnsQueries = new TokenBucket(DNS_PER_SECOND, DNS_BURST, Date.now());
+  private readonly dnsReports = new TokenBucket(DNS_REPORTS_PER_MINUTE / 60, DNS_REPORT_BURST, Date.now());
+  /** Allowed names' reports held back by dnsReports since the last one made. */
+  private dnsReportsHeld = 0;
   private readonly dnsInFlight = new Map<string, Promise<string[] | null>>();
   private readonly dnsCache = new Map<string, { addrs: string[]; until: number }>();
   private readonly dnsReported = new Map<string, { at: number; unreported: number }>();
@@ -466,11 +477,24 @@ export class NetworkPolicy {
       r.unreported++;
       return;
     }
+    if (!this.dnsReports.tryTake(now)) {
+      // Over the rate of reports: counted, told with the next one. A name seen again meanwhile
+      // counts again (its answers stay unreported until a report of it is made).
+      this.dnsReportsHeld++;
+      return;
+    }
     const since = r === undefined || r.unreported === 0 ? '' : ` (and ${r.unreported} more answers since the last report)`;
+    const held = this.dnsReportsHeld;
+    this.dnsReportsHeld = 0;
     this.dnsReported.delete(name);
     this.dnsReported.set(name, { at: now, unreported: 0 });
     if (this.dnsReported.size > DNS_REPORTED_MAX) this.dnsReported.delete(this.dnsReported.keys().next().value!);
-    this.emit({ at: now, type: 'dns', decision: 'allowed', name, reason: addrs.join(' ') + since });
+    const e: NetworkEvent = { at: now, type: 'dns', decision: 'allowed', name, reason: addrs.join(' ') + since };
+    if (held > 0) {
+      e.unreported = held;
+      e.reason += ` (${held} answers not reported before this one: over ${DNS_REPORTS_PER_MINUTE} reports a minute)`;
+    }
+    this.emit(e);
   }
 
   private remember(value: bigint, a: Answered): void {

@@ -304,6 +304,32 @@ const net = require('net');
   await sb.exited;
 });
 
+t.test('many allowed names: their reports are a bounded rate, the rest counted, none lost', async (t) => {
+  // 120 new names under a wildcard grant at 40 a second (under the query rate), then one more.
+  // Before: 121 allowed-dns events (audit lines for a plugin), 50 a second for as long as it liked.
+  const code = `
+const dns = require('dns').promises;
+(async () => {
+  for (let i = 0; i < 120; i++) {
+    await dns.resolve4('n' + i + '.many.test').catch((e) => console.log('n' + i + ' ' + e.code));
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await new Promise((r) => setTimeout(r, 2500));
+  console.log('last ' + (await dns.resolve4('last.many.test')).join(','));
+})();`;
+  const started = Date.now();
+  const r = await run([process.execPath, '-e', code], { network: { allow: ['*.many.test:80'], dnsServers: DNS } });
+  const most = 30 + Math.ceil((Date.now() - started) / 2000);
+  t.match(r.out, /^last 198\.51\.100\.1$/m, 'every name was answered');
+  t.notMatch(r.out, /^n\d+ /m, 'none refused');
+  const reported = r.events.filter((e) => e.type === 'dns' && e.decision === 'allowed');
+  t.ok(reported.length >= 31 && reported.length <= most, `${reported.length} reports: the burst of 30 and one per 2 s after it (at most ${most})`);
+  const unreported = reported.reduce((n, e) => n + (e.unreported ?? 0), 0);
+  t.equal(reported.length + unreported, 121, `each answer reported or counted in a later report (${reported.length} + ${unreported})`);
+  t.equal(reported.at(-1)?.name, 'last.many.test', 'the last name was reported');
+  t.match(reported.at(-1)?.reason, /answers not reported before this one/);
+});
+
 t.test('options are checked, naming the field', async (t) => {
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['0x7f000001'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });
   t.throws(() => Sandbox.spawn({ command: ['/bin/true'], network: { allow: ['2001:db8::1:80'] } }), { code: 'ERR_INVALID_OPTION', field: 'network.allow[0]' });

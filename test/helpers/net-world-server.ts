@@ -4,7 +4,8 @@
  * the test controls. Prints 'ready' on stdout once everything listens.
  *
  * DNS records come as JSON in argv[2]: { "name": ["addr", ...] } answers every lookup the same; a
- * name with { "rotate": [...] } answers the next entry at each lookup (the rebinding mode).
+ * name with { "rotate": [...] } answers the next entry at each lookup (the rebinding mode); a name
+ * "*.zone" answers the names one label below the zone.
  */
 import * as dgram from 'node:dgram';
 import * as http from 'node:http';
@@ -26,7 +27,8 @@ function answer(query: Buffer): Buffer | null {
   off += 1;
   const type = query.readUInt16BE(off);
   const name = labels.join('.');
-  const rec = records[name];
+  // A "*.zone" record answers every name under the zone that has no record of its own.
+  const rec = records[name] ?? records[`*.${labels.slice(1).join('.')}`];
   let addrs: string[] = [];
   if (Array.isArray(rec)) addrs = rec;
   else if (rec !== undefined) {
