@@ -198,4 +198,10 @@ t.test('a plugin starting and ending memory episodes at will: one episode per sw
   t.equal(seen[3]!.suppressed, 18, 'the 18 episodes not told are counted');
   t.match(seen[3]!.message, /18 earlier episodes not reported/);
   t.match(audit.events({ event: 'pressure', plugin: 'swinger' })[3]!.details, { suppressed: 18 });
+  // Memory's events are spent; the first error-rate episode is told at once all the same.
+  obs.hookResult({ outcomes: Array.from({ length: 20 }, () => ({ kind: 'plugin', owner: 'swinger', ok: false, ms: 1 })) } as never);
+  sampleAt(threshold * 1.05, (at += 100));
+  t.equal(seen.length, 5, 'an errors episode while memory has no events left');
+  t.match(seen[4], { kind: 'errors' });
+  t.notOk('suppressed' in seen[4]!, 'nothing of memory rides on it');
 });

@@ -64,9 +64,12 @@ interface Meter {
   last: { stats: LimitStats; carried: number } | undefined;
   history: PluginHistory;
   pressure: Set<PressureKind>;
-  /** Pressure events this plugin may still cause (PRESSURE_EVENTS), and episodes not told since the last. */
-  pressureEvents: TokenBucket;
-  pressureSuppressed: number;
+  /**
+   * Per kind: the pressure events this plugin may still cause (PRESSURE_EVENTS), and the episodes
+   * not told since the last. A kind of its own each, so that episodes of one (memory swinging)
+   * do not hold back the first report of another (its error rate).
+   */
+  pressureTold: Map<PressureKind, { events: TokenBucket; suppressed: number }>;
   throttledStreak: number;
 }
 
@@ -187,7 +190,7 @@ export class PluginObserver {
         calls: 0, errors: 0, timeouts: 0, methodCalls: 0, methodErrors: 0, violations: new Map(), lastViolation: undefined,
         cpuBase: 0, throttledBase: 0, mibSeconds: 0, current: undefined, memWatch: undefined, prev: undefined, last: undefined,
         history: new PluginHistory(this.points), pressure: new Set(), throttledStreak: 0,
-        pressureEvents: new TokenBucket(PRESSURE_EVENTS.perMinute / 60, PRESSURE_EVENTS.burst, Date.now()), pressureSuppressed: 0,
+        pressureTold: new Map(),
       };
       this.meters.set(name, m);
     }
@@ -318,26 +321,31 @@ export class PluginObserver {
 
   /**
    * A soft threshold crossed: once per episode, a 'pressure' event and a `warning` audit line, as
-   * many as the plugin's PRESSURE_EVENTS bucket allows. The episode is counted (usage().pressure,
+   * many as the plugin's PRESSURE_EVENTS bucket of this kind allows. The episode is counted (usage().pressure,
    * the gauge) either way; one not told is counted into the next event's `suppressed`.
    */
   private raise(m: Meter, kind: PressureKind, value: number, threshold: number, source: 'kernel' | 'sample', now: number, limit?: number): void {
     if (m.pressure.has(kind) || this.closed) return;
     m.pressure.add(kind);
-    if (!m.pressureEvents.tryTake(now)) {
-      m.pressureSuppressed++;
+    let told = m.pressureTold.get(kind);
+    if (told === undefined) {
+      told = { events: new TokenBucket(PRESSURE_EVENTS.perMinute / 60, PRESSURE_EVENTS.burst, now), suppressed: 0 };
+      m.pressureTold.set(kind, told);
+    }
+    if (!told.events.tryTake(now)) {
+      told.suppressed++;
       return;
     }
-    const suppressed = m.pressureSuppressed;
-    m.pressureSuppressed = 0;
+    const suppressed = told.suppressed;
+    told.suppressed = 0;
     const message =
       kind === 'memory' ? `memory at ${mib(value)} of its ${mib(limit!)} limit (warning at ${Math.round(this.thresholds.memory * 100)}%)`
       : kind === 'cpu-throttled' ? `cpu throttled ${Math.round(value * 100)}% of the time for ${this.thresholds.cpuThrottledSamples} samples in a row`
       : `${Math.round(value * 100)}% of its hook calls failed in the last ${this.intervalMs} ms`;
-    const told = suppressed > 0 ? `${message}; ${suppressed} earlier episode${suppressed === 1 ? '' : 's'} not reported (at most ${PRESSURE_EVENTS.perMinute} a minute after ${PRESSURE_EVENTS.burst})` : message;
-    const ev = { plugin: m.name, kind, value, threshold, ...(limit !== undefined ? { limit } : {}), source, message: told, at: now, ...(suppressed > 0 ? { suppressed } : {}) };
+    const text = suppressed > 0 ? `${message}; ${suppressed} earlier episode${suppressed === 1 ? '' : 's'} not reported (at most ${PRESSURE_EVENTS.perMinute} a minute after ${PRESSURE_EVENTS.burst})` : message;
+    const ev = { plugin: m.name, kind, value, threshold, ...(limit !== undefined ? { limit } : {}), source, message: text, at: now, ...(suppressed > 0 ? { suppressed } : {}) };
     const version = m.current?.inst.version;
-    this.source.audit.append({ severity: 'warning', event: 'pressure', plugin: m.name, ...(version !== undefined ? { version } : {}), reason: told, details: { kind, value, threshold, limit, source, ...(suppressed > 0 ? { suppressed } : {}) } });
+    this.source.audit.append({ severity: 'warning', event: 'pressure', plugin: m.name, ...(version !== undefined ? { version } : {}), reason: text, details: { kind, value, threshold, limit, source, ...(suppressed > 0 ? { suppressed } : {}) } });
     this.source.emit('pressure', ev);
   }
 

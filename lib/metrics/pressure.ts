@@ -33,7 +33,7 @@ export const DEFAULT_THRESHOLDS: Thresholds = { memory: 0.8, cpuThrottled: 0.25,
  */
 export const PRESSURE_CLEAR_SHARE = 0.9;
 /**
- * Pressure events (and their audit lines) a plugin may cause: a burst, then one a minute. A plugin
+ * Pressure events (and their audit lines) a plugin may cause, per kind: a burst, then one a minute. A plugin
  * can start and end episodes at will (writing and deleting a file on its tmpfs swings its memory by
  * megabytes in a millisecond): 2 s of that made 1,064 events and audit lines before this bound.
  * Episodes past it are counted and the count rides on the next event that is sent (`suppressed`).
