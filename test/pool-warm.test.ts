@@ -223,3 +223,12 @@ t.test('$wake: starts reading their trees at once wake one runner each', async (
   t.ok(a.warm && b.warm, 'both warm');
   t.same([...woken].sort(), [a.pid, b.pid].sort(), 'each runner taken was woken, once (was: the first one twice)');
 });
+
+t.test('$wake is a hint: waking a runner whose channel closed throws nothing', async (t) => {
+  const pool = new RunnerPool({ size: 2 });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  const first = (pool as unknown as { idle: Array<{ handle: { rpc: { close(): void }; wake(): void } }> }).idle[0]!.handle;
+  first.rpc.close();
+  t.doesNotThrow(() => first.wake(), 'waking a closed runner throws nothing (it threw the channel error out of start())');
+});

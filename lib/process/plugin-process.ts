@@ -197,9 +197,17 @@ export class PluginProcess extends EventEmitter {
     }
   }
 
-  /** Tells a pooled runner a plugin is on the way (`$wake`), so the `$load` soon after finds it awake. */
+  /**
+   * Tells a pooled runner a plugin is on the way (`$wake`), so the `$load` soon after finds it
+   * awake. A hint only: a runner whose channel closed meanwhile is found out by the load, not here.
+   */
   wake(): void {
-    if (!this.loadSent) this.rpc.notify(N_WAKE, []);
+    if (this.loadSent) return;
+    try {
+      this.rpc.notify(N_WAKE, []);
+    } catch {
+      // closed: the start goes on, and takes or refuses this runner as it would have
+    }
   }
 
   /**
