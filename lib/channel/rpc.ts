@@ -538,10 +538,11 @@ export class RpcPeer extends EventEmitter {
   private serve(id: number, method: string, args: unknown[]): void {
     const fn = this.handlers.get(method);
     if (!fn) {
-      // The name is the peer's: echoed clipped, so an answer is never much larger than a call.
-      const e = new Error(`no method '${clip(method, MAX_ECHO)}'`);
-      (e as { code?: string }).code = 'ERR_METHOD_NOT_FOUND';
-      this.reply(id, Kind.Error, errorToWire(e));
+      // The name is the peer's: echoed clipped, so an answer is never much larger than a call. No
+      // Error is made: its stack (this side's frames and file paths) tells the peer nothing it
+      // needs, and capturing and formatting one for each call of a missing method was most of what
+      // a peer calling one in a loop cost this side.
+      this.reply(id, Kind.Error, { name: 'Error', message: `no method '${clip(method, MAX_ECHO)}'`, code: 'ERR_METHOD_NOT_FOUND' });
       return;
     }
     const ctx = new Context(method);
