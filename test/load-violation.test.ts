@@ -89,3 +89,24 @@ t.test('a new version that breaks a limit while loading: the old one serves on, 
   await t.rejects(host.reload('p'));
   t.equal((await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'p' && e.event === 'violation').length, 2, 'counted again');
 });
+
+t.test('unloaded while a load breaks a limit: no restart afterwards', async (t) => {
+  // The unload waits behind the load, whose violation arms a restart (reviewer's sketch). Before:
+  // the plugin loaded again after the delay.
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('execer', { code: EXEC_IN_ACTIVATE, hooks: ['work'] });
+  await w.trust('execer');
+  await w.publish();
+  const host = w.host({ hooks: HOOKS, loading: 'lazy', restart: { policy: 'restart', initialDelayMs: 50, maxDelayMs: 50 } });
+  t.teardown(() => host.close());
+  await host.start();
+  const loading = host.load('execer');
+  const unloading = host.unload('execer');
+  await loading.catch(() => undefined);
+  await unloading;
+  await new Promise((r) => setTimeout(r, 1000));
+  const loads = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer' && e.event === 'load');
+  t.equal(loads.length, 1, 'one load, none after the unload');
+  t.not(host.status('execer'), 'active');
+});

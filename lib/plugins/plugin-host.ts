@@ -516,6 +516,9 @@ export class PluginHost extends EventEmitter {
   }
 
   private async doUnload(r: PluginRecord, reason: PluginReason): Promise<void> {
+    // A load that failed with a violation while this unload waited behind it armed a restart: an
+    // unload wants none, whatever came first.
+    clearRestart(r);
     const inst = r.instance;
     if (inst === undefined) {
       if (r.status !== 'quarantined' && r.status !== 'failed') this.setStatus(r, 'unloaded', reason);

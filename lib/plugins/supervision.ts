@@ -36,6 +36,7 @@ export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginR
     const delay = Math.min(restart.maxDelayMs, restart.initialDelayMs * 2 ** Math.min(r.restarts, 30));
     r.restarts++;
     core.log('notice', 'restart', r, `restarting in ${delay} ms (restart ${r.restarts})`, { delayMs: delay });
+    clearRestart(r); // one pending restart at most (a load during the backoff may fail again)
     r.restartTimer = setTimeout(() => {
       r.restartTimer = undefined;
       if (r.status === 'failed' && !core.isClosed()) core.ensureLoaded(r, []).catch(() => undefined);
