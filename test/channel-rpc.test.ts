@@ -55,6 +55,30 @@ t.test('errors cross with name, message, stack and code', async (t) => {
   t.equal(await p.call('add', 1, 1), 2, 'the channel survives errors');
 });
 
+t.test("a host method's error reaches the plugin without the host's stack", async (t) => {
+  const p = await start(t, {
+    handlers: {
+      fail: function hostMethodThatFails() {
+        const e = new RangeError('not allowed');
+        (e as { code?: string }).code = 'E_HOST';
+        throw e;
+      },
+      failLater: async function hostMethodThatRejects() {
+        await new Promise((r) => setTimeout(r, 1));
+        throw new Error('later');
+      },
+    },
+  });
+  const got = (await p.call('hostError', 'fail')) as { name: string; message: string; code: string; stack: string };
+  t.match(got, { name: 'RangeError', message: 'not allowed', code: 'E_HOST' }, 'name, message and code cross');
+  // The stack the plugin sees is its own (where it called from), never the host's frames or files.
+  t.notMatch(got.stack, /hostMethodThatFails|channel-rpc\.test|lib[\\/]channel[\\/]rpc/, 'no host frame (sent before)');
+  const later = (await p.call('hostError', 'failLater')) as { stack: string };
+  t.notMatch(later.stack, /hostMethodThatRejects|channel-rpc\.test/, 'nor for a rejected promise');
+  // The other way, the plugin's own stack still reaches the host (the host's logs need it).
+  t.match(((await p.call('boom').catch((x: unknown) => x)) as Error).stack, /channel-plugin\.js/);
+});
+
 t.test('large payloads stream through a small ring', async (t) => {
   const p = await start(t, { ringSize: 64 * 1024 });
   const big = Buffer.alloc(64 * 1024 * 1024);

@@ -41,12 +41,21 @@ export function describe(v: unknown, max = MAX_ERROR_TEXT): string {
   }
 }
 
-/** An error as the peer gets it: bounded texts, whatever the error's getters do. */
-export function errorToWire(e: unknown): Record<string, unknown> {
+/**
+ * An error as the peer gets it: bounded texts, whatever the error's getters do. `withStack` false
+ * (facing an untrusted peer) leaves the stack out: it holds this side's frames and file paths,
+ * which tell a plugin where the host's code lives and how it is built, and nothing it needs.
+ */
+export function errorToWire(e: unknown, withStack = true): Record<string, unknown> {
   try {
     if (e instanceof Error) {
       const code = (e as { code?: unknown }).code;
-      return { name: clip(e.name, 256), message: clip(e.message), stack: clip(e.stack), code: typeof code === 'string' ? clip(code, 256) : undefined };
+      return {
+        name: clip(e.name, 256),
+        message: clip(e.message),
+        stack: withStack ? clip(e.stack) : undefined,
+        code: typeof code === 'string' ? clip(code, 256) : undefined,
+      };
     }
   } catch {
     // a getter threw: described below

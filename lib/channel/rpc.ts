@@ -8,7 +8,8 @@
  * out of the channel's callback (a handler or listener failing on a message is a `protocol`
  * violation of the peer), and what the peer may cost is bounded: decoding per message, arguments, calls
  * served at once, messages and bytes per second, and what it leaves unread; a peer that stays
- * past a rate or the unread bound for `floodGraceMs` is a `flood` violation.
+ * past a rate or the unread bound for `floodGraceMs` is a `flood` violation. Facing limits, the
+ * errors this side answers with carry no stack (see errorToWire).
  */
 import { EventEmitter } from 'node:events';
 
@@ -510,7 +511,7 @@ export class RpcPeer extends EventEmitter {
           if (this.running.size >= l.maxRunning) {
             const e = new Error(`too many calls in flight (at most ${l.maxRunning}); wait for answers before calling more`);
             (e as { code?: string }).code = 'ERR_CHANNEL_BUSY';
-            this.reply(d.id, Kind.Error, errorToWire(e));
+            this.reply(d.id, Kind.Error, this.errorOut(e));
             return;
           }
         }
@@ -550,7 +551,7 @@ export class RpcPeer extends EventEmitter {
     try {
       r = fn.apply(ctx, args);
     } catch (e) {
-      this.reply(id, Kind.Error, errorToWire(e));
+      this.reply(id, Kind.Error, this.errorOut(e));
       return;
     }
     if (r === null || typeof r !== 'object' || typeof (r as { then?: unknown }).then !== 'function') {
@@ -566,9 +567,14 @@ export class RpcPeer extends EventEmitter {
       },
       (e) => {
         this.state[STATE_BUSY]--;
-        if (this.running.delete(id)) this.reply(id, Kind.Error, errorToWire(e));
+        if (this.running.delete(id)) this.reply(id, Kind.Error, this.errorOut(e));
       },
     );
+  }
+
+  /** An error of ours as the peer gets it: without our stack when the peer is untrusted (limits). */
+  private errorOut(e: unknown): Record<string, unknown> {
+    return errorToWire(e, this.limits === undefined);
   }
 
   private reply(id: number, kind: Kind, value: unknown): void {
@@ -578,7 +584,7 @@ export class RpcPeer extends EventEmitter {
     } catch (e) {
       if (this.closedWith) return;
       // The value did not encode (a function, too large...): the caller gets that as the error.
-      this.sendQuiet(Kind.Error, id, undefined, errorToWire(e));
+      this.sendQuiet(Kind.Error, id, undefined, this.errorOut(e));
     }
   }
 }

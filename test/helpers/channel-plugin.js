@@ -29,6 +29,15 @@ exports.waitAbort = function () {
   });
 };
 exports.askHost = async (x) => host.call('double', x);
+// What the plugin learns from a host method that throws.
+exports.hostError = async (method) => {
+  try {
+    await host.call(method);
+    return null;
+  } catch (e) {
+    return { name: e.name, message: e.message, code: e.code, stack: String(e.stack) };
+  }
+};
 exports.log = (m) => {
   console.log('from plugin', m);
   host.log('via host.log', m);
