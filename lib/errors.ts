@@ -56,16 +56,32 @@ export class ChannelError extends WardenError {
 }
 
 /**
+ * A violation as the sandbox or the channel observed it: the one shape the layers pass on (the
+ * sandbox's `Violation` narrows it, the channel's `ChannelViolation` fits it, the plugin host turns it
+ * into a `PluginReason`). `kind` is a string here: a receiver checks it against the kinds it knows.
+ */
+export interface ObservedViolation {
+  kind: string;
+  /** seccomp: the syscall's name. */
+  syscall?: string;
+  limit?: number | string;
+  observed?: number | string;
+  /** protocol, flood: what the peer did. */
+  message?: string;
+}
+
+/**
  * The sandbox was ended for breaking a limit or a policy (ERR_SANDBOX_VIOLATION) while a call to it
  * was pending, e.g. a plugin that ran out of memory or made a forbidden syscall while it loaded.
- * `violation` is what the sandbox observed ({ kind, syscall?, limit?, observed? }); `cause` is the
+ * `violation` is what the sandbox (or the channel: garbage or a flood) observed; `cause` is the
  * error the call itself got (the channel closing).
  */
 export class SandboxViolationError extends WardenError {
-  readonly violation: { kind: string; syscall?: string; limit?: number | string; observed?: number | string };
+  readonly violation: ObservedViolation;
   override readonly cause: unknown;
-  constructor(violation: SandboxViolationError['violation'], during: string, cause: unknown) {
-    const detail = violation.syscall !== undefined ? ` (${violation.syscall})` : violation.observed !== undefined ? ` (${String(violation.observed)})` : '';
+  constructor(violation: ObservedViolation, during: string, cause: unknown) {
+    const what = violation.syscall ?? violation.observed ?? violation.message;
+    const detail = what !== undefined ? ` (${String(what)})` : '';
     super('ERR_SANDBOX_VIOLATION', `the sandbox was ended for a ${violation.kind} violation${detail} while ${during}`);
     this.violation = violation;
     this.cause = cause;

@@ -1,5 +1,5 @@
 /** The public API of warden. Everything a host uses is exported from here. */
-export { WardenError, InvalidOptionError, ChannelError, CallTimeoutError, RemoteError, SandboxViolationError } from './errors';
+export { WardenError, InvalidOptionError, ChannelError, CallTimeoutError, RemoteError, SandboxViolationError, type ObservedViolation } from './errors';
 export { Sandbox } from './sandbox/sandbox';
 export { releasePreparedMounts } from './sandbox/plan';
 export { SandboxSetupError } from './sandbox/errors';

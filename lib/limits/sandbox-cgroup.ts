@@ -93,6 +93,17 @@ function inheritedCgroups(): { dirs: Set<string>; names: Set<string> } {
 }
 
 /**
+ * The violation to report as the sandbox's end, given the one held and a new one: the first,
+ * except that `pids` (a refused fork, which ends nothing) gives way to the first violation that
+ * does end the sandbox. Otherwise a plugin could pick the label of its own end: refuse itself a
+ * fork first, then break the limit it means to.
+ */
+export function endingViolation<V extends { kind: string }>(held: V | null | undefined, next: V): V {
+  if (held === null || held === undefined) return next;
+  return held.kind === 'pids' && next.kind !== 'pids' ? next : held;
+}
+
+/**
  * warden.<host pid>.<n>, or warden.<host pid>.<thread id>.<n> in a worker thread: each thread has
  * its own copy of this module and of `seq`, and two workers launching with limits at once would
  * otherwise both make warden.<pid>.1 (the second mkdir failing with EEXIST).
@@ -150,7 +161,7 @@ export class SandboxCgroup extends EventEmitter {
   /** rlimits the launcher must set in the child (degraded mode only). */
   readonly rlimits: RlimitSpec[];
   readonly killMethod: KillMethod | 'process';
-  /** The first violation, if any. Later ones are still emitted. */
+  /** The violation that says why the sandbox ended (see endingViolation). Later ones are still emitted. */
   violation: LimitViolation | undefined;
 
   private pid: number | undefined;
@@ -305,7 +316,7 @@ export class SandboxCgroup extends EventEmitter {
    */
   private violate(v: LimitViolation): void {
     if (this.destroyed !== undefined) return;
-    this.violation ??= v;
+    this.violation = endingViolation(this.violation, v);
     if (v.kind !== 'pids') void this.kill();
     this.emit('violation', v);
   }

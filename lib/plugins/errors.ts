@@ -2,6 +2,7 @@
  * Errors of the plugin host. Each has a stable `code` and names the plugin; messages say what to do.
  */
 import { WardenError } from '../errors';
+import type { PluginReason } from './reason';
 
 export class PluginError extends WardenError {
   readonly plugin: string;
@@ -53,10 +54,17 @@ export class PluginLoadError extends PluginError {
   /** 'discover' | 'verify' | 'compat' | 'permissions' | 'spawn' (the sandbox) | 'init' (the plugin's module or activate) | 'handshake' | 'hooks' */
   readonly stage: string;
   override readonly cause: unknown;
-  constructor(plugin: string, stage: string, cause: unknown) {
+  /**
+   * The plugin broke a limit or a policy while it loaded (the sandbox ended it, the channel cut it
+   * off, or its instance reported a violation before it was activated): the host records it as a
+   * violation of that kind, not a plain load failure.
+   */
+  readonly violation: PluginReason | undefined;
+  constructor(plugin: string, stage: string, cause: unknown, violation?: PluginReason) {
     const why = cause instanceof Error ? cause.message : String(cause);
     super('ERR_PLUGIN_LOAD', plugin, `loading ${plugin} failed at ${stage}: ${why}`);
     this.stage = stage;
     this.cause = cause;
+    this.violation = violation;
   }
 }

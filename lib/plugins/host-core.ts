@@ -10,7 +10,7 @@ import type { HookRegistry } from '../hooks';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { HostSettings } from './host-options';
 import type { LoadScans } from './load-scan';
-import type { PluginReason } from './instance';
+import type { PluginReason } from './reason';
 import type { PluginRecord, PluginStatus } from './record';
 
 export interface HostCore {

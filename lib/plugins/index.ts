@@ -5,5 +5,5 @@ export { Permission, parsePermission, permissionToString, decidePermissions, san
 export { PluginLimits, PluginLimitsInput, effectiveLimits, parsePluginLimits, trustEntryLimits } from './limits';
 export { LevelCeilingError, checkLevelCeiling, aboveCeiling } from './levels';
 export { discoverPlugins, Discovered } from './discovery';
-export { PluginReason, PluginReasonKind } from './instance';
+export { PluginReason, PluginReasonKind } from './reason';
 export { PluginHost, PluginHostOptions, WarmPoolOptions, PluginInfo, PluginStatus, PluginStatusEvent, PluginLauncher, LoadProgressEvent } from './plugin-host';

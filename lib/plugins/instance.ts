@@ -3,15 +3,16 @@
  * flight. The host may hold two instances of one plugin during a hot reload (the new one serving,
  * the old one draining); each instance knows only itself.
  */
-import { CallTimeoutError } from '../errors';
+import { CallTimeoutError, type ObservedViolation } from '../errors';
 import type { HandlerContext, HookHandler } from '../hooks';
 import type { BusMember } from '../bus';
-import type { PluginProcess, RunnerExit } from '../process/plugin-process';
+import { exitViolation, type PluginProcess, type RunnerExit } from '../process/plugin-process';
 import { HOOK_METHOD_PREFIX, M_SHUTDOWN, type HookRegistration } from '../runner-protocol';
 import type { PluginManifest } from './manifest';
 import type { PluginLimits } from './limits';
 import type { Permission } from './permissions';
 import type { TrustEntry } from '../trust/document';
+import { violationReason, type PluginReason } from './reason';
 
 /**
  * A hook and the channel method that runs it in the runner. The method name is made once per
@@ -25,52 +26,6 @@ interface HookTarget {
 
 function hookTarget(hook: string): HookTarget {
   return { hook, method: HOOK_METHOD_PREFIX + hook };
-}
-
-/** Why a plugin stopped or was refused: a violation kind, or what the host decided. */
-export type PluginReasonKind =
-  | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'seccomp' | 'protocol' | 'flood' | 'network' | 'crash'
-  | 'refused' | 'revoked' | 'unloaded' | 'replaced' | 'load-failed' | 'host-shutdown' | 'trust-expired';
-
-export interface PluginReason {
-  kind: PluginReasonKind;
-  message: string;
-  /** seccomp: the syscall. */
-  syscall?: string;
-  limit?: number | string;
-  observed?: number | string;
-  /** crash: how the runner ended. */
-  exit?: { code: number | null; signal: string | null };
-  /** load-failed / refused: the stage and error code. */
-  stage?: string;
-  code?: string;
-}
-
-/**
- * `flood`: the plugin sent faster than its channel allows, or left the host's answers unread, past
- * the grace time. `network`: it kept trying destinations its network policy refuses.
- */
-export const VIOLATION_KINDS: readonly PluginReasonKind[] = ['memory', 'pids', 'cpu-time', 'timeout', 'seccomp', 'protocol', 'flood', 'network', 'crash'];
-
-/** A violation as the sandbox or the channel reports it. */
-export interface ObservedViolation {
-  kind?: string;
-  syscall?: string;
-  limit?: number | string;
-  observed?: number | string;
-  message?: string;
-}
-
-/** The reason the host gives for an observed violation (an unknown kind is a protocol violation). */
-export function violationReason(v: ObservedViolation): PluginReason {
-  const kind = (VIOLATION_KINDS as readonly string[]).includes(String(v?.kind)) ? (v.kind as PluginReasonKind) : 'protocol';
-  const what =
-    kind === 'seccomp' ? `forbidden syscall ${v.syscall ?? '?'}`
-    : kind === 'protocol' ? `broke the channel protocol: ${v.message ?? ''}`
-    : kind === 'flood' ? `flooded the channel: ${v.message ?? ''}`
-    : kind === 'network' ? `broke its network policy: ${String(v.observed ?? '')}`
-    : `exceeded its ${kind} limit`;
-  return { kind, message: what, syscall: v.syscall, limit: v.limit, observed: v.observed };
 }
 
 export interface InstanceInfo {
@@ -111,11 +66,13 @@ export class PluginInstance {
     this.name = info.manifest.name;
     this.version = info.manifest.version;
     proc.on('violation', (v: ObservedViolation) => this.violation(violationReason(v)));
+    // One that came while the process loaded, before this instance listened (a refused thread:
+    // pids ends nothing, so the load went on).
+    if (proc.observed !== undefined) this.violation(violationReason(proc.observed));
     void proc.exited.then((r: RunnerExit) => {
       this.stopped = true;
       if (this.retired) return;
-      const v = r.violation as { kind?: string } | null | undefined;
-      if (v && typeof v === 'object' && v.kind) return; // reported through 'violation' already
+      if (exitViolation(r) !== undefined) return; // reported through 'violation' already
       this.violation({
         kind: 'crash',
         message: `the plugin's process ended on its own (${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`})`,

@@ -27,7 +27,6 @@ import type { TrustEntry } from '../trust/document';
 import { HookRegistry, type HookDeclaration, type HookHandler, type HookResult, type InvokeOptions, type HandlerOptions } from '../hooks';
 import { spawnNode } from '../process/spawn-node';
 import { releasePreparedMounts } from '../sandbox/plan';
-import { SandboxViolationError } from '../errors';
 import type { PluginProcess } from '../process/plugin-process';
 import type { VerifiedTrustList } from '../trust/verify';
 import type { StartOverEvent } from '../trust/store';
@@ -39,12 +38,13 @@ import { walkPluginDirs } from './discovery';
 import { PluginLoadError, PluginStateError } from './errors';
 import type { HostCore } from './host-core';
 import { hostSettings, type HostSettings, type PluginHostOptions, type PluginLauncher } from './host-options';
-import { violationReason, type PluginInstance, type PluginReason } from './instance';
+import type { PluginInstance } from './instance';
+import type { PluginReason } from './reason';
 import { sandboxLimits } from './limits';
 import { preparePlugin, startInstance } from './prepare';
 import { newRecord, pluginInfo, versionOf, type PluginInfo, type PluginRecord, type PluginStatus, type PluginStatusEvent } from './record';
 import { onDirChanged, onTrustChanged } from './reload-triggers';
-import { clearRestart, countViolation, onViolation, recordViolation, releaseQuarantine } from './supervision';
+import { clearRestart, onViolation, recordReloadViolation, recordViolation, releaseQuarantine } from './supervision';
 import { TrustExpiry } from './trust-expiry';
 import { PluginWatcher } from './watch';
 import { PluginObserver, type HostUsage } from '../metrics';
@@ -427,9 +427,9 @@ export class PluginHost extends EventEmitter {
    * the handshake) reached an instance nobody listened to yet: the load fails with it. Called with no
    * await between it and activate(), which wires the listener.
    */
-  private async refuseViolated(inst: PluginInstance, r: PluginRecord): Promise<never> {
+  private async refuseViolated(inst: PluginInstance, r: PluginRecord, violation: PluginReason): Promise<never> {
     await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
-    throw new PluginLoadError(r.name, 'init', new Error(`${inst.violatedWith!.kind} violation while it loaded: ${inst.violatedWith!.message}`));
+    throw new PluginLoadError(r.name, 'init', new Error(`${violation.kind} violation while it loaded: ${violation.message}`), violation);
   }
 
   private activate(r: PluginRecord, inst: PluginInstance): void {
@@ -451,10 +451,9 @@ export class PluginHost extends EventEmitter {
     if (r.status === 'active' || r.status === 'quarantined') return;
     this.setStatus(r, 'loading');
     let inst: PluginInstance;
-    let violation: PluginReason | undefined;
     try {
       inst = await this.startVerified(r, chain);
-      if ((violation = inst.violatedWith) !== undefined) await this.refuseViolated(inst, r);
+      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r, inst.violatedWith);
     } catch (e) {
       // The host closed while this start waited in line: not a failure of the plugin; close() unloads it.
       if (this.closed && e instanceof PluginStateError) throw e;
@@ -465,8 +464,7 @@ export class PluginHost extends EventEmitter {
       this.log('warning', 'load', r, err.message, { stage: err.stage, code: reason.code });
       // A limit or policy broken while it loaded is a violation like any other: audited with its
       // kind, counted toward quarantine, restarted by the policy.
-      violation ??= loadViolation(err);
-      if (violation !== undefined) recordViolation(this.core, r, violation, undefined);
+      if (err.violation !== undefined) recordViolation(this.core, r, err.violation, undefined);
       else this.setStatus(r, 'failed', reason);
       throw err;
     }
@@ -489,17 +487,16 @@ export class PluginHost extends EventEmitter {
     }
     this.setStatus(r, 'reloading');
     let inst: PluginInstance;
-    let violation: PluginReason | undefined;
     try {
       inst = await this.startVerified(r, []);
-      if ((violation = inst.violatedWith) !== undefined) await this.refuseViolated(inst, r);
+      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r, inst.violatedWith);
     } catch (e) {
       if (this.closed && e instanceof PluginStateError) throw e; // refused in line by close(), which unloads the old one
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);
       this.log('warning', 'reload', r, `reload failed, ${old.version} keeps serving: ${err.message}`, { stage: err.stage });
-      // The new version broke a limit: audited and counted; the old one serves on.
-      violation ??= loadViolation(err);
-      if (violation !== undefined) countViolation(this.core, r, violation, undefined, r.manifest?.version);
+      // The new version broke a limit: audited and counted; the old one serves on, unless that
+      // count quarantines the plugin.
+      if (err.violation !== undefined && recordReloadViolation(this.core, r, err.violation, r.manifest?.version)) throw err;
       // The old instance may have broken a limit while the new one was being prepared.
       if (r.instance === old && !old.retired) this.setStatus(r, 'active', { kind: 'load-failed', message: `reload failed: ${err.message}`, stage: err.stage });
       throw err;
@@ -559,9 +556,4 @@ export class PluginHost extends EventEmitter {
   private log(severity: AuditSeverity, event: string, r: PluginRecord | undefined, reason: string, details?: Record<string, unknown>): void {
     this.audit.append(auditEvent(severity, event, r, reason, details));
   }
-}
-
-/** The violation a failed load's error carries: the sandbox ended it for a limit or a policy. */
-function loadViolation(err: PluginLoadError): PluginReason | undefined {
-  return err.cause instanceof SandboxViolationError ? violationReason(err.cause.violation) : undefined;
 }

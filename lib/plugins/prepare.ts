@@ -13,7 +13,7 @@ import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
 import type { SpawnNodeOptions } from '../process/spawn-node';
 import type { NetworkEvent } from '../net/policy';
-import type { PluginProcess } from '../process/plugin-process';
+import { exitViolation, type PluginProcess } from '../process/plugin-process';
 import { M_HOOKS, type HookRegistration } from '../runner-protocol';
 import type { TrustEntry } from '../trust/document';
 import { assertCompatible } from '../trust/compat';
@@ -25,6 +25,7 @@ import { PermissionDeniedError, PluginError, PluginHookError, PluginLoadError } 
 import type { HostCore } from './host-core';
 import type { PluginHostOptions, PluginLauncher } from './host-options';
 import { PluginInstance } from './instance';
+import { violationReason } from './reason';
 import { effectiveLimits, sandboxLimits, trustEntryLimits, type PluginLimits } from './limits';
 import { checkLevelCeiling } from './levels';
 import { readManifest, type PluginManifest } from './manifest';
@@ -151,7 +152,7 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
   } catch (e) {
     // The plugin's own module or activate() failing (or not answering, or breaking a limit) is 'init'; the rest is the sandbox's.
     const init = e instanceof RemoteError || e instanceof CallTimeoutError || e instanceof SandboxViolationError;
-    throw new PluginLoadError(r.name, init ? 'init' : 'spawn', e);
+    throw new PluginLoadError(r.name, init ? 'init' : 'spawn', e, e instanceof SandboxViolationError ? violationReason(e.violation) : undefined);
   }
   const inst = new PluginInstance(proc, { manifest: prep.manifest, trust: prep.entry, permissions: prep.permissions.effective, limits: prep.limits });
   // Reachable on the bus once the host activates it (plugin-host.ts), not before.
@@ -165,7 +166,12 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
     inst.hooks = checkHooks(core.registry, prep.manifest, regs);
   } catch (e) {
     await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
-    throw e instanceof PluginError ? new PluginLoadError(r.name, 'hooks', e) : new PluginLoadError(r.name, 'handshake', e);
+    // A limit or the protocol broken during the handshake fails the load with that violation. The
+    // channel's (garbage, a flood) reached the instance before the call failed; the sandbox's comes
+    // with the exit, which may be after the call failed and stop() retired the instance.
+    const ended = exitViolation(await proc.exited);
+    const violation = inst.violatedWith ?? (ended !== undefined ? violationReason(ended) : undefined);
+    throw new PluginLoadError(r.name, e instanceof PluginError ? 'hooks' : 'handshake', e, violation);
   }
   return inst;
 }

@@ -2,7 +2,8 @@
  * What the plugin host keeps per discovered plugin (a PluginRecord), its statuses, and the
  * PluginInfo an application reads of it.
  */
-import type { PluginInstance, PluginReason } from './instance';
+import type { PluginInstance } from './instance';
+import type { PluginReason } from './reason';
 import type { PluginManifest } from './manifest';
 import type { Reputation } from '../reputation/score';
 import type { TrustLevel } from '../trust/levels';

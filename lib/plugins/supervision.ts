@@ -6,17 +6,27 @@
  */
 import { severityOf } from './audit-lines';
 import type { HostCore } from './host-core';
-import type { PluginInstance, PluginReason } from './instance';
+import type { PluginInstance } from './instance';
+import type { PluginReason } from './reason';
 import type { PluginRecord } from './record';
 
 export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstance, reason: PluginReason): void {
   if (r.instance !== inst) return; // an old instance draining after a reload: it is going anyway
-  // At once: no more calls, the sandbox killed. In-flight calls fail with the channel.
+  cutOff(core, r, inst);
+  recordViolation(core, r, reason, inst.pid);
+}
+
+/** At once: no more calls to the serving instance, its sandbox killed. In-flight calls fail with the channel. */
+function cutOff(core: HostCore, r: PluginRecord, inst: PluginInstance): void {
   core.registry.removeOwner(r.name);
   if (inst.busMember !== undefined) core.bus.detach(inst.busMember);
   r.instance = undefined;
   void inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
-  recordViolation(core, r, reason, inst.pid);
+}
+
+function quarantine(core: HostCore, r: PluginRecord, reason: PluginReason): void {
+  core.setStatus(r, 'quarantined', reason);
+  core.log('critical', 'quarantine', r, `${r.violationTimes.length} violations within ${core.settings.quarantine.windowMs} ms: quarantined until released`, { last: reason.kind });
 }
 
 /**
@@ -25,8 +35,7 @@ export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstanc
  */
 export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginReason, pid: number | undefined): void {
   if (countViolation(core, r, reason, pid) >= core.settings.quarantine.violations) {
-    core.setStatus(r, 'quarantined', reason);
-    core.log('critical', 'quarantine', r, `${r.violationTimes.length} violations within ${core.settings.quarantine.windowMs} ms: quarantined until released`, { last: reason.kind });
+    quarantine(core, r, reason);
     return;
   }
   core.setStatus(r, 'failed', reason);
@@ -46,12 +55,21 @@ export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginR
 }
 
 /**
- * Audits a violation and counts it in the quarantine window; returns the count. Alone (without
- * recordViolation) for a new version that broke a limit while it loaded beside an old one that
- * keeps serving (`loading`: that version; the line's own version is the one serving): the
- * plugin's next violation within the window may quarantine it.
+ * A new version broke a limit while it loaded beside an old one that serves (a reload): audited
+ * (`loading`: the new version; the line's own is the one serving) and counted. The old version
+ * serves on, unless the count reaches the quarantine threshold: the quarantine is the plugin's,
+ * whichever version broke the limits, so the old one is cut off and the plugin quarantined.
+ * Returns true then.
  */
-export function countViolation(core: HostCore, r: PluginRecord, reason: PluginReason, pid: number | undefined, loading?: string): number {
+export function recordReloadViolation(core: HostCore, r: PluginRecord, reason: PluginReason, loading: string | undefined): boolean {
+  if (countViolation(core, r, reason, undefined, loading) < core.settings.quarantine.violations) return false;
+  if (r.instance !== undefined) cutOff(core, r, r.instance);
+  quarantine(core, r, reason);
+  return true;
+}
+
+/** Audits a violation and counts it in the quarantine window; returns the count. */
+function countViolation(core: HostCore, r: PluginRecord, reason: PluginReason, pid: number | undefined, loading?: string): number {
   const now = Date.now();
   const q = core.settings.quarantine;
   r.violationTimes = r.violationTimes.filter((t) => now - t < q.windowMs);

@@ -9,9 +9,9 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
-import type { LimitStats, StatFields } from '../limits';
+import { endingViolation, type LimitStats, type StatFields } from '../limits';
 
-import { ChannelError, SandboxViolationError } from '../errors';
+import { ChannelError, SandboxViolationError, type ObservedViolation } from '../errors';
 import { loadAddon } from '../channel/addon';
 import { peerLimits } from '../channel/peer-limits';
 import { RpcPeer, type CallOptions, type ChannelLimits, type Handler, type ChannelViolation } from '../channel/rpc';
@@ -37,7 +37,14 @@ export const RUNNER_NODE_FLAGS: readonly string[] = Object.freeze(['--no-sparkpl
 export interface RunnerExit {
   code: number | null;
   signal: string | null;
+  /** The sandbox's observation (its Violation) when one ended it; read it with exitViolation(). */
   violation?: unknown;
+}
+
+/** The violation that ended a runner, when its sandbox observed one (an object with a string kind). */
+export function exitViolation(r: RunnerExit | undefined): ObservedViolation | undefined {
+  const v = r?.violation as { kind?: unknown } | null | undefined;
+  return v !== null && typeof v === 'object' && typeof v.kind === 'string' ? (v as ObservedViolation) : undefined;
 }
 
 /** What a spawner must start: `command` with exactly these fds at these numbers, and `env`. */
@@ -129,6 +136,12 @@ export class PluginProcess extends EventEmitter {
    */
   sigsysMeans: string | undefined;
   private loadSent = false;
+  /**
+   * What the sandbox or the channel observed so far, as the reason of an end (endingViolation: the
+   * first, a `pids` one giving way to one that ends it). A violation before anyone held an instance
+   * of this process (while it loaded) is kept here, not lost with the event.
+   */
+  observed: ObservedViolation | undefined;
 
   constructor(
     private readonly rpc: RpcPeer,
@@ -160,14 +173,15 @@ export class PluginProcess extends EventEmitter {
     rpc.on('violation', (v: ChannelViolation) => {
       // A peer that breaks the protocol is hostile: stop it now, not when it feels like exiting.
       this.process.kill('SIGKILL');
-      this.emit('violation', v);
+      this.violated(v);
     });
-    process.on?.('violation', (v) => this.emit('violation', v));
+    process.on?.('violation', (v) => this.violated(v as ObservedViolation));
     this.exited = process.exited.then((r) => {
-      if (this.loadSent && this.sigsysMeans !== undefined && r.signal === 'SIGSYS' && (r.violation === null || r.violation === undefined)) {
+      const held = exitViolation(r);
+      if (this.loadSent && this.sigsysMeans !== undefined && r.signal === 'SIGSYS' && (held === undefined || held.kind === 'pids')) {
         const v = { kind: 'seccomp', at: Date.now(), syscall: this.sigsysMeans };
         r = { ...r, violation: v };
-        this.emit('violation', v);
+        this.violated(v);
       }
       logRate.flush();
       const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
@@ -175,6 +189,11 @@ export class PluginProcess extends EventEmitter {
       this.emit('exit', r);
       return r;
     });
+  }
+
+  private violated(v: ObservedViolation): void {
+    this.observed = endingViolation(this.observed, v);
+    this.emit('violation', v);
   }
 
   /** Registers methods the plugin may call with `host.call` (before the plugin is loaded). */
@@ -226,13 +245,11 @@ export class PluginProcess extends EventEmitter {
       this.methods = methods as string[];
     } catch (e) {
       this.process.kill('SIGKILL');
-      const end = await this.exited.catch(() => undefined);
-      // Ended by the sandbox (a limit, a forbidden syscall, the network policy) while it loaded: say
-      // so, rather than only that the channel closed.
-      const v = end?.violation as { kind?: unknown } | null | undefined;
-      if (v !== null && typeof v === 'object' && typeof v.kind === 'string') {
-        throw new SandboxViolationError(v as SandboxViolationError['violation'], 'the plugin loaded', e);
-      }
+      const ended = exitViolation(await this.exited.catch(() => undefined));
+      // Ended by the sandbox (a limit, a forbidden syscall, the network policy) or cut off by the
+      // channel (garbage, a flood) while it loaded: say so, rather than only that the channel closed.
+      const v = ended === undefined ? this.observed : endingViolation(this.observed, ended);
+      if (v !== undefined) throw new SandboxViolationError(v, 'the plugin loaded', e);
       throw e;
     }
     return this.methods;

@@ -13,7 +13,7 @@ import { buildPlan, type BuiltPlan } from './plan';
 import { acquireHostId, checkRange, releaseHostId } from './ids';
 import { compiledSeccomp } from './seccomp';
 import type { ExitResult, SpawnOptions, StdioOption, Violation } from './types';
-import { SandboxCgroup, type LimitStats, type StatFields, type WeakerLimit } from '../limits';
+import { SandboxCgroup, endingViolation, type LimitStats, type StatFields, type WeakerLimit } from '../limits';
 import type { LimitsOptions } from '../limits/options';
 import { mergeRlimits, superviseSandbox, validateLimits } from '../limits/launch';
 import { drainCloses, unwatchClose, watchClose } from './network-closes';
@@ -260,7 +260,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
     };
     if (this.cgroup !== undefined) {
       this.endLimits = superviseSandbox(this.cgroup, pid, (v) => {
-        this.violation ??= v;
+        this.violation = endingViolation(this.violation, v);
         this.emit('violation', v);
       });
     }
@@ -331,7 +331,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       (e) => this.emit('network', e),
       (reason) => {
         const violation: Violation = { kind: 'network', at: Date.now(), observed: reason };
-        this.violation ??= violation;
+        this.violation = endingViolation(this.violation, violation);
         this.native.kill(9);
         this.emit('violation', violation);
       },
@@ -350,7 +350,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
 
   private onViolation(v: NativeViolation): void {
     const violation: Violation = { kind: 'seccomp', at: Date.now(), syscall: v.syscall };
-    this.violation ??= violation;
+    this.violation = endingViolation(this.violation, violation);
     this.emit('violation', violation);
   }
 
@@ -361,7 +361,7 @@ export class Sandbox extends EventEmitter<SandboxEvents> {
       const end = this.endLimits;
       this.endLimits = undefined;
       void end().then((v) => {
-        if (v !== undefined) this.violation ??= v;
+        if (v !== undefined) this.violation = endingViolation(this.violation, v);
         this.finishExit(code, signal);
       });
       return;

@@ -1,4 +1,5 @@
 /** Public types of a sandbox: options, exit results, violations. */
+import type { ObservedViolation } from '../errors';
 import type { LimitsOptions } from '../limits/options';
 import type { RlimitName, RlimitValue } from '../limits/rlimits';
 import type { NetworkOptions } from '../net/policy';
@@ -93,7 +94,8 @@ export interface SpawnOptions {
   limits?: LimitsOptions;
 }
 
-export interface Violation {
+/** What the sandbox observed; the shape every layer above passes on (ObservedViolation). */
+export interface Violation extends ObservedViolation {
   kind: 'seccomp' | 'memory' | 'pids' | 'cpu-time' | 'timeout' | 'protocol' | 'flood' | 'network';
   /** Milliseconds since the epoch. */
   at: number;
@@ -107,6 +109,6 @@ export interface ExitResult {
   /** Exit code, or null when killed by a signal. */
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** The first violation, when one caused the end. */
+  /** The violation that ended it: the first, except that a `pids` one (which ends nothing) gives way to the first that does. */
   violation: Violation | null;
 }
