@@ -15,6 +15,11 @@ export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
  * two per core keep the cores busy without dividing them so thin that starts time out.
  */
 export const DEFAULT_LOADS_PER_CORE = 2;
+/**
+ * The most runners a warm pool keeps (RunnerPool size, the host's warmPool): each idle one is a
+ * Node process (~6 MiB here); past a thousand a pool is a leak more likely than a plan.
+ */
+export const MAX_POOL_SIZE = 1024;
 /** A pooled runner's warm-up call, and how long a pool waits for a runner to become ready. */
 export const DEFAULT_READY_TIMEOUT_MS = 10_000;
 /** The sandbox's own setup, from clone to the exec of its command (SpawnOptions.setupTimeout). */
@@ -73,3 +78,10 @@ export const DEFAULT_BUS: Readonly<{
  * plugin could fill a disk.
  */
 export const DEFAULT_LOG_RATE: Readonly<{ lines: number; bytes: number }> = Object.freeze({ lines: 100, bytes: 64 * 1024 });
+/**
+ * A plugin's events (host.emit) the host passes on to the application's 'event' listeners, per
+ * second sustained, with a burst of ten seconds' worth; the rest are dropped and counted
+ * ('events-dropped'). Each runs the application's listeners on the host's thread: at the
+ * channel's 50,000 messages a second one plugin would choose how busy the host's listeners are.
+ */
+export const DEFAULT_EVENT_RATE = 1000;

@@ -538,6 +538,8 @@ t.test('warmPool { size, allowExec: true } serves sys:exec plugins warm; a plain
   for (const [bad, field] of [
     [-1, 'warmPool'], [1.5, 'warmPool'], ['2', 'warmPool'], [{ size: -1 }, 'warmPool.size'], [{}, 'warmPool.size'],
     [{ size: 1, allowExec: 'yes' }, 'warmPool.allowExec'], [null, 'warmPool'],
+    // Past the pool's bound: named as the host's field (was the pool's own 'size', at start()).
+    [1025, 'warmPool'], [{ size: 5000 }, 'warmPool.size'],
   ] as const) {
     let err: unknown;
     try {

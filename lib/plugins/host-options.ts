@@ -9,7 +9,7 @@ import * as semver from 'semver';
 
 import {
   DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_LOADS_PER_CORE, DEFAULT_PLUGIN_LIMITS, DEFAULT_QUARANTINE, DEFAULT_RESTART_INITIAL_DELAY_MS,
-  DEFAULT_RESTART_MAX_DELAY_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, DEFAULT_WATCH_DEBOUNCE_MS,
+  DEFAULT_RESTART_MAX_DELAY_MS, DEFAULT_SHUTDOWN_TIMEOUT_MS, DEFAULT_WATCH_DEBOUNCE_MS, MAX_POOL_SIZE,
 } from '../defaults';
 import { InvalidOptionError } from '../errors';
 import type { ObserverOptions } from '../metrics';
@@ -160,7 +160,7 @@ function warmPoolOf(v: PluginHostOptions['warmPool']): Required<WarmPoolOptions>
   const o = typeof v === 'number' ? { size: v } : v;
   const field = typeof v === 'number' ? 'warmPool' : 'warmPool.size';
   if (o === null || typeof o !== 'object') throw new InvalidOptionError('warmPool', 'must be a number of runners or { size, allowExec? }');
-  if (!Number.isSafeInteger(o.size) || o.size < 0) throw new InvalidOptionError(field, `must be a whole number of runners (0: no pool), got ${String(o.size)}`);
+  if (!Number.isSafeInteger(o.size) || o.size < 0 || o.size > MAX_POOL_SIZE) throw new InvalidOptionError(field, `must be a whole number of runners from 0 (no pool) to ${MAX_POOL_SIZE}, got ${String(o.size)}`);
   if (o.allowExec !== undefined && typeof o.allowExec !== 'boolean') throw new InvalidOptionError('warmPool.allowExec', 'must be true or false');
   return o.size === 0 ? undefined : { size: o.size, allowExec: o.allowExec === true };
 }

@@ -71,7 +71,8 @@ export interface LoadProgressEvent {
  * Events: 'status' (PluginStatusEvent), 'load-progress' (LoadProgressEvent, during start() each time
  * a load settles; the last has loaded + failed = total), 'log' (plugin, level, message), 'logs-dropped'
  * (plugin, count: its lines over the log rate, once a second while it drops), 'event' (plugin, name, ...args)
- * for host.emit() of plugins, 'error' is never emitted (failures are statuses and audit events).
+ * for host.emit() of plugins (DEFAULT_EVENT_RATE a second, a burst of ten seconds' worth), 'events-dropped'
+ * (plugin, count: its events over that rate, reported like dropped logs), 'error' is never emitted (failures are statuses and audit events).
  */
 export class PluginHost extends EventEmitter {
   readonly registry = new HookRegistry();

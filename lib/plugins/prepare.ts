@@ -160,6 +160,7 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
   prep.busMember.connect(busPeerFor(inst));
   proc.on('log', (level: string, message: string) => core.emit('log', r.name, level, message));
   proc.on('logs-dropped', (count: number) => core.emit('logs-dropped', r.name, count));
+  proc.on('events-dropped', (count: number) => core.emit('events-dropped', r.name, count));
   proc.on('event', (name: string, ...args: unknown[]) => core.emit('event', r.name, name, ...args));
   try {
     const regs = (await proc.callWith({ timeout: core.settings.loadTimeoutMs }, M_HOOKS)) as HookRegistration[];

@@ -25,7 +25,7 @@
  * epoll.
  */
 import { LimitError } from '../errors';
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS, MAX_POOL_SIZE } from '../defaults';
 import { releasePreparedMounts } from '../sandbox/plan';
 import { checkRange } from '../sandbox/ids';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limits/options';
@@ -126,7 +126,7 @@ export class RunnerPool {
   constructor(options: RunnerPoolOptions) {
     if (options === null || typeof options !== 'object') throw new InvalidOptionError('options', 'must be an object { size, ... }');
     const { size } = options;
-    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || size > 1024) throw new InvalidOptionError('size', 'must be a whole number from 0 (disabled) to 1024');
+    if (typeof size !== 'number' || !Number.isInteger(size) || size < 0 || size > MAX_POOL_SIZE) throw new InvalidOptionError('size', `must be a whole number from 0 (disabled) to ${MAX_POOL_SIZE}`);
     this.size = size;
     const seccomp = options.seccomp ?? 'strict';
     if (seccomp !== 'strict' && seccomp !== 'default') throw new InvalidOptionError('seccomp', "a pool runs 'strict' or 'default'; other policies start cold");

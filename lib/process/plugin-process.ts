@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_CLOSE_GRACE_MS, DEFAULT_EVENT_RATE, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_LOG_RATE, DEFAULT_READY_TIMEOUT_MS } from '../defaults';
 import { endingViolation, type LimitStats, type StatFields } from '../limits';
 
 import { ChannelError, SandboxViolationError, type ObservedViolation } from '../errors';
@@ -16,7 +16,7 @@ import { loadAddon } from '../channel/addon';
 import { peerLimits } from '../channel/peer-limits';
 import { RpcPeer, type CallOptions, type ChannelLimits, type Handler, type ChannelViolation } from '../channel/rpc';
 import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, N_WAKE, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
-import { LogRate } from './log-rate';
+import { PassRate } from './pass-rate';
 import { runnerBundle } from './runner-bundle';
 
 /** The runner's entry file (dist/lib/runner/main.js): started by path, never imported by the host. */
@@ -116,7 +116,8 @@ function clipAt(s: string, n: number): number {
 /**
  * A plugin running in its own process. Events: 'event' (name, ...args) from `host.emit`,
  * 'log' (level, message), 'logs-dropped' (count: lines over the log rate, DEFAULT_LOG_RATE, reported
- * once a second while it drops), 'violation' (ChannelViolation or the sandbox's), 'exit' (RunnerExit).
+ * once a second while it drops), 'events-dropped' (count: events over DEFAULT_EVENT_RATE, reported
+ * the same way), 'violation' (ChannelViolation or the sandbox's), 'exit' (RunnerExit).
  */
 export class PluginProcess extends EventEmitter {
   /** Methods the plugin exports. */
@@ -152,7 +153,8 @@ export class PluginProcess extends EventEmitter {
     this.ready = new Promise((resolve) => {
       isReady = resolve;
     });
-    const logRate = new LogRate((n) => this.emit('logs-dropped', n));
+    const logRate = new PassRate((n) => this.emit('logs-dropped', n), { items: DEFAULT_LOG_RATE.lines, bytes: DEFAULT_LOG_RATE.bytes });
+    const eventRate = new PassRate((n) => this.emit('events-dropped', n), { items: DEFAULT_EVENT_RATE });
     // What the plugin sends is checked, never coerced: String() of a value of its making may throw.
     // Anything thrown here (a listener's failure too) is the plugin's protocol violation (RpcPeer).
     rpc.on('notification', (name: string, args: unknown[]) => {
@@ -167,7 +169,7 @@ export class PluginProcess extends EventEmitter {
         isReady();
       } else if (!name.startsWith('$')) {
         // args.length is bounded by the channel's maxArgs.
-        this.emit('event', name, ...args);
+        if (eventRate.take()) this.emit('event', name, ...args);
       }
     });
     rpc.on('violation', (v: ChannelViolation) => {
@@ -184,6 +186,7 @@ export class PluginProcess extends EventEmitter {
         this.violated(v);
       }
       logRate.flush();
+      eventRate.flush();
       const how = r.signal ? `signal ${r.signal}` : `code ${r.code}`;
       rpc.close(new ChannelError('ERR_CHANNEL_CLOSED', `the plugin process exited (${how}) before answering`, 'peer exited'));
       this.emit('exit', r);

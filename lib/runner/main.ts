@@ -142,14 +142,16 @@ function main(): void {
   // A 50 us spin after each burst took async round trips from ~105 us to ~16 us on the 2-vCPU
   // bench machine, but made blocking callSync slower (~180 us against ~28 us without): there the
   // spinning runner competes with the spinning host. WARDEN_RUNNER_SPIN_US overrides it.
-  const rpc = new RpcPeer(ep, { spinUs: Number(process.env.WARDEN_RUNNER_SPIN_US ?? 50) || 0, keepAlive: true });
+  const spinUs = Number(process.env.WARDEN_RUNNER_SPIN_US ?? 50) || 0;
+  const rpc = new RpcPeer(ep, { spinUs, keepAlive: true });
   rpc.on('close', () => process.exit(0));
 
   const fromHost = new EventEmitter();
   let loaded = false;
   rpc.on('notification', (name: string, args: unknown[]) => {
     if (!name.startsWith('$')) fromHost.emit(name, ...args);
-    else if (name === N_WAKE && !loaded) ep.state[STATE_SPIN_ONCE] = WAKE_SPIN_US;
+    // A runner told not to spin (WARDEN_RUNNER_SPIN_US=0) does not spin for a $wake either.
+    else if (name === N_WAKE && !loaded && spinUs > 0) ep.state[STATE_SPIN_ONCE] = WAKE_SPIN_US;
   });
   const host: HostApi = {
     on: (event, listener) => {
