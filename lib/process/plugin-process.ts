@@ -138,9 +138,9 @@ export class PluginProcess extends EventEmitter {
   sigsysMeans: string | undefined;
   private loadSent = false;
   /**
-   * What the sandbox or the channel observed so far, as the reason of an end (endingViolation: the
-   * first, a `pids` one giving way to one that ends it). A violation before anyone held an instance
-   * of this process (while it loaded) is kept here, not lost with the event.
+   * What the sandbox or the channel observed since `$load` was sent, as the reason of an end
+   * (endingViolation: the first, a `pids` one giving way to one that ends it). A violation before
+   * anyone held an instance of this process (while it loaded) is kept here, not lost with the event.
    */
   observed: ObservedViolation | undefined;
 
@@ -195,7 +195,9 @@ export class PluginProcess extends EventEmitter {
   }
 
   private violated(v: ObservedViolation): void {
-    this.observed = endingViolation(this.observed, v);
+    // Kept from $load on: a pooled runner's violation while it waited for a plugin is not the
+    // plugin's (one that ended the runner still shows in its exit, which load() reads).
+    if (this.loadSent) this.observed = endingViolation(this.observed, v);
     this.emit('violation', v);
   }
 
