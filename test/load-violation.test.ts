@@ -6,10 +6,10 @@
  * Before: "loading x failed at spawn: the peer exited", kind 'load-failed', no violation line,
  * never quarantined.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 
 import { readAuditLog } from '../lib/audit';
-import type { PluginReason } from '../lib/plugins';
+import type { PluginHost, PluginHostOptions, PluginReason } from '../lib/plugins';
 import { PluginWorld, until } from './helpers/plugins';
 import { isRoot } from './helpers/sandbox';
 
@@ -17,18 +17,30 @@ const HOOKS = [{ name: 'work', mode: 'parallel' as const }];
 const EXEC_IN_ACTIVATE = `exports.activate = () => { require('child_process').execFileSync('true'); };`;
 const HOG_IN_ACTIVATE = `const k = []; exports.activate = () => { for (;;) k.push(Buffer.alloc(1 << 20, 1)); };`;
 
-t.test('a forbidden syscall or a memory limit broken while loading is a violation of its kind', async (t) => {
+/** A world with these plugins (code, and the trust entry's limits) and a host on HOOKS, not started. */
+async function world(t: Test, plugins: Record<string, { code: string; limits?: Record<string, number> }>, options: Partial<PluginHostOptions> = {}): Promise<{ w: PluginWorld; host: PluginHost }> {
   const w = await PluginWorld.create();
   t.teardown(() => w.cleanup());
-  w.writePlugin('execer', { code: EXEC_IN_ACTIVATE, hooks: ['work'] });
-  await w.trust('execer');
-  if (isRoot) {
-    w.writePlugin('hog', { code: HOG_IN_ACTIVATE, hooks: ['work'] });
-    await w.trust('hog', { limits: { memory: 96 * 1048576 } });
+  for (const [name, p] of Object.entries(plugins)) {
+    w.writePlugin(name, { code: p.code, hooks: ['work'] });
+    await w.trust(name, p.limits === undefined ? {} : { limits: p.limits });
   }
   await w.publish();
-  const host = w.host({ hooks: HOOKS });
+  const host = w.host({ hooks: HOOKS, ...options });
   t.teardown(() => host.close());
+  return { w, host };
+}
+
+/** The audit lines of one plugin. */
+async function linesOf(w: PluginWorld, plugin: string) {
+  return (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === plugin);
+}
+
+t.test('a forbidden syscall or a memory limit broken while loading is a violation of its kind', async (t) => {
+  const { w, host } = await world(t, {
+    execer: { code: EXEC_IN_ACTIVATE },
+    ...(isRoot ? { hog: { code: HOG_IN_ACTIVATE, limits: { memory: 96 * 1048576 } } } : {}),
+  });
   const events: Array<[string, PluginReason]> = [];
   host.on('violation', (name: string, reason: PluginReason) => events.push([name, reason]));
   await host.start();
@@ -36,7 +48,7 @@ t.test('a forbidden syscall or a memory limit broken while loading is a violatio
   t.equal(host.status('execer'), 'failed');
   t.match(host.info('execer').reason, { kind: 'seccomp', syscall: 'execve', message: 'forbidden syscall execve' }, 'the reason is the violation');
   t.ok(events.some(([n, r]) => n === 'execer' && r.kind === 'seccomp'), "a 'violation' event");
-  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer');
+  const lines = await linesOf(w, 'execer');
   t.match(lines.find((e) => e.event === 'violation'), { severity: 'critical', details: { kind: 'seccomp', syscall: 'execve' } }, 'a critical violation audit line');
   t.match(lines.find((e) => e.event === 'load'), { severity: 'warning', reason: /sandbox was ended for a seccomp violation \(execve\) while the plugin loaded/ }, 'and the load failure says why');
   await t.rejects(host.load('execer'), { code: 'ERR_PLUGIN_LOAD', stage: 'init', cause: { code: 'ERR_SANDBOX_VIOLATION', violation: { kind: 'seccomp' } } }, 'load() rejects with the violation as its cause');
@@ -50,31 +62,22 @@ t.test('a forbidden syscall or a memory limit broken while loading is a violatio
 });
 
 t.test('restarted and breaking the limit again at each load: quarantined, not restarted for ever', async (t) => {
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
-  w.writePlugin('execer', { code: EXEC_IN_ACTIVATE, hooks: ['work'] });
-  await w.trust('execer');
-  await w.publish();
-  const host = w.host({ hooks: HOOKS, restart: { policy: 'restart', initialDelayMs: 10, maxDelayMs: 40 }, quarantine: { violations: 3, windowMs: 60_000 } });
-  t.teardown(() => host.close());
+  const { w, host } = await world(t, { execer: { code: EXEC_IN_ACTIVATE } }, {
+    restart: { policy: 'restart', initialDelayMs: 10, maxDelayMs: 40 },
+    quarantine: { violations: 3, windowMs: 60_000 },
+  });
   await host.start();
   await until(() => host.status('execer') === 'quarantined', 20_000, 'the plugin to be quarantined');
-  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer');
+  const lines = await linesOf(w, 'execer');
   t.equal(lines.filter((e) => e.event === 'violation').length, 3, 'three violation lines: the quarantine threshold');
   t.equal(lines.filter((e) => e.event === 'restart').length, 2, 'two restarts between them');
   t.match(lines.find((e) => e.event === 'quarantine'), { severity: 'critical', details: { last: 'seccomp' } });
   await new Promise((r) => setTimeout(r, 300));
-  t.equal((await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer' && e.event === 'load').length, 3, 'no load after the quarantine');
+  t.equal((await linesOf(w, 'execer')).filter((e) => e.event === 'load').length, 3, 'no load after the quarantine');
 });
 
 t.test('a new version that breaks a limit while loading: the old one serves on, the violation is counted', async (t) => {
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
-  w.writePlugin('p', { code: `exports.activate = (h) => { h.hook('work', () => 'v1'); };`, hooks: ['work'] });
-  await w.trust('p');
-  await w.publish();
-  const host = w.host({ hooks: HOOKS, quarantine: { violations: 2, windowMs: 60_000 } });
-  t.teardown(() => host.close());
+  const { w, host } = await world(t, { p: { code: `exports.activate = (h) => { h.hook('work', () => 'v1'); };` } }, { quarantine: { violations: 2, windowMs: 60_000 } });
   await host.start();
   w.writePlugin('p', { code: EXEC_IN_ACTIVATE, hooks: ['work'], version: '2.0.0' });
   await w.trust('p');
@@ -83,11 +86,11 @@ t.test('a new version that breaks a limit while loading: the old one serves on, 
   await t.rejects(host.reload('p'), { code: 'ERR_PLUGIN_LOAD', cause: { code: 'ERR_SANDBOX_VIOLATION' } });
   t.equal(host.status('p'), 'active', 'the old version is still active');
   t.same((await host.invoke('work', [])).values, ['v1'], 'and serves');
-  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'p');
+  const lines = await linesOf(w, 'p');
   t.match(lines.filter((e) => e.event === 'violation'), [{ severity: 'critical', version: '1.0.0', details: { kind: 'seccomp', loading: '2.0.0' } }], 'one violation line, of the new version (the line\'s version is the one serving)');
   // The window holds it: one more violation (a second failed reload) reaches the threshold of 2.
   await t.rejects(host.reload('p'));
-  const after = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'p');
+  const after = await linesOf(w, 'p');
   t.equal(after.filter((e) => e.event === 'violation').length, 2, 'counted again');
   // The quarantine is the plugin's, whichever version broke the limits (before: the count passed
   // the threshold and the plugin stayed active).
@@ -100,27 +103,22 @@ t.test('garbage in the channel while loading is a protocol violation', async (t)
   // activate() overwrites the whole shared mapping (found in /proc/self/maps) through
   // /proc/self/mem: the host reads garbage where the $load answer should be. Before: a plain load
   // failure ("the peer exited"), no violation line.
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
-  w.writePlugin('scribbler', {
-    code: `exports.activate = () => {
-      const fs = require('fs');
-      const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.includes('warden-channel'));
-      const [start, end] = line.split(' ')[0].split('-').map((x) => parseInt(x, 16));
-      const fd = fs.openSync('/proc/self/mem', 'r+');
-      const junk = Buffer.alloc(end - start, 0xff);
-      fs.writeSync(fd, junk, 0, junk.length, start);
-    };`,
-    hooks: ['work'],
+  const { w, host } = await world(t, {
+    scribbler: {
+      code: `exports.activate = () => {
+        const fs = require('fs');
+        const line = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.includes('warden-channel'));
+        const [start, end] = line.split(' ')[0].split('-').map((x) => parseInt(x, 16));
+        const fd = fs.openSync('/proc/self/mem', 'r+');
+        const junk = Buffer.alloc(end - start, 0xff);
+        fs.writeSync(fd, junk, 0, junk.length, start);
+      };`,
+    },
   });
-  await w.trust('scribbler');
-  await w.publish();
-  const host = w.host({ hooks: HOOKS });
-  t.teardown(() => host.close());
   await host.start();
   t.equal(host.status('scribbler'), 'failed');
   t.match(host.info('scribbler').reason, { kind: 'protocol', message: /broke the channel protocol: ./ }, 'the reason is the protocol violation');
-  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'scribbler');
+  const lines = await linesOf(w, 'scribbler');
   t.match(lines.find((e) => e.event === 'violation'), { severity: 'critical', details: { kind: 'protocol' } }, 'a violation line');
   await t.rejects(host.load('scribbler'), { code: 'ERR_PLUGIN_LOAD', stage: 'init', cause: { code: 'ERR_SANDBOX_VIOLATION', violation: { kind: 'protocol' } } });
 });
@@ -130,23 +128,17 @@ t.test('a violation during the hooks handshake is a violation, not a failed hand
   // answered $load (the same microtask checkpoint, before the runner reads the host's next call):
   // the sandbox ends it while the host waits for the hook list. Before: "failed at handshake: ...
   // the peer exited", kind 'load-failed'.
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
   const code = `exports.activate = () => {
     const cp = require('child_process');
     let p = Promise.resolve();
     for (let i = 0; i < 20; i++) p = p.then(() => undefined);
     p.then(() => cp.execFileSync('true'));
   };`;
-  w.writePlugin('late', { code, hooks: ['work'] });
-  await w.trust('late');
-  await w.publish();
-  const host = w.host({ hooks: HOOKS });
-  t.teardown(() => host.close());
+  const { w, host } = await world(t, { late: { code } });
   await host.start();
   t.equal(host.status('late'), 'failed');
   t.match(host.info('late').reason, { kind: 'seccomp', syscall: 'execve' });
-  const lines = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'late');
+  const lines = await linesOf(w, 'late');
   t.match(lines.find((e) => e.event === 'violation'), { severity: 'critical', details: { kind: 'seccomp' } }, 'a violation line');
   t.match(lines.find((e) => e.event === 'load'), { details: { stage: 'handshake' } }, 'at the handshake');
 });
@@ -159,10 +151,9 @@ t.test('a refused fork does not choose the label of the end', async (t) => {
     t.pass('pids before seccomp', { skip: 'needs root: pids limits are cgroup limits, which an unprivileged host lacks (see warden doctor)' });
     return;
   }
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
-  w.writePlugin('picker', {
-    code: `exports.activate = async () => {
+  const { w, host } = await world(t, {
+    picker: {
+      code: `exports.activate = async () => {
       const { Worker } = require('worker_threads');
       for (let i = 0; i < 64; i++) {
         try {
@@ -178,36 +169,27 @@ t.test('a refused fork does not choose the label of the end', async (t) => {
       await new Promise((r) => setTimeout(r, 200));
       require('child_process').execFileSync('true');
     };`,
-    hooks: ['work'],
+      limits: { pids: 24 },
+    },
   });
-  await w.trust('picker', { limits: { pids: 24 } });
-  await w.publish();
-  const host = w.host({ hooks: HOOKS });
-  t.teardown(() => host.close());
   await host.start();
   t.equal(host.status('picker'), 'failed');
   t.match(host.info('picker').reason, { kind: 'seccomp', syscall: 'execve' }, 'the end is the program, not the refused thread');
-  const kinds = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'picker' && e.event === 'violation').map((e) => (e.details as { kind?: string }).kind);
+  const kinds = (await linesOf(w, 'picker')).filter((e) => e.event === 'violation').map((e) => (e.details as { kind?: string }).kind);
   t.same(kinds, ['seccomp'], 'one violation line, seccomp');
 });
 
 t.test('unloaded while a load breaks a limit: no restart afterwards', async (t) => {
   // The unload waits behind the load, whose violation arms a restart (reviewer's sketch). Before:
   // the plugin loaded again after the delay.
-  const w = await PluginWorld.create();
-  t.teardown(() => w.cleanup());
-  w.writePlugin('execer', { code: EXEC_IN_ACTIVATE, hooks: ['work'] });
-  await w.trust('execer');
-  await w.publish();
-  const host = w.host({ hooks: HOOKS, loading: 'lazy', restart: { policy: 'restart', initialDelayMs: 50, maxDelayMs: 50 } });
-  t.teardown(() => host.close());
+  const { w, host } = await world(t, { execer: { code: EXEC_IN_ACTIVATE } }, { loading: 'lazy', restart: { policy: 'restart', initialDelayMs: 50, maxDelayMs: 50 } });
   await host.start();
   const loading = host.load('execer');
   const unloading = host.unload('execer');
   await loading.catch(() => undefined);
   await unloading;
   await new Promise((r) => setTimeout(r, 1000));
-  const loads = (await readAuditLog(w.auditPath)).events.filter((e) => e.plugin === 'execer' && e.event === 'load');
+  const loads = (await linesOf(w, 'execer')).filter((e) => e.event === 'load');
   t.equal(loads.length, 1, 'one load, none after the unload');
   t.not(host.status('execer'), 'active');
 });
