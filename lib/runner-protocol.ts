@@ -37,6 +37,13 @@ export const N_READY = '$ready'; // runner → host, once, when it waits for `$l
  */
 export const N_WAKE = '$wake';
 export const WAKE_SPIN_US = 3000;
+/**
+ * `$go` host → runner, after a `$load` whose setup has `awaitGo`: the host has lowered the
+ * sandbox's limits. The runner writes the plugin's files meanwhile and runs none of its code before
+ * `$go`, so a pooled runner's files and the host's fitting overlap, and no plugin code ever runs
+ * under the pool's ceiling.
+ */
+export const N_GO = '$go';
 
 /** One entry of a plugin tree on the wire: a directory, a file (mode, bytes) or a symlink (target). */
 export type WireEntry = ['d', string] | ['f', string, number, Uint8Array] | ['l', string, string];
@@ -52,6 +59,8 @@ export interface LoadSetup {
   filters?: Uint8Array[];
   /** The plugin's files, written under `root` (which must be empty or absent). */
   tree?: { root: string; entries: WireEntry[] };
+  /** Then wait for `$go` (N_GO) before the plugin's code runs. */
+  awaitGo?: true;
 }
 
 /**

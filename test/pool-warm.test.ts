@@ -7,10 +7,12 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { LimitError } from '../lib/errors';
 import { hostLayout } from '../lib/limits';
 import { discoverOwnCgroups } from '../lib/limits/discover';
 import { RunnerPool } from '../lib/pool';
 import { PROBE_PLUGIN, pluginDir } from './helpers/plugin-dir';
+import { until } from './helpers/plugins';
 
 t.test('a warm start takes a runner started before start() was called, and never hands it out twice', async (t) => {
   const dir = pluginDir(t, PROBE_PLUGIN);
@@ -155,6 +157,52 @@ t.test('limits: lowered in place under the pool ceiling, cold above it', async (
   t.teardown(() => big.kill());
   t.equal(big.warm, false, 'above the ceiling: cold');
   t.equal(await big.call('ping'), 'pong');
+});
+
+t.test('$go: the runner writes the files while the limits are lowered, and runs no plugin code before', async (t) => {
+  // The plugin's top level logs the time it ran. Lowering the limits is made to take 300 ms here (a
+  // busy host); the plugin must not have run before it ended, nor at all when it fails.
+  const dir = pluginDir(t, { 'index.js': `console.log('ran ' + Date.now()); exports.ping = () => 'pong';` });
+  const entry = path.join(dir, 'index.js');
+  const pool = new RunnerPool({ size: 1, limits: { memory: '512M', pids: 64 } });
+  t.teardown(() => pool.close());
+  type Handle = { pid: number; on(e: 'log', f: (level: string, m: string) => void): void; process: { narrowLimits(l: unknown): void } };
+  const idle = () => (pool as unknown as { idle: Array<{ handle: Handle }> }).idle[0]!.handle;
+  const slowly = (h: Handle, fail: boolean) => {
+    const narrow = h.process.narrowLimits.bind(h.process);
+    let done = 0;
+    h.process.narrowLimits = (l: unknown) => {
+      const end = Date.now() + 300;
+      while (Date.now() < end);
+      done = Date.now();
+      if (fail) throw new LimitError('cgroup', 'refused for the test', { code: 'ERR_LIMIT_NARROW' });
+      narrow(l);
+    };
+    const ran: number[] = [];
+    h.on('log', (_level, m) => { if (m.startsWith('ran ')) ran.push(Number(m.slice(4))); });
+    return { ran, fitted: () => done };
+  };
+
+  await pool.waitIdle();
+  const first = idle();
+  const watch = slowly(first, false);
+  const p = await pool.start(entry, { limits: { memory: '256M', pids: 32 } });
+  t.teardown(() => p.kill());
+  t.ok(p.warm && p.pid === first.pid, 'warm, on the watched runner');
+  t.equal(await p.call('ping'), 'pong');
+  await until(() => watch.ran.length > 0, 2000);
+  t.ok(watch.ran[0]! >= watch.fitted(), `the plugin ran after the limits were lowered (${watch.ran[0]! - watch.fitted()} ms after)`);
+
+  await pool.waitIdle();
+  const second = idle();
+  const refused = slowly(second, true);
+  const q = await pool.start(entry, { limits: { memory: '256M', pids: 32 } });
+  t.teardown(() => q.kill());
+  t.equal(q.warm, false, 'a runner that cannot be fitted: the plugin starts cold');
+  t.not(q.pid, second.pid);
+  t.equal(await q.call('ping'), 'pong');
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(refused.ran, [], 'the runner that was not fitted never ran the plugin (it had its files)');
 });
 
 t.test('a missing entry fails the load and the runner is not reused', async (t) => {

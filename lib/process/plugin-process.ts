@@ -15,7 +15,7 @@ import { ChannelError, SandboxViolationError, type ObservedViolation } from '../
 import { loadAddon } from '../channel/addon';
 import { peerLimits } from '../channel/peer-limits';
 import { RpcPeer, type CallOptions, type ChannelLimits, type Handler, type ChannelViolation } from '../channel/rpc';
-import { ENV_CHANNEL, M_LOAD, M_WARM, N_LOG, N_READY, N_WAKE, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
+import { ENV_CHANNEL, M_LOAD, M_WARM, N_GO, N_LOG, N_READY, N_WAKE, RUNNER_FDS, type LoadSetup } from '../runner-protocol';
 import { PassRate } from './pass-rate';
 import { runnerBundle } from './runner-bundle';
 
@@ -231,6 +231,19 @@ export class PluginProcess extends EventEmitter {
       this.rpc.notify(N_WAKE, []);
     } catch {
       // closed: the start goes on, and takes or refuses this runner as it would have
+    }
+  }
+
+  /**
+   * After a `load()` whose setup has `awaitGo`, once the sandbox is fitted (limits lowered): the
+   * runner may run the plugin's code. Never sent otherwise, so a runner that could not be fitted
+   * (killed instead) never runs any.
+   */
+  go(): void {
+    try {
+      this.rpc.notify(N_GO, []);
+    } catch {
+      // closed: the pending load fails with the channel's error, which is the one to report
     }
   }
 

@@ -18,7 +18,7 @@ import { STATE_SPIN_ONCE, loadAddon } from '../channel/addon';
 import { RpcPeer, type Handler } from '../channel/rpc';
 import {
   ENV_CHANNEL, HOOK_METHOD_PREFIX, M_BUS_CALL, M_BUS_EVENT, M_BUS_PROVIDE, M_BUS_PUBLISH, M_BUS_SERVE, M_BUS_SUBSCRIBE,
-  M_DATA_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_LOG, N_READY, N_WAKE, RUNNER_FDS, WAKE_SPIN_US,
+  M_DATA_PREFIX, M_HOOKS, M_LOAD, M_SHUTDOWN, M_WARM, N_GO, N_LOG, N_READY, N_WAKE, RUNNER_FDS, WAKE_SPIN_US,
   type HookRegistration, type LoadSetup, type WireEntry,
 } from '../runner-protocol';
 
@@ -80,7 +80,7 @@ async function loadPlugin(entry: string): Promise<Record<string, unknown>> {
   return importModule(pathToFileURL(entry).href);
 }
 
-const SETUP_FIELDS = new Set(['env', 'filters', 'tree']);
+const SETUP_FIELDS = new Set(['env', 'filters', 'tree', 'awaitGo']);
 
 /** Everything `$load` asks for before the plugin's code runs; throws (and nothing is loaded) on any doubt. */
 function prepare(setup: unknown, restrictSelf: (program: Buffer) => void): void {
@@ -88,6 +88,7 @@ function prepare(setup: unknown, restrictSelf: (program: Buffer) => void): void 
   if (typeof setup !== 'object') throw new TypeError('$load setup must be an object');
   for (const k of Object.keys(setup)) if (!SETUP_FIELDS.has(k)) throw new TypeError(`$load setup: unknown field '${k}' (host and runner differ in version?)`);
   const s = setup as LoadSetup;
+  if (s.awaitGo !== undefined && s.awaitGo !== true) throw new TypeError('$load setup: awaitGo must be true when given');
   if (s.env !== undefined) {
     for (const [k, v] of Object.entries(s.env)) process.env[k] = String(v);
   }
@@ -148,10 +149,17 @@ function main(): void {
 
   const fromHost = new EventEmitter();
   let loaded = false;
+  // `$go`: the host lowered the limits (LoadSetup.awaitGo). Once; a `$go` before any `$load`
+  // asked for it only resolves this early, which the host never does.
+  let go: () => void = () => undefined;
+  const gone = new Promise<void>((resolve) => {
+    go = resolve;
+  });
   rpc.on('notification', (name: string, args: unknown[]) => {
     if (!name.startsWith('$')) fromHost.emit(name, ...args);
     // A runner told not to spin (WARDEN_RUNNER_SPIN_US=0) does not spin for a $wake either.
     else if (name === N_WAKE && !loaded && spinUs > 0) ep.state[STATE_SPIN_ONCE] = WAKE_SPIN_US;
+    else if (name === N_GO) go();
   });
   const host: HostApi = {
     on: (event, listener) => {
@@ -239,6 +247,8 @@ function main(): void {
     // Never a second try: a runner that failed half-way through setup is not reused either.
     loaded = true;
     prepare(setup, restrictSelf);
+    // The files are written; the plugin's code runs once the host has fitted the limits.
+    if ((setup as LoadSetup | undefined)?.awaitGo === true) await gone;
     Object.defineProperty(host, 'config', { value: deepFreeze(config), enumerable: true });
     const mod = await loadPlugin(entry);
     const methods = new Map<string, Handler>();
