@@ -67,6 +67,9 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
         await new Promise((r) => setTimeout(r, 1));
         throw new Error('later');
       },
+      settled: function hostMethodWithErrorValue() {
+        return Promise.allSettled([Promise.reject(new TypeError('inner', { cause: new Error('deeper') }))]);
+      },
     },
   });
   const got = (await p.call('hostError', 'fail')) as { name: string; message: string; code: string; stack: string };
@@ -75,6 +78,12 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
   t.notMatch(got.stack, /hostMethodThatFails|channel-rpc\.test|lib[\\/]channel[\\/]rpc/, 'no host frame (sent before)');
   const later = (await p.call('hostError', 'failLater')) as { stack: string };
   t.notMatch(later.stack, /hostMethodThatRejects|channel-rpc\.test/, 'nor for a rejected promise');
+  // An Error inside the value a host method answers with (Promise.allSettled's shape) went whole,
+  // stack included (V8's structured clone): it goes with its class, message and cause, no stack.
+  const inValue = (await p.call('hostErrorValue', 'settled')) as { isError: boolean; name: string; message: string; stack: string; cause: string };
+  t.match(inValue, { isError: true, name: 'TypeError', message: 'inner' }, 'the Error in the value keeps its class and message');
+  t.notMatch(inValue.stack, /hostMethodWithErrorValue|channel-rpc\.test/, 'and has no host frame (sent before)');
+  t.notMatch(inValue.cause, /hostMethodWithErrorValue|channel-rpc\.test/, 'nor has its cause');
   // The other way, the plugin's own stack still reaches the host (the host's logs need it).
   t.match(((await p.call('boom').catch((x: unknown) => x)) as Error).stack, /channel-plugin\.js/);
 });

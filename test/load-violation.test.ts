@@ -179,6 +179,46 @@ t.test('a refused fork does not choose the label of the end', async (t) => {
   t.same(kinds, ['seccomp'], 'one violation line, seccomp');
 });
 
+t.test('a refused thread does not hide a forbidden syscall made right after loading', async (t) => {
+  // Reviewer's sketch: threads until the pids limit refuses one (a pids violation, which ends
+  // nothing, so $load answers), then a program run right after the answer, during the hooks
+  // handshake. Before: the instance kept its first violation, pids (a warning), and no line named
+  // the execve.
+  if (!isRoot) {
+    t.pass('pids before seccomp in the handshake', { skip: 'needs root: pids limits are cgroup limits, which an unprivileged host lacks (see warden doctor)' });
+    return;
+  }
+  const { w, host } = await world(t, {
+    racer: {
+      code: `exports.activate = async () => {
+        const { Worker } = require('worker_threads');
+        for (let i = 0; i < 64; i++) {
+          try {
+            await new Promise((resolve, reject) => {
+              const wk = new Worker('setInterval(() => {}, 1000)', { eval: true });
+              wk.once('online', resolve);
+              wk.once('error', reject);
+            });
+          } catch {
+            break;
+          }
+        }
+        await new Promise((r) => setTimeout(r, 200));
+        const cp = require('child_process');
+        let p = Promise.resolve();
+        for (let i = 0; i < 20; i++) p = p.then(() => undefined);
+        p.then(() => cp.execFileSync('true'));
+      };`,
+      limits: { pids: 24 },
+    },
+  });
+  await host.start();
+  t.equal(host.status('racer'), 'failed');
+  t.match(host.info('racer').reason, { kind: 'seccomp', syscall: 'execve' }, 'the end is the program');
+  const lines = (await linesOf(w, 'racer')).filter((e) => e.event === 'violation');
+  t.match(lines, [{ severity: 'critical', details: { kind: 'seccomp' } }], 'one violation line, seccomp');
+});
+
 t.test('unloaded while a load breaks a limit: no restart afterwards', async (t) => {
   // The unload waits behind the load, whose violation arms a restart (reviewer's sketch). Before:
   // the plugin loaded again after the delay.

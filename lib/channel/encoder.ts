@@ -18,7 +18,16 @@ export class Encoder {
   parts: Uint8Array[] | undefined;
 
   /** `scratch`: where envelopes are written (the endpoint's txBuffer, so sending passes a length). */
-  constructor(private readonly scratch: Buffer = Buffer.allocUnsafe(64 * 1024)) {
+  /**
+   * @param errorStacks false: an Error within a value is sent without its stack (and its causes'),
+   *   as the peer's answers are when it is untrusted (RpcPeer with limits): a host's frames and file
+   *   paths tell a plugin nothing it needs. An Error inside a Map, Set or class instance is cloned
+   *   by V8 whole, stack included; errors a host sends should be plain values or Errors.
+   */
+  constructor(
+    private readonly scratch: Buffer = Buffer.allocUnsafe(64 * 1024),
+    private readonly errorStacks = true,
+  ) {
     this.buf = scratch;
   }
 
@@ -213,6 +222,8 @@ export class Encoder {
       }
     } else if (v instanceof Date) {
       this.f64(Tag.Date, v.getTime());
+    } else if (!this.errorStacks && v instanceof Error) {
+      this.structured(withoutStack(v, 0));
     } else {
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
@@ -239,4 +250,16 @@ export class Encoder {
     this.buf.set(bytes, this.pos);
     this.pos += bytes.length;
   }
+}
+
+/**
+ * A copy of `e` (same built-in class, message and cause) whose stack V8's serializer leaves out;
+ * causes that are Errors are copied the same way, a few deep (a longer or cyclic chain ends there).
+ */
+function withoutStack(e: Error, depth: number): Error {
+  const copy = new Error(e.message);
+  Object.setPrototypeOf(copy, Object.getPrototypeOf(e) as object);
+  Object.defineProperty(copy, 'stack', { value: undefined, writable: true, configurable: true });
+  if ('cause' in e) copy.cause = !(e.cause instanceof Error) ? e.cause : depth < 8 ? withoutStack(e.cause, depth + 1) : undefined;
+  return copy;
 }

@@ -86,7 +86,8 @@ export class RpcPeer extends EventEmitter {
     super();
     this.timeout = options.timeout ?? 0;
     this.keepAlive = options.keepAlive ?? false;
-    this.enc = new Encoder(ep.txBuffer);
+    // Facing limits (an untrusted peer), Errors in values go without their stacks, as answers do.
+    this.enc = new Encoder(ep.txBuffer, options.limits === undefined);
     this.rx = ep.rxBuffer;
     const l = options.limits;
     this.limits = l;

@@ -6,7 +6,8 @@
 import { CallTimeoutError, type ObservedViolation } from '../errors';
 import type { HandlerContext, HookHandler } from '../hooks';
 import type { BusMember } from '../bus';
-import { exitViolation, type PluginProcess, type RunnerExit } from '../process/plugin-process';
+import { endingViolation } from '../limits';
+import type { PluginProcess, RunnerExit } from '../process/plugin-process';
 import { HOOK_METHOD_PREFIX, M_SHUTDOWN, type HookRegistration } from '../runner-protocol';
 import type { PluginManifest } from './manifest';
 import type { PluginLimits } from './limits';
@@ -52,6 +53,8 @@ export class PluginInstance {
    * host fails the load with it rather than activate a plugin whose violation was lost.
    */
   onViolation: (reason: PluginReason) => void = () => undefined;
+  /** Called when a violation that ends the sandbox follows a `pids` one that was reported (see violation()). */
+  onLateViolation: (reason: PluginReason, after: PluginReason) => void = () => undefined;
   /** The first violation, whether or not the host was listening yet (set once). */
   violatedWith: PluginReason | undefined;
   /** Set by the host when it replaced this instance, so stragglers go to the successor. */
@@ -71,8 +74,10 @@ export class PluginInstance {
     if (proc.observed !== undefined) this.violation(violationReason(proc.observed));
     void proc.exited.then((r: RunnerExit) => {
       this.stopped = true;
-      if (this.retired) return;
-      if (exitViolation(r) !== undefined) return; // reported through 'violation' already
+      // Every violation that ended it came as a 'violation' event before the exit (the sandbox
+      // emits what it observes at once, the SIGSYS reading too): an end with none reported is a
+      // crash, whatever the exit carries (a pooled runner's violation before its plugin came).
+      if (this.retired || this.violatedWith !== undefined) return;
       this.violation({
         kind: 'crash',
         message: `the plugin's process ended on its own (${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`})`,
@@ -89,10 +94,35 @@ export class PluginInstance {
     return this.inflight;
   }
 
+  /**
+   * The first violation cuts the instance off (onViolation); it names the end (violatedWith),
+   * except that a `pids` one (a refused thread, which ends nothing by itself) gives way to a later
+   * one that ends the sandbox (endingViolation): the plugin may have raced a forbidden syscall in
+   * before the host's kill. That one is told through onLateViolation (audited, not counted again).
+   */
   violation(reason: PluginReason): void {
-    if (this.violatedWith !== undefined || this.retired) return;
+    const held = this.violatedWith;
+    if (held === undefined) {
+      if (this.retired) return; // unloaded or replaced: its end is no violation
+      this.violatedWith = reason;
+      this.onViolation(reason);
+      return;
+    }
+    if (endingViolation(held, reason) === held) return;
     this.violatedWith = reason;
-    this.onViolation(reason);
+    this.onLateViolation(reason, held);
+  }
+
+  /**
+   * Stops the process now; returns the violation it ended with, if any: the one reported, or what
+   * the sandbox or the channel observed since its $load (complete once it has exited), whichever
+   * names the end (endingViolation). For a load that failed before the instance was activated.
+   */
+  async stopForViolation(): Promise<PluginReason | undefined> {
+    await this.stop({ drainMs: 0, shutdownMs: 0, now: true });
+    const seen = this.proc.observed === undefined ? undefined : violationReason(this.proc.observed);
+    if (this.violatedWith === undefined || seen === undefined) return this.violatedWith ?? seen;
+    return endingViolation(this.violatedWith, seen);
   }
 
   /** The registry handler for one hook of this instance. */

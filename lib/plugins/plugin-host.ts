@@ -44,7 +44,7 @@ import { sandboxLimits } from './limits';
 import { preparePlugin, startInstance } from './prepare';
 import { newRecord, pluginInfo, versionOf, type PluginInfo, type PluginRecord, type PluginStatus, type PluginStatusEvent } from './record';
 import { onDirChanged, onTrustChanged } from './reload-triggers';
-import { clearRestart, onViolation, recordReloadViolation, recordViolation, releaseQuarantine } from './supervision';
+import { clearRestart, onLateViolation, onViolation, recordReloadViolation, recordViolation, releaseQuarantine } from './supervision';
 import { TrustExpiry } from './trust-expiry';
 import { PluginWatcher } from './watch';
 import { PluginObserver, type HostUsage } from '../metrics';
@@ -428,8 +428,9 @@ export class PluginHost extends EventEmitter {
    * the handshake) reached an instance nobody listened to yet: the load fails with it. Called with no
    * await between it and activate(), which wires the listener.
    */
-  private async refuseViolated(inst: PluginInstance, r: PluginRecord, violation: PluginReason): Promise<never> {
-    await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
+  private async refuseViolated(inst: PluginInstance, r: PluginRecord): Promise<never> {
+    // Read once it has ended: a forbidden syscall may follow the pids violation that got here first.
+    const violation = (await inst.stopForViolation())!;
     throw new PluginLoadError(r.name, 'init', new Error(`${violation.kind} violation while it loaded: ${violation.message}`), violation);
   }
 
@@ -437,6 +438,7 @@ export class PluginHost extends EventEmitter {
     const previous = r.instance;
     r.instance = inst;
     inst.onViolation = (reason) => onViolation(this.core, r, inst, reason);
+    inst.onLateViolation = (reason, after) => onLateViolation(this.core, r, inst, reason, after);
     // One synchronous step: an invoke() sees either all old handlers or all new ones.
     this.registry.replaceOwner(r.name, inst.hooks.map((h) => ({ hook: h.hook, handler: inst.hookHandler(h.hook), options: { priority: h.priority, kind: 'plugin' as const } })));
     // In the same step: bus calls and events now reach the new instance, none the old one.
@@ -454,7 +456,7 @@ export class PluginHost extends EventEmitter {
     let inst: PluginInstance;
     try {
       inst = await this.startVerified(r, chain);
-      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r, inst.violatedWith);
+      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r);
     } catch (e) {
       // The host closed while this start waited in line: not a failure of the plugin; close() unloads it.
       if (this.closed && e instanceof PluginStateError) throw e;
@@ -490,7 +492,7 @@ export class PluginHost extends EventEmitter {
     let inst: PluginInstance;
     try {
       inst = await this.startVerified(r, []);
-      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r, inst.violatedWith);
+      if (inst.violatedWith !== undefined) await this.refuseViolated(inst, r);
     } catch (e) {
       if (this.closed && e instanceof PluginStateError) throw e; // refused in line by close(), which unloads the old one
       const err = e instanceof PluginLoadError ? e : new PluginLoadError(r.name, 'spawn', e);

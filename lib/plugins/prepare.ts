@@ -13,7 +13,7 @@ import type { HookRegistry } from '../hooks';
 import type { CallContext, Handler } from '../channel/rpc';
 import type { SpawnNodeOptions } from '../process/spawn-node';
 import type { NetworkEvent } from '../net/policy';
-import { exitViolation, type PluginProcess } from '../process/plugin-process';
+import type { PluginProcess } from '../process/plugin-process';
 import { M_HOOKS, type HookRegistration } from '../runner-protocol';
 import type { TrustEntry } from '../trust/document';
 import { assertCompatible } from '../trust/compat';
@@ -166,12 +166,10 @@ export async function startInstance(core: HostCore, launcher: PluginLauncher, r:
     const regs = (await proc.callWith({ timeout: core.settings.loadTimeoutMs }, M_HOOKS)) as HookRegistration[];
     inst.hooks = checkHooks(core.registry, prep.manifest, regs);
   } catch (e) {
-    await inst.stop({ drainMs: 0, shutdownMs: 0, now: true });
     // A limit or the protocol broken during the handshake fails the load with that violation. The
-    // channel's (garbage, a flood) reached the instance before the call failed; the sandbox's comes
-    // with the exit, which may be after the call failed and stop() retired the instance.
-    const ended = exitViolation(await proc.exited);
-    const violation = inst.violatedWith ?? (ended !== undefined ? violationReason(ended) : undefined);
+    // channel's (garbage, a flood) reached the instance before the call failed; the sandbox's may
+    // come with the exit, after the call failed and stop() retired the instance.
+    const violation = await inst.stopForViolation();
     throw new PluginLoadError(r.name, e instanceof PluginError ? 'hooks' : 'handshake', e, violation);
   }
   return inst;

@@ -16,6 +16,19 @@ export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstanc
   recordViolation(core, r, reason, inst.pid);
 }
 
+/**
+ * A violation that ended the sandbox after the `pids` one that cut the instance off (the plugin
+ * raced a forbidden syscall in before the host's kill): audited with its own kind, so a milder
+ * line does not hide it, and named in the status's reason while that is still the pids one. Not
+ * counted again: one end, one count.
+ */
+export function onLateViolation(core: HostCore, r: PluginRecord, inst: PluginInstance, reason: PluginReason, after: PluginReason): void {
+  core.log(severityOf(reason.kind), 'violation', r, reason.message, {
+    kind: reason.kind, syscall: reason.syscall, limit: reason.limit, observed: reason.observed, pid: inst.pid, after: after.kind, counted: false,
+  });
+  if (r.reason === after) core.setStatus(r, r.status, reason);
+}
+
 /** At once: no more calls to the serving instance, its sandbox killed. In-flight calls fail with the channel. */
 function cutOff(core: HostCore, r: PluginRecord, inst: PluginInstance): void {
   core.registry.removeOwner(r.name);
@@ -63,6 +76,7 @@ export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginR
  */
 export function recordReloadViolation(core: HostCore, r: PluginRecord, reason: PluginReason, loading: string | undefined): boolean {
   if (countViolation(core, r, reason, undefined, loading) < core.settings.quarantine.violations) return false;
+  if (r.status === 'quarantined') return true; // the old version's own violation got there first, during the reload
   if (r.instance !== undefined) cutOff(core, r, r.instance);
   quarantine(core, r, reason);
   return true;

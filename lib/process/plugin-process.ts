@@ -263,11 +263,13 @@ export class PluginProcess extends EventEmitter {
       this.methods = methods as string[];
     } catch (e) {
       this.process.kill('SIGKILL');
-      const ended = exitViolation(await this.exited.catch(() => undefined));
-      // Ended by the sandbox (a limit, a forbidden syscall, the network policy) or cut off by the
-      // channel (garbage, a flood) while it loaded: say so, rather than only that the channel closed.
-      const v = ended === undefined ? this.observed : endingViolation(this.observed, ended);
-      if (v !== undefined) throw new SandboxViolationError(v, 'the plugin loaded', e);
+      // Once it has exited, `observed` holds all the sandbox saw (it reports each violation as it
+      // happens, the SIGSYS reading included): ended by the sandbox (a limit, a forbidden syscall,
+      // the network policy) or cut off by the channel (garbage, a flood) while it loaded, say so,
+      // rather than only that the channel closed. Not the exit's own violation: for a pooled runner
+      // that may be one from before its plugin came.
+      await this.exited.catch(() => undefined);
+      if (this.observed !== undefined) throw new SandboxViolationError(this.observed, 'the plugin loaded', e);
       throw e;
     }
     return this.methods;

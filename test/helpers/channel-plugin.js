@@ -29,6 +29,12 @@ exports.waitAbort = function () {
   });
 };
 exports.askHost = async (x) => host.call('double', x);
+// What the plugin learns from an Error in a value a host method answers with (allSettled's shape).
+exports.hostErrorValue = async (method) => {
+  const [r] = await host.call(method);
+  const e = r.reason;
+  return { isError: e instanceof Error, name: e.name, message: e.message, stack: String(e.stack), cause: String(e.cause && e.cause.stack) };
+};
 // What the plugin learns from a host method that throws.
 exports.hostError = async (method) => {
   try {
