@@ -16,6 +16,27 @@ import { isRoot } from './helpers/sandbox';
 const HOOKS = [{ name: 'work', mode: 'parallel' as const }];
 const EXEC_IN_ACTIVATE = `exports.activate = () => { require('child_process').execFileSync('true'); };`;
 const HOG_IN_ACTIVATE = `const k = []; exports.activate = () => { for (;;) k.push(Buffer.alloc(1 << 20, 1)); };`;
+/** Plugin code: makes threads until the pids limit refuses one (EAGAIN), then waits 200 ms. */
+const USE_UP_THREADS = `
+  const { Worker } = require('worker_threads');
+  for (let i = 0; i < 64; i++) {
+    try {
+      await new Promise((resolve, reject) => {
+        const wk = new Worker('setInterval(() => {}, 1000)', { eval: true });
+        wk.once('online', resolve);
+        wk.once('error', reject);
+      });
+    } catch {
+      break; // EAGAIN: the thread was refused
+    }
+  }
+  await new Promise((r) => setTimeout(r, 200));`;
+/** Plugin code: runs a program right after $load answered (a promise chain the runner's answer does not wait for). */
+const EXEC_AFTER_LOAD = `
+  const cp = require('child_process');
+  let p = Promise.resolve();
+  for (let i = 0; i < 20; i++) p = p.then(() => undefined);
+  p.then(() => cp.execFileSync('true'));`;
 
 /** A world with these plugins (code, and the trust entry's limits) and a host on HOOKS, not started. */
 async function world(t: Test, plugins: Record<string, { code: string; limits?: Record<string, number> }>, options: Partial<PluginHostOptions> = {}): Promise<{ w: PluginWorld; host: PluginHost }> {
@@ -128,11 +149,7 @@ t.test('a violation during the hooks handshake is a violation, not a failed hand
   // answered $load (the same microtask checkpoint, before the runner reads the host's next call):
   // the sandbox ends it while the host waits for the hook list. Before: "failed at handshake: ...
   // the peer exited", kind 'load-failed'.
-  const code = `exports.activate = () => {
-    const cp = require('child_process');
-    let p = Promise.resolve();
-    for (let i = 0; i < 20; i++) p = p.then(() => undefined);
-    p.then(() => cp.execFileSync('true'));
+  const code = `exports.activate = () => {${EXEC_AFTER_LOAD}
   };`;
   const { w, host } = await world(t, { late: { code } });
   await host.start();
@@ -153,22 +170,9 @@ t.test('a refused fork does not choose the label of the end', async (t) => {
   }
   const { w, host } = await world(t, {
     picker: {
-      code: `exports.activate = async () => {
-      const { Worker } = require('worker_threads');
-      for (let i = 0; i < 64; i++) {
-        try {
-          await new Promise((resolve, reject) => {
-            const wk = new Worker('setInterval(() => {}, 1000)', { eval: true });
-            wk.once('online', resolve);
-            wk.once('error', reject);
-          });
-        } catch {
-          break; // EAGAIN: the thread was refused
-        }
-      }
-      await new Promise((r) => setTimeout(r, 200));
-      require('child_process').execFileSync('true');
-    };`,
+      code: `exports.activate = async () => {${USE_UP_THREADS}
+        require('child_process').execFileSync('true');
+      };`,
       limits: { pids: 24 },
     },
   });
@@ -190,24 +194,7 @@ t.test('a refused thread does not hide a forbidden syscall made right after load
   }
   const { w, host } = await world(t, {
     racer: {
-      code: `exports.activate = async () => {
-        const { Worker } = require('worker_threads');
-        for (let i = 0; i < 64; i++) {
-          try {
-            await new Promise((resolve, reject) => {
-              const wk = new Worker('setInterval(() => {}, 1000)', { eval: true });
-              wk.once('online', resolve);
-              wk.once('error', reject);
-            });
-          } catch {
-            break;
-          }
-        }
-        await new Promise((r) => setTimeout(r, 200));
-        const cp = require('child_process');
-        let p = Promise.resolve();
-        for (let i = 0; i < 20; i++) p = p.then(() => undefined);
-        p.then(() => cp.execFileSync('true'));
+      code: `exports.activate = async () => {${USE_UP_THREADS}${EXEC_AFTER_LOAD}
       };`,
       limits: { pids: 24 },
     },
