@@ -70,6 +70,9 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
       settled: function hostMethodWithErrorValue() {
         return Promise.allSettled([Promise.reject(new TypeError('inner', { cause: new Error('deeper') }))]);
       },
+      settledAbort: function hostMethodWithAbortValue() {
+        return Promise.allSettled([Promise.reject(AbortSignal.abort().reason)]);
+      },
     },
   });
   const got = (await p.call('hostError', 'fail')) as { name: string; message: string; code: string; stack: string };
@@ -84,6 +87,9 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
   t.match(inValue, { isError: true, name: 'TypeError', message: 'inner' }, 'the Error in the value keeps its class and message');
   t.notMatch(inValue.stack, /hostMethodWithErrorValue|channel-rpc\.test/, 'and has no host frame (sent before)');
   t.notMatch(inValue.cause, /hostMethodWithErrorValue|channel-rpc\.test/, 'nor has its cause');
+  // A DOMException (an AbortSignal's reason) is not one of V8's error classes: it arrives as an
+  // Error with its message (the first stack-less copy made the whole answer fail).
+  t.match(await p.call('hostErrorValue', 'settledAbort'), { isError: true, message: /aborted/ }, 'an abort reason in the value arrives');
   // The other way, the plugin's own stack still reaches the host (the host's logs need it).
   t.match(((await p.call('boom').catch((x: unknown) => x)) as Error).stack, /channel-plugin\.js/);
 });

@@ -205,6 +205,27 @@ t.test('$go: the runner writes the files while the limits are lowered, and runs 
   t.same(refused.ran, [], 'the runner that was not fitted never ran the plugin (it had its files)');
 });
 
+t.test('files that cannot fit under the memory limit beside the runner: cold, decided before $load', async (t) => {
+  // 63 MiB of files and a limit of 68M: more than the 90% of the limit a runner may be fitted at,
+  // whatever the runner uses beside them. Decided before $load: before, the limit was lowered while
+  // the runner wrote them (at first nearly nothing), so the start was warm and the runner ran out of
+  // memory writing.
+  const dir = pluginDir(t, { 'index.js': `exports.ping = () => 'pong';`, 'big.bin': 'x'.repeat(63 << 20) });
+  const pool = new RunnerPool({ size: 1, limits: { memory: '512M', pids: 64 } });
+  t.teardown(() => pool.close());
+  await pool.waitIdle();
+  const before = pool.stats();
+  const started = await pool.start(path.join(dir, 'index.js'), { limits: { memory: '68M', pids: 32 } }).then(
+    (h) => { t.teardown(() => h.kill()); return h; },
+    (e: Error) => e,
+  );
+  t.equal(pool.stats().warm, before.warm, 'the pooled runner was not used (the start went cold)');
+  // Cold, the files do not fit either: the load ends for its memory limit (or, if the kernel
+  // charged less than expected, it runs).
+  if (started instanceof Error) t.match(started, { code: 'ERR_SANDBOX_VIOLATION', violation: { kind: 'memory' } }, `cold: ${started.message}`);
+  else t.equal(started.warm, false);
+});
+
 t.test('a missing entry fails the load and the runner is not reused', async (t) => {
   const dir = pluginDir(t, PROBE_PLUGIN);
   const pool = new RunnerPool({ size: 1 });

@@ -3,6 +3,7 @@
  * for the values RPC carries, Buffers of ATTACH_MIN bytes and more as attachments gathered straight
  * into the ring, each name sent once per channel and then by number, structured clone for the rest.
  */
+import { types } from 'node:util';
 import { ATTACH_MIN, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, SHORT_STRING, Tag, f64, f64b, v8, writeU32, type FastUtf8 } from './codec';
 
 export class Encoder {
@@ -222,8 +223,8 @@ export class Encoder {
       }
     } else if (v instanceof Date) {
       this.f64(Tag.Date, v.getTime());
-    } else if (!this.errorStacks && v instanceof Error) {
-      this.structured(withoutStack(v, 0));
+    } else if (!this.errorStacks && (v instanceof Error || types.isNativeError(v))) {
+      this.structured(withoutStack(v as Error, 0));
     } else {
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
@@ -252,14 +253,30 @@ export class Encoder {
   }
 }
 
+/** The classes V8's serializer keeps (by `name`); any other error arrives as an Error. */
+const CLONED_ERRORS: Readonly<Record<string, ErrorConstructor>> = { EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError };
+
 /**
- * A copy of `e` (same built-in class, message and cause) whose stack V8's serializer leaves out;
- * causes that are Errors are copied the same way, a few deep (a longer or cyclic chain ends there).
+ * A copy of `e` as V8's serializer would send it (the built-in class its `name` says, its message
+ * and cause) without its stack; causes that are Errors are copied the same way, a few deep (a
+ * longer or cyclic chain ends there). The copy's stack is deleted before anything reads it, so it
+ * is never formatted (that runs Error.prepareStackTrace). An error whose name, message or cause
+ * cannot be read becomes a plain Error saying so.
  */
 function withoutStack(e: Error, depth: number): Error {
-  const copy = new Error(e.message);
-  Object.setPrototypeOf(copy, Object.getPrototypeOf(e) as object);
-  Object.defineProperty(copy, 'stack', { value: undefined, writable: true, configurable: true });
-  if ('cause' in e) copy.cause = !(e.cause instanceof Error) ? e.cause : depth < 8 ? withoutStack(e.cause, depth + 1) : undefined;
+  let copy: Error;
+  try {
+    const name: unknown = e.name;
+    const Class = typeof name === 'string' && Object.hasOwn(CLONED_ERRORS, name) ? CLONED_ERRORS[name]! : Error;
+    copy = new Class(String(e.message));
+    delete (copy as { stack?: string }).stack;
+    if ('cause' in e) {
+      const cause = e.cause;
+      copy.cause = !(cause instanceof Error) ? cause : depth < 8 ? withoutStack(cause, depth + 1) : undefined;
+    }
+  } catch {
+    copy = new Error('[an error that could not be copied]');
+    delete (copy as { stack?: string }).stack;
+  }
   return copy;
 }

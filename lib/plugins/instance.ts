@@ -53,8 +53,8 @@ export class PluginInstance {
    * host fails the load with it rather than activate a plugin whose violation was lost.
    */
   onViolation: (reason: PluginReason) => void = () => undefined;
-  /** Called when a violation that ends the sandbox follows a `pids` one that was reported (see violation()). */
-  onLateViolation: (reason: PluginReason, after: PluginReason) => void = () => undefined;
+  /** Called for a violation of another kind after the first (see violation()); `names`: it is now the end's reason. */
+  onLateViolation: (reason: PluginReason, after: PluginReason, names: boolean) => void = () => undefined;
   /** The first violation, whether or not the host was listening yet (set once). */
   violatedWith: PluginReason | undefined;
   /** Set by the host when it replaced this instance, so stragglers go to the successor. */
@@ -95,10 +95,11 @@ export class PluginInstance {
   }
 
   /**
-   * The first violation cuts the instance off (onViolation); it names the end (violatedWith),
+   * The first violation cuts the instance off (onViolation) and names the end (violatedWith),
    * except that a `pids` one (a refused thread, which ends nothing by itself) gives way to a later
-   * one that ends the sandbox (endingViolation): the plugin may have raced a forbidden syscall in
-   * before the host's kill. That one is told through onLateViolation (audited, not counted again).
+   * one that ends the sandbox (endingViolation). A plugin may race more in before the host's kill
+   * lands (a forbidden syscall after its timeout): each later kind is told once through
+   * onLateViolation (audited, not counted again), so none hides behind a milder first one.
    */
   violation(reason: PluginReason): void {
     const held = this.violatedWith;
@@ -108,10 +109,14 @@ export class PluginInstance {
       this.onViolation(reason);
       return;
     }
-    if (endingViolation(held, reason) === held) return;
-    this.violatedWith = reason;
-    this.onLateViolation(reason, held);
+    if (reason.kind === held.kind || this.lateKinds.has(reason.kind)) return;
+    this.lateKinds.add(reason.kind); // at most one line per kind: a handful
+    const names = endingViolation(held, reason) !== held;
+    if (names) this.violatedWith = reason;
+    this.onLateViolation(reason, held, names);
   }
+
+  private readonly lateKinds = new Set<string>();
 
   /**
    * Stops the process now; returns the violation it ended with, if any: the one reported, or what

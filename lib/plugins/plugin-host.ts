@@ -438,7 +438,7 @@ export class PluginHost extends EventEmitter {
     const previous = r.instance;
     r.instance = inst;
     inst.onViolation = (reason) => onViolation(this.core, r, inst, reason);
-    inst.onLateViolation = (reason, after) => onLateViolation(this.core, r, inst, reason, after);
+    inst.onLateViolation = (reason, after, names) => onLateViolation(this.core, r, inst, reason, after, names);
     // One synchronous step: an invoke() sees either all old handlers or all new ones.
     this.registry.replaceOwner(r.name, inst.hooks.map((h) => ({ hook: h.hook, handler: inst.hookHandler(h.hook), options: { priority: h.priority, kind: 'plugin' as const } })));
     // In the same step: bus calls and events now reach the new instance, none the old one.

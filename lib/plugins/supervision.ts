@@ -17,16 +17,17 @@ export function onViolation(core: HostCore, r: PluginRecord, inst: PluginInstanc
 }
 
 /**
- * A violation that ended the sandbox after the `pids` one that cut the instance off (the plugin
- * raced a forbidden syscall in before the host's kill): audited with its own kind, so a milder
- * line does not hide it, and named in the status's reason while that is still the pids one. Not
- * counted again: one end, one count.
+ * A violation of another kind after the one that cut the instance off (the plugin raced it in
+ * before the host's kill: a forbidden syscall after its timeout or a refused thread): audited with
+ * its own kind, so a milder line does not hide it. When it names the end instead (after `pids`),
+ * it becomes the status's reason while that is still the first one. Not counted again: one end,
+ * one count.
  */
-export function onLateViolation(core: HostCore, r: PluginRecord, inst: PluginInstance, reason: PluginReason, after: PluginReason): void {
+export function onLateViolation(core: HostCore, r: PluginRecord, inst: PluginInstance, reason: PluginReason, after: PluginReason, names: boolean): void {
   core.log(severityOf(reason.kind), 'violation', r, reason.message, {
     kind: reason.kind, syscall: reason.syscall, limit: reason.limit, observed: reason.observed, pid: inst.pid, after: after.kind, counted: false,
   });
-  if (r.reason === after) core.setStatus(r, r.status, reason);
+  if (names && r.reason === after) core.setStatus(r, r.status, reason);
 }
 
 /** At once: no more calls to the serving instance, its sandbox killed. In-flight calls fail with the channel. */

@@ -279,18 +279,24 @@ export class RunnerPool {
     // cold); the environment was not known when it was spawned.
     const setup = loadSetupFor(options, p.tree, { envSet: false, guardStacked: this.execGuard !== undefined });
     const fit = options.limits !== undefined;
+    // The files count toward the runner's memory once written: whether they fit under the plugin's
+    // limit is decided now, from what the runner uses before them, not by how far it got writing.
+    if (fit && !roomFor(handle, options.limits!, p.tree?.bytes ?? 0)) {
+      handle.kill();
+      return this.startCold(entry, { ...options, pluginFiles: 'copy', tree: p.tree });
+    }
     // `$load` goes first: the runner writes the files while the limits are lowered here, and waits
     // for `$go` before any code of the plugin runs (awaitGo), so none runs under the pool's ceiling.
     // Lowering them first made the runner wait for it (0.25-0.3 ms of a warm start here).
     const loading = handle.load(p.entry, options.config, fit ? { ...setup, awaitGo: true } : setup, options.loadTimeout ?? DEFAULT_LOAD_TIMEOUT_MS);
+    loading.catch(() => undefined); // awaited below, unless this runner is given up
     if (fit) {
       try {
         handle.process.narrowLimits!(options.limits);
       } catch (e) {
-        // This runner cannot be fitted (its memory use, a missing controller): it never gets its
-        // `$go`, it is killed, and the plugin starts cold instead.
+        // This runner cannot be fitted (a missing controller, its memory grown meanwhile): it never
+        // gets its `$go`, it is killed, and the plugin starts cold at once (its end is not awaited).
         handle.kill();
-        await loading.catch(() => undefined);
         if (!(e instanceof LimitError)) throw e;
         return this.startCold(entry, { ...options, pluginFiles: 'copy', tree: p.tree });
       }
@@ -419,4 +425,17 @@ export class RunnerPool {
     // follows the check phase: two immediates later they are gone.
     await new Promise<void>((resolve) => setImmediate(() => setImmediate(resolve)));
   }
+}
+
+/**
+ * Whether the plugin's files (`bytes`, written to the runner's tmpfs, charged to its memory) fit
+ * under its memory limit beside what the runner uses now, with the margin SandboxCgroup.narrow
+ * keeps (it refuses a limit within 10% of the use). No memory limit, or no reading: yes (narrow
+ * decides).
+ */
+function roomFor(handle: PluginProcess, limits: LimitsOptions, bytes: number): boolean {
+  const memory = resolveLimits(limits).memory;
+  if (memory === undefined) return true;
+  const used = handle.process.stats?.(new Set(['memoryCurrent']))?.memory.current;
+  return used === undefined || used + bytes < memory * 0.9;
 }

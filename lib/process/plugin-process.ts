@@ -177,12 +177,17 @@ export class PluginProcess extends EventEmitter {
       this.process.kill('SIGKILL');
       this.violated(v);
     });
+    const reportsViolations = typeof process.on === 'function';
     process.on?.('violation', (v) => this.violated(v as ObservedViolation));
     this.exited = process.exited.then((r) => {
       const held = exitViolation(r);
-      if (this.loadSent && this.sigsysMeans !== undefined && r.signal === 'SIGSYS' && (held === undefined || held.kind === 'pids')) {
+      // A launcher of its own that reports violations only in the exit: they are the plugin's too.
+      if (!reportsViolations && held !== undefined) this.violated(held);
+      // Told even after another violation (a timeout whose kill had not landed yet): a forbidden
+      // syscall is never hidden behind a milder label; endingViolation picks the end's.
+      if (this.loadSent && this.sigsysMeans !== undefined && r.signal === 'SIGSYS' && held?.kind !== 'seccomp') {
         const v = { kind: 'seccomp', at: Date.now(), syscall: this.sigsysMeans };
-        r = { ...r, violation: v };
+        r = { ...r, violation: held === undefined ? v : endingViolation(held, v) };
         this.violated(v);
       }
       logRate.flush();
@@ -243,7 +248,9 @@ export class PluginProcess extends EventEmitter {
     try {
       this.rpc.notify(N_GO, []);
     } catch {
-      // closed: the pending load fails with the channel's error, which is the one to report
+      // Closed, or the message could not be sent: a runner that cannot get its `$go` must not wait
+      // for it until the load's timeout. Its pending load fails with the channel's error.
+      this.process.kill('SIGKILL');
     }
   }
 
