@@ -1,5 +1,5 @@
 /** Resource limits through cgroups (unified, hybrid and legacy hosts). */
-export { SandboxCgroup, CGROUP_PREFIX, listSandboxCgroups, endingViolation } from './sandbox-cgroup';
+export { SandboxCgroup, CGROUP_PREFIX, listSandboxCgroups, endingViolation, memoryRoom } from './sandbox-cgroup';
 export type { LimitViolation, LimitViolationKind, LimitStats, CreateOptions } from './sandbox-cgroup';
 export { deadHostCgroups } from './cleanup';
 export type { LeftoverCgroup } from './cleanup';

@@ -93,6 +93,15 @@ function inheritedCgroups(): { dirs: Set<string>; names: Set<string> } {
 }
 
 /**
+ * Whether `used` bytes leave room under a memory limit to lower a running sandbox to: below 90%
+ * of it. Closer, the write of the limit would make the kernel reclaim (in the writer's thread) or
+ * kill the sandbox at once. narrow() and a pool fitting a runner to a plugin's files ask the same.
+ */
+export function memoryRoom(used: number, limit: number): boolean {
+  return used < limit * 0.9;
+}
+
+/**
  * The violation to report as the sandbox's end, given the one held and a new one: the first,
  * except that `pids` (a refused fork, which ends nothing) gives way to the first violation that
  * does end the sandbox. Otherwise a plugin could pick the label of its own end: refuse itself a
@@ -268,7 +277,7 @@ export class SandboxCgroup extends EventEmitter {
     if (req.io.length > 0) refuse('io', 'io throttles are set at creation only');
     if (req.memory !== undefined) {
       const used = b!.stats().memoryCurrent;
-      if (used !== undefined && used >= req.memory * 0.9) refuse('memory', `the sandbox already uses ${used} bytes, near or above ${req.memory}`);
+      if (used !== undefined && !memoryRoom(used, req.memory)) refuse('memory', `the sandbox already uses ${used} bytes, near or above ${req.memory}`);
     }
     if (req.cpuTime !== undefined && b!.cpuUsageNs() === undefined) refuse('cpuTime', 'no cgroup gives this sandbox\'s cpu usage');
     b!.narrow({ memory: req.memory, swap: req.memory !== undefined ? req.swap : cur.swap, pids: req.pids, cpu: req.cpu });

@@ -55,8 +55,13 @@ export class PluginInstance {
   onViolation: (reason: PluginReason) => void = () => undefined;
   /** Called for a violation of another kind after the first (see violation()); `names`: it is now the end's reason. */
   onLateViolation: (reason: PluginReason, after: PluginReason, names: boolean) => void = () => undefined;
-  /** The first violation, whether or not the host was listening yet (set once). */
+  /**
+   * The violation that names this instance's end, whether or not the host was listening yet: the
+   * first, or a later one that replaced a `pids` one (see violation()).
+   */
   violatedWith: PluginReason | undefined;
+  /** Kinds told through onLateViolation, once each. */
+  private readonly lateKinds = new Set<string>();
   /** Set by the host when it replaced this instance, so stragglers go to the successor. */
   successor: PluginInstance | undefined;
   /** This instance on the bus (its rights, subscriptions and services). */
@@ -116,8 +121,6 @@ export class PluginInstance {
     this.onLateViolation(reason, held, names);
   }
 
-  private readonly lateKinds = new Set<string>();
-
   /**
    * Stops the process now; returns the violation it ended with, if any: the one reported, or what
    * the sandbox or the channel observed since its $load (complete once it has exited), whichever
@@ -125,9 +128,8 @@ export class PluginInstance {
    */
   async stopForViolation(): Promise<PluginReason | undefined> {
     await this.stop({ drainMs: 0, shutdownMs: 0, now: true });
-    const seen = this.proc.observed === undefined ? undefined : violationReason(this.proc.observed);
-    if (this.violatedWith === undefined || seen === undefined) return this.violatedWith ?? seen;
-    return endingViolation(this.violatedWith, seen);
+    const seen = this.proc.observed;
+    return seen === undefined ? this.violatedWith : endingViolation(this.violatedWith, violationReason(seen));
   }
 
   /** The registry handler for one hook of this instance. */

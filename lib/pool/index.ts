@@ -29,6 +29,7 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_LOAD_TIMEOUT_MS, DEFAULT_READY_TIMEOUT
 import { releasePreparedMounts } from '../sandbox/plan';
 import { checkRange } from '../sandbox/ids';
 import { resolveLimits, type LimitsOptions, type ResolvedLimits } from '../limits/options';
+import { memoryRoom } from '../limits/sandbox-cgroup';
 import { parseSize } from '../limits/units';
 import type { PluginProcess } from '../process/plugin-process';
 import {
@@ -429,13 +430,12 @@ export class RunnerPool {
 
 /**
  * Whether the plugin's files (`bytes`, written to the runner's tmpfs, charged to its memory) fit
- * under its memory limit beside what the runner uses now, with the margin SandboxCgroup.narrow
- * keeps (it refuses a limit within 10% of the use). No memory limit, or no reading: yes (narrow
- * decides).
+ * under its memory limit beside what the runner uses now, by the rule narrow() applies to the use
+ * alone (memoryRoom). No memory limit, or no reading: yes (narrow decides).
  */
 function roomFor(handle: PluginProcess, limits: LimitsOptions, bytes: number): boolean {
   const memory = resolveLimits(limits).memory;
   if (memory === undefined) return true;
   const used = handle.process.stats?.(new Set(['memoryCurrent']))?.memory.current;
-  return used === undefined || used + bytes < memory * 0.9;
+  return used === undefined || memoryRoom(used + bytes, memory);
 }

@@ -187,7 +187,7 @@ export class PluginProcess extends EventEmitter {
       // syscall is never hidden behind a milder label; endingViolation picks the end's.
       if (this.loadSent && this.sigsysMeans !== undefined && r.signal === 'SIGSYS' && held?.kind !== 'seccomp') {
         const v = { kind: 'seccomp', at: Date.now(), syscall: this.sigsysMeans };
-        r = { ...r, violation: held === undefined ? v : endingViolation(held, v) };
+        r = { ...r, violation: endingViolation(held, v) };
         this.violated(v);
       }
       logRate.flush();
@@ -201,7 +201,7 @@ export class PluginProcess extends EventEmitter {
 
   private violated(v: ObservedViolation): void {
     // Kept from $load on: a pooled runner's violation while it waited for a plugin is not the
-    // plugin's (one that ended the runner still shows in its exit, which load() reads).
+    // plugin's (load() and the instance read only this, never the exit's own violation).
     if (this.loadSent) this.observed = endingViolation(this.observed, v);
     this.emit('violation', v);
   }
