@@ -78,7 +78,8 @@ export async function readPluginTree(dir: string, limits: TreeLimits = {}): Prom
 }
 
 async function readTree(dir: string, maxFiles: number, maxBytes: number): Promise<PluginTree> {
-  const root = fs.realpathSync(dir);
+  // The native call: one realpath(3), where the JavaScript one lstats each component itself.
+  const root = fs.realpathSync.native(dir);
   const st = fs.lstatSync(root);
   if (!st.isDirectory()) throw new UnsafeFileError(dir, 'not-directory', 'not a directory');
 
@@ -148,17 +149,17 @@ function readFile(root: string, abs: string, rel: string, budget: number, maxByt
     if (st.size > budget) {
       throw new UnsafeFileError(rel, 'too-large', `${st.size} bytes: the plugin's files may total at most ${maxBytes} bytes when sent to its sandbox (treeLimits.maxBytes)`);
     }
-    const data = Buffer.allocUnsafe(st.size);
+    // One byte more than its size is asked for: a file that grew fills it (the size in the digest
+    // would be wrong), and a small file is read, end included, in one call.
+    const room = Buffer.allocUnsafe(st.size + 1);
     let total = 0;
-    while (total < st.size) {
-      const n = fs.readSync(fd, data, total, st.size - total, total);
+    while (total < room.length) {
+      const n = fs.readSync(fd, room, total, room.length - total, total);
       if (n === 0) break;
       total += n;
     }
-    // One more byte readable means it grew: the size in the digest would be wrong.
-    const extra = fs.readSync(fd, Buffer.alloc(1), 0, 1, total);
-    if (total !== st.size || extra !== 0) throw new UnsafeFileError(rel, 'changed', 'changed size while being read; retry when it is stable');
-    return { mode: (st.mode & 0o111) !== 0 ? 0o755 : 0o644, data };
+    if (total !== st.size) throw new UnsafeFileError(rel, 'changed', 'changed size while being read; retry when it is stable');
+    return { mode: (st.mode & 0o111) !== 0 ? 0o755 : 0o644, data: room.subarray(0, total) };
   } finally {
     fs.closeSync(fd);
   }
