@@ -73,6 +73,15 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
       settledAbort: function hostMethodWithAbortValue() {
         return Promise.allSettled([Promise.reject(AbortSignal.abort().reason)]);
       },
+      inContainers: function hostMethodWithErrorsInContainers() {
+        class Outcome {
+          constructor(readonly error: Error) {}
+        }
+        const m = new Map<unknown, unknown>([['a', new RangeError('in a map', { cause: new Error('its cause') })]]);
+        m.set(new TypeError('a map key'), new Set([new Error('in a set'), new Outcome(new SyntaxError('in a class instance'))]));
+        m.set('self', m); // a cycle: cloned once, walked once
+        return { m, bytes: new Uint8Array([1, 2]) };
+      },
     },
   });
   const got = (await p.call('hostError', 'fail')) as { name: string; message: string; code: string; stack: string };
@@ -90,6 +99,13 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
   // A DOMException (an AbortSignal's reason) is not one of V8's error classes: it arrives as an
   // Error with its message (the first stack-less copy made the whole answer fail).
   t.match(await p.call('hostErrorValue', 'settledAbort'), { isError: true, message: /aborted/ }, 'an abort reason in the value arrives');
+  // Errors inside a Map, a Set or a class instance went through V8's structured clone whole, stack
+  // included: they arrive with class and message, without the host's frames.
+  const inside = (await p.call('errorsIn', 'inContainers')) as Array<{ name: string; message: string; stack: string }>;
+  t.same(inside.map((e) => `${e.name}: ${e.message}`).sort(), [
+    'Error: in a set', 'Error: its cause', 'RangeError: in a map', 'SyntaxError: in a class instance', 'TypeError: a map key',
+  ], 'every Error arrives, with its class and message');
+  for (const e of inside) t.notMatch(e.stack, /hostMethodWithErrorsInContainers|channel-rpc\.test/, `${e.message}: no host frame (sent before)`);
   // The other way, the plugin's own stack still reaches the host (the host's logs need it).
   t.match(((await p.call('boom').catch((x: unknown) => x)) as Error).stack, /channel-plugin\.js/);
 });

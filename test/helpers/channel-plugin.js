@@ -35,6 +35,27 @@ exports.hostErrorValue = async (method) => {
   const e = r.reason;
   return { isError: e instanceof Error, name: e.name, message: e.message, stack: String(e.stack), cause: String(e.cause && e.cause.stack) };
 };
+// Every Error the plugin finds in what a host method answers (Map keys and values, Sets, objects, causes).
+exports.errorsIn = async (method) => {
+  const found = [];
+  const seen = new Set();
+  const walk = (x) => {
+    if (x === null || typeof x !== 'object' || seen.has(x)) return;
+    seen.add(x);
+    if (x instanceof Error) {
+      found.push({ name: x.name, message: x.message, stack: String(x.stack) });
+      walk(x.cause);
+    } else if (x instanceof Map) {
+      for (const [k, y] of x) { walk(k); walk(y); }
+    } else if (x instanceof Set) {
+      for (const y of x) walk(y);
+    } else {
+      for (const k of Object.keys(x)) walk(x[k]);
+    }
+  };
+  walk(await host.call(method));
+  return found;
+};
 // What the plugin learns from a host method that throws.
 exports.hostError = async (method) => {
   try {
