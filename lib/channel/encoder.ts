@@ -253,20 +253,24 @@ export class Encoder {
 }
 
 /**
- * Whether V8's serializer would meet an Error in `root` (in a Map's keys or values, a Set, an array,
- * an object's own enumerable properties, an Error's cause). Iterative, each object once: a deep or
- * cyclic value costs one pass and no stack. A proxy is not entered (V8 refuses to clone one).
+ * Calls `found` for each Error V8's serializer would meet in `root` (in a Map's keys or values, a
+ * Set, an array, an object's own enumerable properties, an Error's cause), until it returns true.
+ * Iterative, each object once: a deep or cyclic value costs one pass and no stack. A proxy is not
+ * entered (V8 refuses to clone one).
  */
-function holdsError(root: object): boolean {
+function eachError(root: object, found: (e: Error) => boolean): void {
   const seen = new Set<object>();
   const stack: unknown[] = [root];
   while (stack.length > 0) {
     const v = stack.pop();
     if (v === null || typeof v !== 'object' || seen.has(v) || types.isProxy(v)) continue;
     seen.add(v);
-    if (v instanceof Error || types.isNativeError(v)) return true;
-    if (ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v)) continue;
-    if (v instanceof Map) {
+    if (v instanceof Error || types.isNativeError(v)) {
+      if (found(v as Error)) return;
+      stack.push((v as Error).cause);
+    } else if (ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v)) {
+      continue;
+    } else if (v instanceof Map) {
       for (const [k, x] of v) stack.push(k, x);
     } else if (v instanceof Set) {
       for (const x of v) stack.push(x);
@@ -274,7 +278,12 @@ function holdsError(root: object): boolean {
       for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
     }
   }
-  return false;
+}
+
+function holdsError(v: object): boolean {
+  let any = false;
+  eachError(v, () => (any = true));
+  return any;
 }
 
 /**
@@ -287,26 +296,11 @@ function holdsError(root: object): boolean {
  * Error ~6x; plain objects and arrays, which the encoder writes itself, pay nothing.
  */
 function withoutStacksCloned(v: object): Buffer {
-  const clone: unknown = v8().deserialize(v8().serialize(v));
-  const seen = new Set<object>();
-  const stack: unknown[] = [clone];
-  while (stack.length > 0) {
-    const x = stack.pop();
-    if (x === null || typeof x !== 'object' || seen.has(x)) continue;
-    seen.add(x);
-    if (x instanceof Error) {
-      Object.defineProperty(x, 'stack', { value: undefined, writable: true, configurable: true, enumerable: false });
-      stack.push(x.cause);
-    } else if (ArrayBuffer.isView(x) || types.isAnyArrayBuffer(x)) {
-      continue;
-    } else if (x instanceof Map) {
-      for (const [k, y] of x) stack.push(k, y);
-    } else if (x instanceof Set) {
-      for (const y of x) stack.push(y);
-    } else {
-      for (const k of Object.keys(x)) stack.push((x as Record<string, unknown>)[k]);
-    }
-  }
+  const clone = v8().deserialize(v8().serialize(v)) as object;
+  eachError(clone, (e) => {
+    Object.defineProperty(e, 'stack', { value: undefined, writable: true, configurable: true, enumerable: false });
+    return false;
+  });
   return v8().serialize(clone);
 }
 
