@@ -255,30 +255,42 @@ export class Encoder {
 /**
  * Calls `found` for each Error V8's serializer would meet in `root` (in a Map's keys or values, a
  * Set, an array, an object's own enumerable properties, an Error's cause), until it returns true.
- * Iterative, each object once: a deep or cyclic value costs one pass and no stack. A proxy is not
- * entered (V8 refuses to clone one).
+ * Iterative, each object once: a cyclic value costs one pass and no stack. A proxy is not entered
+ * (V8 refuses to clone one); Maps and Sets are read through their own forEach, as V8 reads their
+ * tables, not through an iterator the value may have replaced. Getters run, as V8's serializer
+ * runs them; one that makes a new object at every level would make the walk endless, so past
+ * MAX_WALK_DEPTH levels (V8's own recursion gives out a few thousand deep) it is refused like V8
+ * refuses it, with a RangeError.
  */
 function eachError(root: object, found: (e: Error) => boolean): void {
   const seen = new Set<object>();
-  const stack: unknown[] = [root];
+  const stack: Array<[unknown, number]> = [[root, 0]];
   while (stack.length > 0) {
-    const v = stack.pop();
+    const [v, depth] = stack.pop()!;
     if (v === null || typeof v !== 'object' || seen.has(v) || types.isProxy(v)) continue;
+    if (depth > MAX_WALK_DEPTH) throw new RangeError('value nested too deeply to send');
     seen.add(v);
+    const push = (x: unknown) => stack.push([x, depth + 1]);
     if (v instanceof Error || types.isNativeError(v)) {
       if (found(v as Error)) return;
-      stack.push((v as Error).cause);
+      push((v as Error).cause);
     } else if (ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v)) {
       continue;
-    } else if (v instanceof Map) {
-      for (const [k, x] of v) stack.push(k, x);
-    } else if (v instanceof Set) {
-      for (const x of v) stack.push(x);
+    } else if (types.isMap(v)) {
+      Map.prototype.forEach.call(v, (x: unknown, k: unknown) => {
+        push(k);
+        push(x);
+      });
+    } else if (types.isSet(v)) {
+      Set.prototype.forEach.call(v, push);
     } else {
-      for (const k of Object.keys(v)) stack.push((v as Record<string, unknown>)[k]);
+      for (const k of Object.keys(v)) push((v as Record<string, unknown>)[k]);
     }
   }
 }
+
+/** Deeper than V8's serializer gets before its recursion gives out. */
+const MAX_WALK_DEPTH = 10_000;
 
 function holdsError(v: object): boolean {
   let any = false;
