@@ -142,6 +142,36 @@ t.test('re-entrancy: a service that calls back its caller\'s service answers (no
   t.same(new FileDataAdapter(dir).load().get('ra')?.get('__proto__'), '{"polluted":1}', 'and read back from the file as a key');
 });
 
+t.test('shared data: a small value of shared references is refused by size, not written out as JSON', async (t) => {
+  // 2^40 arrays as JSON in a message of a few hundred bytes: a class instance travels by structured
+  // clone, which keeps shared references. A plugin needs no grant to write its own keys.
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('bomber', {
+    code: `class Box {}
+exports.activate = (host) => ({
+  bomb: async () => {
+    let d = [];
+    for (let i = 0; i < 40; i++) d = [d, d];
+    const b = new Box();
+    b.v = d;
+    try { await host.data.set('bomber/k', b); return 'stored'; } catch (e) { return e.code; }
+  },
+  small: async () => { await host.data.set('bomber/s', { n: [1, 2, 3] }); return host.data.get('bomber/s'); },
+});`,
+  });
+  await w.trust('bomber');
+  await w.publish();
+  const host = w.host();
+  t.teardown(() => host.close());
+  await host.start();
+  const p = host.process('bomber')!;
+  const started = Date.now();
+  t.equal(await p.call('bomb'), 'ERR_BUS_QUOTA', 'refused as over the value size');
+  t.ok(Date.now() - started < 5000, `answered in ${Date.now() - started} ms (the stringify of 2^40 arrays never ends)`);
+  t.same(await p.call('small'), { n: [1, 2, 3] }, 'an ordinary value is still stored');
+});
+
 t.test('shared data: the quota counts bytes, not UTF-16 units (three-byte characters are not a third of their size)', async (t) => {
   const { DataStore } = await import('../lib/bus');
   const store = new DataStore({ maxValueBytes: 64 * 1024, quotaBytes: 1 << 20, quotaKeys: 1000 });

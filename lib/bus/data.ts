@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { WardenError } from '../errors';
+import { sizeOver } from './size';
 
 /** Persists the store: read once at start, written per owner after each change. */
 export interface DataAdapter {
@@ -68,6 +69,9 @@ function bytes(key: string, text: string): number {
 }
 
 /** Values are stored as JSON text: what goes in is what comes out, and its size is its length. */
+/** sizeOver's count of a value, against its JSON text, above which it cannot fit (see DataStore.set). */
+const JSON_OVERCOUNT = 8;
+
 export class DataStore {
   private readonly owners: Map<string, Map<string, string>>;
   private readonly used = new Map<string, number>();
@@ -83,6 +87,16 @@ export class DataStore {
   }
 
   set(owner: string, key: string, value: unknown): void {
+    // Before JSON.stringify: a value that arrived by structured clone keeps its shared references,
+    // and one of 249 bytes (each level an array holding the next twice) stands for 2^40 nodes as
+    // JSON, which the stringify would spend the host's thread and memory writing out. sizeOver
+    // counts the value as written out and stops past its bound. What JSON writes it counts at most
+    // 4.5 times (a number: 9 against "1,"), so no value whose JSON fits is refused, except for the
+    // parts JSON leaves out (a property set to undefined, a Map's or Set's contents).
+    const counted = sizeOver(value, this.limits.maxValueBytes * JSON_OVERCOUNT);
+    if (counted > this.limits.maxValueBytes * JSON_OVERCOUNT) {
+      throw new DataQuotaError(`data value of '${owner}/${key}' is over ${this.limits.maxValueBytes} bytes as JSON (more than ${this.limits.maxValueBytes * JSON_OVERCOUNT} bytes written out, shared parts counted each time)`);
+    }
     let text: string | undefined;
     try {
       text = JSON.stringify(value);
