@@ -60,3 +60,40 @@ t.test('a getter that makes a new object at every level ends in a RangeError, no
   // V8's serializer refuses it too (its recursion gives out): the same kind of error either way.
   t.throws(() => roundTrip(new Map([[1, new Endless()]]), true), RangeError);
 });
+
+t.test('the walk goes in V8\'s order: a value V8 sends is not refused as too deep', async (t) => {
+  // A list of 12,000 nodes beside an array of them, last first: V8 meets every node from the array,
+  // two levels down; a walk that took the list first went 12,000 deep and refused the value.
+  type Node = { next?: Node };
+  const nodes: Node[] = [];
+  for (let i = 0; i < 12_000; i++) nodes.push(i === 0 ? {} : { next: nodes[i - 1] });
+  const value = new Map<string, unknown>([['nodes', nodes], ['list', nodes[nodes.length - 1]], ['e', new Error('x')]]);
+  const got = roundTrip(value, false) as Map<string, unknown>;
+  t.equal((got.get('nodes') as Node[]).length, 12_000, 'sent whole');
+  t.notOk(frameOfThisFile(got.get('e')), 'no stack of the sender');
+});
+
+t.test('a boxed string is not walked key by key (a character each)', async (t) => {
+  const value = new Map<string, unknown>([['s', new String('a'.repeat(1 << 20))]]);
+  const started = performance.now();
+  const got = roundTrip(value, false) as Map<string, string>;
+  const ms = performance.now() - started;
+  t.equal(String(got.get('s')).length, 1 << 20);
+  // The bound of the hostile suite's host event-loop checks; the key-by-key walk took seconds.
+  t.ok(ms < 150, `encoded and decoded in ${ms.toFixed(1)} ms`);
+});
+
+t.test("what V8 cannot clone is refused without quoting it (a function's source) to an untrusted peer", async (t) => {
+  class Holder {
+    readonly secret = () => 'sk_live_not_for_plugins';
+  }
+  t.throws(() => roundTrip(new Holder(), true), /sk_live_not_for_plugins/, 'V8 quotes the source (the trusted direction keeps it)');
+  let refusal: unknown;
+  try {
+    roundTrip(new Holder(), false);
+  } catch (e) {
+    refusal = e;
+  }
+  t.type(refusal, TypeError, 'refused');
+  t.notMatch((refusal as Error).message, /sk_live/, 'quoting nothing');
+});
