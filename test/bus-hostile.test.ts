@@ -81,6 +81,33 @@ t.test("services: a callee's answer over the payload bound is refused, not forwa
   await until(() => host.info('sender').status === 'active', 1000);
 });
 
+t.test('services: a caller cannot get the plugin it calls unloaded by making its answers too large', async (t) => {
+  // The callee answers honestly with what it was sent and a little more; arguments just under the
+  // bound make every answer just over it. 60 refusals (more than the 50 that make a flood) later,
+  // the callee still serves.
+  const w = await PluginWorld.create();
+  t.teardown(() => w.cleanup());
+  w.writePlugin('wrapper', { code: `exports.activate = (host) => host.provide('wrap', (x) => ({ input: x, ok: true }));`, provides: ['service:provide:wrap'] });
+  await w.trust('wrapper', { permissions: ['service:provide:wrap'] });
+  w.writePlugin('caller', {
+    code: `exports.activate = (host) => ({
+  push: async (n, bytes) => { const arg = 'x'.repeat(bytes); let refused = 0; for (let i = 0; i < n; i++) { try { await host.callPlugin('wrapper', 'wrap', arg); } catch (e) { if (e.code === 'ERR_BUS_LIMIT') refused++; } } return refused; },
+  small: () => host.callPlugin('wrapper', 'wrap', 'hi'),
+});`,
+    consumes: ['service:call:wrapper/wrap'],
+  });
+  await w.trust('caller', { permissions: ['service:call:wrapper/wrap'] });
+  await w.publish();
+  const host = w.host();
+  t.teardown(() => host.close());
+  await host.start();
+  const max = 64 * 1024;
+  const p = host.process('caller')!;
+  t.equal(await p.call('push', 60, max - 20), 60, 'every answer over the bound was refused');
+  t.equal(host.info('wrapper').status, 'active', 'the callee was not unloaded for it');
+  t.same(await p.call('small'), { input: 'hi', ok: true }, 'and still serves');
+});
+
 t.test('events: a Map or a Set payload counts its contents toward the payload bound', async (t) => {
   const host = await world(t, { maxPayloadBytes: 16 * 1024 });
   await t.rejects(host.process('sender')!.call('map') as Promise<unknown>, { code: 'ERR_BUS_LIMIT' }, 'a Map of 60 KiB');

@@ -268,8 +268,15 @@ export class Bus {
     } finally {
       target.pendingBytes -= size;
     }
-    // The answer goes on to the caller's channel: bounded like a payload, the callee's refusal if not.
-    if (sizeOver(answer, max) > max) this.refuse(target, 'ERR_BUS_LIMIT', `call ${plugin}/${s}: the answer is over ${max} bytes`, { caller: caller?.name ?? HOST_SENDER, service: s, limit: max });
+    // The answer goes on to the caller's channel: bounded like a payload. Refused and audited under
+    // the callee's name, but not counted toward its refusals: an honest answer may be large for what
+    // the caller sent (an echo of arguments just under the bound), and a caller must not be able to
+    // get a plugin it calls unloaded. What the callee wrote was charged on its own channel already.
+    if (sizeOver(answer, max) > max) {
+      const reason = `call ${plugin}/${s}: the answer is over ${max} bytes`;
+      this.audit('warning', target.name, `bus: refused ${reason}`, { code: 'ERR_BUS_LIMIT', caller: caller?.name ?? HOST_SENDER, service: s, limit: max, counted: false });
+      throw new BusError('ERR_BUS_LIMIT', reason);
+    }
     return answer;
   }
 
