@@ -110,6 +110,14 @@ t.test("a host method's error reaches the plugin without the host's stack", asyn
   t.match(((await p.call('boom').catch((x: unknown) => x)) as Error).stack, /channel-plugin\.js/);
 });
 
+t.test('a host method that echoes what the plugin sent cannot be made to write it out without end', async (t) => {
+  const p = await start(t, { handlers: { echo: (x: unknown) => x } });
+  const started = Date.now();
+  t.match(await p.call('sendShared', 'echo'), /value too large to send: over 2097152 values/, 'the answer is refused, bounded');
+  t.ok(Date.now() - started < 5000, `in ${Date.now() - started} ms (2^40 values written out, before)`);
+  t.equal(await p.call('add', 1, 1), 2, 'the channel serves on');
+});
+
 t.test('large payloads stream through a small ring', async (t) => {
   const p = await start(t, { ringSize: 64 * 1024 });
   const big = Buffer.alloc(64 * 1024 * 1024);

@@ -6,11 +6,23 @@
 import { types } from 'node:util';
 import { ATTACH_MIN, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, SHORT_STRING, Tag, f64, f64b, v8, writeU32, type FastUtf8 } from './codec';
 
+/**
+ * The most values one message to an untrusted peer (errorStacks false) may write. The encoder
+ * writes a part each time it is referenced: a value a plugin sent by structured clone (which keeps
+ * shared references) and a host method echoed back could be 40 levels of arrays each holding the
+ * next twice, a few hundred bytes that stand for 2^40 values, which the host's thread would write
+ * out without end. At this bound the host spends 50-100 ms (and ~10 MB of envelope) before it
+ * refuses; an honest value of two million values is a message of 10 MB or more.
+ */
+export const MAX_VALUES_UNTRUSTED = 1 << 21;
+
 export class Encoder {
   private buf: Buffer;
   private pos = 0;
   private attachments: Uint8Array[] | undefined;
   private depth = 0;
+  /** Values this message may still write (bounded towards an untrusted peer: MAX_VALUES_UNTRUSTED). */
+  private valuesLeft = Infinity;
   private busy = false;
   /** name → number; ~number (negative) until a message defining it has been handed to the channel. */
   private readonly names = new Map<string, number>();
@@ -45,6 +57,7 @@ export class Encoder {
     this.pos = HEADER;
     this.attachments = undefined;
     this.depth = 0;
+    this.valuesLeft = this.errorStacks ? Infinity : MAX_VALUES_UNTRUSTED;
     this.defined = undefined;
     try {
       if (name !== undefined) this.name(name);
@@ -156,6 +169,9 @@ export class Encoder {
   }
 
   private value(v: unknown): void {
+    if (--this.valuesLeft < 0) {
+      throw new RangeError(`value too large to send: over ${MAX_VALUES_UNTRUSTED} values (a part referenced from several places is written each time); send bulk data as a Buffer`);
+    }
     switch (typeof v) {
       case 'undefined':
         this.ensure(1);

@@ -56,6 +56,21 @@ exports.errorsIn = async (method) => {
   walk(await host.call(method));
   return found;
 };
+// Sends a host method a few hundred bytes that stand for 2^40 values (a class instance travels by
+// structured clone, which keeps shared references); what the plugin gets back, or the error.
+exports.sendShared = async (method) => {
+  class Box {}
+  let d = [];
+  for (let i = 0; i < 40; i++) d = [d, d];
+  const b = new Box();
+  b.v = d;
+  try {
+    await host.call(method, b);
+    return 'answered';
+  } catch (e) {
+    return e.message;
+  }
+};
 // What the plugin learns from a host method that throws.
 exports.hostError = async (method) => {
   try {
