@@ -165,11 +165,13 @@ export class Bus {
    * Audits a refusal, throws it to the sender, and reports the sender's violation when it keeps
    * trying. Once it has been refused too often, its refusals are thrown only: its violation is
    * reported (or, while it loads, waits for connect()), and each further line would be its flood.
+   * `counted` false: audited (details `counted: false`), never toward its violation: a refusal the
+   * sender may not have caused (a service's answer made large by its caller's arguments).
    */
-  private refuse(m: BusMember | undefined, code: string, reason: string, details: Record<string, unknown>): never {
+  private refuse(m: BusMember | undefined, code: string, reason: string, details: Record<string, unknown>, counted = true): never {
     if (m?.floodedWith !== undefined) throw new BusError(code, reason);
-    this.audit('warning', m?.name, `bus: refused ${reason}`, { code, ...details });
-    if (m !== undefined && m.refused()) {
+    this.audit('warning', m?.name, `bus: refused ${reason}`, { code, ...details, ...(counted ? {} : { counted: false }) });
+    if (counted && m !== undefined && m.refused()) {
       m.floodedWith = `refused on the bus more than ${this.settings.maxRefusals} times within ${this.settings.refusalWindowMs} ms (last: ${reason})`;
       m.peer?.violation(m.floodedWith);
     }
@@ -272,11 +274,7 @@ export class Bus {
     // the callee's name, but not counted toward its refusals: an honest answer may be large for what
     // the caller sent (an echo of arguments just under the bound), and a caller must not be able to
     // get a plugin it calls unloaded. What the callee wrote was charged on its own channel already.
-    if (sizeOver(answer, max) > max) {
-      const reason = `call ${plugin}/${s}: the answer is over ${max} bytes`;
-      this.audit('warning', target.name, `bus: refused ${reason}`, { code: 'ERR_BUS_LIMIT', caller: caller?.name ?? HOST_SENDER, service: s, limit: max, counted: false });
-      throw new BusError('ERR_BUS_LIMIT', reason);
-    }
+    if (sizeOver(answer, max) > max) this.refuse(target, 'ERR_BUS_LIMIT', `call ${plugin}/${s}: the answer is over ${max} bytes`, { caller: caller?.name ?? HOST_SENDER, service: s, limit: max }, false);
     return answer;
   }
 

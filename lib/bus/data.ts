@@ -68,10 +68,10 @@ function bytes(key: string, text: string): number {
   return Buffer.byteLength(key) + Buffer.byteLength(text);
 }
 
-/** Values are stored as JSON text: what goes in is what comes out, and its size is its length. */
 /** sizeOver's count of a value, against its JSON text, above which it cannot fit (see DataStore.set). */
 const JSON_OVERCOUNT = 8;
 
+/** Values are stored as JSON text: what goes in is what comes out, and its size is its length. */
 export class DataStore {
   private readonly owners: Map<string, Map<string, string>>;
   private readonly used = new Map<string, number>();
@@ -93,9 +93,9 @@ export class DataStore {
     // counts the value as written out and stops past its bound. What JSON writes it counts at most
     // 4.5 times (a number: 9 against "1,"), so no value whose JSON fits is refused, except for the
     // parts JSON leaves out (a property set to undefined, a Map's or Set's contents).
-    const counted = sizeOver(value, this.limits.maxValueBytes * JSON_OVERCOUNT);
-    if (counted > this.limits.maxValueBytes * JSON_OVERCOUNT) {
-      throw new DataQuotaError(`data value of '${owner}/${key}' is over ${this.limits.maxValueBytes} bytes as JSON (more than ${this.limits.maxValueBytes * JSON_OVERCOUNT} bytes written out, shared parts counted each time)`);
+    const bound = this.limits.maxValueBytes * JSON_OVERCOUNT;
+    if (sizeOver(value, bound) > bound) {
+      throw new DataQuotaError(`data value of '${owner}/${key}' is over ${this.limits.maxValueBytes} bytes as JSON (more than ${bound} bytes written out, shared parts counted each time)`);
     }
     let text: string | undefined;
     try {

@@ -14,7 +14,7 @@ import { ATTACH_MIN, HEADER, Kind, MAX_DEPTH, MAX_NAME_BYTES, MAX_NAMES, SHORT_S
  * out without end. At this bound the host spends 50-100 ms (and ~10 MB of envelope) before it
  * refuses; an honest value of two million values is a message of 10 MB or more.
  */
-export const MAX_VALUES_UNTRUSTED = 1 << 21;
+const MAX_VALUES_UNTRUSTED = 1 << 21;
 
 export class Encoder {
   private buf: Buffer;
