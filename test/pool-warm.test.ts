@@ -247,10 +247,20 @@ t.test('$wake: a pooled runner spins for the coming $load, a few ms at most, the
   // Time the runner's main thread spent on a core (ns), as the scheduler counts it.
   const onCpuMs = () => Number(fs.readFileSync(`/proc/${runner.pid}/task/${runner.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const idle0 = onCpuMs();
-  await sleep(100);
-  const idleMs = onCpuMs() - idle0;
-  t.ok(idleMs < 1, `asleep before: ${idleMs.toFixed(2)} ms on a core in 100 ms`);
+  // Asleep: under 1 ms on a core in 100 ms. The runner may still be finishing work of its warm-up
+  // (V8 posts some, such as an optimized compile's last step, to the main thread), and the machine
+  // may be busy: the least of up to five windows. A runner that spins while idle fails all five.
+  const idleWindow = async () => {
+    const windows: number[] = [];
+    while (windows.length < 5 && !windows.some((ms) => ms < 1)) {
+      const before = onCpuMs();
+      await sleep(100);
+      windows.push(onCpuMs() - before);
+    }
+    return windows;
+  };
+  const idle = await idleWindow();
+  t.ok(Math.min(...idle) < 1, `asleep before: ${idle.map((ms) => ms.toFixed(2)).join(', ')} ms on a core in 100 ms`);
   // WAKE_SPIN_US (3 ms wall) of spinning, and the handling of the message; without $wake: under
   // 1 ms. A busy machine may take the core from it meanwhile: the most of up to five rounds.
   const rounds: number[] = [];
@@ -263,9 +273,8 @@ t.test('$wake: a pooled runner spins for the coming $load, a few ms at most, the
   const spun = Math.max(...rounds);
   t.ok(spun >= 2, `it spun after $wake: ${rounds.map((ms) => ms.toFixed(2)).join(', ')} ms on a core`);
   t.ok(spun < 25, `for a bounded time: ${spun.toFixed(2)} ms`);
-  const after = onCpuMs();
-  await sleep(100);
-  t.ok(onCpuMs() - after < 1, `asleep again: ${(onCpuMs() - after).toFixed(2)} ms on a core in 100 ms`);
+  const again = await idleWindow();
+  t.ok(Math.min(...again) < 1, `asleep again: ${again.map((ms) => ms.toFixed(2)).join(', ')} ms on a core in 100 ms`);
   // The runner still takes its plugin.
   const p = await pool.start(path.join(dir, 'index.js'));
   t.teardown(() => p.kill());
