@@ -87,10 +87,14 @@ t.test('restarted and breaking the limit again at each load: quarantined, not re
     restart: { policy: 'restart', initialDelayMs: 10, maxDelayMs: 40 },
     quarantine: { violations: 3, windowMs: 60_000 },
   });
+  const events: string[] = [];
+  host.on('violation', (name: string, reason: PluginReason) => events.push(`${name} ${reason.kind} ${host.status(name)}`));
   await host.start();
   await until(() => host.status('execer') === 'quarantined', 20_000, 'the plugin to be quarantined');
   const lines = await linesOf(w, 'execer');
   t.equal(lines.filter((e) => e.event === 'violation').length, 3, 'three violation lines: the quarantine threshold');
+  // Before: the one that quarantined the plugin, the most serious, was not told.
+  t.same(events, ['execer seccomp failed', 'execer seccomp failed', 'execer seccomp quarantined'], "a 'violation' event per line, the status already set");
   t.equal(lines.filter((e) => e.event === 'restart').length, 2, 'two restarts between them');
   t.match(lines.find((e) => e.event === 'quarantine'), { severity: 'critical', details: { last: 'seccomp' } });
   await new Promise((r) => setTimeout(r, 300));
@@ -99,6 +103,8 @@ t.test('restarted and breaking the limit again at each load: quarantined, not re
 
 t.test('a new version that breaks a limit while loading: the old one serves on, the violation is counted', async (t) => {
   const { w, host } = await world(t, { p: { code: `exports.activate = (h) => { h.hook('work', () => 'v1'); };` } }, { quarantine: { violations: 2, windowMs: 60_000 } });
+  const events: string[] = [];
+  host.on('violation', (name: string, reason: PluginReason) => events.push(`${name} ${reason.kind} ${host.status(name)}`));
   await host.start();
   w.writePlugin('p', { code: EXEC_IN_ACTIVATE, hooks: ['work'], version: '2.0.0' });
   await w.trust('p');
@@ -118,6 +124,8 @@ t.test('a new version that breaks a limit while loading: the old one serves on, 
   t.equal(host.status('p'), 'quarantined', 'the threshold reached by reloads quarantines the plugin');
   t.match(after.find((e) => e.event === 'quarantine'), { severity: 'critical', details: { last: 'seccomp' } });
   t.same((await host.invoke('work', [])).values, [], 'and the old version no longer serves');
+  // Before: a reload's violations were audited and counted but not told.
+  t.same(events, ['p seccomp reloading', 'p seccomp quarantined'], "a 'violation' event for each");
 });
 
 t.test('garbage in the channel while loading is a protocol violation', async (t) => {
@@ -204,6 +212,43 @@ t.test('a refused thread does not hide a forbidden syscall made right after load
   t.match(host.info('racer').reason, { kind: 'seccomp', syscall: 'execve' }, 'the end is the program');
   const lines = (await linesOf(w, 'racer')).filter((e) => e.event === 'violation');
   t.match(lines, [{ severity: 'critical', details: { kind: 'seccomp' } }], 'one violation line, seccomp');
+});
+
+t.test('a running plugin: a forbidden syscall raced in after a refused thread is audited and told, not hidden', async (t) => {
+  // A hook that makes threads until the pids limit refuses one (the first violation: the host cuts
+  // the plugin off and kills it), then runs a program at once, before the kill lands. Each violation
+  // line gets its 'violation' event; a later kind is audited (after, counted: false) and names the end.
+  if (!isRoot) {
+    t.pass('pids then seccomp while running', { skip: 'needs root: pids limits are cgroup limits, which an unprivileged host lacks (see warden doctor)' });
+    return;
+  }
+  const { w, host } = await world(t, {
+    racer: {
+      code: `exports.activate = (h) => { h.hook('work', async () => {${USE_UP_THREADS.replace('await new Promise((r) => setTimeout(r, 200));', '')}
+        require('child_process').execFileSync('true');
+      }); };`,
+      limits: { pids: 24 },
+    },
+  });
+  const events: string[] = [];
+  host.on('violation', (name: string, reason: PluginReason) => events.push(reason.kind));
+  await host.start();
+  t.equal(host.status('racer'), 'active');
+  await host.invoke('work', []);
+  await until(() => host.status('racer') === 'failed', 10_000, 'the plugin to fail');
+  await new Promise((r) => setTimeout(r, 300)); // a late line, if any, is written by now
+  const lines = (await linesOf(w, 'racer')).filter((e) => e.event === 'violation');
+  const kinds = lines.map((e) => (e.details as { kind?: string }).kind);
+  t.same(events, kinds, 'one event per violation line, in order');
+  t.equal(lines.filter((e) => (e.details as { counted?: boolean }).counted !== false).length, 1, 'one end, one count');
+  if (kinds.includes('seccomp')) {
+    t.same(kinds, ['pids', 'seccomp'], 'the refused thread, then the program');
+    t.match(lines[1], { severity: 'critical', details: { kind: 'seccomp', syscall: 'execve', after: 'pids', counted: false } });
+    t.match(host.info('racer').reason, { kind: 'seccomp' }, 'the program names the end');
+  } else {
+    // The host's kill landed before the program ran: nothing of it to report.
+    t.same(kinds, ['pids'], `the kill came first: ${kinds.join(', ')}`);
+  }
 });
 
 t.test('unloaded while a load breaks a limit: no restart afterwards', async (t) => {

@@ -68,7 +68,9 @@ export interface LoadProgressEvent {
 }
 
 /**
- * Events: 'status' (PluginStatusEvent), 'load-progress' (LoadProgressEvent, during start() each time
+ * Events: 'status' (PluginStatusEvent), 'violation' (plugin, PluginReason: one for each violation
+ * line of the audit log, after the status it led to: a running plugin's, a load's, a reload's, the
+ * one that quarantines, and a later kind raced in before the kill, not counted again), 'load-progress' (LoadProgressEvent, during start() each time
  * a load settles; the last has loaded + failed = total), 'log' (plugin, level, message), 'logs-dropped'
  * (plugin, count: its lines over the log rate, once a second while it drops), 'event' (plugin, name, ...args)
  * for host.emit() of plugins (DEFAULT_EVENT_RATE a second, a burst of ten seconds' worth), 'events-dropped'

@@ -28,6 +28,7 @@ export function onLateViolation(core: HostCore, r: PluginRecord, inst: PluginIns
     kind: reason.kind, syscall: reason.syscall, limit: reason.limit, observed: reason.observed, pid: inst.pid, after: after.kind, counted: false,
   });
   if (names && r.reason === after) core.setStatus(r, r.status, reason);
+  core.emit('violation', r.name, reason);
 }
 
 /** At once: no more calls to the serving instance, its sandbox killed. In-flight calls fail with the channel. */
@@ -50,6 +51,7 @@ function quarantine(core: HostCore, r: PluginRecord, reason: PluginReason): void
 export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginReason, pid: number | undefined): void {
   if (countViolation(core, r, reason, pid) >= core.settings.quarantine.violations) {
     quarantine(core, r, reason);
+    core.emit('violation', r.name, reason);
     return;
   }
   core.setStatus(r, 'failed', reason);
@@ -76,11 +78,14 @@ export function recordViolation(core: HostCore, r: PluginRecord, reason: PluginR
  * Returns true then.
  */
 export function recordReloadViolation(core: HostCore, r: PluginRecord, reason: PluginReason, loading: string | undefined): boolean {
-  if (countViolation(core, r, reason, undefined, loading) < core.settings.quarantine.violations) return false;
-  if (r.status === 'quarantined') return true; // the old version's own violation got there first, during the reload
-  if (r.instance !== undefined) cutOff(core, r, r.instance);
-  quarantine(core, r, reason);
-  return true;
+  const count = countViolation(core, r, reason, undefined, loading);
+  const quarantines = count >= core.settings.quarantine.violations && r.status !== 'quarantined'; // not: the old version's own violation got there first, during the reload
+  if (quarantines) {
+    if (r.instance !== undefined) cutOff(core, r, r.instance);
+    quarantine(core, r, reason);
+  }
+  core.emit('violation', r.name, reason);
+  return count >= core.settings.quarantine.violations;
 }
 
 /** Audits a violation and counts it in the quarantine window; returns the count. */
